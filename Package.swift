@@ -1,0 +1,40 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("NonisolatedNonsendingByDefault"),
+    .enableUpcomingFeature("InferIsolatedConformances"),
+]
+
+let package = Package(
+    name: "Keel",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "KeelCore", targets: ["KeelCore"]),
+        .library(name: "Keel", targets: ["Keel"]),
+        .library(name: "KeelTesting", targets: ["KeelTesting"]),
+        .executable(name: "shop", targets: ["Shop"]),
+    ],
+    dependencies: [],
+    targets: [
+        .target(name: "KeelCore", swiftSettings: swiftSettings),
+        .target(name: "Keel", dependencies: ["KeelCore"], swiftSettings: swiftSettings),
+        .target(name: "KeelTesting", dependencies: ["KeelCore", "Keel"], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "Shop",
+            dependencies: ["Keel", "KeelCore"],
+            path: "Samples/Shop",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "KeelCoreTests", dependencies: ["KeelCore", "KeelTesting"], swiftSettings: swiftSettings),
+        .testTarget(name: "KeelTests", dependencies: ["Keel", "KeelCore", "KeelTesting"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "KeelTestingTests",
+            dependencies: ["KeelTesting", "Keel", "KeelCore"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

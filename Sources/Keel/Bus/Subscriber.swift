@@ -1,0 +1,274 @@
+import KeelCore
+import Synchronization
+
+/// One published event, shared by reference among every subscriber it goes to.
+final class PublishedEvent: Sendable {
+    let event: any Event
+    let envelope: EventEnvelope
+
+    init(event: any Event, envelope: EventEnvelope) {
+        self.event = event
+        self.envelope = envelope
+    }
+}
+
+/// How a subscriber selects events.
+enum SubscriberFilter: Sendable {
+    case type(ObjectIdentifier)
+    case pattern(TopicPattern)
+}
+
+/// One subscription's mailbox, handler and handler task.
+///
+/// The mailbox is a `Mutex` around a ``MailboxStateMachine``; one long-lived task per
+/// subscription drains it in batches. No task is created per event.
+final class Subscriber: Sendable {
+    typealias Handler = @Sendable (any Event, EventEnvelope) async throws -> Void
+
+    let id: SubscriptionID
+    let name: String
+    let owner: ServiceName?
+    let filter: SubscriberFilter
+    let options: SubscriptionOptions
+    let handler: Handler
+    let bus: EventBus
+    let spanName: String
+
+    private let mailbox: Mutex<MailboxStateMachine<PublishedEvent>>
+    private let task = Mutex<Task<Void, Never>?>(nil)
+    private let delivered = Atomic<Int>(0)
+    private let dropped = Atomic<Int>(0)
+    private let failedAttempts = Atomic<Int>(0)
+    private let deadLettered = Atomic<Int>(0)
+    private let discarded = Atomic<Int>(0)
+    private let peakBuffered = Atomic<Int>(0)
+    private let droppedCounter: any CounterHandler
+    private let deadLetterCounter: any CounterHandler
+
+    init(
+        id: SubscriptionID,
+        name: String,
+        owner: ServiceName?,
+        filter: SubscriberFilter,
+        options: SubscriptionOptions,
+        bus: EventBus,
+        handler: @escaping Handler
+    ) {
+        self.id = id
+        self.name = name
+        self.owner = owner
+        self.filter = filter
+        self.options = options
+        self.bus = bus
+        self.handler = handler
+        self.spanName = "handle \(name)"
+        self.mailbox = Mutex(MailboxStateMachine(capacity: options.bufferCapacity, overflow: options.overflow))
+        let dimensions = [("subscription", name)]
+        self.droppedCounter = bus.instrumentation.makeCounter(label: "keel.bus.dropped", dimensions: dimensions)
+        self.deadLetterCounter = bus.instrumentation.makeCounter(label: "keel.bus.dead_letters", dimensions: dimensions)
+    }
+
+    func matches(typeID: ObjectIdentifier, topic: String) -> Bool {
+        switch self.filter {
+        case .type(let id): id == typeID
+        case .pattern(let pattern): pattern.matches(topic)
+        }
+    }
+
+    var isFinished: Bool { self.mailbox.withLock { $0.isFinished } }
+
+    var statistics: SubscriptionStatistics {
+        SubscriptionStatistics(
+            delivered: self.delivered.load(ordering: .relaxed),
+            dropped: self.dropped.load(ordering: .relaxed),
+            failedAttempts: self.failedAttempts.load(ordering: .relaxed),
+            deadLettered: self.deadLettered.load(ordering: .relaxed),
+            discarded: self.discarded.load(ordering: .relaxed),
+            buffered: self.mailbox.withLock { $0.count },
+            peakBuffered: self.peakBuffered.load(ordering: .relaxed)
+        )
+    }
+
+    // MARK: Publishing side
+
+    /// Offers `event` to the mailbox. The event was already counted into the work tracker; every
+    /// path that does not buffer it counts it out again.
+    /// - Returns: The outcome; suspends only under ``OverflowPolicy/suspendPublisher`` when full
+    ///   and `mayWait` is true.
+    func send(_ event: PublishedEvent, mayWait: Bool) async -> MailboxStateMachine<PublishedEvent>.SendOutcome {
+        let action = self.mailbox.withLock { mailbox in
+            let action = mailbox.send(event, mayWait: mayWait)
+            self.recordPeak(mailbox.count)
+            return action
+        }
+        switch action {
+        case .enqueued(let wake):
+            wake?.resume()
+            return .enqueued
+        case .enqueuedDroppingOldest(_, let wake):
+            wake?.resume()
+            self.countDrop()
+            return .enqueued
+        case .droppedNewest:
+            self.countDrop()
+            return .droppedNewest
+        case .finished:
+            self.bus.tracker.leave()
+            return .finished
+        case .full:
+            self.bus.tracker.leave()
+            return .cancelled
+        case .suspend(let id):
+            return await self.park(id: id, event: event)
+        }
+    }
+
+    private func park(id: UInt64, event: PublishedEvent) async -> MailboxStateMachine<PublishedEvent>.SendOutcome {
+        let outcome = await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let action = self.mailbox.withLock { mailbox in
+                    let action = mailbox.park(id: id, element: event, continuation: continuation)
+                    self.recordPeak(mailbox.count)
+                    return action
+                }
+                if case .resume(let outcome, let wake) = action {
+                    wake?.resume()
+                    continuation.resume(returning: outcome)
+                }
+            }
+        } onCancel: {
+            let waiting = self.mailbox.withLock { $0.cancelProducer(id: id) }
+            waiting?.resume(returning: .cancelled)
+        }
+        if outcome != .enqueued { self.bus.tracker.leave() }
+        return outcome
+    }
+
+    private func countDrop() {
+        self.dropped.wrappingAdd(1, ordering: .relaxed)
+        self.droppedCounter.increment(by: 1)
+        self.bus.tracker.leave()
+    }
+
+    private func recordPeak(_ count: Int) {
+        if count > self.peakBuffered.load(ordering: .relaxed) {
+            self.peakBuffered.store(count, ordering: .relaxed)
+        }
+    }
+
+    // MARK: Handling side
+
+    /// Starts the handler task.
+    func start(executor: (any TaskExecutor)?) {
+        let task = TaskSpawner.spawn(executor: executor) { [self] in
+            await self.run()
+        }
+        self.task.withLock { $0 = task }
+    }
+
+    /// Ends the mailbox and waits for the handler task.
+    func stop() async {
+        self.finish()
+        let task = self.task.withLock { $0 }
+        task?.cancel()
+        await task?.value
+    }
+
+    private func finish() {
+        let finished = self.mailbox.withLock { $0.finish() }
+        finished.consumer?.resume()
+        for producer in finished.producers {
+            producer.continuation.resume(returning: .finished)
+        }
+        // Waiting producers count themselves out when resumed with `.finished`.
+        let buffered = finished.discarded - finished.producers.count
+        if buffered > 0 {
+            self.discarded.wrappingAdd(buffered, ordering: .relaxed)
+            self.bus.tracker.leave(buffered)
+        }
+    }
+
+    private func run() async {
+        var batch: [PublishedEvent] = []
+        batch.reserveCapacity(self.options.batchSize)
+        while true {
+            batch.removeAll(keepingCapacity: true)
+            let (admitted, finished) = self.mailbox.withLock { mailbox in
+                (mailbox.take(into: &batch, limit: self.options.batchSize), mailbox.isFinished)
+            }
+            for producer in admitted { producer.resume(returning: .enqueued) }
+            if batch.isEmpty {
+                if finished { return }
+                await self.waitForEvents()
+                continue
+            }
+            for (index, event) in batch.enumerated() {
+                if Task.isCancelled {
+                    let rest = batch.count - index
+                    self.discarded.wrappingAdd(rest, ordering: .relaxed)
+                    self.bus.tracker.leave(rest)
+                    break
+                }
+                await self.deliver(event)
+                self.bus.tracker.leave()
+            }
+        }
+    }
+
+    private func waitForEvents() async {
+        await withTaskCancellationHandler {
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+                let parked = self.mailbox.withLock { $0.parkConsumer(continuation) }
+                if !parked { continuation.resume() }
+            }
+        } onCancel: {
+            self.finish()
+        }
+    }
+
+    /// Runs the handler with the envelope's trace context, retrying per the redelivery policy,
+    /// then dead-letters the event.
+    func deliver(_ published: PublishedEvent) async {
+        let bus = self.bus
+        let context = published.envelope.makeHandlerContext(using: bus.random)
+        let span = bus.isRecording ? bus.instrumentation.startSpan(self.spanName, context: context, kind: .consumer) : nil
+        defer { span?.end() }
+        let policy = self.options.redelivery
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                try await TraceContext.$current.withValue(context) {
+                    try await self.handler(published.event, published.envelope)
+                }
+                self.delivered.wrappingAdd(1, ordering: .relaxed)
+                return
+            } catch {
+                if Task.isCancelled {
+                    self.discarded.wrappingAdd(1, ordering: .relaxed)
+                    return
+                }
+                self.failedAttempts.wrappingAdd(1, ordering: .relaxed)
+                span?.recordError(error)
+                if attempt >= policy.maxAttempts {
+                    bus.deadLetterQueue.append(
+                        published,
+                        subscription: self.id,
+                        name: self.name,
+                        error: error,
+                        attempts: attempt
+                    )
+                    self.deadLettered.wrappingAdd(1, ordering: .relaxed)
+                    self.deadLetterCounter.increment(by: 1)
+                    return
+                }
+                do {
+                    try await bus.clock.sleep(for: policy.backoff(afterAttempt: attempt))
+                } catch {
+                    self.discarded.wrappingAdd(1, ordering: .relaxed)
+                    return
+                }
+            }
+        }
+    }
+}

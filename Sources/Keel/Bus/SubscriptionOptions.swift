@@ -1,0 +1,100 @@
+/// What a subscriber's mailbox does when it is full.
+public struct OverflowPolicy: Sendable, Hashable, CustomStringConvertible {
+    enum Base: String, Hashable, Sendable {
+        case suspendPublisher, dropOldest, dropNewest
+    }
+    let base: Base
+    private init(_ base: Base) { self.base = base }
+
+    /// The publisher waits until the subscriber has room (the default). Nothing is lost; a slow
+    /// subscriber slows those who publish to it, and nobody else.
+    public static let suspendPublisher = OverflowPolicy(.suspendPublisher)
+    /// The oldest buffered event is dropped to make room for the new one.
+    public static let dropOldest = OverflowPolicy(.dropOldest)
+    /// The new event is dropped.
+    public static let dropNewest = OverflowPolicy(.dropNewest)
+
+    /// The policy's name.
+    public var description: String { self.base.rawValue }
+}
+
+/// How often and how patiently a failing event handler is retried before its event goes to the
+/// dead-letter queue.
+public struct RedeliveryPolicy: Sendable, Hashable {
+    /// Attempts in all, the first included; at least 1.
+    public var maxAttempts: Int
+    /// The wait before the second attempt.
+    public var initialBackoff: Duration
+    /// The factor by which each later wait grows.
+    public var multiplier: Double
+    /// The longest wait.
+    public var maxBackoff: Duration
+
+    /// Creates a policy.
+    /// - Parameters:
+    ///   - maxAttempts: Attempts in all, at least 1.
+    ///   - initialBackoff: The first wait.
+    ///   - multiplier: The growth factor, at least 1.
+    ///   - maxBackoff: The longest wait.
+    public init(
+        maxAttempts: Int = 3,
+        initialBackoff: Duration = .milliseconds(10),
+        multiplier: Double = 2,
+        maxBackoff: Duration = .seconds(1)
+    ) {
+        precondition(maxAttempts >= 1, "maxAttempts must be at least 1, got \(maxAttempts)")
+        precondition(multiplier >= 1, "multiplier must be at least 1, got \(multiplier)")
+        self.maxAttempts = maxAttempts
+        self.initialBackoff = initialBackoff
+        self.multiplier = multiplier
+        self.maxBackoff = maxBackoff
+    }
+
+    /// One attempt, no retry: a failure goes straight to the dead-letter queue.
+    public static let none = RedeliveryPolicy(maxAttempts: 1)
+
+    /// The wait after failed attempt number `attempt` (1-based), before the next.
+    /// - Parameter attempt: The attempt that failed.
+    /// - Returns: The wait.
+    public func backoff(afterAttempt attempt: Int) -> Duration {
+        var wait = self.initialBackoff
+        var step = 1
+        while step < attempt && wait < self.maxBackoff {
+            wait = wait * self.multiplier
+            step += 1
+        }
+        return min(wait, self.maxBackoff)
+    }
+}
+
+/// How a subscription buffers and retries.
+public struct SubscriptionOptions: Sendable, Hashable {
+    /// The most events the subscriber's mailbox holds; at least 1.
+    public var bufferCapacity: Int
+    /// What happens when the mailbox is full.
+    public var overflow: OverflowPolicy
+    /// How a failing handler is retried.
+    public var redelivery: RedeliveryPolicy
+    /// The most events taken from the mailbox per wake-up of the subscriber.
+    public var batchSize: Int
+
+    /// Creates options.
+    /// - Parameters:
+    ///   - bufferCapacity: The mailbox bound, at least 1.
+    ///   - overflow: What happens when it is full.
+    ///   - redelivery: How failures are retried.
+    ///   - batchSize: Events per wake-up, at least 1.
+    public init(
+        bufferCapacity: Int = 1024,
+        overflow: OverflowPolicy = .suspendPublisher,
+        redelivery: RedeliveryPolicy = RedeliveryPolicy(),
+        batchSize: Int = 64
+    ) {
+        precondition(bufferCapacity >= 1, "bufferCapacity must be at least 1, got \(bufferCapacity)")
+        precondition(batchSize >= 1, "batchSize must be at least 1, got \(batchSize)")
+        self.bufferCapacity = bufferCapacity
+        self.overflow = overflow
+        self.redelivery = redelivery
+        self.batchSize = batchSize
+    }
+}

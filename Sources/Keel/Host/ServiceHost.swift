@@ -1,0 +1,444 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import KeelCore
+
+/// Runs a set of services: verifies their dependencies, starts them in order, routes their
+/// requests and events, checks their health, and shuts them down gracefully.
+///
+/// ```swift
+/// let host = ServiceHost()
+/// try await host.register(UserService())
+/// try await host.register(OrderService())
+/// try await host.run()  // until SIGINT, SIGTERM or cancellation
+/// ```
+///
+/// **Start.** ``start()`` refuses a missing dependency or a cycle with a ``HostError`` that names
+/// them, then starts services level by level in dependency order; services of one level (which
+/// do not depend on each other) start concurrently in a task group. If a start throws, every
+/// service that already started is stopped in reverse order and the first failure is reported.
+///
+/// **Shutdown.** ``shutdown()`` stops taking new requests and events from outside (work that
+/// in-flight handlers start is still accepted), waits for in-flight requests and event handlers
+/// up to ``Configuration/shutdownTimeout``, then stops services in reverse start order, ending
+/// each one's subscriptions first.
+///
+/// **Health.** Every ``Configuration/healthCheckInterval`` on the host's clock, each instance's
+/// ``ServiceActor/health()`` is asked and the ``ServiceRegistry`` updated: an instance that is not
+/// live and ready gets no requests until a later check says it is.
+public actor ServiceHost {
+    /// A host's settings.
+    public struct Configuration: Sendable {
+        /// How long shutdown waits for in-flight work before stopping services anyway.
+        public var shutdownTimeout: Duration = .seconds(10)
+        /// How often instances' health is checked; `nil` checks only once, after start.
+        public var healthCheckInterval: Duration? = .seconds(5)
+        /// How requests choose among a service's instances, unless the service's registration
+        /// says otherwise.
+        public var loadBalancing: LoadBalancing = .roundRobin
+        /// The event bus's settings.
+        public var bus = EventBus.Configuration()
+        /// The task executor preference of every task the host starts.
+        public var executor: (any TaskExecutor)?
+        /// The source of wall-clock times for event envelopes.
+        public var wallClock: @Sendable () -> Date = { Date() }
+
+        /// Creates the default configuration.
+        public init() {}
+    }
+
+    /// Where a host is in its life.
+    public enum State: String, Sendable, Hashable {
+        /// Accepting registrations.
+        case idle
+        /// Starting services.
+        case starting
+        /// Running.
+        case running
+        /// Shutting down.
+        case stopping
+        /// Stopped; it cannot start again.
+        case stopped
+    }
+
+    struct Instance: Sendable {
+        var id: InstanceID
+        var service: any ServiceActor
+        var dependencies: [ServiceName]
+        var typeID: ObjectIdentifier
+    }
+
+    /// The host's settings.
+    public nonisolated let configuration: Configuration
+    /// The host's clock.
+    public nonisolated let clock: any Clock<Duration>
+    /// Where metrics and spans go.
+    public nonisolated let instrumentation: any Instrumentation
+    /// The host's random source.
+    public nonisolated let random: RandomSource
+    /// The host's event bus.
+    public nonisolated let bus: EventBus
+    /// The host's registry of instances and their health.
+    public nonisolated let registry: ServiceRegistry
+    /// A request client for calls from outside the services; it may reach every service.
+    public nonisolated let client: RequestClient
+
+    let router: RequestRouter
+    let tracker: WorkTracker
+    private var instances: [Instance] = []
+    private var startOrder: [ServiceName] = []
+    private var routePolicies: [ObjectIdentifier: any RoutePolicy] = [:]
+    private var servicePolicies: [ServiceName: any RoutePolicy] = [:]
+    private var loadBalancing: [ServiceName: LoadBalancing] = [:]
+    private var healthTask: Task<Void, Never>?
+    private var stateWaiters: [CheckedContinuation<Void, Never>] = []
+    private var stopErrors: [HostError] = []
+
+    /// Where the host is in its life.
+    public private(set) var state: State = .idle
+
+    /// Errors reported by services' `stop` during the last shutdown or rollback.
+    public var stopFailures: [HostError] { self.stopErrors }
+
+    /// Creates a host.
+    /// - Parameters:
+    ///   - configuration: The host's settings.
+    ///   - clock: The clock for deadlines, health checks, backoff and shutdown.
+    ///   - instrumentation: Where metrics and spans go.
+    ///   - random: The source of every id and random choice.
+    public init(
+        configuration: Configuration = Configuration(),
+        clock: some Clock<Duration> = ContinuousClock(),
+        instrumentation: any Instrumentation = NoOpInstrumentation(),
+        random: RandomSource = RandomSource()
+    ) {
+        self.configuration = configuration
+        self.clock = clock
+        self.instrumentation = instrumentation
+        self.random = random
+        let tracker = WorkTracker()
+        self.tracker = tracker
+        let registry = ServiceRegistry(random: random)
+        self.registry = registry
+        self.bus = EventBus(
+            configuration: configuration.bus,
+            clock: clock,
+            instrumentation: instrumentation,
+            random: random,
+            wallClock: configuration.wallClock,
+            executor: configuration.executor,
+            tracker: tracker
+        )
+        let router = RequestRouter(
+            registry: registry,
+            tracker: tracker,
+            clock: clock,
+            instrumentation: instrumentation,
+            random: random
+        )
+        self.router = router
+        self.client = RequestClient(router: router, caller: nil, allowed: nil)
+    }
+
+    // MARK: Registration
+
+    /// Registers one instance of a service. Register a service several times for several
+    /// instances; requests are balanced among those that are live and ready.
+    /// - Parameters:
+    ///   - service: The instance.
+    ///   - loadBalancing: How requests choose among the service's instances; defaults to the
+    ///     configuration's.
+    /// - Throws: ``HostError/Code-swift.struct/invalidState`` after start;
+    ///   ``HostError/Code-swift.struct/duplicateHandler`` or
+    ///   ``HostError/Code-swift.struct/conflictingRegistration`` for inconsistent handlers or names.
+    public func register<S: ServiceActor>(_ service: S, loadBalancing: LoadBalancing? = nil) throws(HostError) {
+        guard self.state == .idle else {
+            throw HostError(
+                code: .invalidState,
+                services: [S.name],
+                message: "cannot register \(S.name) while the host is \(self.state)"
+            )
+        }
+        if let other = self.instances.first(where: { $0.id.service == S.name }), other.typeID != ObjectIdentifier(S.self) {
+            throw HostError(
+                code: .conflictingRegistration,
+                services: [S.name],
+                message: "two different service types are named \(S.name)"
+            )
+        }
+        var handlers = RequestHandlers(service: service)
+        service.registerHandlers(&handlers)
+        if !handlers.duplicates.isEmpty {
+            throw HostError(
+                code: .duplicateHandler,
+                services: [S.name],
+                message: "\(S.name) declares more than one handler for \(handlers.duplicates.joined(separator: ", "))"
+            )
+        }
+        let index = self.instances.filter { $0.id.service == S.name }.count
+        let id = InstanceID(service: S.name, index: index)
+        let instrumentation = self.instrumentation
+        try self.router.updateRoutes { (routes) throws(HostError) in
+            for key in handlers.order {
+                guard let handler = handlers.entries[key] else { continue }
+                if let existing = routes[key], existing.service != S.name {
+                    throw HostError(
+                        code: .conflictingRegistration,
+                        services: [existing.service, S.name],
+                        message: "both \(existing.service) and \(S.name) handle \(handler.requestName)"
+                    )
+                }
+                var list = routes[key]?.handlers ?? []
+                while list.count <= index { list.append(nil) }
+                list[index] = handler
+                routes[key] =
+                    routes[key]?.with(handlers: list, policy: .none, instrumentation: instrumentation)
+                    ?? Route(
+                        requestName: handler.requestName,
+                        service: S.name,
+                        handlers: list,
+                        policy: self.routePolicies[key] ?? self.servicePolicies[S.name],
+                        instrumentation: instrumentation
+                    )
+            }
+        }
+        self.instances.append(
+            Instance(id: id, service: service, dependencies: S.dependencies, typeID: ObjectIdentifier(S.self))
+        )
+        self.registry.add(id, strategy: loadBalancing ?? self.loadBalancing[S.name] ?? self.configuration.loadBalancing)
+        if let loadBalancing { self.loadBalancing[S.name] = loadBalancing }
+    }
+
+    /// Wraps every call of requests of type `request` in `policy` (for example a resilience
+    /// pipeline). Replaces an earlier policy for the route; takes precedence over a service-wide
+    /// policy.
+    /// - Parameters:
+    ///   - policy: The policy.
+    ///   - request: The request type.
+    public func setPolicy<R: ServiceRequest>(_ policy: any RoutePolicy, for request: R.Type) {
+        let key = ObjectIdentifier(request)
+        self.routePolicies[key] = policy
+        let instrumentation = self.instrumentation
+        self.router.updateRoutesQuietly { routes in
+            routes[key] = routes[key]?.with(policy: .some(policy), instrumentation: instrumentation)
+        }
+    }
+
+    /// Wraps every call to `service` in `policy`, except routes with a policy of their own.
+    /// - Parameters:
+    ///   - policy: The policy.
+    ///   - service: The service.
+    public func setPolicy(_ policy: any RoutePolicy, forService service: ServiceName) {
+        self.servicePolicies[service] = policy
+        let instrumentation = self.instrumentation
+        let specific = self.routePolicies
+        self.router.updateRoutesQuietly { routes in
+            for (key, route) in routes where route.service == service && specific[key] == nil {
+                routes[key] = route.with(policy: .some(policy), instrumentation: instrumentation)
+            }
+        }
+    }
+
+    // MARK: Start
+
+    /// Verifies the dependency graph and starts every service in dependency order.
+    ///
+    /// Services that do not depend on each other start concurrently. When one fails, services
+    /// that started are stopped in reverse order and the host ends ``State/stopped``.
+    /// - Throws: ``HostError`` with code ``HostError/Code-swift.struct/missingDependency``,
+    ///   ``HostError/Code-swift.struct/dependencyCycle``, ``HostError/Code-swift.struct/startFailed``
+    ///   or ``HostError/Code-swift.struct/invalidState``.
+    public func start() async throws(HostError) {
+        guard self.state == .idle else {
+            throw HostError(code: .invalidState, services: [], message: "cannot start a host that is \(self.state)")
+        }
+        var seen: Set<ServiceName> = []
+        let graph = DependencyGraph(
+            services: self.instances.compactMap { instance in
+                seen.insert(instance.id.service).inserted ? (instance.id.service, instance.dependencies) : nil
+            }
+        )
+        try graph.verify()
+        self.state = .starting
+
+        var started: [ServiceName] = []
+        for level in graph.levels() {
+            let members = self.instances.filter { level.contains($0.id.service) }
+            let failures = await self.startConcurrently(members)
+            for name in level where !failures.contains(where: { $0.service == name }) {
+                started.append(name)
+            }
+            if let failure = failures.first {
+                // Services of this level that did start are stopped too, in reverse.
+                self.startOrder = started
+                await self.stopServices()
+                await self.bus.shutdown()
+                self.finish(.stopped)
+                throw HostError(
+                    code: .startFailed,
+                    services: [failure.service],
+                    message: "\(failure.service) failed to start; started services were stopped in reverse order",
+                    underlying: failure.error
+                )
+            }
+        }
+        self.startOrder = started
+        if let interval = self.configuration.healthCheckInterval {
+            self.healthTask = TaskSpawner.spawn(executor: self.configuration.executor) { [self] in
+                await self.checkHealthPeriodically(every: interval)
+            }
+        }
+        self.finish(.running)
+    }
+
+    private func startConcurrently(_ members: [Instance]) async -> [(service: ServiceName, error: any Error)] {
+        let results = await withTaskGroup(of: (Int, (any Error)?).self) { group in
+            for (offset, instance) in members.enumerated() {
+                let environment = self.makeEnvironment(for: instance)
+                group.addTask {
+                    do {
+                        try await instance.service.start(environment)
+                        return (offset, nil)
+                    } catch {
+                        return (offset, error)
+                    }
+                }
+            }
+            var results: [(Int, (any Error)?)] = []
+            for await result in group { results.append(result) }
+            return results.sorted { $0.0 < $1.0 }
+        }
+        var failures: [(service: ServiceName, error: any Error)] = []
+        for (offset, error) in results {
+            let instance = members[offset]
+            if let error {
+                failures.append((instance.id.service, error))
+            } else {
+                self.registry.setHealth(await instance.service.health(), for: instance.id)
+            }
+        }
+        return failures
+    }
+
+    private func makeEnvironment(for instance: Instance) -> ServiceEnvironment {
+        ServiceEnvironment(
+            name: instance.id.service,
+            instanceID: instance.id,
+            clock: self.clock,
+            instrumentation: self.instrumentation,
+            random: self.random,
+            bus: self.bus,
+            requests: RequestClient(router: self.router, caller: instance.id.service, allowed: instance.dependencies),
+            registry: self.registry
+        )
+    }
+
+    // MARK: Health
+
+    private func checkHealthPeriodically(every interval: Duration) async {
+        while !Task.isCancelled {
+            do {
+                try await self.clock.sleep(for: interval)
+            } catch {
+                return
+            }
+            await self.checkHealth()
+        }
+    }
+
+    /// Asks every running instance for its health now and updates the registry.
+    public func checkHealth() async {
+        guard self.state == .running else { return }
+        for instance in self.instances {
+            let report = await instance.service.health()
+            // The host may have begun stopping while it waited for the report.
+            guard self.state == .running else { return }
+            self.registry.setHealth(report, for: instance.id)
+        }
+    }
+
+    // MARK: Shutdown
+
+    /// Shuts the host down gracefully.
+    ///
+    /// Stops taking new work from outside, waits for in-flight requests and event handlers up to
+    /// ``Configuration/shutdownTimeout`` on the host's clock, then stops the services in reverse
+    /// start order, ending each service's subscriptions before calling its `stop`. Errors from
+    /// `stop` are collected in ``stopFailures``. Concurrent calls all return when shutdown is
+    /// complete; calling it on a stopped host returns at once. Runs to completion even when the
+    /// calling task is cancelled.
+    public func shutdown() async {
+        switch self.state {
+        case .idle:
+            await self.bus.shutdown()
+            self.finish(.stopped)
+            return
+        case .stopped:
+            return
+        case .starting, .stopping:
+            await withCheckedContinuation { self.stateWaiters.append($0) }
+            await self.shutdown()
+            return
+        case .running:
+            break
+        }
+        self.state = .stopping
+        self.tracker.startDraining()
+        let tracker = self.tracker
+        let clock = self.clock
+        let timeout = self.configuration.shutdownTimeout
+        // An unstructured task, owned and awaited here: the drain must not inherit the caller's
+        // cancellation, or a cancelled `run()` could not shut down gracefully.
+        await TaskSpawner.spawn(executor: self.configuration.executor) {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await tracker.waitUntilIdle() }
+                group.addTask { try? await clock.sleep(for: timeout) }
+                await group.next()
+                group.cancelAll()
+            }
+        }.value
+        self.healthTask?.cancel()
+        await self.healthTask?.value
+        self.healthTask = nil
+        await self.stopServices()
+        await self.bus.shutdown()
+        self.finish(.stopped)
+    }
+
+    private func stopServices() async {
+        for name in self.startOrder.reversed() {
+            await self.bus.cancelSubscriptions(ownedBy: name)
+            for instance in self.instances.reversed() where instance.id.service == name {
+                self.registry.setHealth(.dead("stopped"), for: instance.id)
+                do {
+                    try await instance.service.stop()
+                } catch {
+                    self.stopErrors.append(
+                        HostError(code: .stopFailed, services: [name], message: "\(instance.id) failed to stop", underlying: error)
+                    )
+                }
+            }
+        }
+        self.startOrder = []
+    }
+
+    private func finish(_ state: State) {
+        self.state = state
+        let waiters = self.stateWaiters
+        self.stateWaiters = []
+        for waiter in waiters { waiter.resume() }
+    }
+
+    // MARK: Run
+
+    /// Starts the host, runs until the process receives SIGINT or SIGTERM or the calling task is
+    /// cancelled, then shuts down gracefully.
+    /// - Throws: What ``start()`` throws.
+    public func run() async throws(HostError) {
+        try await self.start()
+        _ = await SignalWaiter.wait()
+        await self.shutdown()
+    }
+}

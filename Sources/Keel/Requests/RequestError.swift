@@ -1,0 +1,78 @@
+/// Why a request failed.
+///
+/// Every failure of ``RequestClient/send(_:deadline:)`` is a `RequestError` whose ``code`` says
+/// what happened; ``underlying`` carries the cause where there is one (the handler's error, the
+/// policy's rejection).
+public struct RequestError: Error, Sendable, CustomStringConvertible {
+    /// What kind of failure this is. New codes may be added; switch with a `default`.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private enum Base: String, Hashable, Sendable {
+            case noHandler, undeclaredDependency, noHealthyInstance, deadlineExceeded
+            case handlerFailed, shuttingDown, cancelled, rejected
+        }
+        private let base: Base
+        private init(_ base: Base) { self.base = base }
+
+        /// No registered service handles this request type.
+        public static let noHandler = Code(.noHandler)
+        /// The calling service did not declare the handling service as a dependency.
+        public static let undeclaredDependency = Code(.undeclaredDependency)
+        /// The handling service has no live and ready instance.
+        public static let noHealthyInstance = Code(.noHealthyInstance)
+        /// The call's deadline passed before it finished.
+        public static let deadlineExceeded = Code(.deadlineExceeded)
+        /// The handler threw; ``RequestError/underlying`` is what it threw.
+        public static let handlerFailed = Code(.handlerFailed)
+        /// The host is shutting down and takes no new requests.
+        public static let shuttingDown = Code(.shuttingDown)
+        /// The caller's task was cancelled.
+        public static let cancelled = Code(.cancelled)
+        /// The route's policy refused the call (a circuit breaker is open, a bulkhead is full…);
+        /// ``RequestError/underlying`` is the policy's error.
+        public static let rejected = Code(.rejected)
+
+        /// The code's name.
+        public var description: String { self.base.rawValue }
+    }
+
+    /// What kind of failure this is.
+    public var code: Code
+    /// The request type's name.
+    public var request: String
+    /// The service the request was routed to, when known.
+    public var service: ServiceName?
+    /// A human-readable explanation.
+    public var message: String
+    /// The cause, where there is one.
+    public var underlying: (any Error)?
+
+    /// Creates an error.
+    /// - Parameters:
+    ///   - code: What kind of failure.
+    ///   - request: The request type's name.
+    ///   - service: The target service.
+    ///   - message: An explanation.
+    ///   - underlying: The cause.
+    public init(
+        code: Code,
+        request: String,
+        service: ServiceName? = nil,
+        message: String,
+        underlying: (any Error)? = nil
+    ) {
+        self.code = code
+        self.request = request
+        self.service = service
+        self.message = message
+        self.underlying = underlying
+    }
+
+    /// `RequestError(code) request → service: message (cause)`.
+    public var description: String {
+        var text = "RequestError(\(self.code)) \(self.request)"
+        if let service { text += " → \(service)" }
+        text += ": \(self.message)"
+        if let underlying { text += " (cause: \(underlying))" }
+        return text
+    }
+}

@@ -1,0 +1,265 @@
+import KeelCore
+import Synchronization
+
+/// The routes of a host: for each request type, the service that handles it, each instance's
+/// handler, the route's policy and metrics.
+final class Route: Sendable {
+    let requestName: String
+    let service: ServiceName
+    let handlers: [(any AnyBoundHandler)?]
+    let policy: (any RoutePolicy)?
+    let spanName: String
+    let requests: any CounterHandler
+    let failures: any CounterHandler
+    let latency: any TimerHandler
+
+    init(
+        requestName: String,
+        service: ServiceName,
+        handlers: [(any AnyBoundHandler)?],
+        policy: (any RoutePolicy)?,
+        instrumentation: any Instrumentation
+    ) {
+        self.requestName = requestName
+        self.service = service
+        self.handlers = handlers
+        self.policy = policy
+        self.spanName = "\(service).\(requestName)"
+        let dimensions = [("service", service.rawValue), ("request", requestName)]
+        self.requests = instrumentation.makeCounter(label: "keel.requests", dimensions: dimensions)
+        self.failures = instrumentation.makeCounter(label: "keel.requests.failed", dimensions: dimensions)
+        self.latency = instrumentation.makeTimer(label: "keel.requests.duration", dimensions: dimensions)
+    }
+
+    func with(handlers: [(any AnyBoundHandler)?]? = nil, policy: (any RoutePolicy)??, instrumentation: any Instrumentation)
+        -> Route
+    {
+        Route(
+            requestName: self.requestName,
+            service: self.service,
+            handlers: handlers ?? self.handlers,
+            policy: policy ?? self.policy,
+            instrumentation: instrumentation
+        )
+    }
+}
+
+/// Delivers requests: finds the route, checks the caller, picks an instance, applies the route's
+/// policy and deadline, and calls the handler directly on the instance's actor.
+final class RequestRouter: Sendable {
+    private let routes = Mutex<[ObjectIdentifier: Route]>([:])
+    let registry: ServiceRegistry
+    let tracker: WorkTracker
+    let clock: any Clock<Duration>
+    let reader: ClockReader
+    let instrumentation: any Instrumentation
+    let isRecording: Bool
+    let random: RandomSource
+
+    init(
+        registry: ServiceRegistry,
+        tracker: WorkTracker,
+        clock: any Clock<Duration>,
+        instrumentation: any Instrumentation,
+        random: RandomSource
+    ) {
+        self.registry = registry
+        self.tracker = tracker
+        self.clock = clock
+        self.reader = ClockReader(clock)
+        self.instrumentation = instrumentation
+        self.isRecording = !(instrumentation is NoOpInstrumentation)
+        self.random = random
+    }
+
+    func route(for key: ObjectIdentifier) -> Route? {
+        self.routes.withLock { $0[key] }
+    }
+
+    func updateRoutes<T>(_ body: (inout [ObjectIdentifier: Route]) throws(HostError) -> T) throws(HostError) -> T {
+        try self.routes.withLock { (routes) throws(HostError) -> T in try body(&routes) }
+    }
+
+    func updateRoutesQuietly(_ body: (inout [ObjectIdentifier: Route]) -> Void) {
+        self.routes.withLock { body(&$0) }
+    }
+
+    func send<R: ServiceRequest>(
+        _ request: R,
+        deadline: Deadline?,
+        caller: ServiceName?,
+        allowed: [ServiceName]?
+    ) async throws(RequestError) -> R.Response {
+        guard let route = self.route(for: ObjectIdentifier(R.self)) else {
+            throw RequestError(code: .noHandler, request: R.name, message: "no registered service handles \(R.name)")
+        }
+        if let allowed, !allowed.contains(route.service) {
+            throw RequestError(
+                code: .undeclaredDependency,
+                request: R.name,
+                service: route.service,
+                message: "\(caller?.description ?? "caller") does not declare \(route.service) as a dependency"
+            )
+        }
+        let current = TraceContext.current
+        guard self.tracker.enter(nested: current?.isInHandler ?? false) else {
+            throw RequestError(
+                code: .shuttingDown,
+                request: R.name,
+                service: route.service,
+                message: "the host is shutting down and takes no new requests"
+            )
+        }
+        defer { self.tracker.leave() }
+        if Task.isCancelled {
+            throw RequestError(code: .cancelled, request: R.name, service: route.service, message: "caller cancelled")
+        }
+
+        var context = current?.makeChild(using: self.random) ?? .makeRoot(using: self.random)
+        context.isInHandler = true
+        if let deadline {
+            context.deadline = deadline.earliest(context.deadline)
+        }
+        route.requests.increment(by: 1)
+        let span = self.isRecording ? self.instrumentation.startSpan(route.spanName, context: context, kind: .server) : nil
+        let started = self.isRecording ? self.reader.now() : .zero
+        defer {
+            if let span {
+                self.latency(route, since: started)
+                span.end()
+            }
+        }
+        do throws(RequestError) {
+            return try await TraceContext.bind(context) { () async throws(RequestError) -> R.Response in
+                try await self.dispatch(request, route: route, caller: caller, deadline: context.deadline)
+            }
+        } catch {
+            route.failures.increment(by: 1)
+            span?.recordError(error)
+            throw error
+        }
+    }
+
+    private func latency(_ route: Route, since started: Duration) {
+        route.latency.record(self.reader.now() - started)
+    }
+
+    private func dispatch<R: ServiceRequest>(
+        _ request: R,
+        route: Route,
+        caller: ServiceName?,
+        deadline: Deadline?
+    ) async throws(RequestError) -> R.Response {
+        guard let deadline, let remaining = deadline.remaining(onAny: self.clock) else {
+            return try await self.applyPolicy(request, route: route, caller: caller)
+        }
+        guard remaining > .zero else {
+            throw RequestError(
+                code: .deadlineExceeded,
+                request: R.name,
+                service: route.service,
+                message: "the deadline had passed before the call"
+            )
+        }
+        // Racing the call against the deadline needs the call in a child task; without a
+        // deadline the call runs in the caller's task with no task created.
+        let clock = self.clock
+        let result: Result<R.Response, RequestError> = await withTaskGroup(of: Result<R.Response, RequestError>?.self) {
+            group in
+            group.addTask {
+                do throws(RequestError) {
+                    return .success(try await self.applyPolicy(request, route: route, caller: caller))
+                } catch {
+                    return .failure(error)
+                }
+            }
+            group.addTask {
+                do {
+                    try await clock.sleep(for: remaining)
+                } catch {
+                    // Cancelled because the call finished first.
+                }
+                return nil
+            }
+            let first = await group.next()!
+            group.cancelAll()
+            return first
+                ?? .failure(
+                    RequestError(
+                        code: .deadlineExceeded,
+                        request: R.name,
+                        service: route.service,
+                        message: "the deadline passed after \(remaining)"
+                    )
+                )
+        }
+        return try result.get()
+    }
+
+    private func applyPolicy<R: ServiceRequest>(
+        _ request: R,
+        route: Route,
+        caller: ServiceName?
+    ) async throws(RequestError) -> R.Response {
+        guard let policy = route.policy else {
+            return try await self.invoke(request, route: route)
+        }
+        let descriptor = RouteDescriptor(request: R.name, service: route.service, caller: caller)
+        do {
+            return try await policy.execute(descriptor) { () async throws(RequestError) -> R.Response in
+                try await self.invoke(request, route: route)
+            }
+        } catch let error as RequestError {
+            throw error
+        } catch {
+            if error is CancellationError && Task.isCancelled {
+                throw RequestError(code: .cancelled, request: R.name, service: route.service, message: "caller cancelled")
+            }
+            throw RequestError(
+                code: .rejected,
+                request: R.name,
+                service: route.service,
+                message: "the route's policy refused the call",
+                underlying: error
+            )
+        }
+    }
+
+    /// One attempt: pick a serving instance and call its handler on its actor.
+    private func invoke<R: ServiceRequest>(_ request: R, route: Route) async throws(RequestError) -> R.Response {
+        guard let slot = self.registry.pick(route.service) else {
+            throw RequestError(
+                code: .noHealthyInstance,
+                request: R.name,
+                service: route.service,
+                message: "no instance of \(route.service) is live and ready"
+            )
+        }
+        guard route.handlers.indices.contains(slot.id.index), let erased = route.handlers[slot.id.index] else {
+            throw RequestError(
+                code: .noHandler,
+                request: R.name,
+                service: route.service,
+                message: "instance \(slot.id) registered no handler for \(R.name)"
+            )
+        }
+        // The route is keyed by `ObjectIdentifier(R.self)`, so its handlers are `BoundHandler<R>`.
+        let handler = unsafeDowncast(erased, to: BoundHandler<R>.self)
+        slot.outstanding.wrappingAdd(1, ordering: .relaxed)
+        defer { slot.outstanding.wrappingSubtract(1, ordering: .relaxed) }
+        do {
+            return try await handler.call(request)
+        } catch {
+            if error is CancellationError && Task.isCancelled {
+                throw RequestError(code: .cancelled, request: R.name, service: route.service, message: "caller cancelled")
+            }
+            throw RequestError(
+                code: .handlerFailed,
+                request: R.name,
+                service: route.service,
+                message: "the handler on \(slot.id) threw",
+                underlying: error
+            )
+        }
+    }
+}

@@ -1,0 +1,76 @@
+/// A service: an actor that owns its state and talks to other services only by request and event.
+///
+/// A service names itself and the services it calls, declares the requests it handles, and
+/// reacts to the lifecycle the ``ServiceHost`` drives:
+///
+/// ```swift
+/// actor UserService: ServiceActor {
+///     static let name: ServiceName = "user"
+///     private var users: [Int: String] = [1: "Ada"]
+///
+///     nonisolated func registerHandlers(_ handlers: inout RequestHandlers<UserService>) {
+///         handlers.on(GetUser.self) { service, request in
+///             guard let name = service.users[request.id] else { throw UserError.unknown }
+///             return name
+///         }
+///     }
+/// }
+/// ```
+///
+/// A handler runs on the service's actor: the actor is the mailbox, and a request is a direct
+/// call on it. The state is therefore reachable only through the actor, by request or by event.
+///
+/// Every hook has a default: ``dependencies`` is empty, ``registerHandlers(_:)`` registers
+/// nothing, ``start(_:)`` and ``stop()`` do nothing, and ``health()`` reports healthy.
+public protocol ServiceActor: Actor {
+    /// The service's name, shared by all of its instances.
+    static var name: ServiceName { get }
+
+    /// The services this one sends requests to. The host refuses to start when one is missing or
+    /// when they form a cycle, and a request to a service not listed here fails with
+    /// ``RequestError/Code-swift.struct/undeclaredDependency``.
+    static var dependencies: [ServiceName] { get }
+
+    /// Declares the requests this service handles. Called once, when the service is registered,
+    /// before it starts.
+    /// - Parameter handlers: The table to add handlers to.
+    nonisolated func registerHandlers(_ handlers: inout RequestHandlers<Self>)
+
+    /// Starts the service. Called once, after every service it depends on has started.
+    ///
+    /// Subscribe to events and keep what the environment offers here. Throwing stops every
+    /// service that already started, in reverse order, and fails ``ServiceHost/start()``.
+    /// - Parameter environment: The service's identity, clock, bus, request client and
+    ///   instrumentation.
+    /// - Throws: Any error, to refuse to start.
+    func start(_ environment: ServiceEnvironment) async throws
+
+    /// Stops the service. Called once, after its subscriptions have ended and before the services
+    /// it depends on stop. An error is reported and the host goes on stopping the others.
+    /// - Throws: Any error; it is reported, not rethrown by the host.
+    func stop() async throws
+
+    /// Reports the instance's health. Called on the host's schedule.
+    /// - Returns: Liveness and readiness.
+    func health() async -> HealthReport
+}
+
+extension ServiceActor {
+    /// No dependencies.
+    public static var dependencies: [ServiceName] { [] }
+
+    /// Registers no handlers.
+    /// - Parameter handlers: Unused.
+    public nonisolated func registerHandlers(_ handlers: inout RequestHandlers<Self>) {}
+
+    /// Does nothing.
+    /// - Parameter environment: Unused.
+    public func start(_ environment: ServiceEnvironment) async throws {}
+
+    /// Does nothing.
+    public func stop() async throws {}
+
+    /// Reports ``HealthReport/healthy``.
+    /// - Returns: ``HealthReport/healthy``.
+    public func health() async -> HealthReport { .healthy }
+}

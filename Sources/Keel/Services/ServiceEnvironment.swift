@@ -1,0 +1,103 @@
+import KeelCore
+
+/// What a service receives when it starts: its identity, its clock, its instrumentation, the bus,
+/// and a request client that reaches only the services it declared.
+///
+/// ```swift
+/// func start(_ environment: ServiceEnvironment) async throws {
+///     self.environment = environment
+///     try environment.subscribe(to: OrderCreated.self) { [self] event, _ in
+///         await self.notify(event)
+///     }
+/// }
+/// ```
+///
+/// Events published through the environment carry the service's name as their source, and
+/// subscriptions made through it end when the service stops.
+public struct ServiceEnvironment: Sendable {
+    /// The service's name.
+    public let name: ServiceName
+    /// This instance's id.
+    public let instanceID: InstanceID
+    /// The host's clock; wait on it rather than on a clock of your own, so tests can drive time.
+    public let clock: any Clock<Duration>
+    /// Where metrics and spans go.
+    public let instrumentation: any Instrumentation
+    /// The host's random source; draw from it so runs can be replayed from a seed.
+    public let random: RandomSource
+    /// The host's event bus.
+    public let bus: EventBus
+    /// A request client limited to the service's declared dependencies.
+    public let requests: RequestClient
+    /// The host's registry, to look up instances and their health.
+    public let registry: ServiceRegistry
+
+    /// Publishes an event with this service as its source. See ``EventBus/publish(_:source:)``.
+    /// - Parameter event: The event.
+    /// - Returns: What happened to the event.
+    /// - Throws: ``EventBusError`` when the bus refuses it.
+    @discardableResult
+    public func publish<E: Event>(_ event: E) async throws(EventBusError) -> PublishReceipt {
+        try await self.bus.publish(event, source: self.name)
+    }
+
+    /// Subscribes to events of one type; the subscription ends when this service stops. See
+    /// ``EventBus/subscribe(to:name:owner:options:_:)``.
+    /// - Parameters:
+    ///   - type: The event type.
+    ///   - name: A name for metrics and dead letters; defaults to `service:topic`.
+    ///   - options: Buffering and redelivery.
+    ///   - handler: Called once per event (more on redelivery).
+    /// - Returns: The subscription.
+    /// - Throws: ``EventBusError`` when the bus is shut down.
+    @discardableResult
+    public func subscribe<E: Event>(
+        to type: E.Type,
+        name: String? = nil,
+        options: SubscriptionOptions? = nil,
+        _ handler: @escaping @Sendable (E, EventEnvelope) async throws -> Void
+    ) throws(EventBusError) -> Subscription {
+        try self.bus.subscribe(
+            to: type,
+            name: name ?? "\(self.name):\(E.topic)",
+            owner: self.name,
+            options: options,
+            handler
+        )
+    }
+
+    /// Subscribes to events whose topic matches `pattern`; the subscription ends when this service
+    /// stops. See ``EventBus/subscribe(pattern:name:owner:options:_:)``.
+    /// - Parameters:
+    ///   - pattern: The topic pattern.
+    ///   - name: A name for metrics and dead letters; defaults to `service:pattern`.
+    ///   - options: Buffering and redelivery.
+    ///   - handler: Called once per event (more on redelivery).
+    /// - Returns: The subscription.
+    /// - Throws: ``EventBusError`` when the bus is shut down.
+    @discardableResult
+    public func subscribe(
+        pattern: String,
+        name: String? = nil,
+        options: SubscriptionOptions? = nil,
+        _ handler: @escaping @Sendable (any Event, EventEnvelope) async throws -> Void
+    ) throws(EventBusError) -> Subscription {
+        try self.bus.subscribe(
+            pattern: pattern,
+            name: name ?? "\(self.name):\(pattern)",
+            owner: self.name,
+            options: options,
+            handler
+        )
+    }
+
+    /// Sends a request to a declared dependency. See ``RequestClient/send(_:deadline:)``.
+    /// - Parameters:
+    ///   - request: The request.
+    ///   - deadline: A deadline for this call.
+    /// - Returns: The response.
+    /// - Throws: A ``RequestError``.
+    public func send<R: ServiceRequest>(_ request: R, deadline: Deadline? = nil) async throws(RequestError) -> R.Response {
+        try await self.requests.send(request, deadline: deadline)
+    }
+}

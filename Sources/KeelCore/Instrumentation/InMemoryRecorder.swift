@@ -1,0 +1,315 @@
+import Synchronization
+
+/// Instrumentation that keeps every metric and span in memory, for tests and samples.
+///
+/// It can list metric values and render a trace as an indented tree with durations:
+///
+/// ```text
+/// request PlaceOrder (client) 1.204 ms
+///   handle PlaceOrder (server) 1.150 ms
+///     request GetUser (client) 0.101 ms
+///       handle GetUser (server) 0.080 ms
+///     publish order.created (producer) 0.012 ms
+///       handle order.created (consumer) 0.051 ms
+/// ```
+///
+/// Span times come from the clock given at creation, so a test clock makes durations exact.
+/// All methods are thread-safe; recording takes a short `Mutex` and never suspends.
+public final class InMemoryRecorder: Instrumentation {
+    /// One finished or running span.
+    public struct RecordedSpan: Sendable, Hashable {
+        /// The operation name.
+        public var name: String
+        /// The span's role.
+        public var kind: SpanKind
+        /// The span's context.
+        public var context: TraceContext
+        /// When it started, measured from the recorder's creation.
+        public var start: Duration
+        /// When it ended, measured from the recorder's creation; `nil` while running.
+        public var end: Duration?
+        /// Its attributes.
+        public var attributes: [String: SpanAttribute]
+        /// The errors recorded on it, as text.
+        public var errors: [String]
+
+        /// How long it ran, once ended.
+        public var duration: Duration? {
+            self.end.map { $0 - self.start }
+        }
+    }
+
+    /// The name and dimensions of one metric.
+    public struct MetricKey: Sendable, Hashable, Comparable, CustomStringConvertible {
+        /// The metric name.
+        public var label: String
+        /// The dimensions, sorted by key.
+        public var dimensions: [String]
+
+        /// Creates a key.
+        /// - Parameters:
+        ///   - label: The metric name.
+        ///   - dimensions: The dimensions, in any order.
+        public init(label: String, dimensions: [(String, String)] = []) {
+            self.label = label
+            self.dimensions = dimensions.sorted { $0.0 < $1.0 }.map { "\($0.0)=\($0.1)" }
+        }
+
+        /// `label{key=value,…}`.
+        public var description: String {
+            self.dimensions.isEmpty ? self.label : "\(self.label){\(self.dimensions.joined(separator: ","))}"
+        }
+
+        public static func < (lhs: MetricKey, rhs: MetricKey) -> Bool {
+            lhs.description < rhs.description
+        }
+    }
+
+    struct Storage {
+        var spans: [RecordedSpan] = []
+        var spanIndex: [SpanID: Int] = [:]
+        var counters: [MetricKey: Int64] = [:]
+        var gauges: [MetricKey: Double] = [:]
+        var timers: [MetricKey: [Duration]] = [:]
+        var histograms: [MetricKey: [Double]] = [:]
+    }
+
+    let storage = Mutex(Storage())
+    let elapsed: @Sendable () -> Duration
+
+    /// Creates a recorder whose span times come from `clock`.
+    /// - Parameter clock: The clock to time spans with.
+    public init<C: Clock<Duration>>(clock: C) {
+        let origin = clock.now
+        self.elapsed = { origin.duration(to: clock.now) }
+    }
+
+    /// Creates a recorder that times spans with the continuous clock.
+    public convenience init() {
+        self.init(clock: ContinuousClock())
+    }
+
+    // MARK: Instrumentation
+
+    /// Makes a counter recorded in memory.
+    public func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
+        Handler(recorder: self, key: MetricKey(label: label, dimensions: dimensions))
+    }
+
+    /// Makes a gauge recorded in memory.
+    public func makeGauge(label: String, dimensions: [(String, String)]) -> any GaugeHandler {
+        Handler(recorder: self, key: MetricKey(label: label, dimensions: dimensions))
+    }
+
+    /// Makes a timer recorded in memory.
+    public func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
+        Handler(recorder: self, key: MetricKey(label: label, dimensions: dimensions))
+    }
+
+    /// Makes a histogram recorded in memory.
+    public func makeHistogram(label: String, dimensions: [(String, String)]) -> any HistogramHandler {
+        Handler(recorder: self, key: MetricKey(label: label, dimensions: dimensions))
+    }
+
+    /// Starts a span recorded in memory.
+    public func startSpan(_ operationName: String, context: TraceContext, kind: SpanKind) -> any SpanHandle {
+        let span = RecordedSpan(
+            name: operationName,
+            kind: kind,
+            context: context,
+            start: self.elapsed(),
+            end: nil,
+            attributes: [:],
+            errors: []
+        )
+        self.storage.withLock { storage in
+            storage.spanIndex[context.spanID] = storage.spans.count
+            storage.spans.append(span)
+        }
+        return Span(recorder: self, context: context)
+    }
+
+    // MARK: Reading
+
+    /// Every span recorded so far, in start order.
+    public var spans: [RecordedSpan] {
+        self.storage.withLock { $0.spans }
+    }
+
+    /// The spans of one trace, in start order.
+    /// - Parameter traceID: The trace.
+    /// - Returns: Its spans.
+    public func spans(inTrace traceID: TraceID) -> [RecordedSpan] {
+        self.spans.filter { $0.context.traceID == traceID }
+    }
+
+    /// The current value of a counter, or zero when it was never incremented.
+    /// - Parameters:
+    ///   - label: The metric name.
+    ///   - dimensions: Its dimensions.
+    /// - Returns: The value.
+    public func counter(_ label: String, dimensions: [(String, String)] = []) -> Int64 {
+        let key = MetricKey(label: label, dimensions: dimensions)
+        return self.storage.withLock { $0.counters[key] ?? 0 }
+    }
+
+    /// The sum of a counter over all its dimensions.
+    /// - Parameter label: The metric name.
+    /// - Returns: The total.
+    public func counterTotal(_ label: String) -> Int64 {
+        self.storage.withLock { storage in
+            storage.counters.reduce(0) { $1.key.label == label ? $0 + $1.value : $0 }
+        }
+    }
+
+    /// The last value of a gauge, or `nil` when it was never set.
+    /// - Parameters:
+    ///   - label: The metric name.
+    ///   - dimensions: Its dimensions.
+    /// - Returns: The value.
+    public func gauge(_ label: String, dimensions: [(String, String)] = []) -> Double? {
+        let key = MetricKey(label: label, dimensions: dimensions)
+        return self.storage.withLock { $0.gauges[key] }
+    }
+
+    /// Every duration a timer recorded.
+    /// - Parameters:
+    ///   - label: The metric name.
+    ///   - dimensions: Its dimensions.
+    /// - Returns: The durations, in recording order.
+    public func timer(_ label: String, dimensions: [(String, String)] = []) -> [Duration] {
+        let key = MetricKey(label: label, dimensions: dimensions)
+        return self.storage.withLock { $0.timers[key] ?? [] }
+    }
+
+    /// Renders one trace as an indented tree: one line per span, children under their parent in
+    /// start order, with kind, duration, attributes and errors.
+    /// - Parameter traceID: The trace.
+    /// - Returns: The tree, one span per line.
+    public func renderTrace(_ traceID: TraceID) -> String {
+        let spans = self.spans(inTrace: traceID)
+        let known = Set(spans.map(\.context.spanID))
+        var children: [SpanID: [RecordedSpan]] = [:]
+        var roots: [RecordedSpan] = []
+        for span in spans {
+            if let parent = span.context.parentSpanID, known.contains(parent) {
+                children[parent, default: []].append(span)
+            } else {
+                roots.append(span)
+            }
+        }
+        var lines: [String] = []
+        func render(_ span: RecordedSpan, depth: Int) {
+            var line = String(repeating: "  ", count: depth) + "\(span.name) (\(span.kind.rawValue))"
+            if let duration = span.duration {
+                line += " " + Self.format(duration)
+            } else {
+                line += " (running)"
+            }
+            if !span.attributes.isEmpty {
+                let attributes = span.attributes.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+                line += " [" + attributes.joined(separator: ", ") + "]"
+            }
+            if !span.errors.isEmpty {
+                line += " error: " + span.errors.joined(separator: "; ")
+            }
+            lines.append(line)
+            for child in children[span.context.spanID] ?? [] {
+                render(child, depth: depth + 1)
+            }
+        }
+        for root in roots {
+            render(root, depth: 0)
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// Renders every metric, one per line, sorted by name: counters and gauges with their value,
+    /// timers and histograms with count, median and maximum.
+    /// - Returns: The summary.
+    public func renderMetrics() -> String {
+        let storage = self.storage.withLock { $0 }
+        var lines: [String] = []
+        for (key, value) in storage.counters.sorted(by: { $0.key < $1.key }) {
+            lines.append("counter \(key) = \(value)")
+        }
+        for (key, value) in storage.gauges.sorted(by: { $0.key < $1.key }) {
+            lines.append("gauge \(key) = \(value)")
+        }
+        for (key, values) in storage.timers.sorted(by: { $0.key < $1.key }) {
+            let sorted = values.sorted()
+            let median = sorted[sorted.count / 2]
+            lines.append(
+                "timer \(key) count=\(values.count) p50=\(Self.format(median)) max=\(Self.format(sorted.last!))"
+            )
+        }
+        for (key, values) in storage.histograms.sorted(by: { $0.key < $1.key }) {
+            let sorted = values.sorted()
+            lines.append("histogram \(key) count=\(values.count) p50=\(sorted[sorted.count / 2]) max=\(sorted.last!)")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// Forgets every span and metric.
+    public func reset() {
+        self.storage.withLock { $0 = Storage() }
+    }
+
+    /// Formats a duration as milliseconds with three decimals.
+    static func format(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
+        let microseconds = seconds * 1_000_000 + attoseconds / 1_000_000_000_000
+        let whole = microseconds / 1000
+        let fraction = abs(microseconds % 1000)
+        let padded = String(fraction).count < 3 ? String(repeating: "0", count: 3 - String(fraction).count) : ""
+        return "\(whole).\(padded)\(fraction) ms"
+    }
+
+    private struct Handler: CounterHandler, GaugeHandler, TimerHandler, HistogramHandler {
+        let recorder: InMemoryRecorder
+        let key: MetricKey
+
+        func increment(by amount: Int64) {
+            self.recorder.storage.withLock { $0.counters[self.key, default: 0] += amount }
+        }
+
+        func set(_ value: Double) {
+            self.recorder.storage.withLock { $0.gauges[self.key] = value }
+        }
+
+        func record(_ duration: Duration) {
+            self.recorder.storage.withLock { $0.timers[self.key, default: []].append(duration) }
+        }
+
+        func record(_ value: Double) {
+            self.recorder.storage.withLock { $0.histograms[self.key, default: []].append(value) }
+        }
+    }
+
+    private struct Span: SpanHandle {
+        let recorder: InMemoryRecorder
+        let context: TraceContext
+
+        private func update(_ body: (inout RecordedSpan) -> Void) {
+            self.recorder.storage.withLock { storage in
+                guard let index = storage.spanIndex[self.context.spanID] else { return }
+                body(&storage.spans[index])
+            }
+        }
+
+        func setAttribute(_ key: String, _ value: SpanAttribute) {
+            self.update { $0.attributes[key] = value }
+        }
+
+        func recordError(_ error: any Error) {
+            self.update { $0.errors.append(String(describing: error)) }
+        }
+
+        func end() {
+            let now = self.recorder.elapsed()
+            self.update { span in
+                if span.end == nil { span.end = now }
+            }
+        }
+    }
+}

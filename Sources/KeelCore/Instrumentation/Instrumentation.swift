@@ -1,0 +1,183 @@
+/// The one protocol through which every Keel component reports metrics and spans.
+///
+/// Its shape follows swift-metrics (handlers made once per label and dimensions, then updated on
+/// the hot path) and swift-distributed-tracing (a span started with an operation name and a
+/// context, given attributes and errors, then ended), so that a bridge to those libraries is a
+/// few lines of forwarding.
+///
+/// Components make their handlers once, at construction, and keep them; implementations may
+/// therefore do real work in the `make…` methods and must keep the handler methods cheap and
+/// non-blocking. Every method may be called from any task concurrently.
+///
+/// The default is ``NoOpInstrumentation``; ``InMemoryRecorder`` records everything for tests
+/// and samples.
+public protocol Instrumentation: Sendable {
+    /// Makes a counter: a monotonically increasing integer.
+    /// - Parameters:
+    ///   - label: The metric name, dotted (`keel.bus.published`).
+    ///   - dimensions: Key/value pairs that qualify the metric.
+    /// - Returns: The counter's handler.
+    func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler
+
+    /// Makes a gauge: a value that goes up and down.
+    /// - Parameters:
+    ///   - label: The metric name.
+    ///   - dimensions: Key/value pairs that qualify the metric.
+    /// - Returns: The gauge's handler.
+    func makeGauge(label: String, dimensions: [(String, String)]) -> any GaugeHandler
+
+    /// Makes a timer: a distribution of durations.
+    /// - Parameters:
+    ///   - label: The metric name.
+    ///   - dimensions: Key/value pairs that qualify the metric.
+    /// - Returns: The timer's handler.
+    func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler
+
+    /// Makes a histogram: a distribution of values.
+    /// - Parameters:
+    ///   - label: The metric name.
+    ///   - dimensions: Key/value pairs that qualify the metric.
+    /// - Returns: The histogram's handler.
+    func makeHistogram(label: String, dimensions: [(String, String)]) -> any HistogramHandler
+
+    /// Starts a span for one unit of work.
+    ///
+    /// The caller has already made `context` (usually with ``TraceContext/makeChild(using:)``)
+    /// and is responsible for calling ``SpanHandle/end()`` exactly once.
+    /// - Parameters:
+    ///   - operationName: What the work is (`request GetUser`, `handle order.created`).
+    ///   - context: The span's own context: its trace id, span id and parent.
+    ///   - kind: The span's role.
+    /// - Returns: The span's handle.
+    func startSpan(_ operationName: String, context: TraceContext, kind: SpanKind) -> any SpanHandle
+}
+
+/// A counter's handler.
+public protocol CounterHandler: Sendable {
+    /// Adds `amount` to the counter.
+    /// - Parameter amount: The amount, not negative.
+    func increment(by amount: Int64)
+}
+
+/// A gauge's handler.
+public protocol GaugeHandler: Sendable {
+    /// Sets the gauge's current value.
+    /// - Parameter value: The value.
+    func set(_ value: Double)
+}
+
+/// A timer's handler.
+public protocol TimerHandler: Sendable {
+    /// Records one duration.
+    /// - Parameter duration: The duration.
+    func record(_ duration: Duration)
+}
+
+/// A histogram's handler.
+public protocol HistogramHandler: Sendable {
+    /// Records one value.
+    /// - Parameter value: The value.
+    func record(_ value: Double)
+}
+
+/// A span in progress.
+public protocol SpanHandle: Sendable {
+    /// The span's own context.
+    var context: TraceContext { get }
+    /// Sets an attribute on the span.
+    /// - Parameters:
+    ///   - key: The attribute's name.
+    ///   - value: Its value.
+    func setAttribute(_ key: String, _ value: SpanAttribute)
+    /// Records that the work failed with `error`; the span's status becomes an error.
+    /// - Parameter error: The error.
+    func recordError(_ error: any Error)
+    /// Ends the span. Call exactly once; later calls are ignored.
+    func end()
+}
+
+/// The role of a span, as in OpenTelemetry.
+public enum SpanKind: String, Sendable, Hashable, Codable {
+    /// Work inside one component.
+    case `internal`
+    /// The handling side of a request.
+    case server
+    /// The calling side of a request.
+    case client
+    /// The publishing side of a message.
+    case producer
+    /// The handling side of a message.
+    case consumer
+}
+
+/// A span attribute's value.
+public enum SpanAttribute: Sendable, Hashable, CustomStringConvertible {
+    /// A string.
+    case string(String)
+    /// An integer.
+    case int(Int64)
+    /// A floating-point number.
+    case double(Double)
+    /// A Boolean.
+    case bool(Bool)
+
+    /// The value as text.
+    public var description: String {
+        switch self {
+        case .string(let value): value
+        case .int(let value): String(value)
+        case .double(let value): String(value)
+        case .bool(let value): String(value)
+        }
+    }
+}
+
+extension Instrumentation {
+    /// Makes a counter without dimensions.
+    /// - Parameter label: The metric name.
+    /// - Returns: The counter's handler.
+    public func makeCounter(label: String) -> any CounterHandler {
+        self.makeCounter(label: label, dimensions: [])
+    }
+
+    /// Runs `body` inside a new span that is a child of the current task's ``TraceContext``
+    /// (or a new trace's root), with the span's context bound as ``TraceContext/current``.
+    ///
+    /// The span ends when `body` returns or throws; a thrown error is recorded on the span, except
+    /// `CancellationError`, which is recorded as the attribute `cancelled`.
+    /// - Parameters:
+    ///   - operationName: What the work is.
+    ///   - kind: The span's role.
+    ///   - random: The source of the new span id.
+    ///   - body: The work; it receives the span to add attributes.
+    /// - Returns: What `body` returns.
+    /// - Throws: What `body` throws.
+    public func withSpan<T, Failure: Error>(
+        _ operationName: String,
+        kind: SpanKind = .internal,
+        random: RandomSource,
+        _ body: (any SpanHandle) async throws(Failure) -> T
+    ) async throws(Failure) -> T {
+        let context = TraceContext.makeChildOfCurrent(using: random)
+        let span = self.startSpan(operationName, context: context, kind: kind)
+        defer { span.end() }
+        let result: Result<T, Failure> = await TraceContext.$current.withValue(context) {
+            do throws(Failure) {
+                return .success(try await body(span))
+            } catch {
+                return .failure(error)
+            }
+        }
+        switch result {
+        case .success(let value):
+            return value
+        case .failure(let error):
+            if error is CancellationError {
+                span.setAttribute("cancelled", .bool(true))
+            } else {
+                span.recordError(error)
+            }
+            throw error
+        }
+    }
+}

@@ -1,0 +1,21 @@
+/// The one place where Keel starts a task that is not a child of a task group.
+///
+/// Every such task passes on the owner's task executor preference, so that a whole host can be
+/// run on one (for example seeded, deterministic) executor: a bare `Task {}` does not inherit a
+/// preference. The caller owns the returned task: it must cancel and await it before it is
+/// itself finished.
+package enum TaskSpawner {
+    /// Starts `operation` as an unstructured task that prefers `executor`.
+    /// - Parameters:
+    ///   - executor: The task executor preference, or `nil` for the global executor.
+    ///   - operation: The work.
+    /// - Returns: The task, which the caller owns.
+    @discardableResult
+    package static func spawn(
+        executor: (any TaskExecutor)?,
+        _ operation: sending @escaping @isolated(any) () async -> Void
+    ) -> Task<Void, Never> {
+        // Unstructured by design: the caller keeps the handle, cancels it and awaits it.
+        Task(executorPreference: executor, operation: operation)
+    }
+}

@@ -1,0 +1,138 @@
+/// The trace, correlation and deadline information that travels with a unit of work.
+///
+/// `TraceContext` is bound to the current task through the task-local ``TraceContext/current``.
+/// Keel binds it around every request handler and every event handler from the incoming message,
+/// so code inside a handler reads `TraceContext.current` and sees its caller's trace, and any
+/// request or event it sends on carries the context forward. Task-locals are inherited by child
+/// tasks but not by detached tasks or other queues; that is why Keel rebinds the context from the
+/// message envelope rather than relying on inheritance across a mailbox.
+///
+/// - ``traceID`` names the whole tree of work started by one external trigger.
+/// - ``spanID`` names this unit of work; ``parentSpanID`` names the unit that caused it.
+/// - ``correlationID`` groups work that belongs to one business operation (an order, a saga);
+///   unlike the trace it may be chosen by the application.
+/// - ``causationID`` is the id of the message (event or request) that caused this work.
+/// - ``deadline`` is the time by which the work must finish; callees inherit it.
+///
+/// ```swift
+/// let root = TraceContext.makeRoot(using: random)
+/// try await TraceContext.$current.withValue(root) {
+///     try await client.send(GetUser(id: 7))  // the request carries root's trace
+/// }
+/// ```
+public struct TraceContext: Sendable, Hashable, Codable, CustomStringConvertible {
+    /// The trace this work belongs to.
+    public var traceID: TraceID
+    /// This unit of work.
+    public var spanID: SpanID
+    /// The unit of work that started this one, if any.
+    public var parentSpanID: SpanID?
+    /// The business operation this work belongs to.
+    public var correlationID: String
+    /// The id of the message that caused this work, if any.
+    public var causationID: String?
+    /// The time by which this work must finish, if bounded. Not encoded: a deadline is an instant
+    /// on a local clock; a remote binding sends the remaining budget instead.
+    public var deadline: Deadline?
+    /// Whether this context belongs to work a host is already doing (a request or event handler);
+    /// such work may still start nested work while the host drains. Not encoded, not compared.
+    package var isInHandler = false
+
+    /// The context bound to the current task, if any.
+    @TaskLocal public static var current: TraceContext?
+
+    /// Creates a context from its parts.
+    /// - Parameters:
+    ///   - traceID: The trace id.
+    ///   - spanID: The span id.
+    ///   - parentSpanID: The parent span id.
+    ///   - correlationID: The correlation id.
+    ///   - causationID: The causation id.
+    ///   - deadline: The deadline.
+    public init(
+        traceID: TraceID,
+        spanID: SpanID,
+        parentSpanID: SpanID? = nil,
+        correlationID: String,
+        causationID: String? = nil,
+        deadline: Deadline? = nil
+    ) {
+        self.traceID = traceID
+        self.spanID = spanID
+        self.parentSpanID = parentSpanID
+        self.correlationID = correlationID
+        self.causationID = causationID
+        self.deadline = deadline
+    }
+
+    /// Starts a new trace: fresh trace and span ids, no parent.
+    /// - Parameters:
+    ///   - random: The source of the ids.
+    ///   - correlationID: The correlation id; defaults to the trace id's text.
+    /// - Returns: A root context.
+    public static func makeRoot(using random: RandomSource, correlationID: String? = nil) -> TraceContext {
+        let traceID = TraceID.random(using: random)
+        return TraceContext(
+            traceID: traceID,
+            spanID: .random(using: random),
+            correlationID: correlationID ?? traceID.description
+        )
+    }
+
+    /// A context for a unit of work started by this one: same trace, correlation, causation and
+    /// deadline, a fresh span id whose parent is this span.
+    /// - Parameter random: The source of the new span id.
+    /// - Returns: The child context.
+    public func makeChild(using random: RandomSource) -> TraceContext {
+        var child = self
+        child.parentSpanID = self.spanID
+        child.spanID = .random(using: random)
+        return child
+    }
+
+    /// The context of the current task's child, or a new root when no context is bound.
+    /// - Parameter random: The source of new ids.
+    /// - Returns: A child of ``current``, or a root.
+    public static func makeChildOfCurrent(using random: RandomSource) -> TraceContext {
+        if let current = TraceContext.current {
+            return current.makeChild(using: random)
+        }
+        return .makeRoot(using: random)
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case traceID, spanID, parentSpanID, correlationID, causationID
+    }
+
+    public static func == (lhs: TraceContext, rhs: TraceContext) -> Bool {
+        lhs.traceID == rhs.traceID && lhs.spanID == rhs.spanID && lhs.parentSpanID == rhs.parentSpanID
+            && lhs.correlationID == rhs.correlationID && lhs.causationID == rhs.causationID
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(self.traceID)
+        hasher.combine(self.spanID)
+    }
+
+    /// A short textual form: trace id and span id.
+    public var description: String {
+        "\(self.traceID)/\(self.spanID)"
+    }
+}
+
+extension TraceContext {
+    /// Binds `context` as ``current`` for `body`, keeping `body`'s typed error.
+    package static func bind<T, Failure: Error>(
+        _ context: TraceContext,
+        _ body: () async throws(Failure) -> T
+    ) async throws(Failure) -> T {
+        let result: Result<T, Failure> = await TraceContext.$current.withValue(context) {
+            do throws(Failure) {
+                return .success(try await body())
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+}
