@@ -127,14 +127,12 @@ struct InMemoryRecorderTests {
         let recorder = InMemoryRecorder(clock: TestClock())
         recorder.makeTimer(label: "skew", dimensions: []).record(.microseconds(-500))
         recorder.makeTimer(label: "skew.large", dimensions: []).record(.microseconds(-1500))
-        withKnownIssue("InMemoryRecorder.format drops the sign of durations between -1 ms and 0") {
-            #expect(
-                recorder.renderMetrics() == """
-                    timer skew count=1 p50=-0.500 ms max=-0.500 ms
-                    timer skew.large count=1 p50=-1.500 ms max=-1.500 ms
-                    """
-            )
-        }
+        #expect(
+            recorder.renderMetrics() == """
+                timer skew count=1 p50=-0.500 ms max=-0.500 ms
+                timer skew.large count=1 p50=-1.500 ms max=-1.500 ms
+                """
+        )
     }
 
     @Test("reset forgets every metric and span")

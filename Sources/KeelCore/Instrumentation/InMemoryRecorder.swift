@@ -113,16 +113,17 @@ public final class InMemoryRecorder: Instrumentation {
 
     /// Starts a span recorded in memory.
     public func startSpan(_ operationName: String, context: TraceContext, kind: SpanKind) -> any SpanHandle {
-        let span = RecordedSpan(
-            name: operationName,
-            kind: kind,
-            context: context,
-            start: self.elapsed(),
-            end: nil,
-            attributes: [:],
-            errors: []
-        )
         self.storage.withLock { storage in
+            // Read the time under the lock so that spans are stored in start order.
+            let span = RecordedSpan(
+                name: operationName,
+                kind: kind,
+                context: context,
+                start: self.elapsed(),
+                end: nil,
+                attributes: [:],
+                errors: []
+            )
             storage.spanIndex[context.spanID] = storage.spans.count
             storage.spans.append(span)
         }
@@ -259,10 +260,11 @@ public final class InMemoryRecorder: Instrumentation {
     static func format(_ duration: Duration) -> String {
         let (seconds, attoseconds) = duration.components
         let microseconds = seconds * 1_000_000 + attoseconds / 1_000_000_000_000
-        let whole = microseconds / 1000
-        let fraction = abs(microseconds % 1000)
-        let padded = String(fraction).count < 3 ? String(repeating: "0", count: 3 - String(fraction).count) : ""
-        return "\(whole).\(padded)\(fraction) ms"
+        let sign = microseconds < 0 ? "-" : ""
+        let magnitude = abs(microseconds)
+        let fraction = String(magnitude % 1000)
+        let padded = String(repeating: "0", count: 3 - fraction.count) + fraction
+        return "\(sign)\(magnitude / 1000).\(padded) ms"
     }
 
     private struct Handler: CounterHandler, GaugeHandler, TimerHandler, HistogramHandler {

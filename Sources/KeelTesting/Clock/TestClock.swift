@@ -21,7 +21,8 @@ import Synchronization
 ///     clock.advance(by: .seconds(4))          // not yet
 ///     #expect(clock.sleeperCount == 1)
 ///     clock.advance(by: .seconds(1))          // reaches the deadline and wakes the child
-///     #expect(try await group.next() == "woke")
+///     let result = try await group.next()
+///     #expect(result == "woke")
 /// }
 /// ```
 ///

@@ -1,0 +1,108 @@
+import Keel
+import KeelCore
+
+/// A host set up for a test: a ``TestClock``, an ``KeelCore/InMemoryRecorder``, a seeded random
+/// source and an ``EventRecorder`` on every topic, started with the services given and always shut
+/// down at the end.
+///
+/// ```swift
+/// @Test func placingAnOrderPublishesIt() async throws {
+///     try await TestHost.with(UserService(), OrderService()) { test in
+///         _ = try await test.client.send(PlaceOrder(user: 1))
+///         let events = try await test.events.waitFor(count: 1, of: OrderCreated.self,
+///                                                   timeout: .seconds(1), clock: test.clock)
+///         #expect(events.count == 1)
+///     }
+/// }
+/// ```
+///
+/// Works the same from an `XCTestCase` async test. Periodic health checks are off unless the
+/// configuration turns them on, so the clock has no sleepers but those of the services under test.
+public struct TestHost: Sendable {
+    /// The host.
+    public let host: ServiceHost
+    /// Its clock.
+    public let clock: TestClock
+    /// Its instrumentation, timed by ``clock``.
+    public let instrumentation: InMemoryRecorder
+    /// Every event published on its bus.
+    public let events: EventRecorder
+
+    /// The host's client for calls from outside the services.
+    public var client: RequestClient { self.host.client }
+    /// The host's bus.
+    public var bus: EventBus { self.host.bus }
+
+    /// The default test configuration: periodic health checks off.
+    public static var defaultConfiguration: ServiceHost.Configuration {
+        var configuration = ServiceHost.Configuration()
+        configuration.healthCheckInterval = nil
+        return configuration
+    }
+
+    /// Registers `services`, starts the host, runs `body`, and shuts the host down however `body`
+    /// ends.
+    /// - Parameters:
+    ///   - services: The service instances, registered in this order.
+    ///   - configuration: The host's settings; periodic health checks off by default.
+    ///   - clock: The clock; a new one at zero by default.
+    ///   - seed: The seed of the host's random source.
+    ///   - body: The test.
+    /// - Returns: What `body` returns.
+    /// - Throws: What registration, start or `body` throws.
+    public static func with<T: Sendable>(
+        _ services: any ServiceActor...,
+        configuration: ServiceHost.Configuration = TestHost.defaultConfiguration,
+        clock: TestClock = TestClock(),
+        seed: UInt64 = 1,
+        _ body: (TestHost) async throws -> T
+    ) async throws -> T {
+        try await self.with(services: services, configuration: configuration, clock: clock, seed: seed, body)
+    }
+
+    /// Registers `services`, starts the host, runs `body`, and shuts the host down however `body`
+    /// ends.
+    /// - Parameters:
+    ///   - services: The service instances, registered in this order.
+    ///   - configuration: The host's settings; periodic health checks off by default.
+    ///   - clock: The clock; a new one at zero by default.
+    ///   - seed: The seed of the host's random source.
+    ///   - body: The test.
+    /// - Returns: What `body` returns.
+    /// - Throws: What registration, start or `body` throws.
+    public static func with<T: Sendable>(
+        services: [any ServiceActor],
+        configuration: ServiceHost.Configuration = TestHost.defaultConfiguration,
+        clock: TestClock = TestClock(),
+        seed: UInt64 = 1,
+        _ body: (TestHost) async throws -> T
+    ) async throws -> T {
+        let instrumentation = InMemoryRecorder(clock: clock)
+        let host = ServiceHost(
+            configuration: configuration,
+            clock: clock,
+            instrumentation: instrumentation,
+            random: RandomSource(seed: seed)
+        )
+        for service in services {
+            try await host.register(service)
+        }
+        let events = try EventRecorder(bus: host.bus)
+        do {
+            try await host.start()
+        } catch {
+            await events.cancel()
+            await host.shutdown()
+            throw error
+        }
+        let test = TestHost(host: host, clock: clock, instrumentation: instrumentation, events: events)
+        do {
+            let result = try await body(test)
+            await host.shutdown()
+            return result
+        } catch {
+            await host.shutdown()
+            throw error
+        }
+    }
+}
