@@ -439,6 +439,10 @@ public actor ServiceHost {
     public func run() async throws(HostError) {
         try await self.start()
         _ = await SignalWaiter.wait()
-        await self.shutdown()
+        // Shut down from an unstructured task that this call owns and awaits: a cancelled `run()`
+        // must still drain and stop its services without seeing the cancellation itself.
+        await TaskSpawner.spawn(executor: self.configuration.executor) { [self] in
+            await self.shutdown()
+        }.value
     }
 }

@@ -19,7 +19,7 @@ struct Harness {
     ///   - progress: Called with a line of progress for the user.
     /// - Returns: One result per metric of the scenario, in its order.
     /// - Throws: What the scenario throws.
-    func measure(_ scenario: any Scenario, progress: (String) -> Void) async throws -> [Result] {
+    func measure(_ scenario: any Scenario, progress: (String) -> Void) async throws -> [Comparison] {
         try await scenario.setUp()
         do {
             let results = try await self.measureSetUp(scenario, progress: progress)
@@ -31,7 +31,7 @@ struct Harness {
         }
     }
 
-    private func measureSetUp(_ scenario: any Scenario, progress: (String) -> Void) async throws -> [Result] {
+    private func measureSetUp(_ scenario: any Scenario, progress: (String) -> Void) async throws -> [Comparison] {
         let oursCount: Int
         let baselineCount: Int
         switch scenario.workload {
@@ -60,7 +60,7 @@ struct Harness {
             }
         }
         return scenario.metrics.enumerated().map { index, metric in
-            Result(
+            Comparison(
                 metric: metric,
                 ours: ours.map { $0[index] },
                 baseline: baseline.map { $0[index] }
@@ -80,21 +80,4 @@ struct Harness {
         }
         return count
     }
-}
-
-/// The measurements of one metric: one value per round for each side.
-struct Result: Sendable {
-    /// What was measured.
-    var metric: Metric
-    /// Ours, nanoseconds per unit, one per round.
-    var ours: [Double]
-    /// The baseline, nanoseconds per unit, one per round.
-    var baseline: [Double]
-
-    /// Ours, median over rounds.
-    var oursMedian: Double { Statistics.median(self.ours) }
-    /// The baseline, median over rounds.
-    var baselineMedian: Double { Statistics.median(self.baseline) }
-    /// How many times the baseline's cost ours is: above 1 is slower than the baseline.
-    var ratio: Double { self.oursMedian / self.baselineMedian }
 }

@@ -1,0 +1,121 @@
+/// Renders comparisons as a table for people or as a JSON array for machines.
+enum Report {
+    /// A JSON array with one object per comparison:
+    /// `{"name", "baseline", "ns_per_op", "baseline_ns_per_op", "ratio"}`.
+    /// - Parameter comparisons: The comparisons.
+    /// - Returns: The JSON text.
+    static func json(_ comparisons: [Comparison]) -> String {
+        let objects = comparisons.map { comparison in
+            let fields = [
+                "\"name\": \(self.quoted(comparison.metric.name))",
+                "\"baseline\": \(self.quoted(comparison.metric.baseline))",
+                "\"ns_per_op\": \(self.number(comparison.oursMedian))",
+                "\"baseline_ns_per_op\": \(self.number(comparison.baselineMedian))",
+                "\"ratio\": \(self.number(comparison.ratio, decimals: 3))",
+            ]
+            return "  {" + fields.joined(separator: ", ") + "}"
+        }
+        return objects.isEmpty ? "[]" : "[\n" + objects.joined(separator: ",\n") + "\n]"
+    }
+
+    /// A table: medians, rates, ratio and spread, then the baselines.
+    /// - Parameter comparisons: The comparisons.
+    /// - Returns: The table's text.
+    static func table(_ comparisons: [Comparison]) -> String {
+        let header = ["scenario", "unit", "ours ns", "ours /s", "base ns", "base /s", "ratio", "spread"]
+        let rows = comparisons.map { comparison -> [String] in
+            let metric = comparison.metric
+            return [
+                metric.name,
+                metric.unit,
+                self.fixed(comparison.oursMedian, decimals: 1),
+                metric.isLatency ? "-" : self.rate(comparison.oursMedian),
+                self.fixed(comparison.baselineMedian, decimals: 1),
+                metric.isLatency ? "-" : self.rate(comparison.baselineMedian),
+                self.fixed(comparison.ratio, decimals: 2) + "x",
+                self.spread(comparison),
+            ]
+        }
+        var widths = header.map(\.count)
+        for row in rows {
+            for (column, cell) in row.enumerated() { widths[column] = max(widths[column], cell.count) }
+        }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { column, cell in
+                // The name and unit are left-aligned, numbers right-aligned.
+                column < 2 ? self.padRight(cell, widths[column]) : self.padLeft(cell, widths[column])
+            }
+            .joined(separator: "  ")
+        }
+        var lines = [line(header), String(repeating: "-", count: widths.reduce(0, +) + 2 * (widths.count - 1))]
+        lines += rows.map(line)
+        lines.append("")
+        lines.append("ns: median ns per unit over rounds; ratio: ours / baseline (above 1 is slower than the baseline);")
+        lines.append("spread: (max - min) / median over rounds, ours | baseline.")
+        lines.append("")
+        lines.append("baselines:")
+        for comparison in comparisons {
+            lines.append("  \(comparison.metric.name): \(comparison.metric.baseline)")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    private static func spread(_ comparison: Comparison) -> String {
+        func relative(_ values: [Double]) -> String {
+            guard let low = values.min(), let high = values.max(), values.count > 1 else { return "-" }
+            return self.fixed((high - low) / Statistics.median(values) * 100, decimals: 0) + "%"
+        }
+        return relative(comparison.ours) + " | " + relative(comparison.baseline)
+    }
+
+    private static func rate(_ nanosecondsPerUnit: Double) -> String {
+        guard nanosecondsPerUnit > 0 else { return "-" }
+        let perSecond = 1e9 / nanosecondsPerUnit
+        if perSecond >= 1e6 { return self.fixed(perSecond / 1e6, decimals: 2) + "M" }
+        if perSecond >= 1e3 { return self.fixed(perSecond / 1e3, decimals: 1) + "k" }
+        return self.fixed(perSecond, decimals: 0)
+    }
+
+    /// `value` with exactly `decimals` digits after the point.
+    static func fixed(_ value: Double, decimals: Int) -> String {
+        guard value.isFinite else { return value.isNaN ? "nan" : (value < 0 ? "-inf" : "inf") }
+        var scale = 1.0
+        for _ in 0..<decimals { scale *= 10 }
+        let scaled = (abs(value) * scale).rounded()
+        let whole = Int(scaled / scale)
+        let fraction = Int(scaled - Double(whole) * scale)
+        let sign = value < 0 && scaled != 0 ? "-" : ""
+        guard decimals > 0 else { return "\(sign)\(whole)" }
+        let digits = String(fraction)
+        return "\(sign)\(whole)." + String(repeating: "0", count: decimals - digits.count) + digits
+    }
+
+    private static func number(_ value: Double, decimals: Int = 2) -> String {
+        value.isFinite ? self.fixed(value, decimals: decimals) : "null"
+    }
+
+    private static func quoted(_ text: String) -> String {
+        var result = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": result += "\\\""
+            case "\\": result += "\\\\"
+            case "\n": result += "\\n"
+            case "\t": result += "\\t"
+            case _ where scalar.value < 0x20:
+                let digits = String(scalar.value, radix: 16)
+                result += "\\u" + String(repeating: "0", count: 4 - digits.count) + digits
+            default: result.unicodeScalars.append(scalar)
+            }
+        }
+        return result + "\""
+    }
+
+    private static func padRight(_ text: String, _ width: Int) -> String {
+        text + String(repeating: " ", count: max(width - text.count, 0))
+    }
+
+    private static func padLeft(_ text: String, _ width: Int) -> String {
+        String(repeating: " ", count: max(width - text.count, 0)) + text
+    }
+}

@@ -1,0 +1,55 @@
+import Keel
+
+/// Why the inventory service refused a reservation.
+enum InventoryError: Error, CustomStringConvertible {
+    case insufficientStock(sku: String, requested: Int, available: Int)
+
+    var description: String {
+        switch self {
+        case .insufficientStock(let sku, let requested, let available):
+            "only \(available) × \(sku) left, \(requested) requested"
+        }
+    }
+}
+
+/// Knows what is on the shelf, and hands it out.
+actor InventoryService: ServiceActor {
+    static let name: ServiceName = "inventory"
+
+    /// Units on the shelf, keyed by SKU.
+    private var stock: [String: Int] = ["keyboard": 5, "mouse": 10, "monitor": 1, "cable": 40]
+    /// Reservations made so far, by id.
+    private var reservations: [Int: StockReservation] = [:]
+
+    nonisolated func registerHandlers(_ handlers: inout RequestHandlers<InventoryService>) {
+        handlers.on(CheckStock.self) { service, request in
+            StockLevel(sku: request.sku, available: service.stock[request.sku, default: 0])
+        }
+        handlers.on(ReserveStock.self) { service, request in
+            try service.reserve(request.lines)
+        }
+    }
+
+    /// Checks every line, then takes them all; there is no `await` in between, so on this actor
+    /// two orders can never both take the last unit.
+    private func reserve(_ lines: [OrderLine]) throws(InventoryError) -> StockReservation {
+        for line in lines {
+            let available = self.stock[line.sku, default: 0]
+            guard available >= line.quantity else {
+                say(Self.name, "cannot reserve \(line.quantity) × \(line.sku): only \(available) left")
+                throw .insufficientStock(sku: line.sku, requested: line.quantity, available: available)
+            }
+        }
+        for line in lines {
+            self.stock[line.sku, default: 0] -= line.quantity
+        }
+        let reservation = StockReservation(id: self.reservations.count + 1, lines: lines)
+        self.reservations[reservation.id] = reservation
+        say(Self.name, "reserved \(describe(lines)) (reservation #\(reservation.id))")
+        return reservation
+    }
+
+    func stop() async throws {
+        print("  [\(Self.name)] stopped")
+    }
+}
