@@ -1,8 +1,4 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
 import Foundation
-#endif
 import KeelCore
 
 /// A message published on the ``EventBus``: an immutable fact with a dotted topic.
@@ -31,7 +27,7 @@ extension Event {
     public var topic: String { Self.topic }
 }
 
-/// A 128-bit event identifier drawn from the host's ``KeelCore/RandomSource``, rendered in the
+/// A 128-bit event identifier drawn from the host's ``/KeelCore/RandomSource``, rendered in the
 /// 8-4-4-4-12 hex form of a UUID.
 public struct EventID: Hashable, Sendable, Codable, CustomStringConvertible {
     /// The high 64 bits.
@@ -70,7 +66,7 @@ public struct EventID: Hashable, Sendable, Codable, CustomStringConvertible {
 
 /// What travels with every event: who published it, when, and the trace it belongs to.
 ///
-/// The subscriber's handler runs with a ``KeelCore/TraceContext`` made from the envelope: the same
+/// The subscriber's handler runs with a ``/KeelCore/TraceContext`` made from the envelope: the same
 /// trace and correlation ids, a new span whose parent is ``spanID``, and ``id`` as causation.
 public struct EventEnvelope: Sendable, Hashable, Codable {
     /// The event's unique id.

@@ -1,8 +1,4 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
 import Foundation
-#endif
 import KeelCore
 import Synchronization
 
@@ -17,7 +13,7 @@ import Synchronization
 ///
 /// **Delivery.** Every subscription has its own bounded mailbox and one long-lived task that
 /// drains it in batches and runs the handler; no task is created per event. The handler runs with
-/// a ``KeelCore/TraceContext`` made from the event's ``EventEnvelope``. Events from one publisher
+/// a ``/KeelCore/TraceContext`` made from the event's ``EventEnvelope``. Events from one publisher
 /// reach each subscriber in the order they were published.
 ///
 /// **Backpressure.** When a mailbox is full its ``OverflowPolicy`` decides: the publisher waits
@@ -123,7 +119,7 @@ public final class EventBus: Sendable {
     /// Returns once every matching subscriber's mailbox has taken the event or its overflow
     /// policy has dropped it; it does not wait for handlers. Under
     /// ``OverflowPolicy/suspendPublisher`` it suspends while a subscriber's mailbox is full.
-    /// The envelope's trace ids come from the current ``KeelCore/TraceContext`` (a new trace when
+    /// The envelope's trace ids come from the current ``/KeelCore/TraceContext`` (a new trace when
     /// none is bound); its causation is the current context's causation.
     ///
     /// - Parameters:
@@ -133,7 +129,8 @@ public final class EventBus: Sendable {
     /// - Throws: ``EventBusError/Code-swift.struct/shuttingDown`` when the bus takes no new events;
     ///   ``EventBusError/Code-swift.struct/cancelled`` when cancelled while waiting for room.
     @discardableResult
-    public func publish<E: Event>(_ event: E, source: ServiceName? = nil) async throws(EventBusError) -> PublishReceipt {
+    public func publish<E: Event>(_ event: E, source: ServiceName? = nil) async throws(EventBusError) -> PublishReceipt
+    {
         let topic = event.topic
         let key = RouteKey(type: ObjectIdentifier(E.self), topic: topic)
         let current = TraceContext.current
@@ -257,7 +254,13 @@ public final class EventBus: Sendable {
         options: SubscriptionOptions? = nil,
         _ handler: @escaping @Sendable (any Event, EventEnvelope) async throws -> Void
     ) throws(EventBusError) -> Subscription {
-        try self.add(name: name ?? pattern, owner: owner, filter: .pattern(TopicPattern(pattern)), options: options, handler)
+        try self.add(
+            name: name ?? pattern,
+            owner: owner,
+            filter: .pattern(TopicPattern(pattern)),
+            options: options,
+            handler
+        )
     }
 
     private func add(

@@ -231,7 +231,8 @@ final class Subscriber: Sendable {
     func deliver(_ published: PublishedEvent) async {
         let bus = self.bus
         let context = published.envelope.makeHandlerContext(using: bus.random)
-        let span = bus.isRecording ? bus.instrumentation.startSpan(self.spanName, context: context, kind: .consumer) : nil
+        let span =
+            bus.isRecording ? bus.instrumentation.startSpan(self.spanName, context: context, kind: .consumer) : nil
         defer { span?.end() }
         let policy = self.options.redelivery
         var attempt = 0

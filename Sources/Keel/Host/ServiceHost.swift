@@ -1,8 +1,4 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
 import Foundation
-#endif
 import KeelCore
 
 /// Runs a set of services: verifies their dependencies, starts them in order, routes their
@@ -161,7 +157,9 @@ public actor ServiceHost {
                 message: "cannot register \(S.name) while the host is \(self.state)"
             )
         }
-        if let other = self.instances.first(where: { $0.id.service == S.name }), other.typeID != ObjectIdentifier(S.self) {
+        if let other = self.instances.first(where: { $0.id.service == S.name }),
+            other.typeID != ObjectIdentifier(S.self)
+        {
             throw HostError(
                 code: .conflictingRegistration,
                 services: [S.name],
@@ -416,7 +414,12 @@ public actor ServiceHost {
                     try await instance.service.stop()
                 } catch {
                     self.stopErrors.append(
-                        HostError(code: .stopFailed, services: [name], message: "\(instance.id) failed to stop", underlying: error)
+                        HostError(
+                            code: .stopFailed,
+                            services: [name],
+                            message: "\(instance.id) failed to stop",
+                            underlying: error
+                        )
                     )
                 }
             }

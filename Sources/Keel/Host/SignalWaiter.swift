@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -36,8 +37,6 @@ enum SignalWaiter {
         return received
     }
 }
-
-import Synchronization
 
 /// A continuation that may be resumed before it is stored, and at most once.
 private final class ContinuationBox: Sendable {

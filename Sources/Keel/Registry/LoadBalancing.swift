@@ -8,7 +8,7 @@ public struct LoadBalancing: Sendable, Hashable, CustomStringConvertible {
 
     /// Each serving instance in turn.
     public static let roundRobin = LoadBalancing(.roundRobin)
-    /// A serving instance chosen at random from the host's ``KeelCore/RandomSource``.
+    /// A serving instance chosen at random from the host's ``/KeelCore/RandomSource``.
     public static let random = LoadBalancing(.random)
     /// The serving instance with the fewest requests in flight; ties go round-robin.
     public static let leastOutstanding = LoadBalancing(.leastOutstanding)

@@ -15,7 +15,7 @@ import KeelCore
 /// runs in a child task raced against the deadline on the host's clock.
 ///
 /// **Deadlines.** The effective deadline is the earlier of the one given and the one inherited from
-/// the caller's ``KeelCore/TraceContext``; the handler, and every request it sends on, inherits it.
+/// the caller's ``/KeelCore/TraceContext``; the handler, and every request it sends on, inherits it.
 /// When it passes, the handler's task is cancelled and the call fails with
 /// ``RequestError/Code-swift.struct/deadlineExceeded``. A handler that ignores cancellation delays
 /// that error until it returns (structured concurrency: the call never outlives its work).
@@ -39,7 +39,10 @@ public struct RequestClient: Sendable {
     ///   - deadline: A deadline for this call; the inherited one applies too.
     /// - Returns: The handler's response.
     /// - Throws: A ``RequestError`` saying what went wrong.
-    public func send<R: ServiceRequest>(_ request: R, deadline: Deadline? = nil) async throws(RequestError) -> R.Response {
+    public func send<R: ServiceRequest>(
+        _ request: R,
+        deadline: Deadline? = nil
+    ) async throws(RequestError) -> R.Response {
         try await self.router.send(request, deadline: deadline, caller: self.caller, allowed: self.allowed)
     }
 

@@ -24,7 +24,7 @@ public struct RequestHandlers<Service: ServiceActor> {
     /// Declares the handler for requests of type `type`.
     ///
     /// The handler runs on the service's actor, in the caller's task: it is cancelled when the
-    /// caller is cancelled or its deadline passes, and it sees the caller's ``TraceContext`` and
+    /// caller is cancelled or its deadline passes, and it sees the caller's ``/KeelCore/TraceContext`` and
     /// deadline. Whatever it throws reaches the caller as
     /// ``RequestError/Code-swift.struct/handlerFailed`` with the error as the cause.
     /// Declaring two handlers for one request type makes registration fail.

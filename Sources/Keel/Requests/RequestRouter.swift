@@ -31,7 +31,11 @@ final class Route: Sendable {
         self.latency = instrumentation.makeTimer(label: "keel.requests.duration", dimensions: dimensions)
     }
 
-    func with(handlers: [(any AnyBoundHandler)?]? = nil, policy: (any RoutePolicy)??, instrumentation: any Instrumentation)
+    func with(
+        handlers: [(any AnyBoundHandler)?]? = nil,
+        policy: (any RoutePolicy)??,
+        instrumentation: any Instrumentation
+    )
         -> Route
     {
         Route(
@@ -121,7 +125,8 @@ final class RequestRouter: Sendable {
             context.deadline = deadline.earliest(context.deadline)
         }
         route.requests.increment(by: 1)
-        let span = self.isRecording ? self.instrumentation.startSpan(route.spanName, context: context, kind: .server) : nil
+        let span =
+            self.isRecording ? self.instrumentation.startSpan(route.spanName, context: context, kind: .server) : nil
         let started = self.isRecording ? self.reader.now() : .zero
         defer {
             if let span {
@@ -213,7 +218,12 @@ final class RequestRouter: Sendable {
             throw error
         } catch {
             if error is CancellationError && Task.isCancelled {
-                throw RequestError(code: .cancelled, request: R.name, service: route.service, message: "caller cancelled")
+                throw RequestError(
+                    code: .cancelled,
+                    request: R.name,
+                    service: route.service,
+                    message: "caller cancelled"
+                )
             }
             throw RequestError(
                 code: .rejected,
@@ -251,7 +261,12 @@ final class RequestRouter: Sendable {
             return try await handler.call(request)
         } catch {
             if error is CancellationError && Task.isCancelled {
-                throw RequestError(code: .cancelled, request: R.name, service: route.service, message: "caller cancelled")
+                throw RequestError(
+                    code: .cancelled,
+                    request: R.name,
+                    service: route.service,
+                    message: "caller cancelled"
+                )
             }
             throw RequestError(
                 code: .handlerFailed,

@@ -97,7 +97,10 @@ public struct ServiceEnvironment: Sendable {
     ///   - deadline: A deadline for this call.
     /// - Returns: The response.
     /// - Throws: A ``RequestError``.
-    public func send<R: ServiceRequest>(_ request: R, deadline: Deadline? = nil) async throws(RequestError) -> R.Response {
+    public func send<R: ServiceRequest>(
+        _ request: R,
+        deadline: Deadline? = nil
+    ) async throws(RequestError) -> R.Response {
         try await self.requests.send(request, deadline: deadline)
     }
 }

@@ -1,7 +1,7 @@
 import Keel
 import KeelCore
 
-/// A host set up for a test: a ``TestClock``, an ``KeelCore/InMemoryRecorder``, a seeded random
+/// A host set up for a test: a ``TestClock``, an ``/KeelCore/InMemoryRecorder``, a seeded random
 /// source and an ``EventRecorder`` on every topic, started with the services given and always shut
 /// down at the end.
 ///

@@ -13,7 +13,7 @@ import Synchronization
 /// Waiting never polls and never sleeps: each recorded event checks the waiters, and the timeout
 /// is a sleep on the clock you pass, so with a ``TestClock`` the test decides when time runs out.
 /// The recorder is an ordinary subscription with a large buffer that never drops
-/// (``OverflowPolicy/suspendPublisher``); ``cancel()`` ends it.
+/// (``/Keel/OverflowPolicy/suspendPublisher``); ``cancel()`` ends it.
 public final class EventRecorder: Sendable {
     /// One recorded event.
     public struct Record: Sendable {
@@ -61,8 +61,8 @@ public final class EventRecorder: Sendable {
     /// Starts recording every event whose topic matches `pattern`.
     /// - Parameters:
     ///   - bus: The bus.
-    ///   - pattern: A ``TopicPattern``; every topic by default.
-    /// - Throws: ``EventBusError`` when the bus is shut down.
+    ///   - pattern: A ``/Keel/TopicPattern``; every topic by default.
+    /// - Throws: ``/Keel/EventBusError`` when the bus is shut down.
     public init(bus: EventBus, pattern: String = "#") throws(EventBusError) {
         let subscription = try bus.subscribe(
             pattern: pattern,
