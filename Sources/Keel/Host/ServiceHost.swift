@@ -178,6 +178,7 @@ public actor ServiceHost {
         let index = self.instances.filter { $0.id.service == S.name }.count
         let id = InstanceID(service: S.name, index: index)
         let instrumentation = self.instrumentation
+        let pool = self.registry.pool(for: S.name)
         try self.router.updateRoutes { (routes) throws(HostError) in
             for key in handlers.order {
                 guard let handler = handlers.entries[key] else { continue }
@@ -196,6 +197,7 @@ public actor ServiceHost {
                     ?? Route(
                         requestName: handler.requestName,
                         service: S.name,
+                        pool: pool,
                         handlers: list,
                         policy: self.routePolicies[key] ?? self.servicePolicies[S.name],
                         instrumentation: instrumentation

@@ -47,7 +47,13 @@ public final class ServiceRegistry: Sendable {
         }
     }
 
-    private let state = Mutex<[ServiceName: Entry]>([:])
+    /// The instances of one service behind their own lock, so that a route can hold its service's
+    /// pool and pick an instance without looking the service up by name.
+    package final class Pool: Sendable {
+        let entry = Mutex(Entry())
+    }
+
+    private let pools = Mutex<[ServiceName: Pool]>([:])
     private let random: RandomSource
 
     /// Creates an empty registry.
@@ -56,27 +62,41 @@ public final class ServiceRegistry: Sendable {
         self.random = random
     }
 
+    /// The pool of `service`, made on first use.
+    package func pool(for service: ServiceName) -> Pool {
+        self.pools.withLock { pools in
+            if let pool = pools[service] { return pool }
+            let pool = Pool()
+            pools[service] = pool
+            return pool
+        }
+    }
+
+    private func existingPool(for service: ServiceName) -> Pool? {
+        self.pools.withLock { $0[service] }
+    }
+
     /// Adds an instance, not yet serving (``HealthReport/notReady(_:)`` "starting").
     package func add(_ id: InstanceID, strategy: LoadBalancing) {
-        self.state.withLock { services in
-            services[id.service, default: Entry()].slots.append(Slot(id: id))
-            services[id.service]!.health.append(.notReady("starting"))
-            services[id.service]!.strategy = strategy
+        self.pool(for: id.service).entry.withLock { entry in
+            entry.slots.append(Slot(id: id))
+            entry.health.append(.notReady("starting"))
+            entry.strategy = strategy
         }
     }
 
     /// The services known to the registry, sorted by name.
     public var services: [ServiceName] {
-        self.state.withLock { $0.keys.sorted() }
+        self.pools.withLock { $0.keys.sorted() }
     }
 
     /// The instances of `service` and their status, in registration order.
     /// - Parameter service: The service.
     /// - Returns: Its instances; empty for an unknown service.
     public func instances(of service: ServiceName) -> [InstanceStatus] {
-        self.state.withLock { services in
-            guard let entry = services[service] else { return [] }
-            return zip(entry.slots, entry.health).map {
+        guard let pool = self.existingPool(for: service) else { return [] }
+        return pool.entry.withLock { entry in
+            zip(entry.slots, entry.health).map {
                 InstanceStatus(id: $0.0.id, health: $0.1, outstanding: $0.0.outstanding.load(ordering: .relaxed))
             }
         }
@@ -89,14 +109,12 @@ public final class ServiceRegistry: Sendable {
     /// - Returns: Whether the instance's serving state changed.
     @discardableResult
     public func setHealth(_ report: HealthReport, for instance: InstanceID) -> Bool {
-        self.state.withLock { services in
-            guard var entry = services[instance.service], entry.slots.indices.contains(instance.index) else {
-                return false
-            }
+        guard let pool = self.existingPool(for: instance.service) else { return false }
+        return pool.entry.withLock { entry in
+            guard entry.slots.indices.contains(instance.index) else { return false }
             let changed = entry.health[instance.index].isServing != report.isServing
             entry.health[instance.index] = report
             if changed { entry.rebuildServing() }
-            services[instance.service] = entry
             return changed
         }
     }
@@ -105,37 +123,35 @@ public final class ServiceRegistry: Sendable {
     /// - Parameter service: The service.
     /// - Returns: The chosen instance, or `nil` when none serves.
     public func choose(_ service: ServiceName) -> InstanceID? {
-        self.pick(service)?.id
+        guard let pool = self.existingPool(for: service) else { return nil }
+        return self.pick(from: pool)?.id
     }
 
-    /// Picks a serving instance with the service's strategy.
-    package func pick(_ service: ServiceName) -> Slot? {
-        self.state.withLock { services -> Slot? in
-            guard var entry = services[service], !entry.serving.isEmpty else { return nil }
+    /// Picks a serving instance from a pool with its service's strategy.
+    package func pick(from pool: Pool) -> Slot? {
+        pool.entry.withLock { entry -> Slot? in
             let count = entry.serving.count
-            let chosen: Slot
+            guard count > 0 else { return nil }
             if entry.strategy.isRoundRobin {
-                chosen = entry.serving[entry.cursor % count]
-                entry.cursor &+= 1
-            } else if entry.strategy.isRandom {
-                chosen = entry.serving[self.random.next(upperBound: count)]
-            } else {
-                let start = entry.cursor % count
-                var best = entry.serving[start]
-                var bestLoad = best.outstanding.load(ordering: .relaxed)
-                for offset in 1..<max(count, 1) {
-                    let candidate = entry.serving[(start + offset) % count]
-                    let load = candidate.outstanding.load(ordering: .relaxed)
-                    if load < bestLoad {
-                        best = candidate
-                        bestLoad = load
-                    }
-                }
-                entry.cursor &+= 1
-                chosen = best
+                defer { entry.cursor &+= 1 }
+                return entry.serving[entry.cursor % count]
             }
-            services[service] = entry
-            return chosen
+            if entry.strategy.isRandom {
+                return entry.serving[self.random.next(upperBound: count)]
+            }
+            let start = entry.cursor % count
+            entry.cursor &+= 1
+            var best = entry.serving[start]
+            var bestLoad = best.outstanding.load(ordering: .relaxed)
+            for offset in 1..<count {
+                let candidate = entry.serving[(start + offset) % count]
+                let load = candidate.outstanding.load(ordering: .relaxed)
+                if load < bestLoad {
+                    best = candidate
+                    bestLoad = load
+                }
+            }
+            return best
         }
     }
 }

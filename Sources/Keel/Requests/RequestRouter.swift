@@ -6,6 +6,7 @@ import Synchronization
 final class Route: Sendable {
     let requestName: String
     let service: ServiceName
+    let pool: ServiceRegistry.Pool
     let handlers: [(any AnyBoundHandler)?]
     let policy: (any RoutePolicy)?
     let spanName: String
@@ -16,12 +17,14 @@ final class Route: Sendable {
     init(
         requestName: String,
         service: ServiceName,
+        pool: ServiceRegistry.Pool,
         handlers: [(any AnyBoundHandler)?],
         policy: (any RoutePolicy)?,
         instrumentation: any Instrumentation
     ) {
         self.requestName = requestName
         self.service = service
+        self.pool = pool
         self.handlers = handlers
         self.policy = policy
         self.spanName = "\(service).\(requestName)"
@@ -41,6 +44,7 @@ final class Route: Sendable {
         Route(
             requestName: self.requestName,
             service: self.service,
+            pool: self.pool,
             handlers: handlers ?? self.handlers,
             policy: policy ?? self.policy,
             instrumentation: instrumentation
@@ -237,7 +241,7 @@ final class RequestRouter: Sendable {
 
     /// One attempt: pick a serving instance and call its handler on its actor.
     private func invoke<R: ServiceRequest>(_ request: R, route: Route) async throws(RequestError) -> R.Response {
-        guard let slot = self.registry.pick(route.service) else {
+        guard let slot = self.registry.pick(from: route.pool) else {
             throw RequestError(
                 code: .noHealthyInstance,
                 request: R.name,
