@@ -50,6 +50,6 @@ actor InventoryService: ServiceActor {
     }
 
     func stop() async throws {
-        print("  [\(Self.name)] stopped")
+        say(Self.name, "stopped")
     }
 }

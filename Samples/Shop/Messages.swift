@@ -140,7 +140,10 @@ func describe(_ lines: [OrderLine]) -> String {
 /// request and event handler; that is how the notification service, running on its own
 /// subscription task, still knows which order it is working for.
 func say(_ service: ServiceName, _ text: String) {
-    let correlation = TraceContext.current?.correlationID ?? "-"
     let tag = "[\(service)]"
+    guard let correlation = TraceContext.current?.correlationID else {
+        print("  \(tag) \(text)")
+        return
+    }
     print("  \(correlation)  \(tag)\(String(repeating: " ", count: max(1, 15 - tag.count)))\(text)")
 }

@@ -34,6 +34,6 @@ actor UserService: ServiceActor {
     }
 
     func stop() async throws {
-        print("  [\(Self.name)] stopped")
+        say(Self.name, "stopped")
     }
 }

@@ -54,6 +54,7 @@ public final class EventBus: Sendable {
 
     let configuration: Configuration
     let clock: any Clock<Duration>
+    let reader: ClockReader
     let instrumentation: any Instrumentation
     let isRecording: Bool
     let random: RandomSource
@@ -102,6 +103,7 @@ public final class EventBus: Sendable {
     ) {
         self.configuration = configuration
         self.clock = clock
+        self.reader = ClockReader(clock)
         self.instrumentation = instrumentation
         self.isRecording = !(instrumentation is NoOpInstrumentation)
         self.random = random

@@ -44,6 +44,8 @@ final class Subscriber: Sendable {
     private let peakBuffered = Atomic<Int>(0)
     private let droppedCounter: any CounterHandler
     private let deadLetterCounter: any CounterHandler
+    private let deliveredCounter: any CounterHandler
+    private let handlerTimer: any TimerHandler
 
     init(
         id: SubscriptionID,
@@ -66,6 +68,8 @@ final class Subscriber: Sendable {
         let dimensions = [("subscription", name)]
         self.droppedCounter = bus.instrumentation.makeCounter(label: "keel.bus.dropped", dimensions: dimensions)
         self.deadLetterCounter = bus.instrumentation.makeCounter(label: "keel.bus.dead_letters", dimensions: dimensions)
+        self.deliveredCounter = bus.instrumentation.makeCounter(label: "keel.bus.delivered", dimensions: dimensions)
+        self.handlerTimer = bus.instrumentation.makeTimer(label: "keel.bus.handler.duration", dimensions: dimensions)
     }
 
     func matches(typeID: ObjectIdentifier, topic: String) -> Bool {
@@ -233,7 +237,13 @@ final class Subscriber: Sendable {
         let context = published.envelope.makeHandlerContext(using: bus.random)
         let span =
             bus.isRecording ? bus.instrumentation.startSpan(self.spanName, context: context, kind: .consumer) : nil
-        defer { span?.end() }
+        let started = span == nil ? .zero : bus.reader.now()
+        defer {
+            if let span {
+                self.handlerTimer.record(bus.reader.now() - started)
+                span.end()
+            }
+        }
         let policy = self.options.redelivery
         var attempt = 0
         while true {
@@ -243,6 +253,7 @@ final class Subscriber: Sendable {
                     try await self.handler(published.event, published.envelope)
                 }
                 self.delivered.wrappingAdd(1, ordering: .relaxed)
+                self.deliveredCounter.increment(by: 1)
                 return
             } catch {
                 if Task.isCancelled {

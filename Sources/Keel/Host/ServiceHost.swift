@@ -359,6 +359,16 @@ public actor ServiceHost {
         }
     }
 
+    /// Suspends until no request, buffered event or event handler is in flight in the host.
+    ///
+    /// Useful in samples and tests to wait for the consequences of an action (the events it
+    /// published, the handlers they triggered) without sleeping. Work that keeps producing work
+    /// (a handler that publishes forever) never becomes idle. Returns early when the calling task
+    /// is cancelled.
+    public nonisolated func waitUntilIdle() async {
+        await self.tracker.waitUntilIdle()
+    }
+
     // MARK: Shutdown
 
     /// Shuts the host down gracefully.

@@ -5,15 +5,17 @@ import Synchronization
 /// It can list metric values and render a trace as an indented tree with durations:
 ///
 /// ```text
-/// request PlaceOrder (client) 1.204 ms
-///   handle PlaceOrder (server) 1.150 ms
-///     request GetUser (client) 0.101 ms
-///       handle GetUser (server) 0.080 ms
-///     publish order.created (producer) 0.012 ms
-///       handle order.created (consumer) 0.051 ms
+/// checkout (client) 0.559 ms
+///   order.PlaceOrder (server) 0.463 ms
+///     user.GetUser (server) 0.020 ms
+///     inventory.ReserveStock (server) 0.056 ms
+///     publish order.created (producer) 0.023 ms
+///       handle notification:order.created (consumer) 0.053 ms
 /// ```
 ///
-/// Span times come from the clock given at creation, so a test clock makes durations exact.
+/// Span times come from the clock given at creation, so a test clock makes durations exact. A
+/// span still running prints as `(running)`: render a trace once its work is done (for a host,
+/// after `waitUntilIdle()` or `shutdown()`).
 /// All methods are thread-safe; recording takes a short `Mutex` and never suspends.
 public final class InMemoryRecorder: Instrumentation {
     /// One finished or running span.

@@ -1,0 +1,104 @@
+import Keel
+
+/// An e-mail the shop sent (well, printed).
+struct Email: Sendable, Hashable {
+    var to: String
+    var subject: String
+    var body: String
+}
+
+/// Tells customers about their orders, and keeps an audit log of everything that happens to
+/// orders.
+///
+/// It never gets a request from the order service: it learns of orders from events on the bus.
+/// Each subscription has its own mailbox and task, so a slow mail server would never slow down
+/// placing orders. The handler runs with the publisher's trace context, so the customer lookup it
+/// makes appears in the same trace as the order that caused it.
+actor NotificationService: ServiceActor {
+    static let name: ServiceName = "notification"
+    static let dependencies: [ServiceName] = [UserService.name]
+
+    /// The e-mails sent so far, oldest first.
+    private(set) var outbox: [Email] = []
+    /// Everything that happened to orders, oldest first: one line per event matching `order.#`.
+    private(set) var auditLog: [String] = []
+    /// Callers of `waitUntil(emails:auditEntries:)` still waiting.
+    private var waiters: [Waiter] = []
+    private var environment: ServiceEnvironment?
+
+    func start(_ environment: ServiceEnvironment) async throws {
+        self.environment = environment
+        // By type: only `OrderCreated`, delivered as an `OrderCreated`.
+        try environment.subscribe(to: OrderCreated.self) { [self] event, _ in
+            try await self.confirm(event)
+        }
+        // By pattern: every event whose topic starts with `order.`, whatever its type.
+        try environment.subscribe(pattern: "order.#") { [self] event, envelope in
+            await self.audit(event, envelope)
+        }
+    }
+
+    func stop() async throws {
+        say(Self.name, "stopped (\(self.outbox.count) e-mails sent, \(self.auditLog.count) audit entries)")
+    }
+
+    /// Suspends until at least `emails` e-mails have been sent and `auditEntries` entries written.
+    ///
+    /// The program calls it so that its output stays in order; services never wait for each
+    /// other like this. It is not cancellable: the program waits only for events it knows are
+    /// coming.
+    func waitUntil(emails: Int, auditEntries: Int) async {
+        guard self.outbox.count < emails || self.auditLog.count < auditEntries else { return }
+        await withCheckedContinuation { continuation in
+            self.waiters.append(Waiter(emails: emails, auditEntries: auditEntries, continuation: continuation))
+        }
+    }
+
+    private struct Waiter {
+        var emails: Int
+        var auditEntries: Int
+        var continuation: CheckedContinuation<Void, Never>
+    }
+
+    private func resumeSatisfiedWaiters() {
+        let (emails, auditEntries) = (self.outbox.count, self.auditLog.count)
+        let isSatisfied = { (waiter: Waiter) in waiter.emails <= emails && waiter.auditEntries <= auditEntries }
+        let ready = self.waiters.filter(isSatisfied)
+        self.waiters.removeAll(where: isSatisfied)
+        for waiter in ready { waiter.continuation.resume() }
+    }
+
+    /// Looks up the customer and sends the confirmation. A throw would be retried by the bus's
+    /// redelivery policy, then dead-lettered.
+    private func confirm(_ event: OrderCreated) async throws {
+        guard let environment = self.environment else {
+            preconditionFailure("\(Self.name) received \(OrderCreated.topic) before it started")
+        }
+        let user = try await environment.send(GetUser(id: event.userID))
+        let lines = event.items.map { "\($0.quantity) × \($0.name)" }.joined(separator: ", ")
+        let email = Email(
+            to: user.email,
+            subject: "Your order #\(event.orderID) is confirmed",
+            body: "\(lines); total \(dollars(event.totalCents))"
+        )
+        self.outbox.append(email)
+        say(Self.name, "e-mailed \(email.to): \"\(email.subject)\"")
+
+        self.resumeSatisfiedWaiters()
+    }
+
+    private func audit(_ event: any Event, _ envelope: EventEnvelope) {
+        let what =
+            switch event {
+            case let created as OrderCreated:
+                "order #\(created.orderID) for customer \(created.userID), \(dollars(created.totalCents))"
+            case let rejected as OrderRejected:
+                "customer \(rejected.userID): \(rejected.reason)"
+            default:
+                envelope.eventType
+            }
+        let source = envelope.source?.description ?? "outside"
+        self.auditLog.append("\(envelope.correlationID)  \(envelope.topic) from \(source): \(what)")
+        self.resumeSatisfiedWaiters()
+    }
+}
