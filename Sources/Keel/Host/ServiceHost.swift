@@ -64,6 +64,7 @@ public actor ServiceHost {
         var service: any ServiceActor
         var dependencies: [ServiceName]
         var typeID: ObjectIdentifier
+        var environment: EnvironmentBox
     }
 
     /// The host's settings.
@@ -166,7 +167,8 @@ public actor ServiceHost {
                 message: "two different service types are named \(S.name)"
             )
         }
-        var handlers = RequestHandlers(service: service)
+        let environment = EnvironmentBox()
+        var handlers = RequestHandlers(service: service, environment: environment)
         service.registerHandlers(&handlers)
         if !handlers.duplicates.isEmpty {
             throw HostError(
@@ -205,7 +207,13 @@ public actor ServiceHost {
             }
         }
         self.instances.append(
-            Instance(id: id, service: service, dependencies: S.dependencies, typeID: ObjectIdentifier(S.self))
+            Instance(
+                id: id,
+                service: service,
+                dependencies: S.dependencies,
+                typeID: ObjectIdentifier(S.self),
+                environment: environment
+            )
         )
         self.registry.add(id, strategy: loadBalancing ?? self.loadBalancing[S.name] ?? self.configuration.loadBalancing)
         if let loadBalancing { self.loadBalancing[S.name] = loadBalancing }
@@ -297,6 +305,7 @@ public actor ServiceHost {
         let results = await withTaskGroup(of: (Int, (any Error)?).self) { group in
             for (offset, instance) in members.enumerated() {
                 let environment = self.makeEnvironment(for: instance)
+                instance.environment.set(environment)
                 group.addTask {
                     do {
                         try await instance.service.start(environment)

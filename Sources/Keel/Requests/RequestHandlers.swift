@@ -1,3 +1,5 @@
+import Synchronization
+
 /// The table in which a service declares the requests it handles.
 ///
 /// A service fills it in ``ServiceActor/registerHandlers(_:)``. Each handler receives the
@@ -13,12 +15,14 @@
 /// ```
 public struct RequestHandlers<Service: ServiceActor> {
     let service: Service
+    let environment: EnvironmentBox
     var entries: [ObjectIdentifier: any AnyBoundHandler] = [:]
     var order: [ObjectIdentifier] = []
     var duplicates: [String] = []
 
-    init(service: Service) {
+    init(service: Service, environment: EnvironmentBox) {
         self.service = service
+        self.environment = environment
     }
 
     /// Declares the handler for requests of type `type`.
@@ -45,6 +49,46 @@ public struct RequestHandlers<Service: ServiceActor> {
             try await handler(service, request)
         }
         self.order.append(key)
+    }
+
+    /// Declares the handler for requests of type `type`, giving it the service's
+    /// ``ServiceEnvironment`` too, for handlers that send requests or publish events.
+    ///
+    /// The same as the form whose handler takes the service and the request, except that the
+    /// handler also receives the environment the instance was started with. An instance takes requests only
+    /// once started, so the environment is always there.
+    /// - Parameters:
+    ///   - type: The request type.
+    ///   - handler: The handler, given the isolated service, the request and the environment.
+    public mutating func on<R: ServiceRequest>(
+        _ type: R.Type,
+        _ handler: @escaping @Sendable (isolated Service, R, ServiceEnvironment) async throws -> R.Response
+    ) {
+        let box = self.environment
+        self.on(type) { service, request in
+            guard let environment = box.value else { throw EnvironmentBox.NotStarted(service: Service.name) }
+            return try await handler(service, request, environment)
+        }
+    }
+}
+
+/// The environment of one instance, set by the host just before the instance starts.
+final class EnvironmentBox: Sendable {
+    /// A handler ran before its instance was started; the registry never routes to such an
+    /// instance, so this means a handler was called some other way.
+    struct NotStarted: Error, CustomStringConvertible {
+        var service: ServiceName
+        var description: String { "\(self.service) received a request before it was started" }
+    }
+
+    private let storage = Mutex<ServiceEnvironment?>(nil)
+
+    var value: ServiceEnvironment? {
+        self.storage.withLock { $0 }
+    }
+
+    func set(_ environment: ServiceEnvironment) {
+        self.storage.withLock { $0 = environment }
     }
 }
 
