@@ -32,17 +32,12 @@ actor OrderService: ServiceActor {
 
     /// The orders placed so far, by id.
     private var orders: [Int: Order] = [:]
-    /// Set by `start`; the host sends no request to the service before it has started.
-    private var environment: ServiceEnvironment?
 
     nonisolated func registerHandlers(_ handlers: inout RequestHandlers<OrderService>) {
-        handlers.on(PlaceOrder.self) { service, request in
-            try await service.place(request)
+        // The three-argument form hands the handler the environment the service was started with.
+        handlers.on(PlaceOrder.self) { service, request, environment in
+            try await service.place(request, in: environment)
         }
-    }
-
-    func start(_ environment: ServiceEnvironment) async throws {
-        self.environment = environment
     }
 
     func stop() async throws {
@@ -50,10 +45,7 @@ actor OrderService: ServiceActor {
     }
 
     /// Places an order, or publishes `order.rejected` and throws an `OrderError` saying why not.
-    private func place(_ request: PlaceOrder) async throws(OrderError) -> Order {
-        guard let environment = self.environment else {
-            preconditionFailure("\(Self.name) received PlaceOrder before it started")
-        }
+    private func place(_ request: PlaceOrder, in environment: ServiceEnvironment) async throws(OrderError) -> Order {
         say(Self.name, "customer \(request.userID) orders \(describe(request.lines))")
         do {
             return try await self.place(request, environment: environment)
