@@ -86,6 +86,7 @@ public actor ServiceHost {
     let tracker: WorkTracker
     private var instances: [Instance] = []
     private var startOrder: [ServiceName] = []
+    private var startedInstances: Set<InstanceID> = []
     private var routePolicies: [ObjectIdentifier: any RoutePolicy] = [:]
     private var servicePolicies: [ServiceName: any RoutePolicy] = [:]
     private var loadBalancing: [ServiceName: LoadBalancing] = [:]
@@ -275,7 +276,9 @@ public actor ServiceHost {
         for level in graph.levels() {
             let members = self.instances.filter { level.contains($0.id.service) }
             let failures = await self.startConcurrently(members)
-            for name in level where !failures.contains(where: { $0.service == name }) {
+            // A service counts as started when any of its instances did; only those instances
+            // are stopped.
+            for name in level where self.startedInstances.contains(where: { $0.service == name }) {
                 started.append(name)
             }
             if let failure = failures.first {
@@ -325,6 +328,7 @@ public actor ServiceHost {
             if let error {
                 failures.append((instance.id.service, error))
             } else {
+                self.startedInstances.insert(instance.id)
                 self.registry.setHealth(await instance.service.health(), for: instance.id)
             }
         }
@@ -429,7 +433,8 @@ public actor ServiceHost {
     private func stopServices() async {
         for name in self.startOrder.reversed() {
             await self.bus.cancelSubscriptions(ownedBy: name)
-            for instance in self.instances.reversed() where instance.id.service == name {
+            for instance in self.instances.reversed()
+            where instance.id.service == name && self.startedInstances.contains(instance.id) {
                 self.registry.setHealth(.dead("stopped"), for: instance.id)
                 do {
                     try await instance.service.stop()
@@ -446,6 +451,7 @@ public actor ServiceHost {
             }
         }
         self.startOrder = []
+        self.startedInstances = []
     }
 
     private func finish(_ state: State) {

@@ -173,8 +173,15 @@ final class RequestRouter: Sendable {
         // Racing the call against the deadline needs the call in a child task; without a
         // deadline the call runs in the caller's task with no task created.
         let clock = self.clock
-        let result: Result<R.Response, RequestError> = await withTaskGroup(of: Result<R.Response, RequestError>?.self) {
-            group in
+        let exceeded = RequestError(
+            code: .deadlineExceeded,
+            request: R.name,
+            service: route.service,
+            message: "the deadline passed after \(remaining)"
+        )
+        let result: Result<R.Response, RequestError> = await withTaskGroup(
+            of: Result<R.Response, RequestError>?.self
+        ) { group in
             group.addTask {
                 do throws(RequestError) {
                     return .success(try await self.applyPolicy(request, route: route, caller: caller))
@@ -185,22 +192,27 @@ final class RequestRouter: Sendable {
             group.addTask {
                 do {
                     try await clock.sleep(for: remaining)
+                    return .failure(exceeded)
                 } catch {
-                    // Cancelled because the call finished first.
+                    // Cancelled: the call finished first, or the caller was cancelled. Either
+                    // way the call's own result decides.
+                    return nil
                 }
-                return nil
             }
-            let first = await group.next()!
+            var outcome: Result<R.Response, RequestError>?
+            while outcome == nil, let next = await group.next() {
+                outcome = next
+            }
             group.cancelAll()
-            return first
-                ?? .failure(
-                    RequestError(
-                        code: .deadlineExceeded,
-                        request: R.name,
-                        service: route.service,
-                        message: "the deadline passed after \(remaining)"
-                    )
-                )
+            // The call child never yields `nil`, so the loop ends with an outcome.
+            return outcome!
+        }
+        if case .failure(let error) = result, !Task.isCancelled, deadline.hasPassed(onAny: self.clock),
+            error.code == .cancelled || (error.underlying as? RequestError)?.code == .deadlineExceeded
+        {
+            // The call failed because the deadline passed (a nested call inherited it and fired
+            // first): report it as what it is.
+            throw exceeded
         }
         return try result.get()
     }

@@ -35,4 +35,10 @@ extension Deadline {
         }
         return read(clock)
     }
+
+    /// Whether the deadline has passed on a type-erased clock; never for another clock kind.
+    package func hasPassed(onAny clock: any Clock<Duration>) -> Bool {
+        guard let remaining = self.remaining(onAny: clock) else { return false }
+        return remaining <= .zero
+    }
 }
