@@ -36,8 +36,8 @@ public struct SubscriptionStatistics: Sendable, Hashable {
 
 /// A live subscription: its identity, its statistics and the means to end it.
 ///
-/// Ending it (``cancel()``) stops its handler after the event in progress; events still in the
-/// mailbox are discarded and counted. A subscription made through a service's environment ends
+/// Ending it (``cancel()``) cancels the handler in progress and returns once it has returned;
+/// events still in the mailbox are discarded and counted. A subscription made through a service's environment ends
 /// when that service stops.
 public struct Subscription: Sendable, Hashable, CustomStringConvertible {
     let subscriber: Subscriber

@@ -12,6 +12,23 @@
 /// that is not a `RequestError` reaches the caller as ``RequestError/Code-swift.struct/rejected``.
 /// `operation` may be run from child tasks (hedging, timeouts); it inherits the caller's trace
 /// context and deadline.
+///
+/// ```swift
+/// struct CountingPolicy: RoutePolicy {
+///     let calls: Counter
+///     func execute<Response: Sendable>(
+///         _ route: RouteDescriptor,
+///         operation: @escaping @Sendable () async throws -> Response
+///     ) async throws -> Response {
+///         calls.increment()
+///         return try await operation()
+///     }
+/// }
+/// ```
+///
+/// Keel is built with the `NonisolatedNonsendingByDefault` upcoming feature, so `operation` is a
+/// `nonisolated(nonsending)` closure. A module built without that feature spells the parameter
+/// `operation: nonisolated(nonsending) @escaping @Sendable () async throws -> Response`.
 public protocol RoutePolicy: Sendable {
     /// Runs `operation` under the policy.
     /// - Parameters:

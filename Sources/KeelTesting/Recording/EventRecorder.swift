@@ -6,7 +6,7 @@ import Synchronization
 ///
 /// ```swift
 /// let recorder = try EventRecorder(bus: host.bus, pattern: "order.#")
-/// try await host.client.send(PlaceOrder(user: 1, sku: "kb", quantity: 1))
+/// _ = try await host.client.send(PlaceOrder(user: 1, sku: "kb", quantity: 1))
 /// let created = try await recorder.waitFor(count: 1, of: OrderCreated.self, timeout: .seconds(5), clock: clock)
 /// ```
 ///
