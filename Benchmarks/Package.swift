@@ -23,8 +23,7 @@ let package = Package(
         .executableTarget(
             name: "KeelBench",
             dependencies: [
-                .product(name: "Keel", package: "Keel"),
-                .product(name: "KeelCore", package: "Keel"),
+                .product(name: "Keel", package: "Keel")
             ],
             swiftSettings: swiftSettings
         )

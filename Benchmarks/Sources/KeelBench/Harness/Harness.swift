@@ -20,10 +20,15 @@ struct Harness {
     /// - Returns: One result per metric of the scenario, in its order.
     /// - Throws: What the scenario throws.
     func measure(_ scenario: any Scenario, progress: (String) -> Void) async throws -> [Comparison] {
+        let clock = ContinuousClock()
+        let start = clock.now
         try await scenario.setUp()
         do {
-            let results = try await self.measureSetUp(scenario, progress: progress)
+            let results = try await self.measureRounds(scenario, progress: progress)
             await scenario.tearDown()
+            let seconds = start.duration(to: clock.now).nanoseconds / 1e9
+            let names = scenario.metrics.map(\.name).joined(separator: ", ")
+            progress("\(names): done in \(Report.fixed(seconds, decimals: 1)) s")
             return results
         } catch {
             await scenario.tearDown()
@@ -31,7 +36,7 @@ struct Harness {
         }
     }
 
-    private func measureSetUp(_ scenario: any Scenario, progress: (String) -> Void) async throws -> [Comparison] {
+    private func measureRounds(_ scenario: any Scenario, progress: (String) -> Void) async throws -> [Comparison] {
         let oursCount: Int
         let baselineCount: Int
         switch scenario.workload {
@@ -46,7 +51,8 @@ struct Harness {
             baselineCount = try await self.calibrate(minimum: minimum) { try await scenario.runBaseline($0) }
         }
         let names = scenario.metrics.map(\.name).joined(separator: ", ")
-        progress("\(names): \(self.options.rounds) rounds, \(oursCount) / \(baselineCount) units per round")
+        let counts = "\(oursCount) ours / \(baselineCount) baseline"
+        progress("\(names): rounds \(self.options.rounds), units per round \(counts)")
 
         var ours: [[Double]] = []
         var baseline: [[Double]] = []
@@ -68,16 +74,23 @@ struct Harness {
         }
     }
 
-    /// Runs `side` once with `minimum` units to learn its cost, then (outside a quick run) once
-    /// more at the calibrated count as warm-up.
+    /// Learns the cost of one unit of `side`: runs it with `minimum` units, then four times as
+    /// many until a run lasts an eighth of the target time. Outside a quick run, runs it once more
+    /// at the resulting count, as warm-up, and corrects the count with that run's cost.
     /// - Returns: The units per measured round.
     private func calibrate(minimum: Int, _ side: (Int) async throws -> [Double]) async throws -> Int {
-        let probe = try await side(minimum)[0]
-        let wanted = probe > 0 ? self.targetRoundTime.nanoseconds / probe : Double(Self.maximumCount)
-        let count = min(max(Int(wanted), minimum), Self.maximumCount)
-        if !self.options.quick {
-            _ = try await side(count)
+        let target = self.targetRoundTime.nanoseconds
+        func count(costing nanoseconds: Double) -> Int {
+            let wanted = nanoseconds > 0 ? target / nanoseconds : Double(Self.maximumCount)
+            return Int(min(max(wanted, Double(minimum)), Double(Self.maximumCount)))
         }
-        return count
+        var probe = minimum
+        var cost = try await side(probe)[0]
+        while cost * Double(probe) < target / 8 && probe < Self.maximumCount {
+            probe = min(probe * 4, Self.maximumCount)
+            cost = try await side(probe)[0]
+        }
+        guard !self.options.quick else { return count(costing: cost) }
+        return count(costing: try await side(count(costing: cost))[0])
     }
 }

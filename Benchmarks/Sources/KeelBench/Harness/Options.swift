@@ -73,12 +73,3 @@ struct Options: Sendable {
         self.filters.isEmpty || self.filters.contains { name.hasPrefix($0) }
     }
 }
-
-/// A command line that cannot be parsed.
-struct UsageError: Error, CustomStringConvertible {
-    var description: String
-
-    init(_ description: String) {
-        self.description = description
-    }
-}

@@ -50,7 +50,7 @@ enum Report {
         var lines = [line(header), String(repeating: "-", count: widths.reduce(0, +) + 2 * (widths.count - 1))]
         lines += rows.map(line)
         lines.append("")
-        lines.append("ns: median ns per unit over rounds; ratio: ours / baseline (above 1 is slower than the baseline);")
+        lines.append("ns: median ns per unit over rounds. ratio: ours / baseline; above 1 is slower.")
         lines.append("spread: (max - min) / median over rounds, ours | baseline.")
         lines.append("")
         lines.append("baselines:")

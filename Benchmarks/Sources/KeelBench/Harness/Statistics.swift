@@ -21,11 +21,3 @@ enum Statistics {
         return sorted[min(max(rank, 1), sorted.count) - 1]
     }
 }
-
-extension Duration {
-    /// The duration in nanoseconds.
-    var nanoseconds: Double {
-        let (seconds, attoseconds) = self.components
-        return Double(seconds) * 1e9 + Double(attoseconds) / 1e9
-    }
-}

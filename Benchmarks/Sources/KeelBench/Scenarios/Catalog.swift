@@ -1,0 +1,14 @@
+/// Every scenario, in the order they run and are reported.
+enum Catalog {
+    /// Makes fresh instances of every scenario.
+    /// - Returns: The scenarios.
+    static func makeScenarios() -> [any Scenario] {
+        [
+            RequestScenario(name: "channel.request.sequential", callers: 1),
+            RequestScenario(name: "channel.request.concurrent16", callers: 16),
+            PublishScenario(name: "bus.publish.1", subscribers: 1),
+            PublishScenario(name: "bus.publish.16", subscribers: 16),
+            LatencyScenario(prefix: "bus.latency"),
+        ]
+    }
+}
