@@ -53,14 +53,7 @@ public struct EventID: Hashable, Sendable, Codable, CustomStringConvertible {
 
     /// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
     public var description: String {
-        let text = hex(self.high) + hex(self.low)
-        var result = ""
-        result.reserveCapacity(36)
-        for (offset, character) in text.enumerated() {
-            if offset == 8 || offset == 12 || offset == 16 || offset == 20 { result.append("-") }
-            result.append(character)
-        }
-        return result
+        hex([self.high, self.low], dashes: [8, 12, 16, 20])
     }
 }
 
@@ -126,12 +119,18 @@ public struct EventEnvelope: Sendable, Hashable, Codable {
     /// - Parameter random: The source of the new span id.
     /// - Returns: The handler's context.
     public func makeHandlerContext(using random: RandomSource) -> TraceContext {
+        self.makeHandlerContext(using: random, causationID: self.id.description)
+    }
+
+    /// The handler context with the event id's text already made (once per event, not once per
+    /// subscriber).
+    func makeHandlerContext(using random: RandomSource, causationID: String) -> TraceContext {
         var context = TraceContext(
             traceID: self.traceID,
             spanID: .random(using: random),
             parentSpanID: self.spanID,
             correlationID: self.correlationID,
-            causationID: self.id.description
+            causationID: causationID
         )
         context.isInHandler = true
         return context

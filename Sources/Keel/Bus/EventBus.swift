@@ -38,6 +38,12 @@ public final class EventBus: Sendable {
         public init() {}
     }
 
+    /// The subscribers of one event type and topic, and the type's name, made once.
+    private struct Targets {
+        var subscribers: [Subscriber]
+        var eventType: String
+    }
+
     private struct RouteKey: Hashable {
         var type: ObjectIdentifier
         var topic: String
@@ -45,7 +51,7 @@ public final class EventBus: Sendable {
 
     private struct State {
         var subscribers: [Subscriber] = []
-        var routes: [RouteKey: [Subscriber]] = [:]
+        var routes: [RouteKey: Targets] = [:]
         var nextID: UInt64 = 0
         var isClosed = false
     }
@@ -136,19 +142,28 @@ public final class EventBus: Sendable {
         let topic = event.topic
         let key = RouteKey(type: ObjectIdentifier(E.self), topic: topic)
         let current = TraceContext.current
-        let targets = self.state.withLock { state -> [Subscriber]? in
+        let cached = self.state.withLock { state -> Targets? in
             if state.isClosed { return nil }
             if let cached = state.routes[key] { return cached }
-            let matched = state.subscribers.filter { $0.matches(typeID: key.type, topic: topic) }
+            let matched = Targets(
+                subscribers: state.subscribers.filter { $0.matches(typeID: key.type, topic: topic) },
+                eventType: String(describing: E.self)
+            )
             if state.routes.count >= Self.routeCacheLimit { state.routes.removeAll(keepingCapacity: true) }
             state.routes[key] = matched
             return matched
         }
-        guard let targets, self.tracker.enter(targets.count, nested: current?.isInHandler ?? false) else {
+        guard let cached, self.tracker.enter(cached.subscribers.count, nested: current?.isInHandler ?? false) else {
             throw EventBusError(code: .shuttingDown, topic: topic, message: "the bus takes no new events")
         }
+        let targets = cached.subscribers
 
-        let envelope = self.makeEnvelope(for: event, topic: topic, source: source, current: current)
+        let envelope = self.makeEnvelope(
+            eventType: cached.eventType,
+            topic: topic,
+            source: source,
+            current: current
+        )
         self.publishedCounter.increment(by: 1)
         let published = PublishedEvent(event: event, envelope: envelope)
         var dropped = 0
@@ -170,8 +185,8 @@ public final class EventBus: Sendable {
         return PublishReceipt(id: envelope.id, subscribers: targets.count, dropped: dropped)
     }
 
-    private func makeEnvelope<E: Event>(
-        for event: E,
+    private func makeEnvelope(
+        eventType: String,
         topic: String,
         source: ServiceName?,
         current: TraceContext?
@@ -182,7 +197,7 @@ public final class EventBus: Sendable {
             time: self.wallClock(),
             source: source,
             topic: topic,
-            eventType: String(describing: E.self),
+            eventType: eventType,
             correlationID: context.correlationID,
             causationID: context.causationID,
             traceID: context.traceID,

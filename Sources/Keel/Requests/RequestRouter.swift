@@ -160,6 +160,9 @@ final class RequestRouter: Sendable {
         deadline: Deadline?
     ) async throws(RequestError) -> R.Response {
         guard let deadline, let remaining = deadline.remaining(onAny: self.clock) else {
+            if route.policy == nil {
+                return try await self.invoke(request, route: route)
+            }
             return try await self.applyPolicy(request, route: route, caller: caller)
         }
         guard remaining > .zero else {

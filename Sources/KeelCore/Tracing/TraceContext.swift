@@ -126,13 +126,11 @@ extension TraceContext {
         _ context: TraceContext,
         _ body: () async throws(Failure) -> T
     ) async throws(Failure) -> T {
-        let result: Result<T, Failure> = await TraceContext.$current.withValue(context) {
-            do throws(Failure) {
-                return .success(try await body())
-            } catch {
-                return .failure(error)
-            }
+        do {
+            return try await TraceContext.$current.withValue(context) { try await body() }
+        } catch {
+            // `withValue` rethrows only what `body` threw.
+            throw error as! Failure
         }
-        return try result.get()
     }
 }

@@ -23,7 +23,7 @@ public struct TraceID: Hashable, Sendable, Codable, CustomStringConvertible {
 
     /// The 32-hex-digit form.
     public var description: String {
-        hex(self.high) + hex(self.low)
+        hex([self.high, self.low])
     }
 }
 
@@ -53,6 +53,32 @@ public struct SpanID: Hashable, Sendable, Codable, CustomStringConvertible {
 
 /// Formats `value` as exactly 16 lowercase hex digits.
 package func hex(_ value: UInt64) -> String {
-    let digits = String(value, radix: 16)
-    return String(repeating: "0", count: 16 - digits.count) + digits
+    hex([value])
+}
+
+/// Formats each value as exactly 16 lowercase hex digits, concatenated, with a `-` inserted
+/// before each offset in `dashes` (offsets into the digits). One allocation, one pass.
+package func hex(_ values: [UInt64], dashes: [Int] = []) -> String {
+    let digits = values.count * 16
+    return String(unsafeUninitializedCapacity: digits + dashes.count) { buffer in
+        let alphabet: StaticString = "0123456789abcdef"
+        var written = 0
+        var digit = 0
+        var nextDash = 0
+        for value in values {
+            var shift = 60
+            while shift >= 0 {
+                if nextDash < dashes.count && dashes[nextDash] == digit {
+                    buffer[written] = UInt8(ascii: "-")
+                    written += 1
+                    nextDash += 1
+                }
+                buffer[written] = alphabet.utf8Start[Int((value >> UInt64(shift)) & 0xF)]
+                written += 1
+                digit += 1
+                shift -= 4
+            }
+        }
+        return written
+    }
 }
