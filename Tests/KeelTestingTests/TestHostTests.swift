@@ -154,12 +154,7 @@ struct TestHostTests {
         #expect(error?.code == .shuttingDown)
     }
 
-    @Test(
-        "with shuts the host down when the body throws while an event handler is still busy",
-        .disabled(
-            "bug: TestHost.with's shutdown drains in-flight handlers with a timeout on the TestClock, which never moves, so it hangs"
-        )
-    )
+    @Test("with shuts the host down when the body throws while an event handler is still busy")
     func shutsDownWhenBodyThrowsWithBusyHandler() async throws {
         let captured = HarnessFixtures.Box<ServiceHost>()
         await #expect(throws: HarnessFixtures.BodyFailure.self) {

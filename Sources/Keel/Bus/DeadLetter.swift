@@ -37,6 +37,7 @@ final class DeadLetterQueue: Sendable {
     let capacity: Int
 
     init(capacity: Int) {
+        precondition(capacity >= 0, "deadLetterCapacity must not be negative, got \(capacity)")
         self.capacity = capacity
     }
 

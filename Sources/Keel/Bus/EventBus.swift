@@ -31,7 +31,7 @@ public final class EventBus: Sendable {
     public struct Configuration: Sendable {
         /// Options for subscriptions that do not pass their own.
         public var defaultSubscriptionOptions = SubscriptionOptions()
-        /// The most dead letters kept; older ones are evicted first.
+        /// The most dead letters kept, not negative; older ones are evicted first.
         public var deadLetterCapacity = 10_000
 
         /// Creates the default configuration.

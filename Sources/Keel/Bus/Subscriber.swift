@@ -166,18 +166,29 @@ final class Subscriber: Sendable {
     // MARK: Handling side
 
     /// Starts the handler task.
+    /// The subscriber whose handler task the current task is, if any.
+    @TaskLocal static var running: ObjectIdentifier?
+
+    /// Starts the handler task. The handle is stored under the same lock that `stop` reads, so a
+    /// concurrent `stop` always finds it.
     func start(executor: (any TaskExecutor)?) {
-        let task = TaskSpawner.spawn(executor: executor) { [self] in
-            await self.run()
+        self.task.withLock { task in
+            task = TaskSpawner.spawn(executor: executor) { [self] in
+                await Subscriber.$running.withValue(ObjectIdentifier(self)) {
+                    await self.run()
+                }
+            }
         }
-        self.task.withLock { $0 = task }
     }
 
-    /// Ends the mailbox and waits for the handler task.
+    /// Ends the mailbox and waits for the handler task, unless called from that very task (a
+    /// handler ending its own subscription): then the handler task is only cancelled, and ends
+    /// when the handler returns.
     func stop() async {
         self.finish()
         let task = self.task.withLock { $0 }
         task?.cancel()
+        if Subscriber.running == ObjectIdentifier(self) { return }
         await task?.value
     }
 

@@ -56,7 +56,8 @@ public struct Subscription: Sendable, Hashable, CustomStringConvertible {
     /// Ends the subscription and waits until its handler has returned.
     ///
     /// Safe to call more than once and from several tasks; every call returns after the handler
-    /// task has finished.
+    /// task has finished. Called from the subscription's own handler (a one-shot subscription),
+    /// it returns at once: the handler is cancelled and the subscription ends when it returns.
     public func cancel() async {
         self.subscriber.bus.remove(self.subscriber)
         await self.subscriber.stop()

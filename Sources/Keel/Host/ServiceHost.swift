@@ -392,7 +392,11 @@ public actor ServiceHost {
     /// `stop` are collected in ``stopFailures``. Concurrent calls all return when shutdown is
     /// complete; calling it on a stopped host returns at once. Runs to completion even when the
     /// calling task is cancelled.
-    public func shutdown() async {
+    ///
+    /// - Parameter drainTimeout: How long to wait for in-flight work; `nil` (the default) uses
+    ///   ``Configuration/shutdownTimeout``, `.zero` stops at once: event handlers still running
+    ///   are cancelled when their subscriptions end.
+    public func shutdown(drainTimeout: Duration? = nil) async {
         switch self.state {
         case .idle:
             await self.bus.shutdown()
@@ -402,7 +406,7 @@ public actor ServiceHost {
             return
         case .starting, .stopping:
             await withCheckedContinuation { self.stateWaiters.append($0) }
-            await self.shutdown()
+            await self.shutdown(drainTimeout: drainTimeout)
             return
         case .running:
             break
@@ -411,17 +415,19 @@ public actor ServiceHost {
         self.tracker.startDraining()
         let tracker = self.tracker
         let clock = self.clock
-        let timeout = self.configuration.shutdownTimeout
-        // An unstructured task, owned and awaited here: the drain must not inherit the caller's
-        // cancellation, or a cancelled `run()` could not shut down gracefully.
-        await TaskSpawner.spawn(executor: self.configuration.executor) {
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { await tracker.waitUntilIdle() }
-                group.addTask { try? await clock.sleep(for: timeout) }
-                await group.next()
-                group.cancelAll()
-            }
-        }.value
+        let timeout = drainTimeout ?? self.configuration.shutdownTimeout
+        if timeout > .zero {
+            // An unstructured task, owned and awaited here: the drain must not inherit the
+            // caller's cancellation, or a cancelled `run()` could not shut down gracefully.
+            await TaskSpawner.spawn(executor: self.configuration.executor) {
+                await withTaskGroup(of: Void.self) { group in
+                    group.addTask { await tracker.waitUntilIdle() }
+                    group.addTask { try? await clock.sleep(for: timeout) }
+                    await group.next()
+                    group.cancelAll()
+                }
+            }.value
+        }
         self.healthTask?.cancel()
         await self.healthTask?.value
         self.healthTask = nil

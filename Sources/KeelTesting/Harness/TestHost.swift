@@ -18,6 +18,10 @@ import KeelCore
 ///
 /// Works the same from an `XCTestCase` async test. Periodic health checks are off unless the
 /// configuration turns them on, so the clock has no sleepers but those of the services under test.
+///
+/// When `body` returns, the host shuts down gracefully: it waits for in-flight requests and event
+/// handlers, so leave none waiting on the test clock (or advance it). When `body` throws, the host
+/// stops at once, cancelling handlers still running.
 public struct TestHost: Sendable {
     /// The host.
     public let host: ServiceHost
@@ -101,7 +105,9 @@ public struct TestHost: Sendable {
             await host.shutdown()
             return result
         } catch {
-            await host.shutdown()
+            // The test failed: stop at once rather than drain, since work left in flight may wait
+            // on the test clock, which nobody will advance any more.
+            await host.shutdown(drainTimeout: .zero)
             throw error
         }
     }
