@@ -16,7 +16,7 @@ import KeelCore
 /// do not depend on each other) start concurrently in a task group. If a start throws, every
 /// service that already started is stopped in reverse order and the first failure is reported.
 ///
-/// **Shutdown.** ``shutdown()`` stops taking new requests and events from outside (work that
+/// **Shutdown.** ``shutdown(drainTimeout:)`` stops taking new requests and events from outside (work that
 /// in-flight handlers start is still accepted), waits for in-flight requests and event handlers
 /// up to ``Configuration/shutdownTimeout``, then stops services in reverse start order, ending
 /// each one's subscriptions first.

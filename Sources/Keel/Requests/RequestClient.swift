@@ -22,10 +22,10 @@ import KeelCore
 ///
 /// **Cancellation.** Cancelling the caller cancels the handler's work.
 public struct RequestClient: Sendable {
-    let router: RequestRouter
+    @usableFromInline let router: RequestRouter
     /// The calling service, or `nil` for the host's own client.
     public let caller: ServiceName?
-    let allowed: [ServiceName]?
+    @usableFromInline let allowed: [ServiceName]?
 
     init(router: RequestRouter, caller: ServiceName?, allowed: [ServiceName]?) {
         self.router = router

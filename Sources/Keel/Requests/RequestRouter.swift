@@ -54,6 +54,7 @@ final class Route: Sendable {
 
 /// Delivers requests: finds the route, checks the caller, picks an instance, applies the route's
 /// policy and deadline, and calls the handler directly on the instance's actor.
+@usableFromInline
 final class RequestRouter: Sendable {
     private let routes = Mutex<[ObjectIdentifier: Route]>([:])
     let registry: ServiceRegistry
@@ -92,6 +93,7 @@ final class RequestRouter: Sendable {
         self.routes.withLock { body(&$0) }
     }
 
+    @usableFromInline
     func send<R: ServiceRequest>(
         _ request: R,
         deadline: Deadline?,
@@ -139,6 +141,20 @@ final class RequestRouter: Sendable {
             }
         }
         do throws(RequestError) {
+            if route.policy == nil && context.deadline == nil {
+                // The fast path, flattened on purpose: every async frame between the caller and
+                // the handler costs an executor check on the way back.
+                let (slot, handler) = try self.resolve(R.self, route: route)
+                slot.outstanding.wrappingAdd(1, ordering: .relaxed)
+                defer { slot.outstanding.wrappingSubtract(1, ordering: .relaxed) }
+                do {
+                    return try await TraceContext.$current.withValue(context) {
+                        try await handler.call(request)
+                    }
+                } catch {
+                    throw self.handlerError(error, route: route, slot: slot)
+                }
+            }
             return try await TraceContext.bind(context) { () async throws(RequestError) -> R.Response in
                 try await self.dispatch(request, route: route, caller: caller, deadline: context.deadline)
             }
@@ -256,10 +272,25 @@ final class RequestRouter: Sendable {
 
     /// One attempt: pick a serving instance and call its handler on its actor.
     private func invoke<R: ServiceRequest>(_ request: R, route: Route) async throws(RequestError) -> R.Response {
+        let (slot, handler) = try self.resolve(R.self, route: route)
+        slot.outstanding.wrappingAdd(1, ordering: .relaxed)
+        defer { slot.outstanding.wrappingSubtract(1, ordering: .relaxed) }
+        do {
+            return try await handler.call(request)
+        } catch {
+            throw self.handlerError(error, route: route, slot: slot)
+        }
+    }
+
+    /// Picks a serving instance of the route's service and its handler.
+    private func resolve<R: ServiceRequest>(
+        _ type: R.Type,
+        route: Route
+    ) throws(RequestError) -> (ServiceRegistry.Slot, BoundHandler<R>) {
         guard let slot = self.registry.pick(from: route.pool) else {
             throw RequestError(
                 code: .noHealthyInstance,
-                request: R.name,
+                request: route.requestName,
                 service: route.service,
                 message: "no instance of \(route.service) is live and ready"
             )
@@ -267,33 +298,31 @@ final class RequestRouter: Sendable {
         guard route.handlers.indices.contains(slot.id.index), let erased = route.handlers[slot.id.index] else {
             throw RequestError(
                 code: .noHandler,
-                request: R.name,
+                request: route.requestName,
                 service: route.service,
-                message: "instance \(slot.id) registered no handler for \(R.name)"
+                message: "instance \(slot.id) registered no handler for \(route.requestName)"
             )
         }
         // The route is keyed by `ObjectIdentifier(R.self)`, so its handlers are `BoundHandler<R>`.
-        let handler = unsafeDowncast(erased, to: BoundHandler<R>.self)
-        slot.outstanding.wrappingAdd(1, ordering: .relaxed)
-        defer { slot.outstanding.wrappingSubtract(1, ordering: .relaxed) }
-        do {
-            return try await handler.call(request)
-        } catch {
-            if error is CancellationError && Task.isCancelled {
-                throw RequestError(
-                    code: .cancelled,
-                    request: R.name,
-                    service: route.service,
-                    message: "caller cancelled"
-                )
-            }
-            throw RequestError(
-                code: .handlerFailed,
-                request: R.name,
+        return (slot, unsafeDowncast(erased, to: BoundHandler<R>.self))
+    }
+
+    /// What a handler's error becomes for the caller.
+    private func handlerError(_ error: any Error, route: Route, slot: ServiceRegistry.Slot) -> RequestError {
+        if error is CancellationError && Task.isCancelled {
+            return RequestError(
+                code: .cancelled,
+                request: route.requestName,
                 service: route.service,
-                message: "the handler on \(slot.id) threw",
-                underlying: error
+                message: "caller cancelled"
             )
         }
+        return RequestError(
+            code: .handlerFailed,
+            request: route.requestName,
+            service: route.service,
+            message: "the handler on \(slot.id) threw",
+            underlying: error
+        )
     }
 }
