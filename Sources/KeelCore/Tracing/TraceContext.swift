@@ -27,8 +27,14 @@ public struct TraceContext: Sendable, Hashable, Codable, CustomStringConvertible
     public var spanID: SpanID
     /// The unit of work that started this one, if any.
     public var parentSpanID: SpanID?
-    /// The business operation this work belongs to.
-    public var correlationID: String
+    /// The business operation this work belongs to; the trace id's text unless set.
+    public var correlationID: String {
+        get { self.explicitCorrelationID ?? self.traceID.description }
+        set { self.explicitCorrelationID = newValue }
+    }
+    /// The correlation id when one was given; `nil` means "the trace id", which is then formatted
+    /// only if somebody reads it.
+    private var explicitCorrelationID: String?
     /// The id of the message that caused this work, if any.
     public var causationID: String?
     /// The time by which this work must finish, if bounded. Not encoded: a deadline is an instant
@@ -60,7 +66,7 @@ public struct TraceContext: Sendable, Hashable, Codable, CustomStringConvertible
         self.traceID = traceID
         self.spanID = spanID
         self.parentSpanID = parentSpanID
-        self.correlationID = correlationID
+        self.explicitCorrelationID = correlationID
         self.causationID = causationID
         self.deadline = deadline
     }
@@ -71,12 +77,13 @@ public struct TraceContext: Sendable, Hashable, Codable, CustomStringConvertible
     ///   - correlationID: The correlation id; defaults to the trace id's text.
     /// - Returns: A root context.
     public static func makeRoot(using random: RandomSource, correlationID: String? = nil) -> TraceContext {
-        let traceID = TraceID.random(using: random)
-        return TraceContext(
-            traceID: traceID,
+        var root = TraceContext(
+            traceID: .random(using: random),
             spanID: .random(using: random),
-            correlationID: correlationID ?? traceID.description
+            correlationID: ""
         )
+        root.explicitCorrelationID = correlationID
+        return root
     }
 
     /// A context for a unit of work started by this one: same trace, correlation, causation and
@@ -102,6 +109,32 @@ public struct TraceContext: Sendable, Hashable, Codable, CustomStringConvertible
 
     private enum CodingKeys: String, CodingKey {
         case traceID, spanID, parentSpanID, correlationID, causationID
+    }
+
+    /// Decodes the ids; the deadline is not encoded.
+    /// - Parameter decoder: The decoder.
+    /// - Throws: When an id is missing or malformed.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            traceID: try container.decode(TraceID.self, forKey: .traceID),
+            spanID: try container.decode(SpanID.self, forKey: .spanID),
+            parentSpanID: try container.decodeIfPresent(SpanID.self, forKey: .parentSpanID),
+            correlationID: try container.decode(String.self, forKey: .correlationID),
+            causationID: try container.decodeIfPresent(String.self, forKey: .causationID)
+        )
+    }
+
+    /// Encodes the ids; the deadline is not encoded.
+    /// - Parameter encoder: The encoder.
+    /// - Throws: What the encoder throws.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(self.traceID, forKey: .traceID)
+        try container.encode(self.spanID, forKey: .spanID)
+        try container.encodeIfPresent(self.parentSpanID, forKey: .parentSpanID)
+        try container.encode(self.correlationID, forKey: .correlationID)
+        try container.encodeIfPresent(self.causationID, forKey: .causationID)
     }
 
     public static func == (lhs: TraceContext, rhs: TraceContext) -> Bool {
