@@ -295,6 +295,22 @@ struct HostLifecycleTests {
         await host.shutdown()
     }
 
+    @Test("a refused registration leaves none of its routes behind")
+    func refusedRegistrationLeavesNoRoute() async throws {
+        let host = makeHost()
+        try await host.register(HostFixtures.Worker())
+        let error = try await #require(throws: HostError.self) {
+            try await host.register(HostFixtures.PartialPoacher())
+        }
+        #expect(error.code == .conflictingRegistration)
+        try await host.start()
+        let refused = try await #require(throws: RequestError.self) {
+            try await host.client.send(HostFixtures.Fresh())
+        }
+        #expect(refused.code == .noHandler)
+        await host.shutdown()
+    }
+
     @Test("registering after start and starting twice are refused")
     func invalidStatesAreRefused() async throws {
         let log = HostFixtures.Log()

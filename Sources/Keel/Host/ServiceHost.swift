@@ -183,15 +183,18 @@ public actor ServiceHost {
         let instrumentation = self.instrumentation
         let pool = self.registry.pool(for: S.name)
         try self.router.updateRoutes { (routes) throws(HostError) in
+            // Check every route before changing any, so a refused registration leaves no trace.
             for key in handlers.order {
-                guard let handler = handlers.entries[key] else { continue }
-                if let existing = routes[key], existing.service != S.name {
+                if let existing = routes[key], existing.service != S.name, let handler = handlers.entries[key] {
                     throw HostError(
                         code: .conflictingRegistration,
                         services: [existing.service, S.name],
                         message: "both \(existing.service) and \(S.name) handle \(handler.requestName)"
                     )
                 }
+            }
+            for key in handlers.order {
+                guard let handler = handlers.entries[key] else { continue }
                 var list = routes[key]?.handlers ?? []
                 while list.count <= index { list.append(nil) }
                 list[index] = handler

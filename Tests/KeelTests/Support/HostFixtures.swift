@@ -340,6 +340,22 @@ extension HostFixtures {
         }
     }
 
+    /// A request only ``PartialPoacher`` handles.
+    struct Fresh: ServiceRequest {
+        typealias Response = Int
+    }
+
+    /// A service that handles a request nobody else does, then one that another service already
+    /// handles: its registration must be refused as a whole.
+    actor PartialPoacher: ServiceActor {
+        static let name: ServiceName = "partial-poacher"
+
+        nonisolated func registerHandlers(_ handlers: inout RequestHandlers<PartialPoacher>) {
+            handlers.on(Fresh.self) { _, _ in 1 }
+            handlers.on(Work.self) { _, request in WorkReply(instance: 0, value: request.value) }
+        }
+    }
+
     /// A service that declares two handlers for one request type.
     actor Doubler: ServiceActor {
         static let name: ServiceName = "doubler"
