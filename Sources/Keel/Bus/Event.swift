@@ -73,9 +73,19 @@ public struct EventEnvelope: Sendable, Hashable, Codable {
     /// The event's type name.
     public var eventType: String
     /// The business operation it belongs to.
-    public var correlationID: String
+    public var correlationID: String {
+        get { self.correlation.text }
+        set { self.correlation = LazyID(newValue) }
+    }
     /// The id of the message that caused it, if any.
-    public var causationID: String?
+    public var causationID: String? {
+        get { self.causation?.text }
+        set { self.causation = newValue.map(LazyID.init) }
+    }
+    /// The correlation id, formatted only when read.
+    var correlation: LazyID
+    /// The causation id, formatted only when read.
+    var causation: LazyID?
     /// The trace it belongs to.
     public var traceID: TraceID
     /// The publisher's span.
@@ -108,10 +118,71 @@ public struct EventEnvelope: Sendable, Hashable, Codable {
         self.source = source
         self.topic = topic
         self.eventType = eventType
-        self.correlationID = correlationID
-        self.causationID = causationID
+        self.correlation = LazyID(correlationID)
+        self.causation = causationID.map(LazyID.init)
         self.traceID = traceID
         self.spanID = spanID
+    }
+
+    /// Creates an envelope whose ids are kept unformatted.
+    init(
+        id: EventID,
+        time: Date,
+        source: ServiceName?,
+        topic: String,
+        eventType: String,
+        correlation: LazyID,
+        causation: LazyID?,
+        traceID: TraceID,
+        spanID: SpanID
+    ) {
+        self.id = id
+        self.time = time
+        self.source = source
+        self.topic = topic
+        self.eventType = eventType
+        self.correlation = correlation
+        self.causation = causation
+        self.traceID = traceID
+        self.spanID = spanID
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case id, time, source, topic, eventType, correlationID, causationID, traceID, spanID
+    }
+
+    /// Decodes an envelope.
+    /// - Parameter decoder: The decoder.
+    /// - Throws: When a field is missing or malformed.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            id: try container.decode(EventID.self, forKey: .id),
+            time: try container.decode(Date.self, forKey: .time),
+            source: try container.decodeIfPresent(ServiceName.self, forKey: .source),
+            topic: try container.decode(String.self, forKey: .topic),
+            eventType: try container.decode(String.self, forKey: .eventType),
+            correlationID: try container.decode(String.self, forKey: .correlationID),
+            causationID: try container.decodeIfPresent(String.self, forKey: .causationID),
+            traceID: try container.decode(TraceID.self, forKey: .traceID),
+            spanID: try container.decode(SpanID.self, forKey: .spanID)
+        )
+    }
+
+    /// Encodes the envelope.
+    /// - Parameter encoder: The encoder.
+    /// - Throws: What the encoder throws.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(self.id, forKey: .id)
+        try container.encode(self.time, forKey: .time)
+        try container.encodeIfPresent(self.source, forKey: .source)
+        try container.encode(self.topic, forKey: .topic)
+        try container.encode(self.eventType, forKey: .eventType)
+        try container.encode(self.correlationID, forKey: .correlationID)
+        try container.encodeIfPresent(self.causationID, forKey: .causationID)
+        try container.encode(self.traceID, forKey: .traceID)
+        try container.encode(self.spanID, forKey: .spanID)
     }
 
     /// The context a handler of this event runs with: same trace and correlation, a new span
@@ -119,18 +190,12 @@ public struct EventEnvelope: Sendable, Hashable, Codable {
     /// - Parameter random: The source of the new span id.
     /// - Returns: The handler's context.
     public func makeHandlerContext(using random: RandomSource) -> TraceContext {
-        self.makeHandlerContext(using: random, causationID: self.id.description)
-    }
-
-    /// The handler context with the event id's text already made (once per event, not once per
-    /// subscriber).
-    func makeHandlerContext(using random: RandomSource, causationID: String) -> TraceContext {
         var context = TraceContext(
             traceID: self.traceID,
             spanID: .random(using: random),
             parentSpanID: self.spanID,
-            correlationID: self.correlationID,
-            causationID: causationID
+            correlation: self.correlation,
+            causation: LazyID(.uuid(self.id.high, self.id.low))
         )
         context.isInHandler = true
         return context

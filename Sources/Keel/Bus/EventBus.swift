@@ -198,8 +198,8 @@ public final class EventBus: Sendable {
             source: source,
             topic: topic,
             eventType: eventType,
-            correlationID: context.correlationID,
-            causationID: context.causationID,
+            correlation: context.correlation,
+            causation: context.causation,
             traceID: context.traceID,
             spanID: context.spanID
         )

@@ -5,13 +5,10 @@ import Synchronization
 final class PublishedEvent: Sendable {
     let event: any Event
     let envelope: EventEnvelope
-    /// The event id's text: the causation id of every handler's context.
-    let causationID: String
 
     init(event: any Event, envelope: EventEnvelope) {
         self.event = event
         self.envelope = envelope
-        self.causationID = envelope.id.description
     }
 }
 
@@ -248,7 +245,7 @@ final class Subscriber: Sendable {
     /// then dead-letters the event.
     func deliver(_ published: PublishedEvent) async {
         let bus = self.bus
-        let context = published.envelope.makeHandlerContext(using: bus.random, causationID: published.causationID)
+        let context = published.envelope.makeHandlerContext(using: bus.random)
         let span =
             bus.isRecording ? bus.instrumentation.startSpan(self.spanName, context: context, kind: .consumer) : nil
         let started = span == nil ? .zero : bus.reader.now()

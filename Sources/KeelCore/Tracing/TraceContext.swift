@@ -29,14 +29,19 @@ public struct TraceContext: Sendable, Hashable, Codable, CustomStringConvertible
     public var parentSpanID: SpanID?
     /// The business operation this work belongs to; the trace id's text unless set.
     public var correlationID: String {
-        get { self.explicitCorrelationID ?? self.traceID.description }
-        set { self.explicitCorrelationID = newValue }
+        get { self.correlation.text }
+        set { self.explicitCorrelation = LazyID(newValue) }
     }
-    /// The correlation id when one was given; `nil` means "the trace id", which is then formatted
-    /// only if somebody reads it.
-    private var explicitCorrelationID: String?
     /// The id of the message that caused this work, if any.
-    public var causationID: String?
+    public var causationID: String? {
+        get { self.causation?.text }
+        set { self.causation = newValue.map(LazyID.init) }
+    }
+    /// The correlation id when one was given; `nil` means "the trace id". Ids are kept as bits
+    /// and formatted only when read.
+    private var explicitCorrelation: LazyID?
+    /// The causation id, formatted only when read.
+    package var causation: LazyID?
     /// The time by which this work must finish, if bounded. Not encoded: a deadline is an instant
     /// on a local clock; a remote binding sends the remaining budget instead.
     public var deadline: Deadline?
@@ -66,9 +71,30 @@ public struct TraceContext: Sendable, Hashable, Codable, CustomStringConvertible
         self.traceID = traceID
         self.spanID = spanID
         self.parentSpanID = parentSpanID
-        self.explicitCorrelationID = correlationID
-        self.causationID = causationID
+        self.explicitCorrelation = LazyID(correlationID)
+        self.causation = causationID.map(LazyID.init)
         self.deadline = deadline
+    }
+
+    /// Creates a context whose ids are kept unformatted.
+    package init(
+        traceID: TraceID,
+        spanID: SpanID,
+        parentSpanID: SpanID?,
+        correlation: LazyID?,
+        causation: LazyID?
+    ) {
+        self.traceID = traceID
+        self.spanID = spanID
+        self.parentSpanID = parentSpanID
+        self.explicitCorrelation = correlation
+        self.causation = causation
+        self.deadline = nil
+    }
+
+    /// The correlation id, unformatted: the explicit one, or the trace id.
+    package var correlation: LazyID {
+        self.explicitCorrelation ?? LazyID(.hex(self.traceID.high, self.traceID.low))
     }
 
     /// Starts a new trace: fresh trace and span ids, no parent.
@@ -77,13 +103,13 @@ public struct TraceContext: Sendable, Hashable, Codable, CustomStringConvertible
     ///   - correlationID: The correlation id; defaults to the trace id's text.
     /// - Returns: A root context.
     public static func makeRoot(using random: RandomSource, correlationID: String? = nil) -> TraceContext {
-        var root = TraceContext(
+        TraceContext(
             traceID: .random(using: random),
             spanID: .random(using: random),
-            correlationID: ""
+            parentSpanID: nil,
+            correlation: correlationID.map(LazyID.init),
+            causation: nil
         )
-        root.explicitCorrelationID = correlationID
-        return root
     }
 
     /// A context for a unit of work started by this one: same trace, correlation, causation and
@@ -139,7 +165,7 @@ public struct TraceContext: Sendable, Hashable, Codable, CustomStringConvertible
 
     public static func == (lhs: TraceContext, rhs: TraceContext) -> Bool {
         lhs.traceID == rhs.traceID && lhs.spanID == rhs.spanID && lhs.parentSpanID == rhs.parentSpanID
-            && lhs.correlationID == rhs.correlationID && lhs.causationID == rhs.causationID
+            && lhs.correlation == rhs.correlation && lhs.causation == rhs.causation
     }
 
     public func hash(into hasher: inout Hasher) {
