@@ -113,15 +113,17 @@ public struct EventEnvelope: Sendable, Hashable, Codable {
         traceID: TraceID,
         spanID: SpanID
     ) {
-        self.id = id
-        self.time = time
-        self.source = source
-        self.topic = topic
-        self.eventType = eventType
-        self.correlation = LazyID(correlationID)
-        self.causation = causationID.map(LazyID.init)
-        self.traceID = traceID
-        self.spanID = spanID
+        self.init(
+            id: id,
+            time: time,
+            source: source,
+            topic: topic,
+            eventType: eventType,
+            correlation: LazyID(correlationID),
+            causation: causationID.map(LazyID.init),
+            traceID: traceID,
+            spanID: spanID
+        )
     }
 
     /// Creates an envelope whose ids are kept unformatted.

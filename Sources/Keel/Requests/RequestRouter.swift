@@ -122,7 +122,7 @@ final class RequestRouter: Sendable {
         }
         defer { self.tracker.leave() }
         if Task.isCancelled {
-            throw RequestError(code: .cancelled, request: R.name, service: route.service, message: "caller cancelled")
+            throw self.cancelled(route)
         }
 
         var context = current?.makeChild(using: self.random) ?? .makeRoot(using: self.random)
@@ -253,12 +253,7 @@ final class RequestRouter: Sendable {
             throw error
         } catch {
             if error is CancellationError && Task.isCancelled {
-                throw RequestError(
-                    code: .cancelled,
-                    request: R.name,
-                    service: route.service,
-                    message: "caller cancelled"
-                )
+                throw self.cancelled(route)
             }
             throw RequestError(
                 code: .rejected,
@@ -310,12 +305,7 @@ final class RequestRouter: Sendable {
     /// What a handler's error becomes for the caller.
     private func handlerError(_ error: any Error, route: Route, slot: ServiceRegistry.Slot) -> RequestError {
         if error is CancellationError && Task.isCancelled {
-            return RequestError(
-                code: .cancelled,
-                request: route.requestName,
-                service: route.service,
-                message: "caller cancelled"
-            )
+            return self.cancelled(route)
         }
         return RequestError(
             code: .handlerFailed,
@@ -324,5 +314,10 @@ final class RequestRouter: Sendable {
             message: "the handler on \(slot.id) threw",
             underlying: error
         )
+    }
+
+    /// The caller's task was cancelled.
+    private func cancelled(_ route: Route) -> RequestError {
+        RequestError(code: .cancelled, request: route.requestName, service: route.service, message: "caller cancelled")
     }
 }
