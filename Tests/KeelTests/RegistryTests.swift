@@ -181,7 +181,9 @@ struct RegistryTests {
     func scheduledHealthChecks() async throws {
         let clock = TestClock()
         let workers = [Worker(), Worker()]
-        let settings = configuration(healthCheckInterval: .seconds(5))
+        var settings = configuration(healthCheckInterval: .seconds(5))
+        // Only the loop sleeps on the clock here; timeouts have their own test.
+        settings.healthCheckTimeout = nil
         try await TestHost.with(services: workers, configuration: settings, clock: clock) { test in
             let registry = test.host.registry
             // The health loop is asleep until its first check.
@@ -207,6 +209,41 @@ struct RegistryTests {
             #expect(Set(afterRecovery) == [0, 1])
         }
         #expect(clock.sleeperCount == 0, "the health loop outlived the host")
+    }
+
+    @Test("an instance that misses its health check's deadline leaves the rotation; its late answer still counts")
+    func healthCheckTimeout() async throws {
+        let gate = HostFixtures.Gate()
+        let slow = HostFixtures.SlowHealth(gate: gate)
+        var settings = configuration()
+        settings.healthCheckTimeout = .seconds(2)
+        let clock = TestClock()
+        try await TestHost.with(services: [slow], configuration: settings, clock: clock) { test in
+            let registry = test.host.registry
+            let id = InstanceID(service: "slow", index: 0)
+            #expect(registry.instances(of: "slow")[0].health.isServing)
+            await slow.hangHealthChecks()
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await test.host.checkHealth() }
+                await clock.waitForSleepers(count: 1)  // the check's timeout
+                clock.advance(by: .seconds(2))
+                await registry.waitForHealth(of: id) { !$0.isLive }
+                let health = registry.instances(of: "slow")[0].health
+                #expect(health.detail?.contains("no health report within") == true)
+                #expect(registry.choose("slow") == nil)
+                gate.open()
+                await registry.waitForHealth(of: id) { $0.isServing }
+                await group.waitForAll()
+            }
+            #expect(registry.choose("slow") == id)
+        }
+    }
+
+    @Test("waiting for an instance's health returns at once when it already holds")
+    func waitForHealthNow() async throws {
+        try await TestHost.with(services: [Worker()], configuration: configuration()) { test in
+            await test.host.registry.waitForHealth(of: InstanceID(service: "worker", index: 0)) { $0.isServing }
+        }
     }
 
     @Test("stopped instances are reported dead")

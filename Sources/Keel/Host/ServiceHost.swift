@@ -31,6 +31,10 @@ public actor ServiceHost {
         public var shutdownTimeout: Duration = .seconds(10)
         /// How often instances' health is checked; `nil` checks only once, after start.
         public var healthCheckInterval: Duration? = .seconds(5)
+        /// How long an instance may take to report its health before it is taken out of the
+        /// rotation as dead; `nil` waits as long as it takes. A report that arrives later still
+        /// counts.
+        public var healthCheckTimeout: Duration? = .seconds(2)
         /// How requests choose among a service's instances, unless the service's registration
         /// says otherwise.
         public var loadBalancing: LoadBalancing = .roundRobin
@@ -364,14 +368,45 @@ public actor ServiceHost {
         }
     }
 
-    /// Asks every running instance for its health now and updates the registry.
+    /// Asks every running instance for its health now, all at once, and updates the registry as
+    /// each one answers.
+    ///
+    /// An instance that does not answer within ``Configuration/healthCheckTimeout`` leaves the
+    /// rotation as dead at once; its report, if it comes later, still counts. The call returns when
+    /// every instance has answered (a `health()` that never returns holds up the next round of
+    /// checks, not the rotation).
     public func checkHealth() async {
         guard self.state == .running else { return }
-        for instance in self.instances {
-            let report = await instance.service.health()
-            // The host may have begun stopping while it waited for the report.
-            guard self.state == .running else { return }
-            self.registry.setHealth(report, for: instance.id)
+        let instances = self.instances.filter { self.startedInstances.contains($0.id) }
+        let timeout = self.configuration.healthCheckTimeout
+        let clock = self.clock
+        await withTaskGroup(of: (id: InstanceID, report: HealthReport, isTimeout: Bool)?.self) { group in
+            for instance in instances {
+                group.addTask { (instance.id, await instance.service.health(), false) }
+                if let timeout {
+                    group.addTask {
+                        do {
+                            try await clock.sleep(for: timeout)
+                        } catch {
+                            return nil  // every instance answered in time
+                        }
+                        return (instance.id, .dead("no health report within \(timeout)"), true)
+                    }
+                }
+            }
+            var answered: Set<InstanceID> = []
+            while let result = await group.next() {
+                guard let result else { continue }
+                if !result.isTimeout {
+                    answered.insert(result.id)
+                    if answered.count == instances.count { group.cancelAll() }
+                } else if answered.contains(result.id) {
+                    continue
+                }
+                // The host may have begun stopping while it waited for the report.
+                guard self.state == .running else { continue }
+                self.registry.setHealth(result.report, for: result.id)
+            }
         }
     }
 

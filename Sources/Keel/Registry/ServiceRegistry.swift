@@ -53,7 +53,15 @@ public final class ServiceRegistry: Sendable {
         let entry = Mutex(Entry())
     }
 
+    private struct Watcher {
+        var instance: InstanceID
+        var predicate: @Sendable (HealthReport) -> Bool
+        var continuation: CheckedContinuation<Void, Never>
+    }
+
     private let pools = Mutex<[ServiceName: Pool]>([:])
+    private let watchers = Mutex<[UInt64: Watcher]>([:])
+    private let nextWatcher = Atomic<UInt64>(0)
     private let random: RandomSource
 
     /// Creates an empty registry.
@@ -110,12 +118,53 @@ public final class ServiceRegistry: Sendable {
     @discardableResult
     public func setHealth(_ report: HealthReport, for instance: InstanceID) -> Bool {
         guard let pool = self.existingPool(for: instance.service) else { return false }
-        return pool.entry.withLock { entry in
-            guard entry.slots.indices.contains(instance.index) else { return false }
+        let (known, changed) = pool.entry.withLock { entry -> (Bool, Bool) in
+            guard entry.slots.indices.contains(instance.index) else { return (false, false) }
             let changed = entry.health[instance.index].isServing != report.isServing
             entry.health[instance.index] = report
             if changed { entry.rebuildServing() }
-            return changed
+            return (true, changed)
+        }
+        if known {
+            let satisfied = self.watchers.withLock { watchers -> [CheckedContinuation<Void, Never>] in
+                let matching = watchers.filter { $0.value.instance == instance && $0.value.predicate(report) }
+                for key in matching.keys { watchers.removeValue(forKey: key) }
+                return matching.values.map(\.continuation)
+            }
+            for continuation in satisfied { continuation.resume() }
+        }
+        return changed
+    }
+
+    /// Suspends until the instance's health satisfies `predicate`: at once if it already does,
+    /// otherwise when a report that does is recorded. Returns early when the task is cancelled.
+    ///
+    /// Useful to wait until an instance is ready, or, in tests, until a health check has taken an
+    /// instance out of the rotation.
+    /// - Parameters:
+    ///   - instance: The instance.
+    ///   - predicate: The condition on its health report; called under a lock, keep it cheap.
+    public func waitForHealth(
+        of instance: InstanceID,
+        where predicate: @escaping @Sendable (HealthReport) -> Bool
+    ) async {
+        let id = self.nextWatcher.wrappingAdd(1, ordering: .relaxed).oldValue
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = self.watchers.withLock { watchers -> Bool in
+                    // Read the health under the watchers' lock: a report recorded after this
+                    // read finds the watcher registered.
+                    let current = self.instances(of: instance.service).first { $0.id == instance }?.health
+                    if let current, predicate(current) { return true }
+                    if Task.isCancelled { return true }
+                    watchers[id] = Watcher(instance: instance, predicate: predicate, continuation: continuation)
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            let watcher = self.watchers.withLock { $0.removeValue(forKey: id) }
+            watcher?.continuation.resume()
         }
     }
 

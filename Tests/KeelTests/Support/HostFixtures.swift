@@ -340,6 +340,31 @@ extension HostFixtures {
         }
     }
 
+    /// A service whose health checks hang on a gate once told to.
+    actor SlowHealth: ServiceActor {
+        static let name: ServiceName = "slow"
+        private let gate: Gate
+        private var hangs = false
+
+        init(gate: Gate) {
+            self.gate = gate
+        }
+
+        func hangHealthChecks() {
+            self.hangs = true
+        }
+
+        func health() async -> HealthReport {
+            guard self.hangs else { return .healthy }
+            do {
+                try await self.gate.wait()
+            } catch {
+                return .dead("cancelled")
+            }
+            return .healthy
+        }
+    }
+
     /// A request only ``PartialPoacher`` handles.
     struct Fresh: ServiceRequest {
         typealias Response = Int
