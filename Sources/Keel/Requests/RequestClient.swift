@@ -39,11 +39,27 @@ public struct RequestClient: Sendable {
     ///   - deadline: A deadline for this call; the inherited one applies too.
     /// - Returns: The handler's response.
     /// - Throws: A ``RequestError`` saying what went wrong.
+    @inlinable
     public func send<R: ServiceRequest>(
         _ request: R,
         deadline: Deadline? = nil
     ) async throws(RequestError) -> R.Response {
-        try await self.router.send(request, deadline: deadline, caller: self.caller, allowed: self.allowed)
+        // A non-generic prelude and epilogue around a small generic core, so that the caller's
+        // module specializes the core for `R`.
+        let call = try self.router.begin(R.self, deadline: deadline, caller: self.caller, allowed: self.allowed)
+        defer { self.router.end(call) }
+        guard let erased = call.handler else {
+            return try await self.router.dispatch(request, call: call, caller: self.caller)
+        }
+        // The route is keyed by `ObjectIdentifier(R.self)`, so its handlers are `BoundHandler<R>`.
+        let handler = unsafeDowncast(erased, to: BoundHandler<R>.self)
+        do {
+            return try await TraceContext.$current.withValue(call.context) {
+                try await handler.call(request)
+            }
+        } catch {
+            throw self.router.failure(call, handlerError: error)
+        }
     }
 
     /// Sends a request that must finish within `timeout` from now on the host's clock.

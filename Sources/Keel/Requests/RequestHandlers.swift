@@ -93,15 +93,17 @@ final class EnvironmentBox: Sendable {
 }
 
 /// A handler bound to one service instance, with its request type erased.
+@usableFromInline
 package protocol AnyBoundHandler: AnyObject, Sendable {
     var requestName: String { get }
 }
 
 /// A handler bound to one service instance.
+@usableFromInline
 package final class BoundHandler<R: ServiceRequest>: AnyBoundHandler {
-    package let call: @Sendable (R) async throws -> R.Response
+    @usableFromInline package let call: @Sendable (R) async throws -> R.Response
     package let service: ServiceName
-    package var requestName: String { R.name }
+    @usableFromInline package var requestName: String { R.name }
 
     init(service: ServiceName, call: @escaping @Sendable (R) async throws -> R.Response) {
         self.service = service

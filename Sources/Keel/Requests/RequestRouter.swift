@@ -93,20 +93,40 @@ final class RequestRouter: Sendable {
         self.routes.withLock { body(&$0) }
     }
 
+    /// One call in progress: what the non-generic prelude found and set up, for the generic
+    /// core to use and the epilogue to release.
     @usableFromInline
-    func send<R: ServiceRequest>(
-        _ request: R,
+    struct Call: Sendable {
+        let route: Route
+        @usableFromInline let context: TraceContext
+        let span: (any SpanHandle)?
+        let started: Duration
+        /// The chosen instance and its handler on the fast path (no policy, no deadline); `nil`
+        /// when the call goes through ``RequestRouter/dispatch``.
+        let slot: ServiceRegistry.Slot?
+        @usableFromInline let handler: (any AnyBoundHandler)?
+    }
+
+    /// The non-generic prelude of a call: finds the route, checks the caller, counts the call in,
+    /// makes its trace context and span, and on the fast path picks the instance.
+    @usableFromInline
+    func begin(
+        _ type: any ServiceRequest.Type,
         deadline: Deadline?,
         caller: ServiceName?,
         allowed: [ServiceName]?
-    ) async throws(RequestError) -> R.Response {
-        guard let route = self.route(for: ObjectIdentifier(R.self)) else {
-            throw RequestError(code: .noHandler, request: R.name, message: "no registered service handles \(R.name)")
+    ) throws(RequestError) -> Call {
+        guard let route = self.route(for: ObjectIdentifier(type)) else {
+            throw RequestError(
+                code: .noHandler,
+                request: type.name,
+                message: "no registered service handles \(type.name)"
+            )
         }
         if let allowed, !allowed.contains(route.service) {
             throw RequestError(
                 code: .undeclaredDependency,
-                request: R.name,
+                request: route.requestName,
                 service: route.service,
                 message: "\(caller?.description ?? "caller") does not declare \(route.service) as a dependency"
             )
@@ -115,16 +135,15 @@ final class RequestRouter: Sendable {
         guard self.tracker.enter(nested: current?.isInHandler ?? false) else {
             throw RequestError(
                 code: .shuttingDown,
-                request: R.name,
+                request: route.requestName,
                 service: route.service,
                 message: "the host is shutting down and takes no new requests"
             )
         }
-        defer { self.tracker.leave() }
         if Task.isCancelled {
+            self.tracker.leave()
             throw self.cancelled(route)
         }
-
         var context = current?.makeChild(using: self.random) ?? .makeRoot(using: self.random)
         context.isInHandler = true
         if let deadline {
@@ -134,39 +153,58 @@ final class RequestRouter: Sendable {
         let span =
             self.isRecording ? self.instrumentation.startSpan(route.spanName, context: context, kind: .server) : nil
         let started = self.isRecording ? self.reader.now() : .zero
-        defer {
-            if let span {
-                self.latency(route, since: started)
-                span.end()
+        var slot: ServiceRegistry.Slot?
+        var handler: (any AnyBoundHandler)?
+        if route.policy == nil && context.deadline == nil {
+            do throws(RequestError) {
+                (slot, handler) = try self.resolve(route: route)
+            } catch {
+                self.end(Call(route: route, context: context, span: span, started: started, slot: nil, handler: nil))
+                throw self.fail(route: route, span: span, error)
             }
+            slot?.outstanding.wrappingAdd(1, ordering: .relaxed)
         }
-        do throws(RequestError) {
-            if route.policy == nil && context.deadline == nil {
-                // The fast path, flattened on purpose: every async frame between the caller and
-                // the handler costs an executor check on the way back.
-                let (slot, handler) = try self.resolve(R.self, route: route)
-                slot.outstanding.wrappingAdd(1, ordering: .relaxed)
-                defer { slot.outstanding.wrappingSubtract(1, ordering: .relaxed) }
-                do {
-                    return try await TraceContext.$current.withValue(context) {
-                        try await handler.call(request)
-                    }
-                } catch {
-                    throw self.handlerError(error, route: route, slot: slot)
-                }
-            }
-            return try await TraceContext.bind(context) { () async throws(RequestError) -> R.Response in
-                try await self.dispatch(request, route: route, caller: caller, deadline: context.deadline)
-            }
-        } catch {
-            route.failures.increment(by: 1)
-            span?.recordError(error)
-            throw error
-        }
+        return Call(route: route, context: context, span: span, started: started, slot: slot, handler: handler)
     }
 
-    private func latency(_ route: Route, since started: Duration) {
-        route.latency.record(self.reader.now() - started)
+    /// The epilogue of every call that began: counts it out and ends its span.
+    @usableFromInline
+    func end(_ call: Call) {
+        call.slot?.outstanding.wrappingSubtract(1, ordering: .relaxed)
+        if let span = call.span {
+            call.route.latency.record(self.reader.now() - call.started)
+            span.end()
+        }
+        self.tracker.leave()
+    }
+
+    /// What a fast-path handler's error becomes for the caller, counted as a failure.
+    @usableFromInline
+    func failure(_ call: Call, handlerError error: any Error) -> RequestError {
+        // The fast path always has a slot.
+        self.fail(route: call.route, span: call.span, self.handlerError(error, route: call.route, slot: call.slot!))
+    }
+
+    private func fail(route: Route, span: (any SpanHandle)?, _ error: RequestError) -> RequestError {
+        route.failures.increment(by: 1)
+        span?.recordError(error)
+        return error
+    }
+
+    /// The slow path: a route policy or a deadline.
+    @usableFromInline
+    func dispatch<R: ServiceRequest>(
+        _ request: R,
+        call: Call,
+        caller: ServiceName?
+    ) async throws(RequestError) -> R.Response {
+        do throws(RequestError) {
+            return try await TraceContext.bind(call.context) { () async throws(RequestError) -> R.Response in
+                try await self.dispatch(request, route: call.route, caller: caller, deadline: call.context.deadline)
+            }
+        } catch {
+            throw self.fail(route: call.route, span: call.span, error)
+        }
     }
 
     private func dispatch<R: ServiceRequest>(
@@ -267,7 +305,9 @@ final class RequestRouter: Sendable {
 
     /// One attempt: pick a serving instance and call its handler on its actor.
     private func invoke<R: ServiceRequest>(_ request: R, route: Route) async throws(RequestError) -> R.Response {
-        let (slot, handler) = try self.resolve(R.self, route: route)
+        let (slot, erased) = try self.resolve(route: route)
+        // The route is keyed by `ObjectIdentifier(R.self)`, so its handlers are `BoundHandler<R>`.
+        let handler = unsafeDowncast(erased, to: BoundHandler<R>.self)
         slot.outstanding.wrappingAdd(1, ordering: .relaxed)
         defer { slot.outstanding.wrappingSubtract(1, ordering: .relaxed) }
         do {
@@ -278,10 +318,7 @@ final class RequestRouter: Sendable {
     }
 
     /// Picks a serving instance of the route's service and its handler.
-    private func resolve<R: ServiceRequest>(
-        _ type: R.Type,
-        route: Route
-    ) throws(RequestError) -> (ServiceRegistry.Slot, BoundHandler<R>) {
+    private func resolve(route: Route) throws(RequestError) -> (ServiceRegistry.Slot, any AnyBoundHandler) {
         guard let slot = self.registry.pick(from: route.pool) else {
             throw RequestError(
                 code: .noHealthyInstance,
@@ -290,7 +327,7 @@ final class RequestRouter: Sendable {
                 message: "no instance of \(route.service) is live and ready"
             )
         }
-        guard route.handlers.indices.contains(slot.id.index), let erased = route.handlers[slot.id.index] else {
+        guard route.handlers.indices.contains(slot.id.index), let handler = route.handlers[slot.id.index] else {
             throw RequestError(
                 code: .noHandler,
                 request: route.requestName,
@@ -298,8 +335,7 @@ final class RequestRouter: Sendable {
                 message: "instance \(slot.id) registered no handler for \(route.requestName)"
             )
         }
-        // The route is keyed by `ObjectIdentifier(R.self)`, so its handlers are `BoundHandler<R>`.
-        return (slot, unsafeDowncast(erased, to: BoundHandler<R>.self))
+        return (slot, handler)
     }
 
     /// What a handler's error becomes for the caller.
