@@ -14,6 +14,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "KeelCore", targets: ["KeelCore"]),
+        .library(name: "KeelResilience", targets: ["KeelResilience"]),
         .library(name: "Keel", targets: ["Keel"]),
         .library(name: "KeelTesting", targets: ["KeelTesting"]),
         .executable(name: "shop", targets: ["Shop"]),
@@ -21,6 +22,7 @@ let package = Package(
     dependencies: [],
     targets: [
         .target(name: "KeelCore", swiftSettings: swiftSettings),
+        .target(name: "KeelResilience", dependencies: ["KeelCore"], swiftSettings: swiftSettings),
         .target(name: "Keel", dependencies: ["KeelCore"], swiftSettings: swiftSettings),
         .target(name: "KeelTesting", dependencies: ["KeelCore", "Keel"], swiftSettings: swiftSettings),
         .executableTarget(
@@ -31,6 +33,11 @@ let package = Package(
         ),
         .testTarget(name: "KeelCoreTests", dependencies: ["KeelCore", "KeelTesting"], swiftSettings: swiftSettings),
         .testTarget(name: "KeelTests", dependencies: ["Keel", "KeelCore", "KeelTesting"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "KeelResilienceTests",
+            dependencies: ["KeelResilience", "KeelCore", "KeelTesting"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "KeelTestingTests",
             dependencies: ["KeelTesting", "Keel", "KeelCore"],

@@ -23,7 +23,8 @@ let package = Package(
         .executableTarget(
             name: "KeelBench",
             dependencies: [
-                .product(name: "Keel", package: "Keel")
+                .product(name: "Keel", package: "Keel"),
+                .product(name: "KeelResilience", package: "Keel"),
             ],
             swiftSettings: swiftSettings
         )

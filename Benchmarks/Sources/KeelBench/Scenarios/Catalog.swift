@@ -9,6 +9,10 @@ enum Catalog {
             PublishScenario(name: "bus.publish.1", subscribers: 1),
             PublishScenario(name: "bus.publish.16", subscribers: 16),
             LatencyScenario(prefix: "bus.latency"),
+            BreakerScenario(name: "breaker.closed", mode: .closed),
+            BreakerScenario(name: "breaker.open", mode: .open),
+            BulkheadScenario(name: "bulkhead.uncontended", tasks: 1, limit: 8),
+            BulkheadScenario(name: "bulkhead.contended", tasks: 64, limit: 8),
         ]
     }
 }

@@ -1,0 +1,103 @@
+import KeelCore
+
+/// A task-group semaphore that bounds how many operations run at once, how many wait, and for
+/// how long: the bulkhead that keeps one slow dependency from taking every task in the process.
+///
+/// At no instant do more than ``Configuration/maxConcurrent`` operations run inside the bulkhead.
+/// When all permits are taken, callers wait in strict arrival order (FIFO), up to
+/// ``Configuration/maxQueued`` of them; one more is refused at once with
+/// ``BulkheadError/Code/queueFull``, and a waiter that reaches ``Configuration/maxWait`` is refused
+/// with ``BulkheadError/Code/waitTimedOut``.
+///
+/// ```swift
+/// let payments = Bulkhead(name: "payments", configuration: .init(maxConcurrent: 8, maxQueued: 16))
+/// let receipt = try await payments.run { try await gateway.charge(order) }
+/// ```
+///
+/// ## Concurrency contract
+/// `Bulkhead` is `Sendable`; share one instance among every caller it protects. Permits live in a
+/// `Mutex` around a pure state machine (not an actor): an uncontended ``run(_:)`` takes the lock
+/// twice, never suspends on the bulkhead and runs the operation on the caller's own task and
+/// isolation. Only a caller that must wait suspends, on a continuation. Cancellation is safe at
+/// every point: a waiter whose task is cancelled leaves the queue at once and throws
+/// `CancellationError`; if the cancellation races with the grant of a permit, the permit is
+/// passed on to the next waiter (or returned) and the operation does not run. No permit ever
+/// leaks.
+///
+/// `maxWait` is enforced by one timer task per bulkhead, sleeping on the injected clock until the
+/// oldest waiter's deadline; it exists only while someone waits, and the bulkhead owns and
+/// cancels it.
+public final class Bulkhead: Sendable {
+    /// The bulkhead's name, used in errors and as the `bulkhead` dimension of its metrics.
+    public let name: String
+    /// The limits it was made with.
+    public let configuration: Configuration
+
+    @usableFromInline
+    let storage: BulkheadStorage
+
+    /// Creates a bulkhead.
+    /// - Parameters:
+    ///   - name: A name for errors and metrics, such as the dependency it protects.
+    ///   - configuration: The limits; checked with `precondition`.
+    ///   - clock: The clock that measures `maxWait` and wait times; `ContinuousClock` by default,
+    ///     a `TestClock` in tests.
+    ///   - instrumentation: Where metrics go (`keel.bulkhead.*`, with the dimension `bulkhead`);
+    ///     handlers are made here, once.
+    ///   - taskExecutor: The executor preference for the timer task; `nil` for the global one.
+    public init(
+        name: String,
+        configuration: Configuration = Configuration(),
+        clock: any Clock<Duration> = ContinuousClock(),
+        instrumentation: any Instrumentation = NoOpInstrumentation(),
+        taskExecutor: (any TaskExecutor)? = nil
+    ) {
+        configuration.validate()
+        self.name = name
+        self.configuration = configuration
+        self.storage = BulkheadStorage(
+            name: name,
+            capacity: configuration.maxConcurrent,
+            maxQueued: configuration.maxQueued,
+            maxWait: configuration.maxWait,
+            clock: clock,
+            executor: taskExecutor,
+            instruments: .make(instrumentation, name: name)
+        )
+    }
+
+    /// Runs `operation` while holding one permit, waiting in line for it if every permit is taken.
+    ///
+    /// The operation runs on the calling task, in the caller's isolation, exactly once if a
+    /// permit is obtained and never otherwise. The permit is returned when the operation returns
+    /// or throws, and goes to the oldest waiter first. Suspends only while waiting for a permit
+    /// (and while the operation itself suspends).
+    ///
+    /// Cancelling the calling task while it waits removes it from the queue and throws
+    /// `CancellationError` without running the operation; a task already cancelled is still
+    /// admitted when a permit is free at once (the operation observes its cancellation).
+    /// - Parameter operation: The work to protect.
+    /// - Returns: What `operation` returns.
+    /// - Throws: ``BulkheadError`` (``BulkheadError/Code/queueFull`` or
+    ///   ``BulkheadError/Code/waitTimedOut``) when refused, `CancellationError` when cancelled
+    ///   while waiting, or whatever `operation` throws.
+    @inlinable
+    public func run<T: Sendable>(_ operation: () async throws -> T) async throws -> T {
+        if let ticket = try self.storage.acquireOrEnqueue(weight: 1) {
+            try await self.storage.wait(ticket)
+        }
+        defer { self.storage.release(weight: 1) }
+        return try await operation()
+    }
+
+    /// A snapshot of the bulkhead's state and totals: in flight, queued, rejected, timed out,
+    /// wait times, utilisation. Takes the lock briefly; never suspends.
+    public var metrics: BulkheadMetrics {
+        self.storage.metrics()
+    }
+
+    /// Suspends until at least `count` callers wait in the queue at once (a handshake for tests).
+    package func waitForQueued(count: Int) async {
+        await self.storage.waitForQueued(count: count)
+    }
+}

@@ -1,0 +1,89 @@
+import KeelCore
+
+/// The metric handlers of one bulkhead, made once at construction.
+///
+/// With ``NoOpInstrumentation`` every handler is `nil`, so the hot path pays one branch instead
+/// of several existential calls.
+///
+/// Metrics, each with the dimension `bulkhead` = name:
+/// - `keel.bulkhead.in_flight` (gauge): units held;
+/// - `keel.bulkhead.queued` (gauge): waiters queued;
+/// - `keel.bulkhead.utilisation` (gauge): units held / capacity;
+/// - `keel.bulkhead.rejected` (counter, dimension `reason`: `queue_full`, `exceeds_capacity`,
+///   `wait_timed_out`);
+/// - `keel.bulkhead.wait` (timer): how long granted waiters waited.
+struct BulkheadInstruments: Sendable {
+    final class Gauges: Sendable {
+        let inFlight: any GaugeHandler
+        let queued: any GaugeHandler
+        let utilisation: any GaugeHandler
+
+        init(inFlight: any GaugeHandler, queued: any GaugeHandler, utilisation: any GaugeHandler) {
+            self.inFlight = inFlight
+            self.queued = queued
+            self.utilisation = utilisation
+        }
+
+        func update(used: Int, queued: Int, capacity: Int) {
+            self.inFlight.set(Double(used))
+            self.queued.set(Double(queued))
+            self.utilisation.set(Double(used) / Double(capacity))
+        }
+    }
+
+    final class Events: Sendable {
+        let queueFull: any CounterHandler
+        let exceedsCapacity: any CounterHandler
+        let timedOut: any CounterHandler
+        let wait: any TimerHandler
+
+        init(
+            queueFull: any CounterHandler,
+            exceedsCapacity: any CounterHandler,
+            timedOut: any CounterHandler,
+            wait: any TimerHandler
+        ) {
+            self.queueFull = queueFull
+            self.exceedsCapacity = exceedsCapacity
+            self.timedOut = timedOut
+            self.wait = wait
+        }
+    }
+
+    let gauges: Gauges?
+    let events: Events?
+
+    /// No handlers at all.
+    static let none = BulkheadInstruments(gauges: nil, events: nil)
+
+    /// Makes the handlers for the bulkhead `name`.
+    /// - Parameter withGauges: `false` for bulkheads that share a name (keyed ones), whose
+    ///   gauges would overwrite each other.
+    static func make(
+        _ instrumentation: any Instrumentation,
+        name: String,
+        withGauges: Bool = true
+    )
+        -> BulkheadInstruments
+    {
+        if instrumentation is NoOpInstrumentation { return .none }
+        let dimensions = [("bulkhead", name)]
+        func rejected(_ reason: String) -> any CounterHandler {
+            instrumentation.makeCounter(label: "keel.bulkhead.rejected", dimensions: dimensions + [("reason", reason)])
+        }
+        let gauges =
+            withGauges
+            ? Gauges(
+                inFlight: instrumentation.makeGauge(label: "keel.bulkhead.in_flight", dimensions: dimensions),
+                queued: instrumentation.makeGauge(label: "keel.bulkhead.queued", dimensions: dimensions),
+                utilisation: instrumentation.makeGauge(label: "keel.bulkhead.utilisation", dimensions: dimensions)
+            ) : nil
+        let events = Events(
+            queueFull: rejected("queue_full"),
+            exceedsCapacity: rejected("exceeds_capacity"),
+            timedOut: rejected("wait_timed_out"),
+            wait: instrumentation.makeTimer(label: "keel.bulkhead.wait", dimensions: dimensions)
+        )
+        return BulkheadInstruments(gauges: gauges, events: events)
+    }
+}

@@ -1,0 +1,359 @@
+import KeelCore
+
+/// The circuit breaker's decisions, as a pure value: no locks, no tasks, no clock.
+///
+/// Time comes in as an offset from the breaker's origin (`now`); randomness (jitter) from the
+/// injected `RandomSource`. Every mutating method returns what the caller must carry out: a
+/// ``Transition`` to publish (and perhaps a timer to arm). The ``CircuitBreaker`` keeps this
+/// machine in a `Mutex` and mirrors ``state`` and ``generation`` in an atomic word for its
+/// lock-free admission path.
+///
+/// Every transition increments ``generation``. A permit remembers the generation it was granted
+/// in; an outcome recorded with a permit of an older generation no longer counts (the call
+/// started under a state that has since ended).
+struct CircuitBreakerStateMachine: Sendable {
+    typealias Configuration = CircuitBreaker.Configuration
+
+    /// The breaker's full state.
+    enum State: Sendable, Equatable {
+        case closed
+        case open(until: Duration)
+        case halfOpen(HalfOpen)
+        case forcedOpen
+        case disabled
+        case metricsOnly
+    }
+
+    /// The probes of a half-open phase.
+    struct HalfOpen: Sendable, Equatable {
+        /// Permits handed out and not given back (in flight or completed).
+        var admitted = 0
+        var successes = 0
+        var failures = 0
+        var slowCalls = 0
+        /// When the phase ends by itself, if ``Configuration/maximumTimeInHalfOpen`` is set.
+        var deadline: Duration?
+        /// The most probes in flight at once, for tests and metrics.
+        var completed: Int { self.successes + self.failures }
+    }
+
+    /// The right to run one call, and how to record it.
+    struct Permit: Sendable, Equatable {
+        enum Kind: Sendable, Equatable {
+            case closed
+            case halfOpen
+            case metricsOnly
+            case disabled
+        }
+
+        var generation: UInt64
+        var kind: Kind
+    }
+
+    /// How a call ended, as classified by the caller.
+    enum Outcome: Sendable, Equatable {
+        case success
+        case failure
+        /// An ignored error: neither success nor failure; gives back a half-open permit.
+        case ignored
+        /// Cancelled: never a failure; gives back a half-open permit.
+        case cancelled
+    }
+
+    /// A change of state to publish.
+    struct Transition: Sendable, Equatable {
+        var from: CircuitBreaker.State
+        var to: CircuitBreaker.State
+        /// The generation the new state has.
+        var generation: UInt64
+        /// For an opening, how long it stays open.
+        var openDuration: Duration?
+        /// A timer the breaker must arm: at this offset, call ``timerFired(generation:now:)``.
+        var timerDeadline: Duration?
+    }
+
+    /// What ``admit(now:)`` decided.
+    enum Admission: Sendable, Equatable {
+        case permitted(Permit, Transition?)
+        case rejected(CircuitBreakerError.Code, remainingOpenDuration: Duration?, Transition?)
+    }
+
+    let configuration: Configuration
+    private let random: RandomSource
+    // The thresholds, copied out of the configuration so that the hot path never copies it.
+    private let consecutiveFailureThreshold: Int
+    private let failureRateThreshold: Double?
+    /// The slow-call rate threshold, `nil` without slow-call detection.
+    private let slowCallRateThreshold: Double?
+    private let minimumNumberOfCalls: Int
+    private let permittedCallsInHalfOpen: Int
+    private(set) var state: State = .closed
+    private(set) var generation: UInt64 = 0
+    private(set) var window: CircuitBreakerSlidingWindow
+    private(set) var consecutiveFailures = 0
+    /// Openings since the last close or reset, for the backoff of the open duration.
+    private(set) var consecutiveOpenings = 0
+
+    init(configuration: Configuration, random: RandomSource) {
+        configuration.validate()
+        self.configuration = configuration
+        self.random = random
+        self.window = CircuitBreakerSlidingWindow(configuration.window)
+        self.consecutiveFailureThreshold = configuration.consecutiveFailureThreshold ?? .max
+        self.failureRateThreshold = configuration.failureRateThreshold
+        self.slowCallRateThreshold =
+            configuration.slowCallDurationThreshold == nil ? nil : configuration.slowCallRateThreshold
+        self.minimumNumberOfCalls = configuration.minimumNumberOfCalls
+        self.permittedCallsInHalfOpen = configuration.permittedCallsInHalfOpen
+    }
+
+    /// The public view of ``state``.
+    var publicState: CircuitBreaker.State {
+        switch self.state {
+        case .closed: .closed
+        case .open: .open
+        case .halfOpen: .halfOpen
+        case .forcedOpen: .forcedOpen
+        case .disabled: .disabled
+        case .metricsOnly: .metricsOnly
+        }
+    }
+
+    /// When the open state ends, if the breaker is open.
+    var openUntil: Duration? {
+        if case .open(let until) = self.state { return until }
+        return nil
+    }
+
+    /// What the window holds at `now` (a time-based window first forgets what aged out).
+    mutating func windowTotals(at now: Duration) -> CircuitBreakerSlidingWindow.Totals {
+        self.window.totals(at: now)
+    }
+
+    // MARK: Admission
+
+    /// Decides whether a call may run at `now`.
+    mutating func admit(now: Duration) -> Admission {
+        switch self.state {
+        case .closed:
+            return .permitted(Permit(generation: self.generation, kind: .closed), nil)
+        case .disabled:
+            return .permitted(Permit(generation: self.generation, kind: .disabled), nil)
+        case .metricsOnly:
+            return .permitted(Permit(generation: self.generation, kind: .metricsOnly), nil)
+        case .forcedOpen:
+            return .rejected(.forcedOpen, remainingOpenDuration: nil, nil)
+        case .open(let until):
+            guard now >= until else {
+                return .rejected(.open, remainingOpenDuration: until - now, nil)
+            }
+            let transition = self.moveToHalfOpen(now: now)
+            guard case .halfOpen(var probes) = self.state else {
+                preconditionFailure("not half-open after moving to half-open: \(self.state)")
+            }
+            probes.admitted = 1
+            self.state = .halfOpen(probes)
+            return .permitted(Permit(generation: self.generation, kind: .halfOpen), transition)
+        case .halfOpen(var probes):
+            if let deadline = probes.deadline, now >= deadline {
+                let transition = self.moveToOpen(now: now)
+                return .rejected(.open, remainingOpenDuration: transition.openDuration, transition)
+            }
+            guard probes.admitted < self.permittedCallsInHalfOpen else {
+                return .rejected(.halfOpenFull, remainingOpenDuration: nil, nil)
+            }
+            probes.admitted += 1
+            self.state = .halfOpen(probes)
+            return .permitted(Permit(generation: self.generation, kind: .halfOpen), nil)
+        }
+    }
+
+    // MARK: Outcomes
+
+    /// Records how a permitted call ended.
+    /// - Parameters:
+    ///   - permit: The permit the call ran under.
+    ///   - outcome: How it ended.
+    ///   - isSlow: Whether it took at least the slow-call duration threshold.
+    ///   - now: When it ended; evaluated at most once, only if a time-based window or a
+    ///     transition needs it.
+    /// - Returns: The transition the outcome caused, if any.
+    mutating func record(
+        _ permit: Permit,
+        _ outcome: Outcome,
+        isSlow: Bool,
+        now readNow: @autoclosure () -> Duration
+    ) -> Transition? {
+        guard permit.generation == self.generation else { return nil }
+        // The clock is read at most once, and only when a window or a transition needs it.
+        var cachedNow: Duration?
+        func now() -> Duration {
+            if let cachedNow { return cachedNow }
+            let value = readNow()
+            cachedNow = value
+            return value
+        }
+        switch (permit.kind, self.state) {
+        case (.disabled, _):
+            return nil
+        case (.closed, .closed):
+            switch outcome {
+            case .ignored, .cancelled:
+                return nil
+            case .success:
+                self.consecutiveFailures = 0
+                self.window.record(isFailure: false, isSlow: isSlow, now: now())
+            case .failure:
+                self.consecutiveFailures += 1
+                self.window.record(isFailure: true, isSlow: isSlow, now: now())
+            }
+            return self.shouldOpenFromClosed() ? self.moveToOpen(now: now()) : nil
+        case (.metricsOnly, .metricsOnly):
+            switch outcome {
+            case .ignored, .cancelled:
+                break
+            case .success:
+                self.consecutiveFailures = 0
+                self.window.record(isFailure: false, isSlow: isSlow, now: now())
+            case .failure:
+                self.consecutiveFailures += 1
+                self.window.record(isFailure: true, isSlow: isSlow, now: now())
+            }
+            return nil
+        case (.halfOpen, .halfOpen(var probes)):
+            switch outcome {
+            case .ignored, .cancelled:
+                probes.admitted -= 1
+                self.state = .halfOpen(probes)
+                return nil
+            case .success:
+                probes.successes += 1
+            case .failure:
+                probes.failures += 1
+            }
+            if isSlow { probes.slowCalls += 1 }
+            self.state = .halfOpen(probes)
+            return self.decideHalfOpen(probes, now: now())
+        default:
+            preconditionFailure("a \(permit.kind) permit of the current generation in state \(self.state)")
+        }
+    }
+
+    /// A timer armed for `generation` fired at `now`.
+    /// - Returns: The transition, or `nil` if the state it was armed for has already ended.
+    mutating func timerFired(generation: UInt64, now: Duration) -> Transition? {
+        guard generation == self.generation else { return nil }
+        switch self.state {
+        case .open(let until) where now >= until:
+            return self.moveToHalfOpen(now: now)
+        case .halfOpen(let probes):
+            guard let deadline = probes.deadline, now >= deadline else { return nil }
+            return self.moveToOpen(now: now)
+        case .open, .closed, .forcedOpen, .disabled, .metricsOnly:
+            return nil
+        }
+    }
+
+    // MARK: Manual control
+
+    /// Rejects every call until a reset.
+    mutating func forceOpen() -> Transition? {
+        self.move(to: .forcedOpen, publicState: .forcedOpen)
+    }
+
+    /// Admits every call and records nothing until a reset.
+    mutating func disable() -> Transition? {
+        self.move(to: .disabled, publicState: .disabled)
+    }
+
+    /// Admits every call and records it, never opening, until a reset.
+    mutating func enableMetricsOnly() -> Transition? {
+        self.window.removeAll()
+        self.consecutiveFailures = 0
+        return self.move(to: .metricsOnly, publicState: .metricsOnly)
+    }
+
+    /// Back to closed with an empty window and no backoff history. Always a transition (to a new
+    /// generation), even from closed: calls in flight no longer count.
+    mutating func reset() -> Transition {
+        let from = self.publicState
+        self.window.removeAll()
+        self.consecutiveFailures = 0
+        self.consecutiveOpenings = 0
+        self.state = .closed
+        self.generation &+= 1
+        return Transition(from: from, to: .closed, generation: self.generation)
+    }
+
+    // MARK: Transitions
+
+    private func shouldOpenFromClosed() -> Bool {
+        if self.consecutiveFailures >= self.consecutiveFailureThreshold {
+            return true
+        }
+        let totals = self.window.totals
+        guard totals.calls >= self.minimumNumberOfCalls else { return false }
+        let calls = Double(totals.calls)
+        if let threshold = self.failureRateThreshold, Double(totals.failures) / calls >= threshold {
+            return true
+        }
+        if let threshold = self.slowCallRateThreshold, Double(totals.slowCalls) / calls >= threshold {
+            return true
+        }
+        return false
+    }
+
+    /// Closes or re-opens once the probes' outcome is certain.
+    private mutating func decideHalfOpen(_ probes: HalfOpen, now: Duration) -> Transition? {
+        let permitted = Double(self.permittedCallsInHalfOpen)
+        // Without a failure-rate threshold, any failed probe re-opens.
+        let failureThreshold = self.failureRateThreshold ?? .leastNonzeroMagnitude
+        if Double(probes.failures) / permitted >= failureThreshold {
+            return self.moveToOpen(now: now)
+        }
+        if let threshold = self.slowCallRateThreshold, Double(probes.slowCalls) / permitted >= threshold {
+            return self.moveToOpen(now: now)
+        }
+        guard probes.completed >= self.permittedCallsInHalfOpen else { return nil }
+        self.consecutiveOpenings = 0
+        self.consecutiveFailures = 0
+        self.window.removeAll()
+        return self.move(to: .closed, publicState: .closed)
+    }
+
+    private mutating func moveToOpen(now: Duration) -> Transition {
+        let random = self.random
+        let duration = self.configuration.openDuration.duration(
+            afterOpenings: self.consecutiveOpenings,
+            unitRandom: { random.nextUnitDouble() }
+        )
+        self.consecutiveOpenings += 1
+        let until = now + duration
+        guard var transition = self.move(to: .open(until: until), publicState: .open) else {
+            preconditionFailure("opening from \(self.state) is not a transition")
+        }
+        transition.openDuration = duration
+        if self.configuration.halfOpenTransition == .automatic {
+            transition.timerDeadline = until
+        }
+        return transition
+    }
+
+    private mutating func moveToHalfOpen(now: Duration) -> Transition {
+        let deadline = self.configuration.maximumTimeInHalfOpen.map { now + $0 }
+        guard var transition = self.move(to: .halfOpen(HalfOpen(deadline: deadline)), publicState: .halfOpen) else {
+            preconditionFailure("half-opening from \(self.state) is not a transition")
+        }
+        transition.timerDeadline = deadline
+        return transition
+    }
+
+    /// Moves to `state`; `nil` when already in that public state (nothing changes then).
+    private mutating func move(to state: State, publicState: CircuitBreaker.State) -> Transition? {
+        let from = self.publicState
+        guard from != publicState else { return nil }
+        self.state = state
+        self.generation &+= 1
+        return Transition(from: from, to: publicState, generation: self.generation)
+    }
+}
