@@ -23,7 +23,7 @@ let package = Package(
     targets: [
         .target(name: "KeelCore", swiftSettings: swiftSettings),
         .target(name: "KeelResilience", dependencies: ["KeelCore"], swiftSettings: swiftSettings),
-        .target(name: "Keel", dependencies: ["KeelCore"], swiftSettings: swiftSettings),
+        .target(name: "Keel", dependencies: ["KeelCore", "KeelResilience"], swiftSettings: swiftSettings),
         .target(name: "KeelTesting", dependencies: ["KeelCore", "Keel"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "Shop",
@@ -32,7 +32,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "KeelCoreTests", dependencies: ["KeelCore", "KeelTesting"], swiftSettings: swiftSettings),
-        .testTarget(name: "KeelTests", dependencies: ["Keel", "KeelCore", "KeelTesting"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "KeelTests",
+            dependencies: ["Keel", "KeelCore", "KeelResilience", "KeelTesting"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "KeelResilienceTests",
             dependencies: ["KeelResilience", "KeelCore", "KeelTesting"],

@@ -1,0 +1,71 @@
+import Keel
+import KeelCore
+import KeelResilience
+import KeelTesting
+import Testing
+
+@Suite("Resilience pipelines on request routes", .timeLimit(.minutes(1)))
+struct ResiliencePolicyTests {
+    struct Outage: Error {}
+
+    @Test("a breaker on a route opens after handler failures and then rejects without calling the handler")
+    func breakerOnRoute() async throws {
+        let calls = HostFixtures.Values<Int>()
+        let worker = HostFixtures.Worker { request in
+            calls.append(request.value)
+            throw Outage()
+        }
+        let clock = TestClock()
+        var breakerConfiguration = CircuitBreaker.Configuration()
+        breakerConfiguration.consecutiveFailureThreshold = 3
+        breakerConfiguration.failureRateThreshold = nil
+        let breaker = CircuitBreaker(name: "worker", configuration: breakerConfiguration, clock: clock)
+        var settings = TestHost.defaultConfiguration
+        settings.healthCheckTimeout = nil
+        try await TestHost.with(services: [worker], configuration: settings, clock: clock) { test in
+            await test.host.setPolicy(ResiliencePipeline { breaker }, for: HostFixtures.Work.self)
+            for value in 0..<3 {
+                let error = try await #require(throws: RequestError.self) {
+                    try await test.client.send(HostFixtures.Work(value: value))
+                }
+                #expect(error.code == .handlerFailed)
+                #expect(error.underlying is Outage)
+            }
+            #expect(breaker.state == .open)
+            let rejected = try await #require(throws: RequestError.self) {
+                try await test.client.send(HostFixtures.Work(value: 99))
+            }
+            #expect(rejected.code == .rejected)
+            #expect(rejected.underlying is CircuitBreakerError)
+            #expect(calls.all == [0, 1, 2], "the open breaker did not call the handler")
+        }
+    }
+
+    @Test("strategies run outermost first, each around the rest of the pipeline")
+    func pipelineOrder() async throws {
+        let log = HostFixtures.Values<String>()
+        struct Tracing: ResilienceStrategy {
+            let name: String
+            let log: HostFixtures.Values<String>
+            func execute<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+                self.log.append("enter \(self.name)")
+                defer { self.log.append("leave \(self.name)") }
+                return try await operation()
+            }
+        }
+        let includeInner = true
+        let pipeline = ResiliencePipeline {
+            Tracing(name: "outer", log: log)
+            if includeInner {
+                Tracing(name: "inner", log: log)
+            }
+        }
+        let value = try await pipeline.execute {
+            log.append("call")
+            return 7
+        }
+        #expect(value == 7)
+        #expect(log.all == ["enter outer", "enter inner", "call", "leave inner", "leave outer"])
+        #expect(try await ResiliencePipeline([]).execute { 1 } == 1)
+    }
+}
