@@ -41,6 +41,37 @@ struct ResiliencePolicyTests {
         }
     }
 
+    struct Ping: Event {
+        static let topic = "resilience.ping"
+        var number: Int
+    }
+
+    @Test("a subscription's pipeline guards its handler: an open breaker dead-letters without calling it")
+    func pipelineOnSubscription() async throws {
+        let handled = HostFixtures.Values<Int>()
+        var breakerConfiguration = CircuitBreaker.Configuration()
+        breakerConfiguration.consecutiveFailureThreshold = 1
+        breakerConfiguration.failureRateThreshold = nil
+        let clock = TestClock()
+        let breaker = CircuitBreaker(name: "ping-handler", configuration: breakerConfiguration, clock: clock)
+        try await TestHost.with(services: [], clock: clock) { test in
+            let options = SubscriptionOptions(redelivery: .none, pipeline: ResiliencePipeline { breaker })
+            try test.bus.subscribe(to: Ping.self, options: options) { event, _ in
+                handled.append(event.number)
+                throw Outage()
+            }
+            try await test.bus.publish(Ping(number: 1))
+            await test.host.waitUntilIdle()
+            try await test.bus.publish(Ping(number: 2))
+            await test.host.waitUntilIdle()
+            #expect(handled.all == [1], "the open breaker kept the second event from the handler")
+            let letters = test.bus.deadLetters
+            #expect(letters.count == 2)
+            #expect(letters.first?.error is Outage)
+            #expect(letters.last?.error is CircuitBreakerError)
+        }
+    }
+
     @Test("strategies run outermost first, each around the rest of the pipeline")
     func pipelineOrder() async throws {
         let log = HostFixtures.Values<String>()

@@ -1,4 +1,5 @@
 import KeelCore
+import KeelResilience
 import Synchronization
 
 /// One published event, shared by reference among every subscriber it goes to.
@@ -261,7 +262,12 @@ final class Subscriber: Sendable {
             attempt += 1
             do {
                 try await TraceContext.$current.withValue(context) {
-                    try await self.handler(published.event, published.envelope)
+                    if let pipeline = self.options.pipeline {
+                        let handler = self.handler
+                        try await pipeline.execute { try await handler(published.event, published.envelope) }
+                    } else {
+                        try await self.handler(published.event, published.envelope)
+                    }
                 }
                 self.delivered.wrappingAdd(1, ordering: .relaxed)
                 self.deliveredCounter.increment(by: 1)

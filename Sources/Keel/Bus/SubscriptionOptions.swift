@@ -1,3 +1,5 @@
+import KeelResilience
+
 /// What a subscriber's mailbox does when it is full.
 public struct OverflowPolicy: Sendable, Hashable, CustomStringConvertible {
     enum Base: String, Hashable, Sendable {
@@ -67,8 +69,8 @@ public struct RedeliveryPolicy: Sendable, Hashable {
     }
 }
 
-/// How a subscription buffers and retries.
-public struct SubscriptionOptions: Sendable, Hashable {
+/// How a subscription buffers, retries and guards its handler.
+public struct SubscriptionOptions: Sendable {
     /// The most events the subscriber's mailbox holds; at least 1.
     public var bufferCapacity: Int
     /// What happens when the mailbox is full.
@@ -77,6 +79,10 @@ public struct SubscriptionOptions: Sendable, Hashable {
     public var redelivery: RedeliveryPolicy
     /// The most events taken from the mailbox per wake-up of the subscriber.
     public var batchSize: Int
+    /// Strategies around each attempt of the handler (a breaker that stops calling a failing
+    /// downstream, a bulkhead, a timeout); `nil` for none. A rejection by the pipeline counts as a
+    /// failed attempt, retried per ``redelivery`` and then dead-lettered like any handler error.
+    public var pipeline: ResiliencePipeline?
 
     /// Creates options.
     /// - Parameters:
@@ -84,11 +90,13 @@ public struct SubscriptionOptions: Sendable, Hashable {
     ///   - overflow: What happens when it is full.
     ///   - redelivery: How failures are retried.
     ///   - batchSize: Events per wake-up, at least 1.
+    ///   - pipeline: Strategies around each attempt of the handler.
     public init(
         bufferCapacity: Int = 1024,
         overflow: OverflowPolicy = .suspendPublisher,
         redelivery: RedeliveryPolicy = RedeliveryPolicy(),
-        batchSize: Int = 64
+        batchSize: Int = 64,
+        pipeline: ResiliencePipeline? = nil
     ) {
         precondition(bufferCapacity >= 1, "bufferCapacity must be at least 1, got \(bufferCapacity)")
         precondition(batchSize >= 1, "batchSize must be at least 1, got \(batchSize)")
@@ -96,5 +104,6 @@ public struct SubscriptionOptions: Sendable, Hashable {
         self.overflow = overflow
         self.redelivery = redelivery
         self.batchSize = batchSize
+        self.pipeline = pipeline
     }
 }
