@@ -13,6 +13,7 @@ enum Catalog {
             BreakerScenario(name: "breaker.open", mode: .open),
             BulkheadScenario(name: "bulkhead.uncontended", tasks: 1, limit: 8),
             BulkheadScenario(name: "bulkhead.contended", tasks: 64, limit: 8),
+            PipelineScenario(name: "pipeline.5"),
         ]
     }
 }

@@ -1,0 +1,71 @@
+import KeelResilience
+
+/// A trivial call through a pipeline of five strategies against the bare call: the overhead of
+/// guarding a call with everything KeelResilience has, in the recommended order.
+///
+/// Ours is `pipeline.execute { await service.ping() }` where the pipeline is, outermost first, a
+/// retry (default policy; nothing fails, so it never retries), a circuit breaker (closed), a rate
+/// limiter (a token bucket too large to ever refuse), a bulkhead (8 permits, uncontended) and a
+/// timeout per attempt (one second; it races the call against the clock in a task group). The
+/// baseline is the bare `await service.ping()`. Calls are sequential, from the measuring task.
+final class PipelineScenario: Scenario {
+    let metrics: [Metric]
+    let workload = Workload.calibrated(minimum: 2_000)
+
+    private let service = PingService()
+    private let breaker: CircuitBreaker
+    private let pipeline: ResiliencePipeline
+
+    /// Creates the scenario.
+    /// - Parameter name: The metric's name.
+    init(name: String) {
+        let breaker = CircuitBreaker(name: name)
+        self.breaker = breaker
+        let limiter = RateLimiter(
+            name: name,
+            configuration: .init(
+                algorithm: .tokenBucket(
+                    capacity: 1_000_000_000,
+                    refillAmount: 1_000_000_000,
+                    refillInterval: .seconds(1)
+                )
+            )
+        )
+        self.pipeline = ResiliencePipeline {
+            RetryPolicy(name: name)
+            breaker
+            limiter
+            Bulkhead(name: name, configuration: .init(maxConcurrent: 8, maxQueued: 8, maxWait: nil))
+            Timeout(name: name, duration: .seconds(1))
+        }
+        let baseline = "direct `await service.ping()` on an actor, unguarded"
+        self.metrics = [Metric(name: name, baseline: baseline, unit: "call")]
+    }
+
+    func setUp() async throws {}
+
+    func runOurs(_ count: Int) async throws -> [Double] {
+        let pipeline = self.pipeline
+        let service = self.service
+        let clock = ContinuousClock()
+        let start = clock.now
+        for _ in 0..<count {
+            _ = try await pipeline.execute { await service.ping() }
+        }
+        return [start.duration(to: clock.now).nanoseconds / Double(count)]
+    }
+
+    func runBaseline(_ count: Int) async throws -> [Double] {
+        let service = self.service
+        let clock = ContinuousClock()
+        let start = clock.now
+        for _ in 0..<count {
+            _ = await service.ping()
+        }
+        return [start.duration(to: clock.now).nanoseconds / Double(count)]
+    }
+
+    func tearDown() async {
+        await self.breaker.shutdown()
+    }
+}
