@@ -27,7 +27,7 @@ let package = Package(
         .target(name: "KeelTesting", dependencies: ["KeelCore", "Keel"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "Shop",
-            dependencies: ["Keel", "KeelCore"],
+            dependencies: ["Keel", "KeelCore", "KeelResilience"],
             path: "Samples/Shop",
             swiftSettings: swiftSettings
         ),

@@ -70,6 +70,27 @@ struct StockReservation: Sendable, Codable, Hashable {
     var lines: [OrderLine]
 }
 
+// MARK: Payments
+
+/// Asks the payment service to charge a customer.
+///
+/// The route of this request carries a resilience pipeline (see `PaymentResilience`): a call may
+/// be retried, cut short by a timeout, or refused at once by an open circuit breaker or a full
+/// bulkhead, which the caller sees as a `RequestError` with code `rejected`.
+struct ChargePayment: ServiceRequest {
+    typealias Response = PaymentReceipt
+    var userID: Int
+    var amountCents: Int
+    /// What the charge is for, as the customer's statement shows it.
+    var reference: String
+}
+
+/// The gateway's receipt for a charge.
+struct PaymentReceipt: Sendable, Codable, Hashable {
+    var id: Int
+    var amountCents: Int
+}
+
 // MARK: Orders
 
 /// Asks the order service to place an order.
@@ -93,6 +114,7 @@ struct Order: Sendable, Codable, Hashable {
     var userID: Int
     var items: [Item]
     var reservationID: Int
+    var paymentID: Int
 
     var totalCents: Int {
         self.items.reduce(0) { $0 + $1.quantity * $1.unitPriceCents }
@@ -127,6 +149,11 @@ func dollars(_ cents: Int) -> String {
     }
     let fraction = cents % 100
     return "$\(grouped).\(fraction < 10 ? "0" : "")\(fraction)"
+}
+
+/// `40 ms` for a duration of 40 milliseconds.
+func milliseconds(_ duration: Duration) -> String {
+    "\(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000) ms"
 }
 
 /// `2 × keyboard, 1 × mouse`.

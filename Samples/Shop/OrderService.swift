@@ -1,4 +1,5 @@
 import Keel
+import KeelResilience
 
 /// Why the order service refused an order, in the shop's own words.
 enum OrderError: Error, CustomStringConvertible {
@@ -6,6 +7,8 @@ enum OrderError: Error, CustomStringConvertible {
     case unknownUser(id: Int)
     case unknownProduct(sku: String)
     case outOfStock(sku: String, requested: Int, available: Int)
+    /// The payment service did not charge the customer, or the payment route refused the charge.
+    case paymentFailed(RequestError)
     /// Another service failed for a reason that is not the customer's (a deadline, a shutdown…).
     case upstream(RequestError)
 
@@ -16,19 +19,40 @@ enum OrderError: Error, CustomStringConvertible {
         case .unknownProduct(let sku): "the shop does not sell \"\(sku)\""
         case .outOfStock(let sku, let requested, let available):
             "\(requested) × \(sku) requested, but only \(available) left in stock"
+        case .paymentFailed(let error): "the payment did not go through: \(Self.describePayment(error))"
         case .upstream(let error): "another service failed: \(error)"
         }
     }
+
+    /// The payment failure in a few words: the `ChargePayment` request's code and its cause.
+    private static func describePayment(_ error: RequestError) -> String {
+        let cause =
+            switch error.underlying {
+            case let rejection as CircuitBreakerError:
+                "CircuitBreakerError.\(rejection.code) (breaker '\(rejection.breakerName)')"
+            case let rejection as BulkheadError:
+                "BulkheadError, \(rejection.code) (bulkhead '\(rejection.bulkhead)')"
+            case let timeout as TimeoutError:
+                "TimeoutError, no answer within \(milliseconds(timeout.timeout))"
+            case let underlying?:
+                "\(underlying)"
+            case nil:
+                error.message
+            }
+        return "ChargePayment \(error.code), cause: \(cause)"
+    }
 }
 
-/// Places orders: validates the customer, prices the lines, reserves the stock, records the order
-/// and tells everyone who listens.
+/// Places orders: validates the customer, prices the lines, reserves the stock, charges the
+/// customer, records the order and tells everyone who listens.
 ///
 /// It reaches the other services only by request, through `environment.send`, and only those it
 /// declares in `dependencies`; a request to any other service fails with `undeclaredDependency`.
 actor OrderService: ServiceActor {
     static let name: ServiceName = "order"
-    static let dependencies: [ServiceName] = [UserService.name, CatalogService.name, InventoryService.name]
+    static let dependencies: [ServiceName] = [
+        UserService.name, CatalogService.name, InventoryService.name, PaymentService.name,
+    ]
 
     /// The orders placed so far, by id.
     private var orders: [Int: Order] = [:]
@@ -97,19 +121,39 @@ actor OrderService: ServiceActor {
             throw Self.translate(error)
         }
 
-        // 4. Record the order. The id is chosen and the order stored with no `await` in between,
+        // 4. Charge the customer. The route carries a resilience pipeline, so this one call may be
+        //    retried, cut short by a timeout, or refused at once by the breaker or the bulkhead.
+        let totalCents = items.reduce(0) { $0 + $1.quantity * $1.unitPriceCents }
+        let receipt: PaymentReceipt
+        do {
+            receipt = try await environment.send(
+                ChargePayment(
+                    userID: request.userID,
+                    amountCents: totalCents,
+                    reference: "reservation #\(reservation.id)"
+                )
+            )
+        } catch {
+            // The inventory has no request that gives stock back, so the reservation stays held.
+            // A saga would release it; the sample only says so.
+            say(Self.name, "reservation #\(reservation.id) stays held: nothing releases stock yet")
+            throw .paymentFailed(error)
+        }
+
+        // 5. Record the order. The id is chosen and the order stored with no `await` in between,
         //    so concurrent `place` calls, which interleave on this actor at every `await` above,
         //    never share an id.
         let order = Order(
             id: self.orders.count + 1,
             userID: request.userID,
             items: items,
-            reservationID: reservation.id
+            reservationID: reservation.id,
+            paymentID: receipt.id
         )
         self.orders[order.id] = order
         say(Self.name, "created order #\(order.id), total \(dollars(order.totalCents))")
 
-        // 5. Tell whoever listens. `publish` returns once subscribers' mailboxes have the event;
+        // 6. Tell whoever listens. `publish` returns once subscribers' mailboxes have the event;
         //    it does not wait for their handlers. (If it fails, the order stands but nobody hears
         //    of it: a saga or an outbox would close that gap; the sample keeps it simple.)
         do {

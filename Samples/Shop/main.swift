@@ -1,7 +1,9 @@
-// The shop: a modular monolith of five services in one process.
+// The shop: a modular monolith of six services in one process.
 //
 //   user, catalog, inventory   answer requests, each from its own private storage
-//   order                      places orders by request to the three above, then publishes
+//   payment                    charges customers through an external payment gateway (simulated),
+//                              on a route guarded by a resilience pipeline
+//   order                      places orders by request to the four above, then publishes
 //                              `order.created` on the event bus
 //   notification               listens for `order.created` (by type) and `order.#` (by pattern)
 //
@@ -10,6 +12,7 @@
 import Foundation  // `exit`
 import Keel
 import KeelCore
+import KeelResilience
 
 // MARK: Helpers
 
@@ -34,9 +37,47 @@ func placeOrder(
     }
 }
 
+/// What became of an order, in one line.
+func outcome(_ result: Result<Order, any Error>) -> String {
+    switch result {
+    case .success(let order):
+        return "accepted: order #\(order.id), \(dollars(order.totalCents))"
+    case .failure(let error as RequestError):
+        // The order service's handler threw, so the code is `handlerFailed` and the underlying
+        // cause is the handler's own error: an `OrderError` saying why, in plain words.
+        let reason = error.underlying.map { String(describing: $0) } ?? error.message
+        return "refused (\(error.code)): \(reason)"
+    case .failure(let error):
+        return "failed: \(error)"
+    }
+}
+
+/// The order counts the notification service will have handled once it has caught up: one audit
+/// entry per order, one e-mail per accepted order.
+struct Tally {
+    var placed = 0
+    var accepted = 0
+
+    mutating func count(_ result: Result<Order, any Error>) {
+        self.placed += 1
+        if case .success = result { self.accepted += 1 }
+    }
+}
+
+/// The transitions a breaker's event stream reports, one line each, until the stream ends.
+func stateTransitions(_ events: CircuitBreakerEvents) async -> [String] {
+    var lines: [String] = []
+    for await event in events where event.kind == .stateTransition {
+        guard let from = event.fromState, let to = event.toState else { continue }
+        let stay = to == .open ? event.duration.map { " for \(milliseconds($0))" } ?? "" : ""
+        lines.append("\(from) → \(to)\(stay)")
+    }
+    return lines
+}
+
 // MARK: Start
 
-print("Keel shop: five services in one process, talking by request and by event.")
+print("Keel shop: six services in one process, talking by request and by event.")
 print()
 
 // Records every span and metric in memory, so that we can print them at the end.
@@ -50,14 +91,24 @@ let host = ServiceHost(configuration: configuration, instrumentation: recorder, 
 // The program keeps a reference to the notification service to wait for its handlers; services
 // themselves reach each other only by request and event.
 let notifications = NotificationService()
+// The payment gateway stands for a remote API; the program keeps it to make it misbehave. Its own
+// seeded random source decides which calls fail, without disturbing the host's ids.
+let gateway = PaymentGateway(clock: host.clock, random: RandomSource(seed: 5))
+// Retry, breaker, bulkhead and timeout around every `ChargePayment`; the program keeps them to
+// watch the breaker and print their metrics.
+let payments = PaymentResilience(clock: host.clock, random: RandomSource(seed: 11), instrumentation: recorder)
 do {
     try await host.register(UserService())
     try await host.register(CatalogService())
     try await host.register(InventoryService())
+    try await host.register(PaymentService(gateway: gateway))
     try await host.register(OrderService())
     try await host.register(notifications)
-    // Checks the dependency graph, then starts services in dependency order: user, catalog and
-    // inventory first (concurrently), then order and notification.
+    // Every call of `ChargePayment`, whoever makes it, runs through the pipeline; a refusal by one
+    // of its strategies reaches the caller as a `RequestError` with code `rejected`.
+    await host.setPolicy(payments.pipeline, for: ChargePayment.self)
+    // Checks the dependency graph, then starts services in dependency order: user, catalog,
+    // inventory and payment first (concurrently), then order and notification.
     try await host.start()
 } catch {
     print("The host did not start: \(error)")
@@ -89,28 +140,18 @@ let orders: [(correlationID: String, title: String, request: PlaceOrder)] = [
 ]
 
 var traces: [String: TraceID] = [:]
-var accepted = 0
-for (placed, (correlationID, title, request)) in orders.enumerated() {
+var tally = Tally()
+for (correlationID, title, request) in orders {
     print()
     print("\(correlationID): \(title)")
     let (trace, result) = await placeOrder(request, correlationID: correlationID, on: host)
     traces[correlationID] = trace
-    if case .success = result { accepted += 1 }
+    tally.count(result)
     // The notification service handles `order.created` and `order.rejected` on its own
     // subscription tasks, after `send` has returned. Wait for its e-mail and audit entry so that
     // the output stays in order (and, with the seeded random source, ids repeat from run to run).
-    await notifications.waitUntil(emails: accepted, auditEntries: placed + 1)
-    switch result {
-    case .success(let order):
-        print("  → accepted: order #\(order.id), \(dollars(order.totalCents))")
-    case .failure(let error as RequestError):
-        // The order service's handler threw, so the code is `handlerFailed` and the underlying
-        // cause is the handler's own error: an `OrderError` saying why, in plain words.
-        let reason = error.underlying.map { String(describing: $0) } ?? error.message
-        print("  → refused (\(error.code)): \(reason)")
-    case .failure(let error):
-        print("  → failed: \(error)")
-    }
+    await notifications.waitUntil(emails: tally.accepted, auditEntries: tally.placed)
+    print("  → \(outcome(result))")
 }
 
 print()
@@ -123,6 +164,150 @@ for sku in ["keyboard", "mouse", "monitor", "cable"] {
         print("  \(sku): unknown (\(error))")
     }
 }
+
+// MARK: Payments
+
+print()
+print("Payments through a resilience pipeline")
+print("  Every ChargePayment runs through, outermost first:")
+print("    a retry: 2 attempts, 10 ms apart, within a retry budget shared by all charges;")
+let openFor = milliseconds(PaymentResilience.openDuration)
+print("    a circuit breaker: opens for \(openFor) when half of the last 10 attempts failed;")
+print("    a bulkhead: 2 calls at the gateway at once, 1 more may wait 15 ms, the rest are turned away;")
+print("    a timeout of \(milliseconds(PaymentResilience.attemptTimeout)) per attempt.")
+print("  A refusal by one of them reaches the order service as a RequestError with code `rejected`.")
+
+// The breaker publishes what happens to it as an `AsyncSequence`. A child task of this program
+// collects the state transitions while the orders run; the stream, and with it the task, ends
+// when the breaker shuts down below. Subscribing before the task starts misses no event.
+let breakerEvents = payments.breaker.events()
+async let transitions = stateTransitions(breakerEvents)
+
+/// Places payment orders one at a time, printing each outcome and the breaker's state after it.
+/// - Returns: `tally` with the orders counted.
+func placeInTurn(
+    _ orders: [(correlationID: String, title: String, request: PlaceOrder)],
+    tally: Tally
+) async -> Tally {
+    var tally = tally
+    for (correlationID, title, request) in orders {
+        print()
+        print("\(correlationID): \(title)")
+        let (_, result) = await placeOrder(request, correlationID: correlationID, on: host)
+        tally.count(result)
+        await notifications.waitUntil(emails: tally.accepted, auditEntries: tally.placed)
+        print("  → \(outcome(result))")
+        print("  breaker: \(payments.breaker.state)")
+    }
+    return tally
+}
+
+/// An order of one USB-C cable, the shop's cheapest product, for customer `userID`.
+func cable(for userID: Int) -> PlaceOrder {
+    PlaceOrder(userID: userID, lines: [OrderLine(sku: "cable", quantity: 1)])
+}
+
+print()
+print("1. The gateway is healthy: charges go through on the first attempt.")
+tally = await placeInTurn(
+    [
+        ("pay-1", "Ada buys a cable", cable(for: 1)),
+        ("pay-2", "Grace buys a cable", cable(for: 2)),
+    ],
+    tally: tally
+)
+
+print()
+await gateway.behave(.flaky(failureRate: 0.75))
+print("2. The gateway turns flaky: it fails 75 % of its calls (seeded, so the same ones every run).")
+print("   A failed attempt is retried once; every attempt counts in the breaker's window. Once the")
+print("   breaker opens, orders are refused at once: the gateway is not called at all.")
+tally = await placeInTurn(
+    [
+        ("pay-3", "Alan buys a cable", cable(for: 3)),
+        ("pay-4", "Ada buys a cable", cable(for: 1)),
+        ("pay-5", "Grace buys a cable", cable(for: 2)),
+        ("pay-6", "Alan buys a cable", cable(for: 3)),
+        ("pay-7", "Ada buys a cable", cable(for: 1)),
+    ],
+    tally: tally
+)
+
+print()
+await gateway.behave(.healthy)
+print("   The gateway recovers, but the breaker does not know yet: it stays open for")
+print("   \(milliseconds(PaymentResilience.openDuration)), then turns half-open and lets 2 probes through.")
+// The sample waits on the host's clock; the breaker moves to half-open on the same clock.
+let margin = Duration.milliseconds(50)
+do {
+    try await host.clock.sleep(for: PaymentResilience.openDuration + margin)
+} catch {
+    print("   (the wait was cancelled)")
+}
+print("   After \(milliseconds(PaymentResilience.openDuration + margin)) the breaker is \(payments.breaker.state).")
+tally = await placeInTurn(
+    [
+        ("pay-8", "Grace buys a cable: the first probe", cable(for: 2)),
+        ("pay-9", "Alan buys a cable: the second probe", cable(for: 3)),
+    ],
+    tally: tally
+)
+
+print()
+await gateway.behave(.slow(latency: .milliseconds(200)))
+print("3. The gateway turns slow: it answers after 200 ms, far beyond the 40 ms an attempt may")
+print("   wait. Four customers order at once, 5 ms apart: two get the bulkhead's permits and time")
+print("   out twice, one waits 15 ms in its queue and gives up, one finds the queue full.")
+print()
+let rush: [(correlationID: String, request: PlaceOrder)] = [
+    ("rush-1", cable(for: 1)), ("rush-2", cable(for: 2)), ("rush-3", cable(for: 3)), ("rush-4", cable(for: 1)),
+]
+let rushResults = await withTaskGroup(of: (String, Result<Order, any Error>).self) { group in
+    for (index, (correlationID, request)) in rush.enumerated() {
+        group.addTask {
+            // Staggered so that they reach the bulkhead in the order of their names.
+            try? await host.clock.sleep(for: .milliseconds(5) * index)
+            return (correlationID, await placeOrder(request, correlationID: correlationID, on: host).result)
+        }
+    }
+    var results: [String: Result<Order, any Error>] = [:]
+    for await (correlationID, result) in group {
+        results[correlationID] = result
+    }
+    return results
+}
+for (correlationID, _) in rush {
+    guard let result = rushResults[correlationID] else { continue }
+    tally.count(result)
+}
+await notifications.waitUntil(emails: tally.accepted, auditEntries: tally.placed)
+print()
+for (correlationID, _) in rush {
+    guard let result = rushResults[correlationID] else { continue }
+    print("\(correlationID) → \(outcome(result))")
+}
+print("breaker: \(payments.breaker.state)")
+
+// No more charges: stop the breaker's timer and end its event stream, which ends the child task.
+await payments.breaker.shutdown()
+print()
+print("The breaker's transitions, from its event stream:")
+for line in await transitions {
+    print("  \(line)")
+}
+
+let breakerMetrics = payments.breaker.metrics
+print()
+print("Resilience metrics:")
+print(
+    "  breaker \(payments.breaker.name): \(breakerMetrics.state), "
+        + "\(breakerMetrics.bufferedCalls) calls in its window (\(breakerMetrics.failedCalls) failed), "
+        + "\(breakerMetrics.notPermittedCalls) calls refused while open"
+)
+print("  bulkhead \(payments.bulkhead.metrics)")
+let budget = payments.budget.snapshot
+print("  retry budget: \(budget.calls) calls, \(budget.retries) retries, \(budget.refused) retries refused")
+print("  gateway: \(await gateway.calls) calls received")
 
 // MARK: Shutdown
 

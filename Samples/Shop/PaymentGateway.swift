@@ -1,0 +1,77 @@
+import KeelCore
+
+/// What the payment gateway answered when it did not take the money.
+enum GatewayError: Error, CustomStringConvertible {
+    /// The gateway is having trouble (think HTTP 503): the same charge may well succeed later.
+    case unavailable
+
+    var description: String {
+        switch self {
+        case .unavailable: "the payment gateway is unavailable (503)"
+        }
+    }
+}
+
+/// A stand-in for a remote payment API, such as a card processor's HTTPS endpoint.
+///
+/// It is not a Keel service: it stands for a system outside the process, which the shop reaches
+/// only through the payment service, and which the program can make misbehave on command:
+/// flaky (a seeded share of its calls fail) or slow (each call waits on the clock before
+/// answering). Time comes from the injected clock and chance from the injected `RandomSource`, so
+/// a run fails the same calls every time.
+actor PaymentGateway {
+    /// How the gateway answers.
+    enum Behaviour: Sendable, CustomStringConvertible {
+        /// Every call succeeds at once.
+        case healthy
+        /// Each call fails with `GatewayError.unavailable` with this probability (1 = every call).
+        case flaky(failureRate: Double)
+        /// Each call waits this long before it succeeds; cancelling the caller ends the wait.
+        case slow(latency: Duration)
+
+        var description: String {
+            switch self {
+            case .healthy: "healthy"
+            case .flaky(let rate): "flaky (fails \(Int(rate * 100)) % of calls)"
+            case .slow(let latency): "slow (answers after \(milliseconds(latency)))"
+            }
+        }
+    }
+
+    private let clock: any Clock<Duration>
+    private let random: RandomSource
+    private var behaviour = Behaviour.healthy
+    /// Charges taken so far; the next receipt's id is one more.
+    private var charges = 0
+    /// Calls received so far, including failed and abandoned ones.
+    private(set) var calls = 0
+
+    init(clock: any Clock<Duration>, random: RandomSource) {
+        self.clock = clock
+        self.random = random
+    }
+
+    /// Changes how the gateway answers from the next call on.
+    func behave(_ behaviour: Behaviour) {
+        self.behaviour = behaviour
+    }
+
+    /// Takes `amountCents` from the customer, or fails as the current behaviour says.
+    /// - Throws: `GatewayError.unavailable` when flaky; `CancellationError` when the caller is
+    ///   cancelled while a slow call waits (the charge is then not taken).
+    func charge(_ amountCents: Int, reference: String) async throws -> PaymentReceipt {
+        self.calls += 1
+        switch self.behaviour {
+        case .healthy:
+            break
+        case .flaky(let failureRate):
+            if self.random.nextUnitDouble() < failureRate { throw GatewayError.unavailable }
+        case .slow(let latency):
+            try await self.clock.sleep(for: latency)
+        }
+        // No `await` between choosing the id and counting it, so concurrent charges, which
+        // interleave at the sleep above, never share a receipt id.
+        self.charges += 1
+        return PaymentReceipt(id: self.charges, amountCents: amountCents)
+    }
+}

@@ -1,0 +1,50 @@
+import Keel
+
+/// Charges customers through the external payment gateway.
+///
+/// Its handler makes exactly one gateway call per `ChargePayment`; the resilience around that
+/// call is not in here but on the request's route, where the host runs every attempt through the
+/// pipeline of `PaymentResilience`. Guarding the route rather than the call inside the handler
+/// means that a request refused by the open breaker or the full bulkhead never even reaches this
+/// actor, and that the caller sees the refusal as what it is: a `RequestError` with code
+/// `rejected`, not a failure of this handler.
+actor PaymentService: ServiceActor {
+    static let name: ServiceName = "payment"
+
+    /// The remote API; the service's only way to the money.
+    private let gateway: PaymentGateway
+    /// Charges that went through.
+    private var charged = 0
+
+    init(gateway: PaymentGateway) {
+        self.gateway = gateway
+    }
+
+    nonisolated func registerHandlers(_ handlers: inout RequestHandlers<PaymentService>) {
+        handlers.on(ChargePayment.self) { service, request in
+            try await service.charge(request)
+        }
+    }
+
+    func stop() async throws {
+        say(Self.name, "stopped (\(self.charged) charges went through)")
+    }
+
+    /// One attempt at the charge: one gateway call, whose failure is reported and rethrown.
+    private func charge(_ request: ChargePayment) async throws -> PaymentReceipt {
+        say(Self.name, "asks the gateway for \(dollars(request.amountCents)) (\(request.reference))")
+        do {
+            let receipt = try await self.gateway.charge(request.amountCents, reference: request.reference)
+            self.charged += 1
+            say(Self.name, "charged \(dollars(receipt.amountCents)), receipt #\(receipt.id)")
+            return receipt
+        } catch is CancellationError {
+            // The attempt's timeout cancelled us while the gateway made us wait.
+            say(Self.name, "gave up waiting for the gateway: the attempt was cancelled")
+            throw CancellationError()
+        } catch {
+            say(Self.name, "gateway said: \(error)")
+            throw error
+        }
+    }
+}
