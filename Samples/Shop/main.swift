@@ -175,7 +175,8 @@ let openFor = milliseconds(PaymentResilience.openDuration)
 print("    a circuit breaker: opens for \(openFor) when half of the last 10 attempts failed;")
 print("    a bulkhead: 2 calls at the gateway at once, 1 more may wait 15 ms, the rest are turned away;")
 print("    a timeout of \(milliseconds(PaymentResilience.attemptTimeout)) per attempt.")
-print("  A refusal by one of them reaches the order service as a RequestError with code `rejected`.")
+print("  A refusal by one of them reaches the order service as a RequestError with code `rejected`,")
+print("  a timeout as `deadlineExceeded`.")
 
 // The breaker publishes what happens to it as an `AsyncSequence`. A child task of this program
 // collects the state transitions while the orders run; the stream, and with it the task, ends

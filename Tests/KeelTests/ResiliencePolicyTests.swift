@@ -41,6 +41,32 @@ struct ResiliencePolicyTests {
         }
     }
 
+    @Test("a timeout in a route's pipeline reaches the caller as deadlineExceeded with the timeout as cause")
+    func timeoutOnRoute() async throws {
+        let gate = HostFixtures.Gate()
+        let worker = HostFixtures.Worker { _ in try await gate.wait() }
+        let clock = TestClock()
+        var settings = TestHost.defaultConfiguration
+        settings.healthCheckTimeout = nil
+        try await TestHost.with(services: [worker], configuration: settings, clock: clock) { test in
+            let timeout = Timeout(duration: .milliseconds(50), clock: clock, random: RandomSource(seed: 3))
+            await test.host.setPolicy(ResiliencePipeline { timeout }, for: HostFixtures.Work.self)
+            async let outcome: RequestError? = {
+                do throws(RequestError) {
+                    _ = try await test.client.send(HostFixtures.Work(value: 1))
+                    return nil
+                } catch {
+                    return error
+                }
+            }()
+            await clock.waitForSleepers(count: 1)
+            clock.advance(by: .milliseconds(50))
+            let error = try #require(await outcome)
+            #expect(error.code == .deadlineExceeded)
+            #expect(error.underlying is TimeoutError)
+        }
+    }
+
     struct Ping: Event {
         static let topic = "resilience.ping"
         var number: Int

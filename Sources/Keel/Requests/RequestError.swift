@@ -19,7 +19,8 @@ public struct RequestError: Error, Sendable, CustomStringConvertible {
         public static let undeclaredDependency = Code(.undeclaredDependency)
         /// The handling service has no live and ready instance.
         public static let noHealthyInstance = Code(.noHealthyInstance)
-        /// The call's deadline passed before it finished.
+        /// The call's deadline passed before it finished, or a timeout in the route's policy ran
+        /// out (then ``RequestError/underlying`` is the timeout's error).
         public static let deadlineExceeded = Code(.deadlineExceeded)
         /// The handler threw; ``RequestError/underlying`` is what it threw.
         public static let handlerFailed = Code(.handlerFailed)

@@ -1,4 +1,5 @@
 import KeelCore
+import KeelResilience
 import Synchronization
 
 /// The routes of a host: for each request type, the service that handles it, each instance's
@@ -292,6 +293,15 @@ final class RequestRouter: Sendable {
         } catch {
             if error is CancellationError && Task.isCancelled {
                 throw self.cancelled(route)
+            }
+            if error is TimeoutError {
+                throw RequestError(
+                    code: .deadlineExceeded,
+                    request: R.name,
+                    service: route.service,
+                    message: "the route's timeout ran out",
+                    underlying: error
+                )
             }
             throw RequestError(
                 code: .rejected,

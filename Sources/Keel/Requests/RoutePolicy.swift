@@ -9,7 +9,9 @@
 /// `operation` throws ``RequestError``: a handler's failure arrives as
 /// ``RequestError/Code-swift.struct/handlerFailed`` with the handler's error as
 /// ``RequestError/underlying``, so a policy can classify failures. Any error the policy throws
-/// that is not a `RequestError` reaches the caller as ``RequestError/Code-swift.struct/rejected``.
+/// that is not a `RequestError` reaches the caller as ``RequestError/Code-swift.struct/rejected``,
+/// except a KeelResilience `TimeoutError`, which reaches it as
+/// ``RequestError/Code-swift.struct/deadlineExceeded``; either way the policy's error is the cause.
 /// `operation` may be run from child tasks (hedging, timeouts); it inherits the caller's trace
 /// context and deadline.
 ///
