@@ -63,9 +63,11 @@ extension CircuitBreaker {
         /// When the breaker leaves the open state. Default ``HalfOpenTransition/onNextCall``.
         public var halfOpenTransition: HalfOpenTransition = .onNextCall
 
-        /// Which thrown errors count as failures. Default: every error except
-        /// `CancellationError`, which never counts whatever the classification says.
-        public var errorClassification: ErrorClassification = .all
+        /// Which thrown errors count as failures. Default: ``ErrorClassification/allButRejections``,
+        /// every error except the refusals of other strategies in the same pipeline (a full
+        /// bulkhead, a rate limit, another breaker), which say nothing about the dependency's
+        /// health. `CancellationError` never counts, whatever the classification says.
+        public var errorClassification: ErrorClassification = .allButRejections
 
         /// Whether a returned value counts as a failure (for example a response with status
         /// 503); `nil` (the default): every returned value is a success. Called on the caller's
@@ -253,6 +255,16 @@ extension CircuitBreaker.Configuration {
 
         /// Every error is a failure (except `CancellationError`).
         public static let all = ErrorClassification(isIgnored: { _ in false }, isRecorded: { _ in true })
+
+        /// Every error is a failure, except `CancellationError` and the rejections of KeelResilience
+        /// strategies (``BulkheadError``, ``RateLimiterError``, ``CircuitBreakerError``), which are
+        /// ignored: they come from local load or another breaker, not from the guarded dependency.
+        public static let allButRejections = ErrorClassification(
+            isIgnored: { error in
+                error is BulkheadError || error is RateLimiterError || error is CircuitBreakerError
+            },
+            isRecorded: { _ in true }
+        )
 
         /// A predicate decides: `true` is a failure, `false` a success.
         /// - Parameter isFailure: The predicate, called once per thrown error.

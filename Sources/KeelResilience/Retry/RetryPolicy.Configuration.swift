@@ -12,8 +12,10 @@ extension RetryPolicy {
         /// The delays between attempts. Default `.exponential(initial: .milliseconds(100),
         /// maximum: .seconds(5))` with jitter.
         public var backoff: Backoff
-        /// Whether an error is worth another attempt. Default: every error. `CancellationError`
-        /// is never retried, whatever this says. Called on the retrying task, once per failure.
+        /// Whether an error is worth another attempt. Default: every error but a
+        /// ``CircuitBreakerError`` (an open breaker rejects every attempt until its open duration
+        /// passes; retrying only spends the budget). `CancellationError` is never retried,
+        /// whatever this says. Called on the retrying task, once per failure.
         public var shouldRetryError: @Sendable (any Error) -> Bool
         /// Whether a returned value is worth another attempt (for example a "try later" reply).
         /// The value is passed as `any Sendable`; cast it to your type. Default `nil`: results
@@ -33,7 +35,7 @@ extension RetryPolicy {
             maxAttempts: Int = 3,
             backoff: Backoff = .exponential(initial: .milliseconds(100), maximum: .seconds(5)),
             budget: RetryBudget? = nil,
-            shouldRetryError: @escaping @Sendable (any Error) -> Bool = { _ in true },
+            shouldRetryError: @escaping @Sendable (any Error) -> Bool = { !($0 is CircuitBreakerError) },
             shouldRetryResult: (@Sendable (any Sendable) -> Bool)? = nil
         ) {
             self.maxAttempts = maxAttempts
