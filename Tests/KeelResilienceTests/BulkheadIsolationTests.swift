@@ -17,7 +17,7 @@ struct BulkheadPartitionsTests {
             ]
         )
         #expect(partitions.partitions == [.background, .critical, .normal])
-        let gate = BulkheadTestGate()
+        let gate = TestGate()
         let entered = BulkheadTestArrivals()
         try await withThrowingDiscardingTaskGroup { group in
             // Saturate background: two running, one queued.
@@ -37,7 +37,7 @@ struct BulkheadPartitionsTests {
             #expect(refused?.bulkhead == "orders.background")
             // Critical still has all ten permits.
             let criticalEntered = BulkheadTestArrivals()
-            let criticalGate = BulkheadTestGate()
+            let criticalGate = TestGate()
             for _ in 0..<10 {
                 group.addTask {
                     try await partitions.run(in: .critical) {
@@ -68,7 +68,7 @@ struct BulkheadKeyedTests {
             name: "tenants",
             configuration: .init(perKey: .init(maxConcurrent: 2, maxQueued: 0), maxKeys: 10)
         )
-        let gate = BulkheadTestGate()
+        let gate = TestGate()
         let entered = BulkheadTestArrivals()
         try await withThrowingDiscardingTaskGroup { group in
             for _ in 0..<2 {
@@ -109,7 +109,7 @@ struct BulkheadKeyedTests {
             name: "busy",
             configuration: .init(perKey: .init(maxConcurrent: 1), maxKeys: 2, idleTimeout: nil)
         )
-        let gate = BulkheadTestGate()
+        let gate = TestGate()
         let entered = BulkheadTestArrivals()
         try await withThrowingDiscardingTaskGroup { group in
             for key in [1, 2] {
@@ -195,7 +195,7 @@ struct BulkheadMemoryTests {
             configuration: .init(budgets: ["x": 100], maxQueued: 4, maxWait: .seconds(2)),
             clock: clock
         )
-        let gate = BulkheadTestGate()
+        let gate = TestGate()
         let entered = BulkheadTestArrivals()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -266,7 +266,7 @@ struct BulkheadResourcePoolTests {
         let clock = TestClock()
         let factory = Factory()
         let pool = self.makePool(factory, clock: clock)
-        let gate = BulkheadTestGate()
+        let gate = TestGate()
         let entered = BulkheadTestArrivals()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -286,7 +286,7 @@ struct BulkheadResourcePoolTests {
             // Meanwhile critical gets all three of its connections at once.
             try await withThrowingDiscardingTaskGroup { critical in
                 let criticalEntered = BulkheadTestArrivals()
-                let criticalGate = BulkheadTestGate()
+                let criticalGate = TestGate()
                 for _ in 0..<3 {
                     critical.addTask {
                         try await pool.withResource(in: .critical) { connection in

@@ -26,7 +26,7 @@ struct BulkheadTaskGroupTests {
 
     @Test func addTaskSuspendsUntilAPermitIsFree() async throws {
         let bulkhead = Bulkhead(name: "group", configuration: .init(maxConcurrent: 2, maxQueued: 4, maxWait: nil))
-        let gate = BulkheadTestGate()
+        let gate = TestGate()
         let started = BulkheadTestArrivals()
         try await bulkhead.withTaskGroup { group in
             for _ in 0..<2 {
@@ -61,7 +61,7 @@ struct BulkheadTaskGroupTests {
                     try await group.addTask {
                         started.arrive()
                         // Waits until the group is cancelled; never sleeps.
-                        await BulkheadTestGate().waitUnlessCancelled()
+                        await TestGate().waitUnlessCancelled()
                         if Task.isCancelled { sawCancellation.increment() }
                     }
                 }
@@ -81,7 +81,7 @@ struct BulkheadTaskGroupTests {
     }
 }
 
-extension BulkheadTestGate {
+extension TestGate {
     /// Waits until the gate opens or the task is cancelled.
     func waitUnlessCancelled() async {
         await withTaskCancellationHandler {

@@ -34,7 +34,7 @@ struct BulkheadTests {
 
     @Test func rejectsAtOnceWhenTheQueueIsFull() async throws {
         let bulkhead = Bulkhead(name: "narrow", configuration: .init(maxConcurrent: 2, maxQueued: 3, maxWait: nil))
-        let gate = BulkheadTestGate()
+        let gate = TestGate()
         let entered = BulkheadTestArrivals()
         try await withThrowingDiscardingTaskGroup { group in
             for _ in 0..<5 {
@@ -66,7 +66,7 @@ struct BulkheadTests {
             configuration: .init(maxConcurrent: 1, maxQueued: 4, maxWait: .seconds(5)),
             clock: clock
         )
-        let gate = BulkheadTestGate()
+        let gate = TestGate()
         let entered = BulkheadTestArrivals()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -105,7 +105,7 @@ struct BulkheadTests {
             clock: clock,
             instrumentation: recorder
         )
-        let gate = BulkheadTestGate()
+        let gate = TestGate()
         let entered = BulkheadTestArrivals()
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
@@ -131,7 +131,7 @@ struct BulkheadTests {
 
     @Test func cancellingAWaiterRemovesItFromTheQueue() async throws {
         let bulkhead = Bulkhead(name: "cancel", configuration: .init(maxConcurrent: 1, maxQueued: 4, maxWait: nil))
-        let gate = BulkheadTestGate()
+        let gate = TestGate()
         let entered = BulkheadTestArrivals()
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
@@ -159,7 +159,7 @@ struct BulkheadTests {
         let ran = BulkheadTestCounter()
         let cancelled = BulkheadTestCounter()
         for _ in 0..<500 {
-            let gate = BulkheadTestGate()
+            let gate = TestGate()
             let entered = BulkheadTestArrivals()
             let holder = Task {
                 try await bulkhead.run {
@@ -192,7 +192,7 @@ struct BulkheadTests {
 
     @Test func aCancelledWaiterLeavesItsPlaceToTheNext() async throws {
         let bulkhead = Bulkhead(name: "pass-on", configuration: .init(maxConcurrent: 1, maxQueued: 8, maxWait: nil))
-        let gate = BulkheadTestGate()
+        let gate = TestGate()
         let entered = BulkheadTestArrivals()
         let holder = Task {
             try await bulkhead.run {
@@ -262,7 +262,7 @@ struct BulkheadTests {
         #expect(metrics.queued == 0)
         #expect(metrics.peakUsed <= 4)
         try await withThrowingDiscardingTaskGroup { group in
-            let gate = BulkheadTestGate()
+            let gate = TestGate()
             let entered = BulkheadTestArrivals()
             for _ in 0..<4 {
                 group.addTask {
@@ -284,7 +284,7 @@ struct BulkheadTests {
             configuration: .init(maxConcurrent: 1, maxQueued: 0),
             instrumentation: recorder
         )
-        let gate = BulkheadTestGate()
+        let gate = TestGate()
         let entered = BulkheadTestArrivals()
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {

@@ -12,30 +12,8 @@ enum CircuitBreakerFixtures {
     /// Another error type, for classification lists.
     struct Ignorable: Error, Equatable {}
 
-    /// Suspends callers of ``wait()`` until ``open()``; open stays open.
-    final class Gate: Sendable {
-        private let state = Mutex<(isOpen: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
-
-        func wait() async {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let resumeNow = self.state.withLock { state -> Bool in
-                    if state.isOpen { return true }
-                    state.waiters.append(continuation)
-                    return false
-                }
-                if resumeNow { continuation.resume() }
-            }
-        }
-
-        func open() {
-            let waiters = self.state.withLock { state in
-                state.isOpen = true
-                defer { state.waiters = [] }
-                return state.waiters
-            }
-            for waiter in waiters { waiter.resume() }
-        }
-    }
+    /// Suspends callers of `wait()` until `open()`; open stays open.
+    typealias Gate = TestGate
 
     /// Resumes ``wait()`` once ``signal()`` has been called `count` times.
     final class Countdown: Sendable {
