@@ -67,6 +67,7 @@ public struct Subscription: Sendable, Hashable, CustomStringConvertible {
         lhs.subscriber === rhs.subscriber
     }
 
+    /// Hashes the subscription's identity.
     public func hash(into hasher: inout Hasher) {
         hasher.combine(ObjectIdentifier(self.subscriber))
     }

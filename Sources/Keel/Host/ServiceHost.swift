@@ -237,7 +237,7 @@ public actor ServiceHost {
         let key = ObjectIdentifier(request)
         self.routePolicies[key] = policy
         let instrumentation = self.instrumentation
-        self.router.updateRoutesQuietly { routes in
+        self.router.updateRoutes { routes in
             routes[key] = routes[key]?.with(policy: .some(policy), instrumentation: instrumentation)
         }
     }
@@ -250,7 +250,7 @@ public actor ServiceHost {
         self.servicePolicies[service] = policy
         let instrumentation = self.instrumentation
         let specific = self.routePolicies
-        self.router.updateRoutesQuietly { routes in
+        self.router.updateRoutes { routes in
             for (key, route) in routes where route.service == service && specific[key] == nil {
                 routes[key] = route.with(policy: .some(policy), instrumentation: instrumentation)
             }

@@ -86,12 +86,10 @@ final class RequestRouter: Sendable {
         self.routes.withLock { $0[key] }
     }
 
-    func updateRoutes<T>(_ body: (inout [ObjectIdentifier: Route]) throws(HostError) -> T) throws(HostError) -> T {
-        try self.routes.withLock { (routes) throws(HostError) -> T in try body(&routes) }
-    }
-
-    func updateRoutesQuietly(_ body: (inout [ObjectIdentifier: Route]) -> Void) {
-        self.routes.withLock { body(&$0) }
+    func updateRoutes<T, Failure: Error>(
+        _ body: (inout [ObjectIdentifier: Route]) throws(Failure) -> T
+    ) throws(Failure) -> T {
+        try self.routes.withLock { (routes) throws(Failure) -> T in try body(&routes) }
     }
 
     /// One call in progress: what the non-generic prelude found and set up, for the generic

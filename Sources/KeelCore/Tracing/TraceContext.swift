@@ -168,6 +168,7 @@ public struct TraceContext: Sendable, Hashable, Codable, CustomStringConvertible
             && lhs.correlation == rhs.correlation && lhs.causation == rhs.causation
     }
 
+    /// Hashes the trace and span ids, which identify a context.
     public func hash(into hasher: inout Hasher) {
         hasher.combine(self.traceID)
         hasher.combine(self.spanID)

@@ -170,6 +170,23 @@ struct CircuitBreakerStateMachine: Sendable {
 
     // MARK: Outcomes
 
+    /// Counts a closed-state outcome in the consecutive-failure count and the window.
+    /// - Returns: Whether it was counted (ignored and cancelled calls are not).
+    @discardableResult
+    private mutating func count(_ outcome: Outcome, isSlow: Bool, now: @autoclosure () -> Duration) -> Bool {
+        switch outcome {
+        case .ignored, .cancelled:
+            return false
+        case .success:
+            self.consecutiveFailures = 0
+            self.window.record(isFailure: false, isSlow: isSlow, now: now())
+        case .failure:
+            self.consecutiveFailures += 1
+            self.window.record(isFailure: true, isSlow: isSlow, now: now())
+        }
+        return true
+    }
+
     /// Records how a permitted call ended.
     /// - Parameters:
     ///   - permit: The permit the call ran under.
@@ -197,28 +214,10 @@ struct CircuitBreakerStateMachine: Sendable {
         case (.disabled, _):
             return nil
         case (.closed, .closed):
-            switch outcome {
-            case .ignored, .cancelled:
-                return nil
-            case .success:
-                self.consecutiveFailures = 0
-                self.window.record(isFailure: false, isSlow: isSlow, now: now())
-            case .failure:
-                self.consecutiveFailures += 1
-                self.window.record(isFailure: true, isSlow: isSlow, now: now())
-            }
+            guard self.count(outcome, isSlow: isSlow, now: now()) else { return nil }
             return self.shouldOpenFromClosed() ? self.moveToOpen(now: now()) : nil
         case (.metricsOnly, .metricsOnly):
-            switch outcome {
-            case .ignored, .cancelled:
-                break
-            case .success:
-                self.consecutiveFailures = 0
-                self.window.record(isFailure: false, isSlow: isSlow, now: now())
-            case .failure:
-                self.consecutiveFailures += 1
-                self.window.record(isFailure: true, isSlow: isSlow, now: now())
-            }
+            self.count(outcome, isSlow: isSlow, now: now())
             return nil
         case (.halfOpen, .halfOpen(var probes)):
             switch outcome {
