@@ -1,9 +1,10 @@
+import KeelCore
 import KeelResilience
 import Synchronization
 
 /// Counts arrivals and lets the test wait until a number of them happened.
 final class BulkheadTestArrivals: Sendable {
-    private let state = Mutex<(count: Int, waiters: [(Int, CheckedContinuation<Void, Never>)])>((0, []))
+    private let state = Lock<(count: Int, waiters: [(Int, CheckedContinuation<Void, Never>)])>((0, []))
 
     var count: Int { self.state.withLock { $0.count } }
 
@@ -69,7 +70,7 @@ final class BulkheadTestCounter: Sendable {
 
 /// Counts outcomes by name.
 final class BulkheadTestTally: Sendable {
-    private let counts = Mutex<[String: Int]>([:])
+    private let counts = Lock<[String: Int]>([:])
 
     var all: [String: Int] { self.counts.withLock { $0 } }
 

@@ -1,6 +1,5 @@
 import KeelCore
 import KeelTesting
-import Synchronization
 import Testing
 
 @testable import KeelResilience

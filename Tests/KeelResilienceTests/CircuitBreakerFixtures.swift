@@ -1,3 +1,4 @@
+import KeelCore
 import Synchronization
 
 @testable import KeelResilience
@@ -17,10 +18,10 @@ enum CircuitBreakerFixtures {
 
     /// Resumes ``wait()`` once ``signal()`` has been called `count` times.
     final class Countdown: Sendable {
-        private let state: Mutex<(remaining: Int, waiter: CheckedContinuation<Void, Never>?)>
+        private let state: Lock<(remaining: Int, waiter: CheckedContinuation<Void, Never>?)>
 
         init(_ count: Int) {
-            self.state = Mutex((count, nil))
+            self.state = Lock((count, nil))
         }
 
         func signal() {

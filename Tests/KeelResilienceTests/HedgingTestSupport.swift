@@ -1,3 +1,4 @@
+import KeelCore
 import Synchronization
 
 /// Scripted attempts for hedging tests: each attempt parks until the test completes it, records
@@ -15,7 +16,7 @@ final class HedgingProbe: Sendable {
         var cancelWaiters: [(Int, CheckedContinuation<Void, Never>)] = []
     }
 
-    private let state = Mutex(State())
+    private let state = Lock(State())
     private let isStubborn: Bool
 
     init(stubborn: Bool = false) {
@@ -104,7 +105,7 @@ struct HedgingTestError: Error, Equatable {
 
 /// Suspends until the current task is cancelled, then throws `CancellationError`.
 func hedgingParkUntilCancelled() async throws {
-    let parked = Mutex<(cancelled: Bool, continuation: CheckedContinuation<Void, any Error>?)>((false, nil))
+    let parked = Lock<(cancelled: Bool, continuation: CheckedContinuation<Void, any Error>?)>((false, nil))
     try await withTaskCancellationHandler {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let isCancelled = parked.withLock { state -> Bool in

@@ -254,7 +254,7 @@ struct HedgingTests {
     @Test func attemptsRunInTheCallersTraceContext() async throws {
         let random = RandomSource(seed: 7)
         let root = TraceContext.makeRoot(using: random)
-        let seen = Mutex<[TraceContext?]>([])
+        let seen = Lock<[TraceContext?]>([])
         let hedging = Hedging(configuration: .init(maxAttempts: 3, delay: .zero), clock: TestClock())
         try await TraceContext.$current.withValue(root) {
             _ = try await hedging.run { attempt in

@@ -1,13 +1,12 @@
 import KeelCore
 import KeelTesting
-import Synchronization
 import Testing
 
 @testable import KeelResilience
 
 /// The order in which waiters were granted, and when.
 private final class Grants: Sendable {
-    private let log = Mutex<[(String, Duration)]>([])
+    private let log = Lock<[(String, Duration)]>([])
     let clock: TestClock
 
     init(clock: TestClock) {

@@ -11,7 +11,7 @@ private struct Flaky: Error, Equatable {
 
 /// Records when each attempt ran, on the test clock.
 private final class AttemptLog: Sendable {
-    private let times = Mutex<[Duration]>([])
+    private let times = Lock<[Duration]>([])
     let clock: TestClock
 
     init(clock: TestClock) {

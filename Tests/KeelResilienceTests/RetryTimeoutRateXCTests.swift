@@ -1,7 +1,6 @@
 import KeelCore
 import KeelResilience
 import KeelTesting
-import Synchronization
 import XCTest
 
 final class RetryTimeoutRateXCTests: XCTestCase {
@@ -9,7 +8,7 @@ final class RetryTimeoutRateXCTests: XCTestCase {
 
     func testRetryFollowsItsScheduleOnTheTestClock() async throws {
         let clock = TestClock()
-        let attempts = Mutex<[Duration]>([])
+        let attempts = Lock<[Duration]>([])
         let policy = RetryPolicy(
             configuration: .init(
                 maxAttempts: 3,
@@ -36,7 +35,7 @@ final class RetryTimeoutRateXCTests: XCTestCase {
 
     func testTimeoutCancelsTheOperation() async throws {
         let clock = TestClock()
-        let cancelled = Mutex(false)
+        let cancelled = Lock(false)
         let timeout = Timeout(name: "xc", duration: .seconds(1), clock: clock)
         async let result: Void = timeout.execute {
             do {

@@ -1,8 +1,8 @@
-import Synchronization
+import KeelCore
 
 /// A gate that tasks wait at until the test opens it; opening is final. Shared by the suites.
 final class TestGate: Sendable {
-    private let state = Mutex<(isOpen: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    private let state = Lock<(isOpen: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
 
     func wait() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in

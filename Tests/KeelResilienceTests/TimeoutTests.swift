@@ -1,13 +1,12 @@
 import KeelCore
 import KeelTesting
-import Synchronization
 import Testing
 
 @testable import KeelResilience
 
 /// What an operation under a timeout saw.
 private final class Observed: Sendable {
-    private let state = Mutex<(cancelled: Bool, deadline: Duration?)>((false, nil))
+    private let state = Lock<(cancelled: Bool, deadline: Duration?)>((false, nil))
 
     func sawCancellation() { self.state.withLock { $0.cancelled = true } }
     func saw(deadline: Duration?) { self.state.withLock { $0.deadline = deadline } }

@@ -1,7 +1,6 @@
 import Keel
 import KeelCore
 import KeelTesting
-import Synchronization
 import Testing
 
 /// Services and events shared by the harness tests of this module.
@@ -26,7 +25,7 @@ enum HarnessFixtures {
 
     /// What happened to the services, in order.
     final class Log: Sendable {
-        private let entries = Mutex<[String]>([])
+        private let entries = Lock<[String]>([])
 
         var values: [String] { self.entries.withLock { $0 } }
 
@@ -37,7 +36,7 @@ enum HarnessFixtures {
 
     /// A value that a test body hands out, to be inspected after the body has returned.
     final class Box<Value: Sendable>: Sendable {
-        private let storage = Mutex<Value?>(nil)
+        private let storage = Lock<Value?>(nil)
 
         var value: Value? { self.storage.withLock { $0 } }
 

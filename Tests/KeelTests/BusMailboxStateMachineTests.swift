@@ -1,4 +1,4 @@
-import Synchronization
+import KeelCore
 import Testing
 
 @testable import Keel
@@ -317,10 +317,10 @@ struct BusMailboxStateMachineTests {
 
     /// A mailbox that child tasks share, as the subscriber shares it: behind a `Mutex`.
     final class Shared: Sendable {
-        let state: Mutex<Mailbox>
+        let state: Lock<Mailbox>
 
         init(_ mailbox: sending Mailbox) {
-            self.state = Mutex(mailbox)
+            self.state = Lock(mailbox)
         }
     }
 

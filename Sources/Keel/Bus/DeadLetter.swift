@@ -1,4 +1,4 @@
-import Synchronization
+import KeelCore
 
 /// An event whose handler kept failing after every redelivery attempt.
 ///
@@ -33,7 +33,7 @@ final class DeadLetterQueue: Sendable {
         var next: UInt64 = 0
         var evicted = 0
     }
-    private let state = Mutex(State())
+    private let state = Lock(State())
     let capacity: Int
 
     init(capacity: Int) {

@@ -1,6 +1,5 @@
 import Foundation
 import KeelCore
-import Synchronization
 
 /// The asynchronous event bus: publish facts, subscribe by type or by topic pattern.
 ///
@@ -68,7 +67,7 @@ public final class EventBus: Sendable {
     let executor: (any TaskExecutor)?
     let tracker: WorkTracker
     let deadLetterQueue: DeadLetterQueue
-    private let state = Mutex(State())
+    private let state = Lock(State())
     private let publishedCounter: any CounterHandler
 
     /// Creates a bus.

@@ -35,8 +35,8 @@ final class Subscriber: Sendable {
     let bus: EventBus
     let spanName: String
 
-    private let mailbox: Mutex<MailboxStateMachine<PublishedEvent>>
-    private let task = Mutex<Task<Void, Never>?>(nil)
+    private let mailbox: Lock<MailboxStateMachine<PublishedEvent>>
+    private let task = Lock<Task<Void, Never>?>(nil)
     private let delivered = Atomic<Int>(0)
     private let dropped = Atomic<Int>(0)
     private let failedAttempts = Atomic<Int>(0)
@@ -65,7 +65,7 @@ final class Subscriber: Sendable {
         self.bus = bus
         self.handler = handler
         self.spanName = "handle \(name)"
-        self.mailbox = Mutex(MailboxStateMachine(capacity: options.bufferCapacity, overflow: options.overflow))
+        self.mailbox = Lock(MailboxStateMachine(capacity: options.bufferCapacity, overflow: options.overflow))
         let dimensions = [("subscription", name)]
         self.droppedCounter = bus.instrumentation.makeCounter(label: "keel.bus.dropped", dimensions: dimensions)
         self.deadLetterCounter = bus.instrumentation.makeCounter(label: "keel.bus.dead_letters", dimensions: dimensions)

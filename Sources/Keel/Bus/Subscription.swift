@@ -1,5 +1,3 @@
-import Synchronization
-
 /// Identifies a subscription within a bus.
 public struct SubscriptionID: Hashable, Sendable, Codable, CustomStringConvertible {
     /// The raw value, increasing in subscription order.

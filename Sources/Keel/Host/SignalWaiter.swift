@@ -1,5 +1,5 @@
 import Dispatch
-import Synchronization
+import KeelCore
 
 #if canImport(Glibc)
 import Glibc
@@ -46,7 +46,7 @@ private final class ContinuationBox: Sendable {
         case resolved(String?)
         case done
     }
-    private let state = Mutex(State.empty)
+    private let state = Lock(State.empty)
 
     func store(_ continuation: CheckedContinuation<String?, Never>) {
         let value: String?? = self.state.withLock { state in

@@ -1,3 +1,4 @@
+import KeelCore
 import Synchronization
 
 /// Counts the work in flight in a host (requests being handled, events buffered or being
@@ -10,7 +11,7 @@ import Synchronization
 package final class WorkTracker: Sendable {
     private let count = Atomic<Int>(0)
     private let draining = Atomic<Bool>(false)
-    private let waiters = Mutex<[UInt64: CheckedContinuation<Void, Never>]>([:])
+    private let waiters = Lock<[UInt64: CheckedContinuation<Void, Never>]>([:])
     private let nextWaiter = Atomic<UInt64>(0)
 
     package init() {}

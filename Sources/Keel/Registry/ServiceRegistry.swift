@@ -50,7 +50,7 @@ public final class ServiceRegistry: Sendable {
     /// The instances of one service behind their own lock, so that a route can hold its service's
     /// pool and pick an instance without looking the service up by name.
     package final class Pool: Sendable {
-        let entry = Mutex(Entry())
+        let entry = Lock(Entry())
     }
 
     private struct Watcher {
@@ -59,8 +59,8 @@ public final class ServiceRegistry: Sendable {
         var continuation: CheckedContinuation<Void, Never>
     }
 
-    private let pools = Mutex<[ServiceName: Pool]>([:])
-    private let watchers = Mutex<[UInt64: Watcher]>([:])
+    private let pools = Lock<[ServiceName: Pool]>([:])
+    private let watchers = Lock<[UInt64: Watcher]>([:])
     private let nextWatcher = Atomic<UInt64>(0)
     private let random: RandomSource
 

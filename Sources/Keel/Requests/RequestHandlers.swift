@@ -1,4 +1,4 @@
-import Synchronization
+import KeelCore
 
 /// The table in which a service declares the requests it handles.
 ///
@@ -81,7 +81,7 @@ final class EnvironmentBox: Sendable {
         var description: String { "\(self.service) received a request before it was started" }
     }
 
-    private let storage = Mutex<ServiceEnvironment?>(nil)
+    private let storage = Lock<ServiceEnvironment?>(nil)
 
     var value: ServiceEnvironment? {
         self.storage.withLock { $0 }

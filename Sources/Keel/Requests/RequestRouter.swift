@@ -57,7 +57,7 @@ final class Route: Sendable {
 /// policy and deadline, and calls the handler directly on the instance's actor.
 @usableFromInline
 final class RequestRouter: Sendable {
-    private let routes = Mutex<[ObjectIdentifier: Route]>([:])
+    private let routes = Lock<[ObjectIdentifier: Route]>([:])
     let registry: ServiceRegistry
     let tracker: WorkTracker
     let clock: any Clock<Duration>

@@ -1,5 +1,3 @@
-import Synchronization
-
 /// Instrumentation that keeps every metric and span in memory, for tests and samples.
 ///
 /// It can list metric values and render a trace as an indented tree with durations:
@@ -76,7 +74,7 @@ public final class InMemoryRecorder: Instrumentation {
         var histograms: [MetricKey: [Double]] = [:]
     }
 
-    let storage = Mutex(Storage())
+    let storage = Lock(Storage())
     let elapsed: @Sendable () -> Duration
 
     /// Creates a recorder whose span times come from `clock`.

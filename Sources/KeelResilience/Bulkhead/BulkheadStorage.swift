@@ -34,7 +34,7 @@ final class BulkheadStorage: Sendable {
     }
 
     let name: String
-    private let state: Mutex<Locked>
+    private let state: Lock<Locked>
     private let clock: any Clock<Duration>
     private let reader: ClockReader
     private let executor: (any TaskExecutor)?
@@ -60,7 +60,7 @@ final class BulkheadStorage: Sendable {
     ) {
         self.name = name
         self.capacity = capacity
-        self.state = Mutex(Locked(machine: Machine(capacity: capacity, maxQueued: maxQueued, maxWait: maxWait)))
+        self.state = Lock(Locked(machine: Machine(capacity: capacity, maxQueued: maxQueued, maxWait: maxWait)))
         self.clock = clock
         self.reader = ClockReader(clock)
         self.executor = executor

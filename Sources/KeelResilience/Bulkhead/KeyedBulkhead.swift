@@ -1,5 +1,4 @@
 import KeelCore
-import Synchronization
 
 /// One bulkhead per key (a tenant, a customer, a downstream host), made on first use, so that
 /// one key's burst cannot take the permits of the others.
@@ -83,7 +82,7 @@ public final class KeyedBulkhead<Key: Hashable & Sendable>: Sendable {
     public let name: String
     /// The limits.
     public let configuration: Configuration
-    private let table = Mutex(Table())
+    private let table = Lock(Table())
     private let clock: any Clock<Duration>
     private let reader: ClockReader
     private let executor: (any TaskExecutor)?

@@ -1,5 +1,4 @@
 import KeelCore
-import Synchronization
 
 /// A pool of reusable resources (connections, sessions, clients) with a separate maximum per
 /// partition, so that one workload can never exhaust the resources another needs.
@@ -69,7 +68,7 @@ public final class ResourcePool<Resource: Sendable>: Sendable {
 
     private final class Partition: Sendable {
         let slots: BulkheadStorage
-        let idle = Mutex<[Resource]>([])
+        let idle = Lock<[Resource]>([])
 
         init(slots: BulkheadStorage) {
             self.slots = slots

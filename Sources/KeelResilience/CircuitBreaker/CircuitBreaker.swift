@@ -50,12 +50,12 @@ public actor CircuitBreaker {
     public nonisolated let configuration: Configuration
 
     /// The state machine. Never held across a suspension or while the operation runs.
-    private nonisolated let machine: Mutex<CircuitBreakerStateMachine>
+    private nonisolated let machine: Lock<CircuitBreakerStateMachine>
     /// `generation << 8 | state`, mirrored from ``machine`` under its lock, for lock-free admission.
     private nonisolated let stateWord = Atomic<UInt64>(0)
     private nonisolated let notPermittedCount = Atomic<Int>(0)
     /// A transition recorded on the nonisolated path whose timer is still to be armed.
-    private nonisolated let pendingTimer = Mutex<CircuitBreakerStateMachine.Transition?>(nil)
+    private nonisolated let pendingTimer = Lock<CircuitBreakerStateMachine.Transition?>(nil)
     private nonisolated let broadcaster = CircuitBreakerEvents.Broadcaster()
     private nonisolated let instruments: Instruments
 
@@ -94,7 +94,7 @@ public actor CircuitBreaker {
     ) {
         self.name = name
         self.configuration = configuration
-        self.machine = Mutex(CircuitBreakerStateMachine(configuration: configuration, random: random))
+        self.machine = Lock(CircuitBreakerStateMachine(configuration: configuration, random: random))
         let origin = clock.now
         self.now = { origin.duration(to: clock.now) }
         self.sleepUntil = { offset in try await clock.sleep(until: origin.advanced(by: offset), tolerance: nil) }

@@ -1,3 +1,4 @@
+import KeelCore
 import Synchronization
 
 /// The events of one ``CircuitBreaker``, for one consumer, as an `AsyncSequence`.
@@ -109,7 +110,7 @@ public struct CircuitBreakerEvents: AsyncSequence, Sendable {
             var isFinished = false
         }
 
-        private let state = Mutex(State())
+        private let state = Lock(State())
         /// Mirrors `consumers.count`, so that publishing with nobody listening costs one load.
         private let consumerCount = Atomic<Int>(0)
 

@@ -1,5 +1,4 @@
 import KeelCore
-import Synchronization
 
 /// Circuit breakers by name, made on first use from a shared default configuration.
 ///
@@ -21,7 +20,7 @@ public final class CircuitBreakerRegistry: Sendable {
 
     private let makeBreaker: @Sendable (String, CircuitBreaker.Configuration) -> CircuitBreaker
     /// The breakers, by name; listed in name order so that iteration never depends on hashing.
-    private let breakersByName = Mutex<[String: CircuitBreaker]>([:])
+    private let breakersByName = Lock<[String: CircuitBreaker]>([:])
 
     /// Makes an empty registry.
     /// - Parameters:

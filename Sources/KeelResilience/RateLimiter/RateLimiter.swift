@@ -1,5 +1,4 @@
 import KeelCore
-import Synchronization
 
 /// Limits how often an operation may run: a token bucket or a sliding window, refusing at once or
 /// waiting up to a limit, first come first served.
@@ -38,7 +37,7 @@ public final class RateLimiter: ResilienceStrategy {
 
     private let clock: any Clock<Duration>
     private let reader: ClockReader
-    private let state: Mutex<RateLimiterStateMachine>
+    private let state: Lock<RateLimiterStateMachine>
     private let instruments: RateLimiterInstruments?
 
     /// Creates a rate limiter. A token bucket starts full; a sliding window starts empty.
@@ -61,7 +60,7 @@ public final class RateLimiter: ResilienceStrategy {
         self.configuration = configuration
         self.clock = clock
         self.reader = ClockReader(clock)
-        self.state = Mutex(RateLimiterStateMachine(algorithm: configuration.algorithm.initialState))
+        self.state = Lock(RateLimiterStateMachine(algorithm: configuration.algorithm.initialState))
         self.instruments = RateLimiterInstruments.make(instrumentation, name: name)
     }
 

@@ -1,5 +1,4 @@
 import KeelCore
-import Synchronization
 
 /// A limit on retries shared by many calls: retries may be at most a fraction of the calls made
 /// over a recent window, plus a small allowance, so that a failing dependency sees a bounded
@@ -28,7 +27,7 @@ public final class RetryBudget: Sendable {
     public let configuration: Configuration
 
     private let reader: ClockReader
-    private let state: Mutex<RetryBudgetWindow>
+    private let state: Lock<RetryBudgetWindow>
 
     /// Creates a budget.
     /// - Parameters:
@@ -38,7 +37,7 @@ public final class RetryBudget: Sendable {
         configuration.validate()
         self.configuration = configuration
         self.reader = ClockReader(clock)
-        self.state = Mutex(RetryBudgetWindow(buckets: configuration.buckets))
+        self.state = Lock(RetryBudgetWindow(buckets: configuration.buckets))
     }
 
     /// Counts one call (a first attempt). Never suspends.

@@ -1,4 +1,4 @@
-import Synchronization
+import KeelCore
 
 /// A clock whose time moves only when a test moves it.
 ///
@@ -72,12 +72,12 @@ public final class TestClock: Clock, Sendable {
         }
     }
 
-    private let state: Mutex<StateMachine<CheckedContinuation<Void, any Error>, CheckedContinuation<Void, Never>>>
+    private let state: Lock<StateMachine<CheckedContinuation<Void, any Error>, CheckedContinuation<Void, Never>>>
 
     /// Creates a clock that reads `now` until it is advanced.
     /// - Parameter now: The starting instant; the clock's start, `.zero`, by default.
     public init(now: Instant = .init(offset: .zero)) {
-        self.state = Mutex(StateMachine(now: now))
+        self.state = Lock(StateMachine(now: now))
     }
 
     /// The current instant. It changes only through ``advance(by:)``, ``advance(to:)`` and

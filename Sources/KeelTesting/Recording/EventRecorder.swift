@@ -1,6 +1,5 @@
 import Keel
 import KeelCore
-import Synchronization
 
 /// Records the events published on a bus, and lets a test wait for the ones it expects.
 ///
@@ -52,11 +51,11 @@ public final class EventRecorder: Sendable {
     }
 
     private final class Storage: Sendable {
-        let state = Mutex(State())
+        let state = Lock(State())
     }
 
     private let storage = Storage()
-    private let subscriptionBox = Mutex<Subscription?>(nil)
+    private let subscriptionBox = Lock<Subscription?>(nil)
 
     /// Starts recording every event whose topic matches `pattern`.
     /// - Parameters:

@@ -124,7 +124,7 @@ enum BusFixtures {
             }
         }
 
-        private let state = Mutex(State())
+        private let state = Lock(State())
 
         /// How many tasks are blocked at the gate now.
         var waiting: Int { self.state.withLock { $0.waiters.count } }
@@ -196,7 +196,7 @@ enum BusFixtures {
             var nextID: UInt64 = 0
         }
 
-        private let state = Mutex(State())
+        private let state = Lock(State())
 
         /// Everything collected so far, in arrival order.
         var values: [Value] { self.state.withLock { $0.values } }
@@ -248,7 +248,7 @@ enum BusFixtures {
 
     /// A value set after a handler was made, for the handler to read (its own subscription).
     final class Box<Value: Sendable>: Sendable {
-        private let storage = Mutex<Value?>(nil)
+        private let storage = Lock<Value?>(nil)
 
         var value: Value? { self.storage.withLock { $0 } }
 

@@ -1,6 +1,5 @@
 import Keel
 import KeelCore
-import Synchronization
 
 /// Test doubles for the host, registry, request-channel and tracing suites: services that record
 /// what happens to them, requests, an event, a route policy, and the synchronisation primitives
@@ -23,7 +22,7 @@ extension HostFixtures {
 
     /// A thread-safe list of values recorded from synchronous code (handlers, policies).
     final class Values<Value: Sendable>: Sendable {
-        private let storage = Mutex<[Value]>([])
+        private let storage = Lock<[Value]>([])
 
         func append(_ value: Value) {
             self.storage.withLock { $0.append(value) }
@@ -42,7 +41,7 @@ extension HostFixtures {
             var nextID: UInt64 = 0
             var waiters: [UInt64: CheckedContinuation<Void, any Error>] = [:]
         }
-        private let state = Mutex(State())
+        private let state = Lock(State())
 
         /// Suspends until the gate opens.
         /// - Throws: `CancellationError` when the waiting task is cancelled first.
@@ -91,7 +90,7 @@ extension HostFixtures {
             var nextID: UInt64 = 0
             var waiters: [UInt64: Waiter] = [:]
         }
-        private let state = Mutex(State())
+        private let state = Lock(State())
 
         /// How many arrivals so far.
         var count: Int {
@@ -506,7 +505,7 @@ extension HostFixtures {
         }
 
         private let rejection: Rejection?
-        private let state = Mutex(State())
+        private let state = Lock(State())
 
         init(rejecting rejection: Rejection? = nil) {
             self.rejection = rejection
