@@ -1,5 +1,6 @@
 import KeelCore
 import KeelTesting
+import Synchronization
 import Testing
 
 @testable import KeelResilience

@@ -1,6 +1,7 @@
 import KeelCore
 import KeelResilience
 import KeelTesting
+import Synchronization
 import XCTest
 
 final class RetryTimeoutRateXCTests: XCTestCase {

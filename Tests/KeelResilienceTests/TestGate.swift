@@ -1,4 +1,5 @@
 import KeelCore
+import Synchronization
 
 /// A gate that tasks wait at until the test opens it; opening is final. Shared by the suites.
 final class TestGate: Sendable {

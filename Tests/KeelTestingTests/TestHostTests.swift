@@ -1,6 +1,7 @@
 import Keel
 import KeelCore
 import KeelTesting
+import Synchronization
 import Testing
 
 /// Services and events shared by the harness tests of this module.

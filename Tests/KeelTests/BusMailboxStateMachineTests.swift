@@ -1,4 +1,5 @@
 import KeelCore
+import Synchronization
 import Testing
 
 @testable import Keel

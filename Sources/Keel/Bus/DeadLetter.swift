@@ -1,4 +1,5 @@
 import KeelCore
+import Synchronization
 
 /// An event whose handler kept failing after every redelivery attempt.
 ///

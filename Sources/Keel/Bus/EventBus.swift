@@ -1,5 +1,6 @@
 import Foundation
 import KeelCore
+import Synchronization
 
 /// The asynchronous event bus: publish facts, subscribe by type or by topic pattern.
 ///

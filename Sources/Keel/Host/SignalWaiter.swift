@@ -1,5 +1,6 @@
 import Dispatch
 import KeelCore
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc

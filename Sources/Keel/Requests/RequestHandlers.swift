@@ -1,4 +1,5 @@
 import KeelCore
+import Synchronization
 
 /// The table in which a service declares the requests it handles.
 ///

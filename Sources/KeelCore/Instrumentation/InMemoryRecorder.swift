@@ -1,3 +1,4 @@
+import Synchronization
 /// Instrumentation that keeps every metric and span in memory, for tests and samples.
 ///
 /// It can list metric values and render a trace as an indented tree with durations:

@@ -10,35 +10,28 @@ import Darwin
 import Synchronization
 #endif
 
-/// The lock every Keel module uses for its short critical sections: a `Mutex` from
-/// `Synchronization`, or, in a build compiled with `-D KEEL_TSAN_LOCKS`, a `pthread_mutex_t`.
+/// The lock every Keel module uses for its short critical sections: `Synchronization.Mutex`
+/// itself, or, in a build compiled with `-D KEEL_TSAN_LOCKS`, a `pthread_mutex_t` of the same shape.
 ///
 /// On Linux `Mutex` parks on a futex from inside the standard library, which ThreadSanitizer does
 /// not instrument: it sees the accesses inside `withLock` but not the lock that orders them, and
 /// reports every critical section as a race. `pthread_mutex_lock` is intercepted by the sanitizer,
 /// so the ThreadSanitizer run in `.ci/run` builds with
 /// `swift build --sanitize=thread -Xswiftc -DKEEL_TSAN_LOCKS` and every report it prints is a
-/// real one. Ordinary builds pay nothing for this: the wrapper is inlined into a plain `Mutex`.
+/// real one. Ordinary builds pay nothing: `Lock` is a type alias of `Mutex` there, so call sites
+/// compile to exactly the code `Mutex` gives (a wrapper struct was not reliably inlined across
+/// modules, and an unspecialised `withLock` costs several times the lock itself).
 ///
-/// The shape is `Mutex`'s: a noncopyable value, `withLock` with an `inout sending` state and a
-/// `sending` result. The lock is never held across a suspension point (`withLock` is synchronous).
+/// The lock is never held across a suspension point (`withLock` is synchronous).
+#if KEEL_TSAN_LOCKS
 package struct Lock<Value: ~Copyable>: ~Copyable, Sendable {
-    #if KEEL_TSAN_LOCKS
     @usableFromInline
     let storage: PThreadLockStorage<Value>
-    #else
-    @usableFromInline
-    let mutex: Mutex<Value>
-    #endif
 
     /// Creates a lock around `initialValue`.
     @inlinable
     package init(_ initialValue: consuming sending Value) {
-        #if KEEL_TSAN_LOCKS
         self.storage = PThreadLockStorage(initialValue)
-        #else
-        self.mutex = Mutex(initialValue)
-        #endif
     }
 
     /// Runs `body` with exclusive access to the value and returns its result.
@@ -46,13 +39,12 @@ package struct Lock<Value: ~Copyable>: ~Copyable, Sendable {
     package borrowing func withLock<Result: ~Copyable, E: Error>(
         _ body: (inout sending Value) throws(E) -> sending Result
     ) throws(E) -> sending Result {
-        #if KEEL_TSAN_LOCKS
         try self.storage.withLock(body)
-        #else
-        try self.mutex.withLock(body)
-        #endif
     }
 }
+#else
+package typealias Lock<Value: ~Copyable> = Mutex<Value>
+#endif
 
 #if KEEL_TSAN_LOCKS
 /// The storage of a ``Lock`` in a ThreadSanitizer build: a heap-allocated `pthread_mutex_t`

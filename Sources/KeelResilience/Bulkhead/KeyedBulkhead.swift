@@ -1,4 +1,5 @@
 import KeelCore
+import Synchronization
 
 /// One bulkhead per key (a tenant, a customer, a downstream host), made on first use, so that
 /// one key's burst cannot take the permits of the others.

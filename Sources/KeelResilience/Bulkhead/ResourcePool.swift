@@ -1,4 +1,5 @@
 import KeelCore
+import Synchronization
 
 /// A pool of reusable resources (connections, sessions, clients) with a separate maximum per
 /// partition, so that one workload can never exhaust the resources another needs.

@@ -1,4 +1,5 @@
 import KeelCore
+import Synchronization
 
 /// Circuit breakers by name, made on first use from a shared default configuration.
 ///

@@ -1,4 +1,5 @@
 import KeelCore
+import Synchronization
 
 /// Limits how often an operation may run: a token bucket or a sliding window, refusing at once or
 /// waiting up to a limit, first come first served.

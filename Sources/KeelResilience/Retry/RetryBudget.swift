@@ -1,4 +1,5 @@
 import KeelCore
+import Synchronization
 
 /// A limit on retries shared by many calls: retries may be at most a fraction of the calls made
 /// over a recent window, plus a small allowance, so that a failing dependency sees a bounded

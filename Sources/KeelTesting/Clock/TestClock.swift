@@ -1,4 +1,5 @@
 import KeelCore
+import Synchronization
 
 /// A clock whose time moves only when a test moves it.
 ///

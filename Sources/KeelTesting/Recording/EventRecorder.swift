@@ -1,5 +1,6 @@
 import Keel
 import KeelCore
+import Synchronization
 
 /// Records the events published on a bus, and lets a test wait for the ones it expects.
 ///

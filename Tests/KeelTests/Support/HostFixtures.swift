@@ -1,5 +1,6 @@
 import Keel
 import KeelCore
+import Synchronization
 
 /// Test doubles for the host, registry, request-channel and tracing suites: services that record
 /// what happens to them, requests, an event, a route policy, and the synchronisation primitives
