@@ -22,26 +22,30 @@ import Synchronization
 ///
 /// ## Concurrency contract
 ///
-/// The breaker is an actor for its transitions, its timer and its lifecycle, but **the protected
+/// The breaker is an actor for its manual controls and its lifecycle, but **the protected
 /// operation never runs on the breaker's isolation**: ``run(_:)`` is `nonisolated`, the operation
 /// runs on the caller's task and isolation, and any number of calls run at the same time. The
-/// breaker is never a queue.
+/// breaker is never a queue, and no call ever hops onto it.
 ///
-/// Admission is lock-free in the closed and disabled states (one atomic load); a rejection while
-/// open or half-open full is one clock read and a short critical section: it never suspends. An
-/// outcome is recorded under a short `Mutex` around a pure state machine
-/// (``Configuration/window`` updates are O(1)). A call hops onto the actor only when its outcome
-/// causes a transition that needs a timer (half-open on the clock, or a maximum time in
-/// half-open).
+/// Admission is lock-free in the closed and disabled states (one atomic load), and so is a
+/// rejection while open when ``Configuration/HalfOpenTransition/automatic`` ends the open state;
+/// otherwise a rejection is one clock read and a short critical section. Nothing on the call path
+/// suspends. An outcome is recorded under a short lock around a pure state machine
+/// (``Configuration/window`` updates are O(1)); a transition that needs a timer starts it from the
+/// recording call, without waiting.
+///
+/// ``acquirePermit()`` is the same admission without the closure: it returns a noncopyable
+/// ``Permit`` that records the call's outcome once, and gives its slot back if it is dropped.
 ///
 /// Time comes only from the injected clock; jitter only from the injected `RandomSource`.
 ///
 /// ## Ownership
 ///
 /// With ``Configuration/HalfOpenTransition/automatic`` or ``Configuration/maximumTimeInHalfOpen``
-/// the breaker owns one timer task at a time, started through the host's task executor
-/// preference. Whoever makes the breaker calls ``shutdown()`` when done with it: that cancels and
-/// awaits the timer and ends every event sequence. A breaker that is released without a shutdown
+/// the breaker owns one live timer task at a time (a replaced one is cancelled and ends soon),
+/// started through the host's task executor preference. Whoever makes the breaker calls
+/// ``shutdown()`` when done with it: that cancels and awaits every timer task it started and ends
+/// every event sequence. A breaker that is released without a shutdown
 /// cancels its timer in `deinit`. The default configuration starts no task at all.
 public actor CircuitBreaker {
     /// The breaker's name, used in errors, events and metric dimensions.
@@ -54,8 +58,11 @@ public actor CircuitBreaker {
     /// `generation << 8 | state`, mirrored from ``machine`` under its lock, for lock-free admission.
     private nonisolated let stateWord = Atomic<UInt64>(0)
     private nonisolated let notPermittedCount = Atomic<Int>(0)
-    /// A transition recorded on the nonisolated path whose timer is still to be armed.
-    private nonisolated let pendingTimer = Lock<CircuitBreakerStateMachine.Transition?>(nil)
+    /// Whether an open breaker can reject without reading its clock: true while a timer (automatic
+    /// half-open) is what ends the open state, false after ``shutdown()``.
+    private nonisolated let rejectsOpenWithoutClock: Atomic<Bool>
+    /// The timer tasks the breaker owns.
+    private nonisolated let timers = Lock(Timers())
     private nonisolated let broadcaster = CircuitBreakerEvents.Broadcaster()
     private nonisolated let instruments: Instruments
 
@@ -69,9 +76,16 @@ public actor CircuitBreaker {
     private nonisolated let errorClassification: Configuration.ErrorClassification
     private nonisolated let isFailureResult: (@Sendable (any Sendable) -> Bool)?
 
-    private var timer: Task<Void, Never>?
-    private var timerGeneration: UInt64 = 0
-    private var isShutDown = false
+    /// The timer tasks: the current one and any cancelled one that has not ended yet. Each task
+    /// removes itself when it ends; ``shutdown()`` cancels and awaits whatever is left.
+    private struct Timers: Sendable {
+        var tasks: [UInt64: Task<Void, Never>] = [:]
+        var currentID: UInt64?
+        var nextID: UInt64 = 0
+        /// The newest generation a timer was armed (or disarmed) for; older transitions lose.
+        var armedGeneration: UInt64 = 0
+        var isShutDown = false
+    }
 
     /// Makes a closed breaker.
     ///
@@ -104,10 +118,13 @@ public actor CircuitBreaker {
         self.errorClassification = configuration.errorClassification
         self.isFailureResult = configuration.isFailureResult
         self.instruments = Instruments(name: name, instrumentation: instrumentation)
+        self.rejectsOpenWithoutClock = Atomic(configuration.halfOpenTransition == .automatic)
     }
 
     deinit {
-        self.timer?.cancel()
+        self.timers.withLock { timers in
+            for task in timers.tasks.values { task.cancel() }
+        }
     }
 
     // MARK: Calls
@@ -122,90 +139,75 @@ public actor CircuitBreaker {
     /// that `CancellationError` (or any error thrown while the calling task is cancelled) never
     /// counts and gives back a half-open permit, as an ignored error does.
     ///
-    /// The call suspends only inside `operation`, plus one hop onto the breaker when its outcome
-    /// causes a transition that arms a timer.
+    /// The call suspends only inside `operation`: admission and recording are synchronous, and a
+    /// transition that needs a timer starts it without waiting. `run` is ``acquirePermit()``
+    /// around `operation`; use the permit directly where even the cost of calling through a
+    /// closure matters.
     /// - Parameter operation: The protected work, run at most once.
     /// - Returns: What `operation` returns.
     /// - Throws: ``CircuitBreakerError`` when rejected; otherwise whatever `operation` throws,
     ///   unchanged.
     public nonisolated func run<T: Sendable>(_ operation: () async throws -> T) async throws -> T {
-        // The hot path keeps its async frame small: the slow paths live in functions of their own.
-        let word = self.stateWord.load(ordering: .acquiring)
-        let permit: CircuitBreakerStateMachine.Permit
-        switch CircuitBreaker.State.Base(rawValue: UInt8(truncatingIfNeeded: word)) {
-        case .closed:
-            permit = .init(generation: word >> 8, kind: .closed)
-        case .disabled:
-            return try await operation()
-        default:
-            permit = try await self.admitSlowly()
-        }
-        let start = self.measuresCallDuration ? self.now() : .zero
+        let permit = try self.acquirePermit()
         let value: T
         do {
             value = try await operation()
         } catch {
-            await self.recordError(error, permit: permit, start: start)
+            permit.recordFailure(error)
             throw error
         }
-        let isFailure = self.isFailureResult?(value) ?? false
-        if self.record(permit, isFailure ? .failure : .success, start: start, error: nil) {
-            await self.armPendingTimer()
-        }
+        permit.recordResult(value)
         return value
     }
 
-    /// Admission in the states that are not closed or disabled: a rejection, or a permit after a
-    /// short critical section; suspends only to arm a timer that a transition needs.
-    @inline(never)
-    private nonisolated func admitSlowly() async throws -> CircuitBreakerStateMachine.Permit {
+    /// Asks the breaker for the right to make one call, without suspending.
+    ///
+    /// The permit is how the call's outcome reaches the breaker: make the call, then consume the
+    /// permit with ``Permit/recordSuccess()``, ``Permit/recordResult(_:)``,
+    /// ``Permit/recordFailure(_:)`` or ``Permit/release()``. The permit is noncopyable, so an
+    /// outcome is recorded at most once, and a permit dropped without one gives its half-open
+    /// probe slot back, as a cancelled call does; a forgotten permit can never wedge a half-open
+    /// breaker.
+    ///
+    /// ```swift
+    /// let permit = try breaker.acquirePermit()
+    /// do {
+    ///     let quote = try await gateway.quote(order)
+    ///     permit.recordSuccess()
+    ///     return quote
+    /// } catch {
+    ///     permit.recordFailure(error)
+    ///     throw error
+    /// }
+    /// ```
+    ///
+    /// Closed or disabled, admission is one atomic load. Open, a rejection is one atomic load when
+    /// ``Configuration/HalfOpenTransition/automatic`` ends the open state on a timer (the error's
+    /// ``CircuitBreakerError/remainingOpenDuration`` is then `nil`: nothing read the clock), and a
+    /// clock read and a short critical section otherwise.
+    /// - Returns: The permit for one call.
+    /// - Throws: ``CircuitBreakerError`` when the breaker rejects the call.
+    public nonisolated func acquirePermit() throws(CircuitBreakerError) -> Permit {
         let word = self.stateWord.load(ordering: .acquiring)
-        if CircuitBreaker.State.Base(rawValue: UInt8(truncatingIfNeeded: word)) == .forcedOpen {
-            self.rejected(.forcedOpen)
-            throw CircuitBreakerError(code: .forcedOpen, breakerName: self.name)
+        switch CircuitBreaker.State.Base(rawValue: UInt8(truncatingIfNeeded: word)) {
+        case .closed:
+            let start = self.measuresCallDuration ? self.now() : .zero
+            return Permit(breaker: self, permit: .init(generation: word >> 8, kind: .closed), start: start)
+        case .disabled:
+            return Permit(breaker: self, permit: .init(generation: word >> 8, kind: .disabled), start: .zero)
+        case .open where self.rejectsOpenWithoutClock.load(ordering: .relaxed):
+            throw self.rejected(.open)
+        case .forcedOpen:
+            throw self.rejected(.forcedOpen)
+        default:
+            return try self.admitSlowly()
         }
-        let (admission, transition) = self.admitLocked()
-        if let transition, transition.timerDeadline != nil {
-            await self.arm(transition)
-        }
-        return try admission.get()
     }
 
-    /// Classifies and records an error thrown by the operation.
+    /// Admission in the states that need the lock (open with a lazy half-open, half-open,
+    /// metrics-only): a rejection, or a permit.
     @inline(never)
-    private nonisolated func recordError(
-        _ error: any Error,
-        permit: CircuitBreakerStateMachine.Permit,
-        start: Duration
-    ) async {
-        let outcome: CircuitBreakerStateMachine.Outcome
-        if error is CancellationError || Task.isCancelled {
-            outcome = .cancelled
-        } else if self.errorClassification.isIgnored(error) {
-            outcome = .ignored
-        } else {
-            outcome = self.errorClassification.isRecorded(error) ? .failure : .success
-        }
-        if self.record(permit, outcome, start: start, error: error) {
-            await self.armPendingTimer()
-        }
-    }
-
-    /// Arms the timer of the newest transition that asked for one (see ``record(_:_:start:error:)``).
-    @inline(never)
-    private nonisolated func armPendingTimer() async {
-        let transition = self.pendingTimer.withLock { pending in
-            defer { pending = nil }
-            return pending
-        }
-        if let transition { await self.arm(transition) }
-    }
-
-    /// Admission under the lock, for the states that need it (open, half-open).
-    private nonisolated func admitLocked() -> (
-        Result<CircuitBreakerStateMachine.Permit, CircuitBreakerError>,
-        CircuitBreakerStateMachine.Transition?
-    ) {
+    private nonisolated func admitSlowly() throws(CircuitBreakerError) -> Permit {
         let now = self.now()
         let admission = self.withMachine { machine in
             let admission = machine.admit(now: now)
@@ -220,32 +222,47 @@ public actor CircuitBreaker {
         }
         switch admission {
         case .permitted(let permit, let transition):
-            if let transition { self.instruments.report(transition) }
-            return (.success(permit), transition)
+            if let transition { self.transitioned(transition) }
+            let start = self.measuresCallDuration ? now : .zero
+            return Permit(breaker: self, permit: permit, start: start)
         case .rejected(let code, let remaining, let transition):
-            if let transition { self.instruments.report(transition) }
+            if let transition { self.transitioned(transition) }
             self.notPermittedCount.add(1, ordering: .relaxed)
             self.instruments.notPermitted.increment(by: 1)
-            let error = CircuitBreakerError(code: code, breakerName: self.name, remainingOpenDuration: remaining)
-            return (.failure(error), transition)
+            throw CircuitBreakerError(code: code, breakerName: self.name, remainingOpenDuration: remaining)
         }
     }
 
-    private nonisolated func rejected(_ code: CircuitBreakerError.Code) {
+    /// Counts and reports a rejection made without the lock, and makes its error.
+    private nonisolated func rejected(_ code: CircuitBreakerError.Code) -> CircuitBreakerError {
         self.notPermittedCount.add(1, ordering: .relaxed)
         self.instruments.notPermitted.increment(by: 1)
         self.publishRejection(code)
+        return CircuitBreakerError(code: code, breakerName: self.name)
     }
 
-    /// Records an outcome under the lock.
-    /// - Returns: Whether the outcome caused a transition that needs a timer; it is then kept in
-    ///   ``pendingTimer`` for ``armPendingTimer()``, so that the hot path's frame stays small.
-    private nonisolated func record(
+    /// Classifies an error thrown by a permitted call.
+    nonisolated func classify(_ error: any Error) -> CircuitBreakerStateMachine.Outcome {
+        if error is CancellationError || Task.isCancelled { return .cancelled }
+        if self.errorClassification.isIgnored(error) { return .ignored }
+        return self.errorClassification.isRecorded(error) ? .failure : .success
+    }
+
+    /// Classifies a value returned by a permitted call.
+    nonisolated func classify(_ value: some Sendable) -> CircuitBreakerStateMachine.Outcome {
+        guard let isFailureResult = self.isFailureResult else { return .success }
+        return isFailureResult(value) ? .failure : .success
+    }
+
+    /// Records the outcome of a permitted call under the lock, and starts the timer a resulting
+    /// transition needs.
+    nonisolated func record(
         _ permit: CircuitBreakerStateMachine.Permit,
         _ outcome: CircuitBreakerStateMachine.Outcome,
         start: Duration,
         error: (any Error)?
-    ) -> Bool {
+    ) {
+        if permit.kind == .disabled { return }
         let end = self.measuresCallDuration ? self.now() : nil
         let duration: Duration? = end.map { $0 - start }
         let isSlow = duration.map { $0 >= self.slowCallDurationThreshold } ?? false
@@ -258,13 +275,13 @@ public actor CircuitBreaker {
             return transition
         }
         self.instruments.report(outcome, isSlow: isSlow)
-        guard let transition else { return false }
+        if let transition { self.transitioned(transition) }
+    }
+
+    /// Reports a transition made on a caller's task and starts or stops the timer it needs.
+    private nonisolated func transitioned(_ transition: CircuitBreakerStateMachine.Transition) {
         self.instruments.report(transition)
-        guard transition.timerDeadline != nil else { return false }
-        self.pendingTimer.withLock { pending in
-            if pending == nil || pending!.generation < transition.generation { pending = transition }
-        }
-        return true
+        self.arm(transition)
     }
 
     // MARK: Observation
@@ -351,20 +368,25 @@ public actor CircuitBreaker {
         }
     }
 
-    /// Stops the breaker's timer and ends its event sequences.
+    /// Stops the breaker's timers and ends its event sequences.
     ///
-    /// Cancels the timer task, if any, and waits for it to end; every event sequence ends once
-    /// its consumer has drained its buffer. The breaker keeps working for calls afterwards, but
-    /// no longer moves to half-open on the clock (it does on the next call) nor publishes events.
-    /// Calling it again does nothing.
+    /// Cancels every timer task the breaker started, including cancelled ones that have not
+    /// ended yet, and waits for them to end; every event sequence ends once its consumer has
+    /// drained its buffer. The breaker keeps working for calls afterwards, but no longer moves to
+    /// half-open on the clock (it does on the next call) nor publishes events. Calling it again
+    /// does nothing.
     public func shutdown() async {
-        guard !self.isShutDown else { return }
-        self.isShutDown = true
+        let tasks = self.timers.withLock { timers -> [Task<Void, Never>] in
+            guard !timers.isShutDown else { return [] }
+            timers.isShutDown = true
+            timers.currentID = nil
+            defer { timers.tasks.removeAll() }
+            return Array(timers.tasks.values)
+        }
+        self.rejectsOpenWithoutClock.store(false, ordering: .relaxed)
         self.broadcaster.finish()
-        let timer = self.timer
-        self.timer = nil
-        timer?.cancel()
-        await timer?.value
+        for task in tasks { task.cancel() }
+        for task in tasks { await task.value }
     }
 
     // MARK: Internals
@@ -376,8 +398,7 @@ public actor CircuitBreaker {
             return transition
         }
         guard let transition else { return }
-        self.instruments.report(transition)
-        self.arm(transition)
+        self.transitioned(transition)
     }
 
     /// Runs `body` on the state machine under its lock and mirrors the state in the atomics.
@@ -394,28 +415,45 @@ public actor CircuitBreaker {
     }
 
     /// Arms the timer a transition asks for, replacing any older one; cancels an older timer when
-    /// the new state needs none. Only the newest generation wins when arming races.
-    private func arm(_ transition: CircuitBreakerStateMachine.Transition) {
-        guard !self.isShutDown, transition.generation > self.timerGeneration else { return }
-        self.timerGeneration = transition.generation
-        self.timer?.cancel()
-        self.timer = nil
-        guard let deadline = transition.timerDeadline else { return }
-        let generation = transition.generation
+    /// the new state needs none. Only the newest generation wins when arming races. Never
+    /// suspends: the task is started under the timers' lock and registers itself before it can
+    /// end, so ``shutdown()`` always finds it.
+    private nonisolated func arm(_ transition: CircuitBreakerStateMachine.Transition) {
         let sleepUntil = self.sleepUntil
-        // Unstructured by design: the breaker owns the handle, cancels it on the next transition
-        // or in shutdown(), and shutdown() awaits it.
-        self.timer = TaskSpawner.spawn(executor: self.taskExecutor) { [weak self] in
-            do {
-                try await sleepUntil(deadline)
-            } catch {
-                return
+        let executor = self.taskExecutor
+        self.timers.withLock { timers in
+            guard !timers.isShutDown, transition.generation > timers.armedGeneration else { return }
+            timers.armedGeneration = transition.generation
+            if let current = timers.currentID {
+                timers.tasks[current]?.cancel()
+                timers.currentID = nil
             }
-            await self?.timerFired(generation: generation)
+            guard let deadline = transition.timerDeadline else { return }
+            let generation = transition.generation
+            let id = timers.nextID
+            timers.nextID += 1
+            // Unstructured by design: the breaker owns the handle, cancels it on the next
+            // transition or in shutdown(), and shutdown() awaits it.
+            timers.tasks[id] = TaskSpawner.spawn(executor: executor) { [weak self] in
+                let fired: Bool
+                do {
+                    try await sleepUntil(deadline)
+                    fired = true
+                } catch {
+                    fired = false
+                }
+                guard let self else { return }
+                if fired { self.timerFired(generation: generation) }
+                self.timers.withLock { timers in
+                    _ = timers.tasks.removeValue(forKey: id)
+                    if timers.currentID == id { timers.currentID = nil }
+                }
+            }
+            timers.currentID = id
         }
     }
 
-    private func timerFired(generation: UInt64) {
+    private nonisolated func timerFired(generation: UInt64) {
         let now = self.now()
         let transition = self.withMachine { machine in
             let transition = machine.timerFired(generation: generation, now: now)
@@ -423,8 +461,7 @@ public actor CircuitBreaker {
             return transition
         }
         guard let transition else { return }
-        self.instruments.report(transition)
-        self.arm(transition)
+        self.transitioned(transition)
     }
 
     // Events are published under the state machine's lock so that every consumer sees transitions

@@ -47,7 +47,8 @@ public struct CircuitBreakerError: Error, Sendable, CustomStringConvertible {
     /// The name of the breaker that rejected the call.
     public var breakerName: String
     /// For ``Code/open``, how long the breaker stays open, measured on its clock at the rejection;
-    /// `nil` where it is not meaningful (half-open, forced open).
+    /// `nil` where it is not meaningful (half-open, forced open) and where the breaker rejected
+    /// without reading its clock (open, with ``CircuitBreaker/Configuration/HalfOpenTransition/automatic``).
     public var remainingOpenDuration: Duration?
     /// An underlying cause, if any; rejections made by the breaker itself have none.
     public var cause: (any Error)?

@@ -4,24 +4,40 @@ import KeelResilience
 /// closed (the call runs) or open (the call is rejected).
 ///
 /// The protected work is one hop onto an actor (`await service.ping()` on a ``PingService``,
-/// used here as a plain actor, without a host). Closed, ours is `breaker.run { await
-/// service.ping() }` on a breaker with the default configuration (failure rate over the last 100
-/// calls, no slow-call detection): an atomic load to admit, the hop, then the outcome recorded
-/// under the breaker's lock. Open, ours is the same `run` on a breaker that one failure opened for
-/// an hour: an atomic load, a clock read and a thrown ``CircuitBreakerError``, never reaching the
-/// actor. Both baselines are the bare `await service.ping()`. Calls are sequential, from the
-/// measuring task.
+/// used here as a plain actor, without a host); both baselines are the bare `await
+/// service.ping()`, and calls are sequential, from the measuring task.
+///
+/// Two ways to guard the call are measured. With ``API/permit`` (the names without a suffix):
+/// `let permit = try breaker.acquirePermit()`, the call, `permit.recordSuccess()`: an atomic load
+/// to admit and the outcome recorded under the breaker's lock. With ``API/run`` (`.run`):
+/// `breaker.run { await service.ping() }`, the same work plus calling the operation through an
+/// async closure, whose cost is the runtime's, not the breaker's.
+///
+/// Open means opened by one failure for an hour. `breaker.open` and `breaker.open.run` use the
+/// automatic half-open transition (a timer ends the open state, so a rejection reads no clock);
+/// `breaker.open.lazy` uses the default lazy transition, which reads the clock and takes the lock
+/// to see whether the open duration is over.
 final class BreakerScenario: Scenario {
     /// Which state the breaker is in while it is measured.
     enum Mode {
         case closed
         case open
+        case openLazy
+    }
+
+    /// How the call is guarded.
+    enum API {
+        /// `acquirePermit()`, the call, `recordSuccess()`.
+        case permit
+        /// `run { the call }`.
+        case run
     }
 
     let metrics: [Metric]
     let workload = Workload.calibrated(minimum: 10_000)
 
     private let mode: Mode
+    private let api: API
     private let service = PingService()
     private let breaker: CircuitBreaker
 
@@ -29,12 +45,15 @@ final class BreakerScenario: Scenario {
     /// - Parameters:
     ///   - name: The metric's name.
     ///   - mode: The breaker's state during the measurement.
-    init(name: String, mode: Mode) {
+    ///   - api: How the call is guarded.
+    init(name: String, mode: Mode, api: API) {
         self.mode = mode
+        self.api = api
         var configuration = CircuitBreaker.Configuration()
-        if mode == .open {
+        if mode != .closed {
             configuration.consecutiveFailureThreshold = 1
             configuration.openDuration = .fixed(.seconds(3_600))
+            configuration.halfOpenTransition = mode == .open ? .automatic : .onNextCall
         }
         self.breaker = CircuitBreaker(name: name, configuration: configuration)
         let baseline = "direct `await service.ping()` on an actor, unguarded"
@@ -42,7 +61,7 @@ final class BreakerScenario: Scenario {
     }
 
     func setUp() async throws {
-        if self.mode == .open {
+        if self.mode != .closed {
             struct Unavailable: Error {}
             _ = try? await self.breaker.run { () async throws -> Int in throw Unavailable() }
             precondition(self.breaker.state == .open, "the breaker did not open: \(self.breaker.state)")
@@ -55,15 +74,28 @@ final class BreakerScenario: Scenario {
         let clock = ContinuousClock()
         var rejected = 0
         let start = clock.now
-        for _ in 0..<count {
-            do {
-                _ = try await breaker.run { await service.ping() }
-            } catch is CircuitBreakerError {
-                rejected &+= 1
+        switch self.api {
+        case .permit:
+            for _ in 0..<count {
+                do {
+                    let permit = try breaker.acquirePermit()
+                    _ = await service.ping()
+                    permit.recordSuccess()
+                } catch {
+                    rejected &+= 1
+                }
+            }
+        case .run:
+            for _ in 0..<count {
+                do {
+                    _ = try await breaker.run { await service.ping() }
+                } catch is CircuitBreakerError {
+                    rejected &+= 1
+                }
             }
         }
         let elapsed = start.duration(to: clock.now)
-        precondition(rejected == (self.mode == .open ? count : 0), "unexpected rejections: \(rejected) of \(count)")
+        precondition(rejected == (self.mode == .closed ? 0 : count), "unexpected rejections: \(rejected) of \(count)")
         return [elapsed.nanoseconds / Double(count)]
     }
 
