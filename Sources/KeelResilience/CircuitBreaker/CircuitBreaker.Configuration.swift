@@ -26,8 +26,9 @@ extension CircuitBreaker {
     public struct Configuration: Sendable {
         /// Open when this fraction of the calls in the window failed (`0 < x <= 1`), once the
         /// window holds at least ``minimumNumberOfCalls``; `nil` turns the failure-rate policy off.
-        /// In half-open, the probes close the breaker when their failure rate is below it.
-        /// Default `0.5`.
+        /// In half-open it also judges the probes: the breaker re-opens as soon as failed probes
+        /// reach this fraction of ``permittedCallsInHalfOpen``, and closes when all probes have
+        /// completed below it. With `nil`, a single failed probe re-opens the breaker. Default `0.5`.
         public var failureRateThreshold: Double? = 0.5
 
         /// Open after this many failures in a row, whatever the window says; `nil` (the default)
