@@ -1,10 +1,12 @@
 extension RateLimiter {
-    /// Which algorithm a ``RateLimiter`` uses and how long a caller may wait for permits.
+    /// Which algorithm a ``RateLimiter`` uses, how long a caller may wait for permits and how many
+    /// may wait at once.
     ///
     /// The default is a token bucket of 100 permits refilled at 100 per second, refusing at once
-    /// when no permit is free (`maxWait` `.zero`).
+    /// when no permit is free (`maxWait` `.zero`), with no bound on the queue (`maxQueued` `nil`).
     ///
-    /// Invariant, checked with `precondition`: `maxWait` is `nil` or not negative.
+    /// Invariants, checked with `precondition`: `maxWait` is `nil` or not negative; `maxQueued` is
+    /// `nil` or not negative.
     public struct Configuration: Sendable, Hashable {
         /// How permits are counted. Default `.tokenBucket(capacity: 100, refillAmount: 100,
         /// refillInterval: .seconds(1))`.
@@ -14,17 +16,26 @@ extension RateLimiter {
         /// takes (cancellation still ends the wait). A caller is refused at once, without waiting,
         /// if its permits would not come due within `maxWait`.
         public var maxWait: Duration?
+        /// The most callers waiting for permits at once. A caller that would have to wait while
+        /// `maxQueued` others already do is refused at once with
+        /// ``RateLimiterError/Code/queueFull``. `nil` (the default) puts no bound on the queue;
+        /// `0` means nobody waits. A waiter leaves the queue when it is granted or cancelled, and
+        /// its place is free at once. Only matters when `maxWait` is not `.zero`.
+        public var maxQueued: Int?
 
         /// Creates a configuration.
         /// - Parameters:
         ///   - algorithm: How permits are counted.
         ///   - maxWait: The longest wait; `.zero` never waits, `nil` waits without limit.
+        ///   - maxQueued: The most callers waiting at once; `nil` for no bound, at least 0 when set.
         public init(
             algorithm: Algorithm = .tokenBucket(capacity: 100, refillAmount: 100, refillInterval: .seconds(1)),
-            maxWait: Duration? = .zero
+            maxWait: Duration? = .zero,
+            maxQueued: Int? = nil
         ) {
             self.algorithm = algorithm
             self.maxWait = maxWait
+            self.maxQueued = maxQueued
             self.validate()
         }
 
@@ -32,6 +43,10 @@ extension RateLimiter {
             precondition(
                 self.maxWait.map { $0 >= .zero } ?? true,
                 "maxWait must not be negative, got \(String(describing: self.maxWait))"
+            )
+            precondition(
+                self.maxQueued.map { $0 >= 0 } ?? true,
+                "maxQueued must not be negative, got \(String(describing: self.maxQueued))"
             )
         }
     }
@@ -41,6 +56,7 @@ extension RateLimiter {
         enum Kind: Sendable, Hashable {
             case tokenBucket(capacity: Int, refillAmount: Int, refillInterval: Duration)
             case slidingWindow(limit: Int, window: Duration)
+            case slidingWindowCounter(limit: Int, window: Duration, buckets: Int)
         }
 
         let kind: Kind
@@ -72,7 +88,9 @@ extension RateLimiter {
         /// A sliding window log: at most `limit` permits granted in any span of `window`.
         ///
         /// Every grant is remembered until `window` after it was made (at most `limit` entries), so
-        /// the limit holds exactly over every window, with no burst at a bucket boundary.
+        /// the limit holds exactly over every window, with no burst at a bucket boundary, and each
+        /// permit comes back exactly `window` after it was granted. For a large `limit`, prefer
+        /// ``slidingWindowCounter(limit:window:buckets:)``, whose memory does not grow with it.
         /// - Parameters:
         ///   - limit: The most permits per window; at least 1.
         ///   - window: The window; positive.
@@ -83,6 +101,43 @@ extension RateLimiter {
             return Algorithm(.slidingWindow(limit: limit, window: window))
         }
 
+        /// A bucketed sliding window: at most `limit` permits granted in any span of `window`,
+        /// counted per bucket of `window / buckets`.
+        ///
+        /// Time is cut into buckets of `window / buckets` from the limiter's creation, and the
+        /// limiter keeps one count of permits per bucket: memory grows with `buckets`, not with
+        /// `limit` (`buckets + 1` counts). A caller is granted its permits when they and the
+        /// permits counted in the buckets covering the last `window` (the current bucket and the
+        /// `buckets` before it) are at most `limit`. The window starts empty.
+        ///
+        /// Admission is exact to bucket granularity: a permit leaves the window `window` after the
+        /// *end of its bucket*, so up to `window / buckets` later than it would leave a
+        /// ``slidingWindow(limit:window:)`` log, and never sooner. The limit therefore holds over
+        /// every span of `window`, with no burst at a bucket boundary; the price is that permits
+        /// come back in steps, at bucket ends, rather than one by one. More buckets bring it closer
+        /// to the log, at a cost of one count each.
+        ///
+        /// With `limit: 100, window: .seconds(1), buckets: 10`, permits granted in the first
+        /// bucket (from 0 up to 100 ms after the limiter was made) all come back at 1.1 s.
+        /// Arithmetic is exact in `Duration` when `window` divides evenly by `buckets` (otherwise
+        /// the bucket width is rounded down to the attosecond).
+        /// - Parameters:
+        ///   - limit: The most permits per window; at least 1.
+        ///   - window: The window; positive.
+        ///   - buckets: How many buckets the window is cut into; at least 1, and at most the
+        ///     number of attoseconds in `window`.
+        /// - Returns: The algorithm.
+        public static func slidingWindowCounter(limit: Int, window: Duration, buckets: Int) -> Algorithm {
+            precondition(limit >= 1, "limit must be at least 1, got \(limit)")
+            precondition(window > .zero, "window must be positive, got \(window)")
+            precondition(buckets >= 1, "buckets must be at least 1, got \(buckets)")
+            precondition(
+                window.attoseconds / Int128(buckets) > 0,
+                "window must be at least \(buckets) attoseconds for \(buckets) buckets, got \(window)"
+            )
+            return Algorithm(.slidingWindowCounter(limit: limit, window: window, buckets: buckets))
+        }
+
         /// The algorithm and its parameters.
         public var description: String {
             switch self.kind {
@@ -90,6 +145,8 @@ extension RateLimiter {
                 return "tokenBucket(capacity: \(capacity), \(amount) per \(interval))"
             case .slidingWindow(let limit, let window):
                 return "slidingWindow(\(limit) per \(window))"
+            case .slidingWindowCounter(let limit, let window, let buckets):
+                return "slidingWindowCounter(\(limit) per \(window), \(buckets) buckets)"
             }
         }
 
@@ -99,6 +156,8 @@ extension RateLimiter {
                 return .tokenBucket(capacity: capacity, cost: interval / amount, tat: .zero)
             case .slidingWindow(let limit, let window):
                 return .slidingWindow(limit: limit, window: window, log: [])
+            case .slidingWindowCounter(let limit, let window, let buckets):
+                return .slidingWindowCounter(RateLimiterWindowCounter(limit: limit, window: window, buckets: buckets))
             }
         }
     }

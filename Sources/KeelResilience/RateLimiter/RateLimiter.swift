@@ -1,14 +1,15 @@
 import KeelCore
 import Synchronization
 
-/// Limits how often an operation may run: a token bucket or a sliding window, refusing at once or
-/// waiting up to a limit, first come first served.
+/// Limits how often an operation may run: a token bucket, a sliding window log or a bucketed
+/// sliding window, refusing at once or waiting up to a limit, first come first served.
 ///
 /// Each call takes permits (one for ``run(_:)``, any number for ``acquire(permits:)``). When they
 /// are free the call goes ahead at once. Otherwise it waits, in strict arrival order, if its permits
 /// will come due within ``Configuration/maxWait``; if not, it is refused at once with
-/// ``RateLimiterError/Code/rateLimited``. Permits are not returned when the operation ends: they
-/// come back with time.
+/// ``RateLimiterError/Code/rateLimited``. If ``Configuration/maxQueued`` callers already wait, it
+/// is refused at once with ``RateLimiterError/Code/queueFull``. Permits are not returned when the
+/// operation ends: they come back with time.
 ///
 /// ```swift
 /// let limiter = RateLimiter(
@@ -28,12 +29,12 @@ import Synchronization
 /// sleeps on the injected clock until its permits are due, the others park on a continuation until
 /// they are granted or become first in line. Cancelling a waiting caller removes it from the queue
 /// and throws `CancellationError`; it has taken nothing, so nothing is lost (if the cancellation
-/// races with the grant, the permits are given back). The next caller in line may then be served
-/// sooner. No task is created.
+/// races with the grant, the permits are given back), and its place in a bounded queue is free at
+/// once. The next caller in line may then be served sooner. No task is created.
 public final class RateLimiter: ResilienceStrategy {
     /// The limiter's name, used in errors and as the `limiter` dimension of its metrics.
     public let name: String
-    /// The algorithm and wait limit it was made with.
+    /// The algorithm, wait limit and queue bound it was made with.
     public let configuration: Configuration
 
     private let clock: any Clock<Duration>
@@ -41,15 +42,16 @@ public final class RateLimiter: ResilienceStrategy {
     private let state: Lock<RateLimiterStateMachine>
     private let instruments: RateLimiterInstruments?
 
-    /// Creates a rate limiter. A token bucket starts full; a sliding window starts empty.
+    /// Creates a rate limiter. A token bucket starts full; both sliding windows start empty.
     /// - Parameters:
     ///   - name: A name for errors and metrics.
-    ///   - configuration: The algorithm and the wait limit; checked with `precondition`.
+    ///   - configuration: The algorithm, the wait limit and the queue bound; checked with
+    ///     `precondition`.
     ///   - clock: The clock that refills permits and measures waits; `ContinuousClock` by default,
     ///     a `TestClock` in tests.
     ///   - instrumentation: Where metrics go (`keel.ratelimiter.acquired`,
-    ///     `keel.ratelimiter.rejected` with `reason`, `keel.ratelimiter.wait`; dimension
-    ///     `limiter`); handlers are made here, once.
+    ///     `keel.ratelimiter.rejected` with `reason` `rate_limited`, `exceeds_capacity` or
+    ///     `queue_full`, `keel.ratelimiter.wait`; dimension `limiter`); handlers are made here, once.
     public init(
         name: String = "ratelimiter",
         configuration: Configuration = Configuration(),
@@ -68,19 +70,25 @@ public final class RateLimiter: ResilienceStrategy {
     /// Takes `permits`, waiting for them in line up to ``Configuration/maxWait``.
     ///
     /// Returns at once, without suspending, when the permits are free and nobody waits. Otherwise
-    /// the call either throws at once (the permits would not come due within `maxWait`) or
-    /// suspends until its turn; waiters are served strictly in arrival order, so a large request is
-    /// never overtaken by later small ones. A task already cancelled is still granted permits that
-    /// are free at once.
+    /// the call either throws at once (the permits would not come due within `maxWait`, or
+    /// `maxQueued` callers already wait) or suspends until its turn; waiters are served strictly in
+    /// arrival order, so a large request is never overtaken by later small ones. A task already
+    /// cancelled is still granted permits that are free at once.
     /// - Parameter permits: How many permits to take; at least 1.
-    /// - Throws: ``RateLimiterError`` (``RateLimiterError/Code/rateLimited`` or
-    ///   ``RateLimiterError/Code/exceedsCapacity``) when refused; `CancellationError` when the
-    ///   task is cancelled while it waits (the permits are then not taken).
+    /// - Throws: ``RateLimiterError`` (``RateLimiterError/Code/rateLimited``,
+    ///   ``RateLimiterError/Code/queueFull`` or ``RateLimiterError/Code/exceedsCapacity``) when
+    ///   refused; `CancellationError` when the task is cancelled while it waits (the permits are
+    ///   then not taken).
     public func acquire(permits: Int = 1) async throws {
         precondition(permits >= 1, "permits must be at least 1, got \(permits)")
         let start = self.reader.now()
         let action = self.state.withLock {
-            $0.acquire(permits: permits, now: start, maxWait: self.configuration.maxWait)
+            $0.acquire(
+                permits: permits,
+                now: start,
+                maxWait: self.configuration.maxWait,
+                maxQueued: self.configuration.maxQueued
+            )
         }
         switch action {
         case .granted:
@@ -100,6 +108,14 @@ public final class RateLimiter: ResilienceStrategy {
                 retryAfter: wait,
                 message:
                     "\(permits) permits not available within \(self.configuration.maxWait.map { "\($0)" } ?? "the limit")"
+            )
+        case .queueFull:
+            self.instruments?.queueFull.increment(by: 1)
+            throw RateLimiterError(
+                code: .queueFull,
+                limiter: self.name,
+                message:
+                    "\(permits) permits not available now and \(self.configuration.maxQueued ?? 0) callers already wait"
             )
         case .enqueued(let id, let instruction):
             try await self.wait(id: id, permits: permits, first: instruction)
@@ -193,6 +209,7 @@ struct RateLimiterInstruments: Sendable {
     let acquired: any CounterHandler
     let rateLimited: any CounterHandler
     let exceedsCapacity: any CounterHandler
+    let queueFull: any CounterHandler
     let wait: any TimerHandler
 
     static func make(_ instrumentation: any Instrumentation, name: String) -> RateLimiterInstruments? {
@@ -208,6 +225,7 @@ struct RateLimiterInstruments: Sendable {
             acquired: instrumentation.makeCounter(label: "keel.ratelimiter.acquired", dimensions: dimensions),
             rateLimited: rejected("rate_limited"),
             exceedsCapacity: rejected("exceeds_capacity"),
+            queueFull: rejected("queue_full"),
             wait: instrumentation.makeTimer(label: "keel.ratelimiter.wait", dimensions: dimensions)
         )
     }

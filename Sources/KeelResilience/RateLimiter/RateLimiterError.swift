@@ -6,7 +6,7 @@
 /// ```swift
 /// do {
 ///     try await limiter.run { try await gateway.charge(order) }
-/// } catch let error as RateLimiterError where error.code == .rateLimited {
+/// } catch let error as RateLimiterError where error.code == .rateLimited || error.code == .queueFull {
 ///     // answer "429 Too Many Requests", perhaps with error.retryAfter
 /// }
 /// ```
@@ -17,6 +17,7 @@ public struct RateLimiterError: Error, Sendable, CustomStringConvertible {
         private enum Base: String, Hashable, Sendable {
             case rateLimited = "rate limited"
             case exceedsCapacity = "exceeds capacity"
+            case queueFull = "queue full"
         }
 
         private let base: Base
@@ -30,6 +31,9 @@ public struct RateLimiterError: Error, Sendable, CustomStringConvertible {
         /// More permits were asked for than the limiter ever holds at once, so they could never be
         /// granted.
         public static let exceedsCapacity = Code(.exceedsCapacity)
+        /// The permits are not available now, and ``RateLimiter/Configuration/maxQueued`` callers
+        /// already wait for theirs, so this one may not join them.
+        public static let queueFull = Code(.queueFull)
 
         /// The code in words, such as `rate limited`.
         public var description: String {
@@ -41,8 +45,9 @@ public struct RateLimiterError: Error, Sendable, CustomStringConvertible {
     public var code: Code
     /// The name of the limiter that refused.
     public var limiter: String
-    /// How long the caller would have had to wait, when the limiter worked it out (it does when
-    /// `maxWait` is positive); a hint for a `Retry-After` reply.
+    /// How long the caller would have had to wait, when the limiter worked it out (it does for
+    /// ``Code/rateLimited`` when `maxWait` is positive, never for ``Code/queueFull``); a hint for
+    /// a `Retry-After` reply.
     public var retryAfter: Duration?
     /// A sentence for people.
     public var message: String

@@ -2,9 +2,10 @@
 ///
 /// Times are offsets from the limiter's creation on its clock. The first waiter in the queue (the
 /// head) sleeps on the clock until its permits are due; the others park on a continuation until
-/// they are granted or become the head. A waiter is admitted only if, with everyone ahead of it
-/// served in order, its permits come due within `maxWait`; a waiter that leaves only makes the
-/// others' turn come sooner, so no waiter needs a timer of its own.
+/// they are granted or become the head. A waiter is admitted only if fewer than `maxQueued` wait
+/// and, with everyone ahead of it served in order, its permits come due within `maxWait`; a waiter
+/// that leaves only makes the others' turn come sooner (and frees its place in the queue), so no
+/// waiter needs a timer of its own.
 struct RateLimiterStateMachine {
     /// What a waiter does next.
     enum Instruction: Sendable, Equatable {
@@ -14,11 +15,12 @@ struct RateLimiterStateMachine {
         case sleep(until: Duration)
     }
 
-    /// What ``acquire(permits:now:maxWait:)`` decided.
+    /// What ``acquire(permits:now:maxWait:maxQueued:)`` decided.
     enum AcquireAction: Equatable {
         case granted
         case rejected(wait: Duration?)
         case exceedsCapacity
+        case queueFull
         case enqueued(id: UInt64, Instruction?)
     }
 
@@ -54,14 +56,21 @@ struct RateLimiterStateMachine {
         self.algorithm.available(now: now)
     }
 
-    /// A caller asks for `permits` at `now`.
-    mutating func acquire(permits: Int, now: Duration, maxWait: Duration?) -> AcquireAction {
+    /// A caller asks for `permits` at `now`. It may wait up to `maxWait` (`nil`: without limit)
+    /// behind fewer than `maxQueued` others (`nil`: any number).
+    mutating func acquire(
+        permits: Int,
+        now: Duration,
+        maxWait: Duration?,
+        maxQueued: Int? = nil
+    ) -> AcquireAction {
         guard permits <= self.algorithm.capacity else { return .exceedsCapacity }
         if self.queue.isEmpty && self.algorithm.readyTime(permits: permits, now: now) <= now {
             self.algorithm.take(permits: permits, at: now)
             return .granted
         }
         if maxWait == .zero { return .rejected(wait: nil) }
+        if let maxQueued, self.queue.count >= maxQueued { return .queueFull }
         let due = self.dueTime(permits: permits, now: now)
         if let maxWait, due - now > maxWait { return .rejected(wait: due - now) }
         let id = self.nextID
@@ -155,18 +164,21 @@ struct RateLimiterStateMachine {
     }
 }
 
-/// The permits of one of the two algorithms, in exact `Duration` arithmetic.
+/// The permits of one of the algorithms, in exact `Duration` arithmetic.
 enum RateLimiterAlgorithmState: Sendable {
     /// A token bucket kept as GCRA's "theoretical arrival time": the bucket is full when `tat` is
     /// at or before now, and each token moves `tat` on by `cost`.
     case tokenBucket(capacity: Int, cost: Duration, tat: Duration)
     /// A sliding log of grants, oldest first; a grant counts until `window` after it was made.
     case slidingWindow(limit: Int, window: Duration, log: [(time: Duration, permits: Int)])
+    /// A count of grants per bucket; a grant counts until `window` after the end of its bucket.
+    case slidingWindowCounter(RateLimiterWindowCounter)
 
     var capacity: Int {
         switch self {
         case .tokenBucket(let capacity, _, _): capacity
         case .slidingWindow(let limit, _, _): limit
+        case .slidingWindowCounter(let counter): counter.limit
         }
     }
 
@@ -178,6 +190,8 @@ enum RateLimiterAlgorithmState: Sendable {
             return capacity - Int((debt / cost).rounded(.up))
         case .slidingWindow(let limit, let window, let log):
             return limit - log.lazy.filter { $0.time + window > now }.reduce(0) { $0 + $1.permits }
+        case .slidingWindowCounter(let counter):
+            return counter.available(now: now)
         }
     }
 
@@ -198,24 +212,30 @@ enum RateLimiterAlgorithmState: Sendable {
                 if excess <= 0 { return entry.time + window }
             }
             preconditionFailure("sliding window cannot fit \(permits) permits: \(self)")
+        case .slidingWindowCounter(let counter):
+            return counter.readyTime(permits: permits, now: now)
         }
     }
 
     /// Takes `permits` at `now`; the caller checked that they are ready.
     mutating func take(permits: Int, at now: Duration) {
-        switch self {
+        // `consume` hands the payload over, so that an array in it is mutated in place, not copied.
+        switch consume self {
         case .tokenBucket(let capacity, let cost, let tat):
             self = .tokenBucket(capacity: capacity, cost: cost, tat: max(tat, now) + cost * permits)
         case .slidingWindow(let limit, let window, var log):
             log.removeAll { $0.time + window <= now }
             log.append((now, permits))
             self = .slidingWindow(limit: limit, window: window, log: log)
+        case .slidingWindowCounter(var counter):
+            counter.take(permits: permits, at: now)
+            self = .slidingWindowCounter(counter)
         }
     }
 
     /// Gives back `permits` taken at `takenAt`.
     mutating func refund(permits: Int, takenAt: Duration) {
-        switch self {
+        switch consume self {
         case .tokenBucket(let capacity, let cost, let tat):
             self = .tokenBucket(capacity: capacity, cost: cost, tat: tat - cost * permits)
         case .slidingWindow(let limit, let window, var log):
@@ -223,6 +243,9 @@ enum RateLimiterAlgorithmState: Sendable {
                 log.remove(at: index)
             }
             self = .slidingWindow(limit: limit, window: window, log: log)
+        case .slidingWindowCounter(var counter):
+            counter.refund(permits: permits, takenAt: takenAt)
+            self = .slidingWindowCounter(counter)
         }
     }
 }
