@@ -48,9 +48,15 @@ let package = Package(
             dependencies: ["KeelResilience", "KeelCore", "KeelTesting"],
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "KeelCrashAppender",
+            dependencies: ["KeelEventSourcing", "KeelCore"],
+            path: "Tests/Tools/KeelCrashAppender",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "KeelEventSourcingTests",
-            dependencies: ["KeelEventSourcing", "KeelCore", "KeelTesting"],
+            dependencies: ["KeelEventSourcing", "KeelCore", "KeelTesting", "KeelCrashAppender"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
