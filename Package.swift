@@ -54,6 +54,12 @@ let package = Package(
             path: "Tests/Tools/KeelCrashAppender",
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "KeelRecordFuzzer",
+            dependencies: ["KeelEventSourcing", "KeelCore"],
+            path: "Fuzz/RecordDecoder",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "KeelEventSourcingTests",
             dependencies: ["KeelEventSourcing", "KeelCore", "KeelTesting", "KeelCrashAppender"],

@@ -13,13 +13,14 @@
 // Each event's payload is a pure function of its tag (see `payload(for:)`), so the test can
 // rebuild it.
 
+import KeelCore
+import KeelEventSourcing
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import KeelCore
-import KeelEventSourcing
 
 /// The payload of the event tagged `tag`: `payload:<tag>:` repeated to 120 bytes.
 func payload(for tag: String) -> [UInt8] {
@@ -59,7 +60,10 @@ await withThrowingTaskGroup(of: Void.self) { group in
                 let tag = "\(task)-\(sequence)"
                 let event = EventData(
                     type: "crash.appended",
-                    metadata: EventMetadata(id: EventID(high: UInt64(task), low: UInt64(sequence)), time: Int64(sequence)),
+                    metadata: EventMetadata(
+                        id: EventID(high: UInt64(task), low: UInt64(sequence)),
+                        time: Int64(sequence)
+                    ),
                     payload: payload(for: tag)
                 )
                 let result = try await store.append(event, to: StreamID("crash-\(task)"))
