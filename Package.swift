@@ -15,6 +15,7 @@ let package = Package(
     products: [
         .library(name: "KeelCore", targets: ["KeelCore"]),
         .library(name: "KeelResilience", targets: ["KeelResilience"]),
+        .library(name: "KeelEventSourcing", targets: ["KeelEventSourcing"]),
         .library(name: "Keel", targets: ["Keel"]),
         .library(name: "KeelTesting", targets: ["KeelTesting"]),
         .executable(name: "shop", targets: ["Shop"]),
@@ -23,8 +24,13 @@ let package = Package(
     targets: [
         .target(name: "KeelCore", swiftSettings: swiftSettings),
         .target(name: "KeelResilience", dependencies: ["KeelCore"], swiftSettings: swiftSettings),
+        .target(name: "KeelEventSourcing", dependencies: ["KeelCore"], swiftSettings: swiftSettings),
         .target(name: "Keel", dependencies: ["KeelCore", "KeelResilience"], swiftSettings: swiftSettings),
-        .target(name: "KeelTesting", dependencies: ["KeelCore", "Keel"], swiftSettings: swiftSettings),
+        .target(
+            name: "KeelTesting",
+            dependencies: ["KeelCore", "Keel", "KeelEventSourcing"],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "Shop",
             dependencies: ["Keel", "KeelCore", "KeelResilience"],
@@ -40,6 +46,23 @@ let package = Package(
         .testTarget(
             name: "KeelResilienceTests",
             dependencies: ["KeelResilience", "KeelCore", "KeelTesting"],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "KeelCrashAppender",
+            dependencies: ["KeelEventSourcing", "KeelCore"],
+            path: "Tests/Tools/KeelCrashAppender",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "KeelRecordFuzzer",
+            dependencies: ["KeelEventSourcing", "KeelCore"],
+            path: "Fuzz/RecordDecoder",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KeelEventSourcingTests",
+            dependencies: ["KeelEventSourcing", "KeelCore", "KeelTesting", "KeelCrashAppender"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -27,36 +27,6 @@ extension Event {
     public var topic: String { Self.topic }
 }
 
-/// A 128-bit event identifier drawn from the host's ``/KeelCore/RandomSource``, rendered in the
-/// 8-4-4-4-12 hex form of a UUID.
-public struct EventID: Hashable, Sendable, Codable, CustomStringConvertible {
-    /// The high 64 bits.
-    public var high: UInt64
-    /// The low 64 bits.
-    public var low: UInt64
-
-    /// Creates an id from its halves.
-    /// - Parameters:
-    ///   - high: The high 64 bits.
-    ///   - low: The low 64 bits.
-    public init(high: UInt64, low: UInt64) {
-        self.high = high
-        self.low = low
-    }
-
-    /// Draws a fresh id.
-    /// - Parameter random: The source.
-    /// - Returns: The id.
-    public static func random(using random: RandomSource) -> EventID {
-        EventID(high: random.next(), low: random.next())
-    }
-
-    /// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
-    public var description: String {
-        hex([self.high, self.low], dashes: [8, 12, 16, 20])
-    }
-}
-
 /// What travels with every event: who published it, when, and the trace it belongs to.
 ///
 /// The subscriber's handler runs with a ``/KeelCore/TraceContext`` made from the envelope: the same

@@ -1,0 +1,131 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A thin, throwing wrapper over the POSIX calls the file store makes. Every failure becomes an
+/// ``EventStoreError`` with code ``EventStoreError/Code/io`` naming the call, the path and errno.
+struct FileDescriptor: Sendable {
+    let raw: Int32
+    let path: String
+
+    static func open(_ path: String, flags: Int32, mode: mode_t = 0o644) throws(EventStoreError) -> FileDescriptor {
+        let descriptor = path.withCString { Glibc.open($0, flags | O_CLOEXEC, mode) }
+        guard descriptor >= 0 else { throw Self.failure("open", path) }
+        return FileDescriptor(raw: descriptor, path: path)
+    }
+
+    static func failure(_ call: String, _ path: String, errno code: Int32 = errno) -> EventStoreError {
+        let reason = String(cString: strerror(code))
+        return EventStoreError(code: .io, message: "\(call) \(path): \(reason) (errno \(code))")
+    }
+
+    func close() {
+        _ = Glibc.close(self.raw)
+    }
+
+    func size() throws(EventStoreError) -> Int {
+        var info = stat()
+        guard fstat(self.raw, &info) == 0 else { throw Self.failure("fstat", self.path) }
+        return Int(info.st_size)
+    }
+
+    /// Reads exactly `count` bytes at `offset` into `buffer`, or fewer at the end of the file.
+    /// - Returns: The bytes read.
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(EventStoreError) -> Int {
+        var done = 0
+        while done < buffer.count {
+            let result = pread(self.raw, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
+            if result < 0 {
+                if errno == EINTR { continue }
+                throw Self.failure("pread", self.path)
+            }
+            if result == 0 { break }
+            done += result
+        }
+        return done
+    }
+
+    /// Reads up to `count` bytes at `offset`.
+    func read(count: Int, at offset: Int) throws(EventStoreError) -> [UInt8] {
+        guard count > 0 else { return [] }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 1)
+        defer { buffer.deallocate() }
+        let read = try self.read(into: buffer, at: offset)
+        return Array(UnsafeRawBufferPointer(rebasing: buffer[0..<read]))
+    }
+
+    /// Writes all of `bytes` at `offset`.
+    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(EventStoreError) {
+        var done = 0
+        while done < bytes.count {
+            let result = pwrite(self.raw, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+            if result < 0 {
+                if errno == EINTR { continue }
+                throw Self.failure("pwrite", self.path)
+            }
+            done += result
+        }
+    }
+
+    /// Writes all of `bytes` at `offset`.
+    func write(_ bytes: [UInt8], at offset: Int) throws(EventStoreError) {
+        let result = bytes.withUnsafeBytes { buffer in
+            Result { () throws(EventStoreError) in try self.write(buffer, at: offset) }
+        }
+        try result.get()
+    }
+
+    func sync() throws(EventStoreError) {
+        guard fsync(self.raw) == 0 else { throw Self.failure("fsync", self.path) }
+    }
+
+    func truncate(to size: Int) throws(EventStoreError) {
+        guard ftruncate(self.raw, off_t(size)) == 0 else { throw Self.failure("ftruncate", self.path) }
+    }
+
+    /// Takes an exclusive advisory lock without waiting.
+    /// - Returns: Whether the lock was taken (`false`: someone else holds it).
+    func tryLock() throws(EventStoreError) -> Bool {
+        if flock(self.raw, LOCK_EX | LOCK_NB) == 0 { return true }
+        if errno == EWOULDBLOCK { return false }
+        throw Self.failure("flock", self.path)
+    }
+
+    /// Syncs the directory at `path`, so that a file created or removed in it survives a crash.
+    static func syncDirectory(_ path: String) throws(EventStoreError) {
+        let directory = try FileDescriptor.open(path, flags: O_RDONLY | O_DIRECTORY)
+        defer { directory.close() }
+        try directory.sync()
+    }
+
+    /// The names of the entries of a directory, without `.` and `..`.
+    static func listDirectory(_ path: String) throws(EventStoreError) -> [String] {
+        guard let directory = opendir(path) else { throw Self.failure("opendir", path) }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: Int(NAME_MAX) + 1) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// Creates the directory at `path` (and its parents) if it does not exist.
+    static func makeDirectory(_ path: String) throws(EventStoreError) {
+        var prefix = path.hasPrefix("/") ? "/" : ""
+        for component in path.split(separator: "/") {
+            prefix += component + "/"
+            if mkdir(prefix, 0o755) != 0 && errno != EEXIST { throw Self.failure("mkdir", prefix) }
+        }
+    }
+
+    static func remove(_ path: String) throws(EventStoreError) {
+        guard unlink(path) == 0 else { throw Self.failure("unlink", path) }
+    }
+}

@@ -1,0 +1,527 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A durable ``EventStore`` in a directory of checksummed, append-only segment files.
+///
+/// ```swift
+/// let store = try FileEventStore(directory: "data/events")
+/// try await store.append(events, to: "user-42", expecting: .noStream)   // durable when it returns
+/// …
+/// await store.close()
+/// ```
+///
+/// ## Files
+///
+/// The directory holds `segment-<n>.log` files (`n` = 0, 1, 2, … in 16 digits) and a `LOCK` file.
+/// Each segment starts with a 32-byte versioned header and holds records framed as
+/// `[length][CRC-32C][body]`; a record is an event (stream, version, global position, type,
+/// schema version, metadata, payload) or a stream change (metadata, deletion). When a segment
+/// reaches ``Configuration/segmentSize`` the next write starts a new one; a new segment's file and
+/// the directory are synced before any record goes into it.
+///
+/// ## Durability
+///
+/// Appends go to one writer thread (blocking `write` and `fsync` never occupy the Swift
+/// cooperative pool). With ``Durability/groupCommit`` (the default) the appends that queue up
+/// while a sync is in progress are written with one `write` and synced with one `fsync`; every
+/// append returns only after its records are synced. Records are encoded by the appending task
+/// before it takes the store's lock; under the lock it only checks the expected version and
+/// assigns versions and positions. Readers and subscriptions see an event only once it is
+/// durable. If a write or a sync fails, the store stops accepting appends (every later append
+/// fails with the same ``EventStoreError/Code/io`` error): reopen it, and recovery finds what
+/// reached the disk.
+///
+/// ## Recovery
+///
+/// Opening verifies every header and record checksum and rebuilds the index (stream → versions →
+/// file offsets), so that reading one stream never scans the log. An incomplete or bad record at
+/// the end of the last segment — a write interrupted by a crash — is cut off and reported in
+/// ``recoveryReport``. Damage anywhere else fails the open with ``EventStoreError/Code/corrupted``
+/// naming the file and the offset, unless the store is opened with ``Recovery/repair``, which
+/// truncates there, removes later segments and reports exactly what it dropped. A length field
+/// above ``Configuration/maxRecordSize`` or past the end of the file is rejected before anything
+/// is allocated for it.
+///
+/// ## Exclusivity
+///
+/// An advisory lock on `LOCK` makes a second opener of the same directory (in this process or
+/// another) fail with ``EventStoreError/Code/locked``. ``close()`` releases it.
+public final class FileEventStore: EventStore {
+    /// The directory the store lives in.
+    public let directory: String
+    /// The configuration the store was opened with.
+    public let configuration: Configuration
+    /// What opening found and changed: torn tails cut, damage repaired.
+    public let recoveryReport: RecoveryReport
+
+    let state: ConditionLock<State>
+    private let lockFile: FileDescriptor
+
+    /// Where a record is.
+    struct Location: Sendable {
+        var segment: Int
+        var offset: Int
+        var size: Int
+    }
+
+    /// A stream as readers see it: durable events only.
+    struct CommittedStream: Sendable {
+        var positions: [UInt64] = []
+        var isDeleted = false
+        var metadata = StreamMetadata()
+
+        var lastVersion: UInt64? { self.positions.isEmpty ? nil : UInt64(self.positions.count - 1) }
+        var currentVersion: UInt64? { self.isDeleted ? nil : self.lastVersion }
+    }
+
+    /// A stream as writers see it: including appends that are queued but not yet durable.
+    struct AssignedStream: Sendable {
+        var nextVersion: UInt64 = 0
+        var isDeleted = false
+
+        var currentVersion: UInt64? { self.isDeleted || self.nextVersion == 0 ? nil : self.nextVersion - 1 }
+    }
+
+    /// One append (or stream change) waiting for the writer.
+    struct Pending: Sendable {
+        enum Change: Sendable {
+            case events(StreamID, firstVersion: UInt64, firstPosition: UInt64)
+            case metadata(StreamID, StreamMetadata)
+            case deleted(StreamID, truncateBefore: UInt64)
+        }
+
+        var bodies: [[UInt8]]
+        var change: Change
+        var result: AppendResult
+        var continuation: CheckedContinuation<Result<AppendResult, EventStoreError>, Never>
+    }
+
+    struct Segment: Sendable {
+        var descriptor: FileDescriptor
+        var size: Int
+    }
+
+    struct State: Sendable {
+        var segments: [Segment]
+        var locations: [Location]
+        var streams: [StreamID: CommittedStream]
+        var assigned: [StreamID: AssignedStream]
+        var assignedHead: UInt64
+        var queue: [Pending] = []
+        var failure: EventStoreError?
+        var isClosing = false
+        var headWaiters: [UInt64: (head: UInt64, continuation: CheckedContinuation<Void, Never>)] = [:]
+        var nextWaiterID: UInt64 = 0
+        /// The writer thread; taken (to be joined) by the first close.
+        var writerThread: JoinableThread?
+
+        var committedHead: UInt64 { UInt64(self.locations.count) }
+
+        mutating func takeSatisfiedWaiters() -> [CheckedContinuation<Void, Never>] {
+            let head = self.committedHead
+            var ready: [CheckedContinuation<Void, Never>] = []
+            for (id, waiter) in self.headWaiters where head > waiter.head || self.isClosing {
+                ready.append(waiter.continuation)
+                self.headWaiters[id] = nil
+            }
+            return ready
+        }
+    }
+
+    /// Opens the store in `directory`, creating the directory and the first segment if needed,
+    /// and recovers it (see the type's documentation).
+    ///
+    /// Opening reads every segment once, synchronously: call it at startup, not on a hot path.
+    /// - Parameters:
+    ///   - directory: The store's directory.
+    ///   - configuration: Segment size, maximum record size, durability and recovery mode.
+    /// - Throws: ``EventStoreError`` with ``EventStoreError/Code/locked`` when another opener
+    ///   holds the directory, ``EventStoreError/Code/corrupted`` for damage that strict recovery
+    ///   does not cut, ``EventStoreError/Code/io`` when the system refuses, and
+    ///   ``EventStoreError/Code/invalidArgument`` for a configuration out of range.
+    public init(directory: String, configuration: Configuration = Configuration()) throws(EventStoreError) {
+        guard configuration.segmentSize >= SegmentHeader.size + FileRecord.frameHeaderSize,
+            configuration.maxRecordSize >= 64
+        else {
+            throw EventStoreError(
+                code: .invalidArgument,
+                message:
+                    "segmentSize \(configuration.segmentSize) or maxRecordSize \(configuration.maxRecordSize) too small"
+            )
+        }
+        self.directory = directory
+        self.configuration = configuration
+        try FileDescriptor.makeDirectory(directory)
+        let lockFile = try FileDescriptor.open(directory + "/LOCK", flags: O_RDWR | O_CREAT)
+        do throws(EventStoreError) {
+            guard try lockFile.tryLock() else {
+                throw EventStoreError(code: .locked, message: "\(directory) is open in another store")
+            }
+            var recovery = try FileStoreRecovery.run(directory: directory, configuration: configuration)
+            if recovery.segments.isEmpty {
+                recovery.segments.append(try SegmentHeader.create(index: 0, directory: directory))
+            }
+            self.recoveryReport = recovery.report
+            self.state = ConditionLock(
+                State(
+                    segments: recovery.segments,
+                    locations: recovery.locations,
+                    streams: recovery.streams,
+                    assigned: recovery.streams.mapValues {
+                        AssignedStream(nextVersion: UInt64($0.positions.count), isDeleted: $0.isDeleted)
+                    },
+                    assignedHead: UInt64(recovery.locations.count)
+                )
+            )
+        } catch {
+            lockFile.close()
+            throw error
+        }
+        self.lockFile = lockFile
+        let state = self.state
+        let writer = Writer(state: state, configuration: configuration, directory: directory)
+        state.withLock { $0.writerThread = JoinableThread { writer.run() } }
+    }
+
+    deinit {
+        self.stopWriter()
+        self.state.withLock { state in
+            for segment in state.segments { segment.descriptor.close() }
+            state.segments = []
+        }
+        self.lockFile.close()
+    }
+
+    /// Finishes the queued appends, stops the writer thread, closes the files and releases the
+    /// directory's lock. Appends and reads made afterwards fail with
+    /// ``EventStoreError/Code/closed``; subscriptions waiting for new events end. Calling it again
+    /// does nothing.
+    public func close() async {
+        self.stopWriter()
+        let waiters = self.state.withLock { state in
+            defer { state.headWaiters = [:] }
+            for segment in state.segments { segment.descriptor.close() }
+            state.segments = []
+            return state.headWaiters.values.map(\.continuation)
+        }
+        for waiter in waiters { waiter.resume() }
+        _ = flock(self.lockFile.raw, LOCK_UN)
+    }
+
+    /// Marks the store closing, lets the writer drain its queue, and joins it (first caller only).
+    private func stopWriter() {
+        let thread = self.state.withLock { state in
+            state.isClosing = true
+            defer { state.writerThread = nil }
+            return state.writerThread
+        }
+        self.state.signal()
+        thread?.join()
+    }
+
+    // MARK: EventStore
+
+    /// Appends `events` to `stream` if it satisfies `expected`, and returns once they are durable
+    /// per ``Configuration/durability``; see ``EventStore/append(_:to:expecting:)``.
+    ///
+    /// Once queued, an append completes even if the calling task is cancelled, so that the caller
+    /// learns whether it was written.
+    /// - Parameters:
+    ///   - events: The events.
+    ///   - stream: The stream.
+    ///   - expected: What the stream's last version must be.
+    /// - Returns: Where the events landed.
+    /// - Throws: ``EventStoreError``.
+    @discardableResult
+    public func append(
+        _ events: [EventData],
+        to stream: StreamID,
+        expecting expected: ExpectedVersion
+    ) async throws(EventStoreError) -> AppendResult {
+        try InMemoryEventStore.validate(events, stream: stream)
+        var bodies = events.map { FileRecord.encodeEventBody($0, stream: stream) }
+        for (body, event) in zip(bodies, events) where body.count > self.configuration.maxRecordSize {
+            throw EventStoreError(
+                code: .recordTooLarge,
+                stream: stream,
+                message:
+                    "a \(event.type) record of \(body.count) bytes exceeds maxRecordSize \(self.configuration.maxRecordSize)"
+            )
+        }
+        return try await self.enqueue { state throws(EventStoreError) in
+            let head = state.assigned[stream] ?? AssignedStream()
+            guard expected.isSatisfied(by: head.currentVersion) else {
+                throw EventStoreError.wrongExpectedVersion(stream, expected: expected, actual: head.currentVersion)
+            }
+            guard !bodies.isEmpty else {
+                return .done(
+                    AppendResult(streamVersion: head.currentVersion, positions: state.assignedHead..<state.assignedHead)
+                )
+            }
+            let firstVersion = head.nextVersion
+            let firstPosition = state.assignedHead
+            for index in bodies.indices {
+                FileRecord.patch(
+                    &bodies[index],
+                    position: firstPosition + UInt64(index),
+                    version: firstVersion + UInt64(index)
+                )
+            }
+            let count = UInt64(bodies.count)
+            state.assigned[stream] = AssignedStream(nextVersion: firstVersion + count, isDeleted: false)
+            state.assignedHead += count
+            return .queue(
+                bodies,
+                .events(stream, firstVersion: firstVersion, firstPosition: firstPosition),
+                AppendResult(streamVersion: firstVersion + count - 1, positions: firstPosition..<firstPosition + count)
+            )
+        }
+    }
+
+    /// Reads `stream`; see ``EventStore/readStream(_:from:direction:limit:)``.
+    /// - Parameters:
+    ///   - stream: The stream.
+    ///   - version: The first version to return.
+    ///   - direction: Forwards or backwards.
+    ///   - limit: The most events to return.
+    /// - Returns: The events in reading order.
+    /// - Throws: ``EventStoreError``.
+    public func readStream(
+        _ stream: StreamID,
+        from version: UInt64,
+        direction: ReadDirection,
+        limit: Int
+    ) async throws(EventStoreError) -> [RecordedEvent] {
+        guard limit >= 1 else {
+            throw EventStoreError(code: .invalidArgument, stream: stream, message: "limit \(limit) is below 1")
+        }
+        let (locations, segments) = try self.state.withLock {
+            state throws(EventStoreError) -> ([Location], [Segment]) in
+            guard !state.isClosing else { throw Self.closedError }
+            guard let entry = state.streams[stream] else { return ([], []) }
+            guard !entry.isDeleted else {
+                throw EventStoreError(code: .streamDeleted, stream: stream, message: "the stream was deleted")
+            }
+            guard let last = entry.lastVersion else { return ([], []) }
+            let versions = InMemoryEventStore.visibleVersions(
+                first: entry.metadata.firstVisibleVersion(last: last),
+                last: last,
+                from: version,
+                direction: direction,
+                limit: limit
+            )
+            return (versions.map { state.locations[Int(entry.positions[Int($0)])] }, state.segments)
+        }
+        return try self.load(locations, segments: segments)
+    }
+
+    /// Reads the global log; see ``EventStore/readAll(from:limit:)``.
+    /// - Parameters:
+    ///   - position: The first position to return.
+    ///   - limit: The most events to return.
+    /// - Returns: The events in position order.
+    /// - Throws: ``EventStoreError``.
+    public func readAll(from position: UInt64, limit: Int) async throws(EventStoreError) -> [RecordedEvent] {
+        guard limit >= 1 else {
+            throw EventStoreError(code: .invalidArgument, message: "limit \(limit) is below 1")
+        }
+        let (locations, segments) = try self.state.withLock {
+            state throws(EventStoreError) -> ([Location], [Segment]) in
+            guard !state.isClosing else { throw Self.closedError }
+            let head = state.committedHead
+            guard position < head else { return ([], []) }
+            let end = position + min(UInt64(limit), head - position)
+            return (Array(state.locations[Int(position)..<Int(end)]), state.segments)
+        }
+        return try self.load(locations, segments: segments)
+    }
+
+    /// The last durable version of `stream`; see ``EventStore/streamVersion(_:)``.
+    /// - Parameter stream: The stream.
+    /// - Returns: The version, or `nil`.
+    public func streamVersion(_ stream: StreamID) async throws(EventStoreError) -> UInt64? {
+        try self.state.withLock { state throws(EventStoreError) in
+            guard !state.isClosing else { throw Self.closedError }
+            return state.streams[stream]?.currentVersion
+        }
+    }
+
+    /// The number of durable events.
+    /// - Returns: The next position.
+    public func headPosition() async throws(EventStoreError) -> UInt64 {
+        try self.state.withLock { state throws(EventStoreError) in
+            guard !state.isClosing else { throw Self.closedError }
+            return state.committedHead
+        }
+    }
+
+    /// Soft-deletes `stream`, durably; see ``EventStore/deleteStream(_:expecting:)``.
+    /// - Parameters:
+    ///   - stream: The stream.
+    ///   - expected: What the stream's last version must be.
+    /// - Throws: ``EventStoreError``.
+    public func deleteStream(_ stream: StreamID, expecting expected: ExpectedVersion) async throws(EventStoreError) {
+        _ = try await self.enqueue { state throws(EventStoreError) in
+            let head = state.assigned[stream] ?? AssignedStream()
+            guard expected.isSatisfied(by: head.currentVersion) else {
+                throw EventStoreError.wrongExpectedVersion(stream, expected: expected, actual: head.currentVersion)
+            }
+            let result = AppendResult(streamVersion: nil, positions: state.assignedHead..<state.assignedHead)
+            guard head.currentVersion != nil else { return .done(result) }
+            state.assigned[stream]?.isDeleted = true
+            let record = FileRecord.streamDeleted(stream, truncateBefore: head.nextVersion)
+            return .queue([record.encodeBody()], .deleted(stream, truncateBefore: head.nextVersion), result)
+        }
+    }
+
+    /// Replaces the metadata of `stream`, durably; see ``EventStore/setStreamMetadata(_:for:)``.
+    /// - Parameters:
+    ///   - metadata: The new metadata.
+    ///   - stream: The stream.
+    /// - Throws: ``EventStoreError``.
+    public func setStreamMetadata(_ metadata: StreamMetadata, for stream: StreamID) async throws(EventStoreError) {
+        try InMemoryEventStore.validate(metadata, stream: stream)
+        let body = FileRecord.streamMetadata(stream, metadata).encodeBody()
+        _ = try await self.enqueue { state throws(EventStoreError) in
+            let result = AppendResult(streamVersion: state.assigned[stream]?.currentVersion, positions: 0..<0)
+            return .queue([body], .metadata(stream, metadata), result)
+        }
+    }
+
+    /// The durable metadata of `stream`; see ``EventStore/streamMetadata(for:)``.
+    /// - Parameter stream: The stream.
+    /// - Returns: The metadata.
+    public func streamMetadata(for stream: StreamID) async throws(EventStoreError) -> StreamMetadata {
+        try self.state.withLock { state throws(EventStoreError) in
+            guard !state.isClosing else { throw Self.closedError }
+            return state.streams[stream]?.metadata ?? StreamMetadata()
+        }
+    }
+
+    /// Waits until more than `head` events are durable, the task is cancelled, or the store is
+    /// closed; see ``EventStore/waitForHead(beyond:)``.
+    /// - Parameter head: The head position to wait beyond.
+    public func waitForHead(beyond head: UInt64) async {
+        let id = self.state.withLock { state in
+            defer { state.nextWaiterID += 1 }
+            return state.nextWaiterID
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = self.state.withLock { state -> Bool in
+                    if state.committedHead > head || state.isClosing || Task.isCancelled { return true }
+                    state.headWaiters[id] = (head, continuation)
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = self.state.withLock { $0.headWaiters.removeValue(forKey: id) }
+            waiter?.continuation.resume()
+        }
+    }
+
+    // MARK: Internals
+
+    static let closedError = EventStoreError(code: .closed, message: "the store is closed")
+
+    enum Admission {
+        case done(AppendResult)
+        case queue([[UInt8]], Pending.Change, AppendResult)
+    }
+
+    /// Runs `admit` under the lock; queues what it returns for the writer and waits for it to be
+    /// durable.
+    private func enqueue(
+        _ admit: (inout State) throws(EventStoreError) -> Admission
+    ) async throws(EventStoreError) -> AppendResult {
+        let result = await withCheckedContinuation {
+            (continuation: CheckedContinuation<Result<AppendResult, EventStoreError>, Never>) in
+            let immediate = self.state.withLock { state -> Result<AppendResult, EventStoreError>? in
+                if let failure = state.failure { return .failure(failure) }
+                guard !state.isClosing else { return .failure(Self.closedError) }
+                do throws(EventStoreError) {
+                    switch try admit(&state) {
+                    case .done(let result):
+                        return .success(result)
+                    case .queue(let bodies, let change, let result):
+                        state.queue.append(
+                            Pending(bodies: bodies, change: change, result: result, continuation: continuation)
+                        )
+                        return nil
+                    }
+                } catch {
+                    return .failure(error)
+                }
+            }
+            if let immediate {
+                continuation.resume(returning: immediate)
+            } else {
+                self.state.signal()
+            }
+        }
+        return try result.get()
+    }
+
+    /// Reads and decodes the records at `locations`, with one `pread` per run of nearby records.
+    private func load(_ locations: [Location], segments: [Segment]) throws(EventStoreError) -> [RecordedEvent] {
+        var events: [RecordedEvent] = []
+        events.reserveCapacity(locations.count)
+        var start = 0
+        while start < locations.count {
+            // A run: same segment, increasing offsets, gaps of at most 64 KiB.
+            var end = start + 1
+            while end < locations.count,
+                locations[end].segment == locations[start].segment,
+                locations[end].offset >= locations[end - 1].offset + locations[end - 1].size,
+                locations[end].offset - (locations[end - 1].offset + locations[end - 1].size) <= 65_536
+            {
+                end += 1
+            }
+            let first = locations[start]
+            let last = locations[end - 1]
+            guard first.segment < segments.count else { throw Self.closedError }
+            let segment = segments[first.segment]
+            let bytes = try segment.descriptor.read(count: last.offset + last.size - first.offset, at: first.offset)
+            let decoded = bytes.withUnsafeBytes { buffer in
+                Result { () throws(EventStoreError) in
+                    for location in locations[start..<end] {
+                        let relative = location.offset - first.offset
+                        guard relative + location.size <= buffer.count else {
+                            throw EventStoreError(
+                                code: .corrupted,
+                                message: "\(segment.descriptor.path)@\(location.offset): the file ends inside a record"
+                            )
+                        }
+                        let frame = UnsafeRawBufferPointer(rebasing: buffer[relative..<relative + location.size])
+                        do throws(FileRecord.DecodingFailure) {
+                            let (record, _) = try FileRecord.decodeFrame(
+                                frame,
+                                maxRecordSize: self.configuration.maxRecordSize
+                            )
+                            guard case .event(let event) = record else {
+                                throw FileRecord.DecodingFailure.malformedBody(
+                                    "an event's location holds another record"
+                                )
+                            }
+                            events.append(event)
+                        } catch {
+                            throw EventStoreError(
+                                code: .corrupted,
+                                message: "\(segment.descriptor.path)@\(location.offset): \(error)"
+                            )
+                        }
+                    }
+                }
+            }
+            try decoded.get()
+            start = end
+        }
+        return events
+    }
+}

@@ -1,0 +1,292 @@
+import KeelCore
+
+/// One record of a segment file, decoded.
+///
+/// A segment holds frames `[length: u32][crc: u32][body: length bytes]`, little-endian; `crc` is
+/// the CRC-32C of the four length bytes followed by the body, so a damaged length is caught as
+/// surely as a damaged body. The body's first byte is its kind.
+package enum FileRecord: Sendable, Equatable {
+    /// An appended event.
+    case event(RecordedEvent)
+    /// New metadata for a stream.
+    case streamMetadata(StreamID, StreamMetadata)
+    /// A soft deletion: the stream reads as deleted, and versions below `truncateBefore` stay
+    /// hidden after it is written again.
+    case streamDeleted(StreamID, truncateBefore: UInt64)
+
+    /// Bytes before the body: the length and the checksum.
+    package static let frameHeaderSize = 8
+    /// The smallest body a valid record can have (a kind and an empty stream name).
+    package static let minimumBodySize = 3
+
+    enum Kind: UInt8 {
+        case event = 1
+        case streamMetadata = 2
+        case streamDeleted = 3
+    }
+
+    /// Offsets of the fields that an append patches after encoding (see ``encodeEventBody(_:stream:)``).
+    package static let positionOffset = 1
+    package static let versionOffset = 9
+
+    // MARK: Encoding
+
+    /// The body of an event record, with position and version left at zero: the appender
+    /// encodes it before taking the store's lock and patches the two numbers in place once
+    /// they are assigned.
+    /// - Parameters:
+    ///   - data: The event.
+    ///   - stream: Its stream.
+    /// - Returns: The body.
+    package static func encodeEventBody(_ data: EventData, stream: StreamID) -> [UInt8] {
+        var writer = ByteWriter(capacity: 96 + stream.name.utf8.count + data.type.utf8.count + data.payload.count)
+        writer.write(Kind.event.rawValue)
+        writer.write(UInt64(0))  // position, patched
+        writer.write(UInt64(0))  // version, patched
+        writer.writeString(stream.name)
+        writer.writeString(data.type)
+        writer.write(UInt32(truncatingIfNeeded: data.schemaVersion))
+        let metadata = data.metadata
+        writer.write(metadata.id.high)
+        writer.write(metadata.id.low)
+        writer.write(UInt64(bitPattern: metadata.time))
+        var flags: UInt8 = 0
+        if metadata.correlationID != nil { flags |= 1 }
+        if metadata.causationID != nil { flags |= 2 }
+        if metadata.traceID != nil { flags |= 4 }
+        if metadata.spanID != nil { flags |= 8 }
+        writer.write(flags)
+        if let correlation = metadata.correlationID { writer.writeString(correlation) }
+        if let causation = metadata.causationID { writer.writeString(causation) }
+        if let trace = metadata.traceID {
+            writer.write(trace.high)
+            writer.write(trace.low)
+        }
+        if let span = metadata.spanID { writer.write(span.rawValue) }
+        writer.write(UInt16(truncatingIfNeeded: metadata.custom.count))
+        for (key, value) in metadata.custom.sorted(by: { $0.key < $1.key }) {
+            writer.writeString(key)
+            writer.writeString(value)
+        }
+        writer.write(UInt32(truncatingIfNeeded: data.payload.count))
+        writer.write(contentsOf: data.payload)
+        return writer.bytes
+    }
+
+    /// The body of a metadata or deletion record.
+    /// - Returns: The body.
+    package func encodeBody() -> [UInt8] {
+        var writer = ByteWriter(capacity: 64)
+        switch self {
+        case .event(let event):
+            var body = Self.encodeEventBody(event.data, stream: event.stream)
+            Self.patch(&body, position: event.position, version: event.version)
+            return body
+        case .streamMetadata(let stream, let metadata):
+            writer.write(Kind.streamMetadata.rawValue)
+            writer.writeString(stream.name)
+            var flags: UInt8 = 0
+            if metadata.maxCount != nil { flags |= 1 }
+            if metadata.truncateBefore != nil { flags |= 2 }
+            writer.write(flags)
+            writer.write(UInt64(metadata.maxCount ?? 0))
+            writer.write(metadata.truncateBefore ?? 0)
+        case .streamDeleted(let stream, let truncateBefore):
+            writer.write(Kind.streamDeleted.rawValue)
+            writer.writeString(stream.name)
+            writer.write(truncateBefore)
+        }
+        return writer.bytes
+    }
+
+    /// Writes `position` and `version` into an event body made by ``encodeEventBody(_:stream:)``.
+    package static func patch(_ body: inout [UInt8], position: UInt64, version: UInt64) {
+        body.withUnsafeMutableBytes { bytes in
+            bytes.storeBytes(of: position.littleEndian, toByteOffset: Self.positionOffset, as: UInt64.self)
+            bytes.storeBytes(of: version.littleEndian, toByteOffset: Self.versionOffset, as: UInt64.self)
+        }
+    }
+
+    /// Appends the frame of `body` (header and body) to `buffer`.
+    package static func appendFrame(of body: [UInt8], to buffer: inout [UInt8]) {
+        let length = UInt32(body.count)
+        var crc = withUnsafeBytes(of: length.littleEndian) { CRC32C.checksum($0) }
+        crc = body.withUnsafeBytes { CRC32C.checksum($0, continuing: crc) }
+        withUnsafeBytes(of: length.littleEndian) { buffer.append(contentsOf: $0) }
+        withUnsafeBytes(of: crc.littleEndian) { buffer.append(contentsOf: $0) }
+        buffer.append(contentsOf: body)
+    }
+
+    // MARK: Decoding
+
+    /// What is wrong with a frame.
+    package enum DecodingFailure: Error, Equatable, Sendable {
+        /// Fewer bytes than a frame header.
+        case truncatedHeader
+        /// The length field is below the smallest body or above the maximum record size.
+        case invalidLength(UInt32)
+        /// The frame claims more bytes than there are.
+        case truncatedBody(needed: Int, available: Int)
+        /// The checksum does not match.
+        case checksumMismatch
+        /// The body's fields do not parse (unknown kind, a field past the end, bad UTF-8, bytes
+        /// left over).
+        case malformedBody(String)
+    }
+
+    /// Decodes the frame at the start of `bytes`.
+    ///
+    /// Checks, in order: a whole header; a length within `minimumBodySize...maxRecordSize` (so
+    /// nothing is allocated for an absurd length); a whole body; the checksum; then the fields.
+    /// - Parameters:
+    ///   - bytes: The bytes from the frame's first byte to the end of what is available.
+    ///   - maxRecordSize: The largest body accepted.
+    /// - Returns: The record and the frame's size in bytes.
+    /// - Throws: ``DecodingFailure``.
+    package static func decodeFrame(
+        _ bytes: UnsafeRawBufferPointer,
+        maxRecordSize: Int
+    ) throws(DecodingFailure) -> (record: FileRecord, size: Int) {
+        guard bytes.count >= Self.frameHeaderSize else { throw .truncatedHeader }
+        let length = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
+        let storedCRC = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
+        guard Int(length) >= Self.minimumBodySize, Int(length) <= maxRecordSize else {
+            throw .invalidLength(length)
+        }
+        let size = Self.frameHeaderSize + Int(length)
+        guard bytes.count >= size else { throw .truncatedBody(needed: size, available: bytes.count) }
+        var crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[0..<4]))
+        let body = UnsafeRawBufferPointer(rebasing: bytes[Self.frameHeaderSize..<size])
+        crc = CRC32C.checksum(body, continuing: crc)
+        guard crc == storedCRC else { throw .checksumMismatch }
+        return (try Self.decodeBody(body), size)
+    }
+
+    /// Decodes a record body whose checksum has been verified.
+    package static func decodeBody(_ body: UnsafeRawBufferPointer) throws(DecodingFailure) -> FileRecord {
+        var reader = ByteReader(body)
+        let kindByte = try reader.read(UInt8.self)
+        guard let kind = Kind(rawValue: kindByte) else { throw .malformedBody("unknown record kind \(kindByte)") }
+        let record: FileRecord
+        switch kind {
+        case .event:
+            let position = try reader.read(UInt64.self)
+            let version = try reader.read(UInt64.self)
+            let stream = StreamID(try reader.readString())
+            let type = try reader.readString()
+            let schemaVersion = Int(try reader.read(UInt32.self))
+            let id = EventID(high: try reader.read(UInt64.self), low: try reader.read(UInt64.self))
+            let time = Int64(bitPattern: try reader.read(UInt64.self))
+            let flags = try reader.read(UInt8.self)
+            guard flags & ~0x0F == 0 else { throw .malformedBody("unknown metadata flags \(flags)") }
+            let correlation = flags & 1 != 0 ? try reader.readString() : nil
+            let causation = flags & 2 != 0 ? try reader.readString() : nil
+            let trace =
+                flags & 4 != 0 ? TraceID(high: try reader.read(UInt64.self), low: try reader.read(UInt64.self)) : nil
+            let span = flags & 8 != 0 ? SpanID(rawValue: try reader.read(UInt64.self)) : nil
+            let customCount = Int(try reader.read(UInt16.self))
+            var custom: [String: String] = [:]
+            for _ in 0..<customCount {
+                let key = try reader.readString()
+                custom[key] = try reader.readString()
+            }
+            let payloadCount = Int(try reader.read(UInt32.self))
+            let payload = try reader.readBytes(payloadCount)
+            let metadata = EventMetadata(
+                id: id,
+                time: time,
+                correlationID: correlation,
+                causationID: causation,
+                traceID: trace,
+                spanID: span,
+                custom: custom
+            )
+            let data = EventData(type: type, schemaVersion: schemaVersion, metadata: metadata, payload: payload)
+            record = .event(RecordedEvent(stream: stream, version: version, position: position, data: data))
+        case .streamMetadata:
+            let stream = StreamID(try reader.readString())
+            let flags = try reader.read(UInt8.self)
+            guard flags & ~0x03 == 0 else { throw .malformedBody("unknown stream metadata flags \(flags)") }
+            let maxCount = try reader.read(UInt64.self)
+            let truncateBefore = try reader.read(UInt64.self)
+            guard maxCount <= UInt64(Int.max) else { throw .malformedBody("maxCount \(maxCount) out of range") }
+            let metadata = StreamMetadata(
+                maxCount: flags & 1 != 0 ? Int(maxCount) : nil,
+                truncateBefore: flags & 2 != 0 ? truncateBefore : nil
+            )
+            record = .streamMetadata(stream, metadata)
+        case .streamDeleted:
+            let stream = StreamID(try reader.readString())
+            record = .streamDeleted(stream, truncateBefore: try reader.read(UInt64.self))
+        }
+        guard reader.isAtEnd else { throw .malformedBody("\(reader.remaining) bytes after the last field") }
+        return record
+    }
+}
+
+/// Appends little-endian fields to a byte array.
+struct ByteWriter {
+    private(set) var bytes: [UInt8]
+
+    init(capacity: Int) {
+        self.bytes = []
+        self.bytes.reserveCapacity(capacity)
+    }
+
+    mutating func write<T: FixedWidthInteger>(_ value: T) {
+        withUnsafeBytes(of: value.littleEndian) { self.bytes.append(contentsOf: $0) }
+    }
+
+    /// A string as a `u16` byte count and its UTF-8 bytes; longer strings are cut at 65,535 bytes
+    /// (names and ids never come close).
+    mutating func writeString(_ string: String) {
+        let utf8 = Array(string.utf8.prefix(Int(UInt16.max)))
+        self.write(UInt16(utf8.count))
+        self.bytes.append(contentsOf: utf8)
+    }
+
+    mutating func write(contentsOf bytes: [UInt8]) {
+        self.bytes.append(contentsOf: bytes)
+    }
+}
+
+/// Reads little-endian fields from a buffer, never past its end.
+struct ByteReader {
+    private let buffer: UnsafeRawBufferPointer
+    private var offset = 0
+
+    init(_ buffer: UnsafeRawBufferPointer) {
+        self.buffer = buffer
+    }
+
+    var isAtEnd: Bool { self.offset == self.buffer.count }
+    var remaining: Int { self.buffer.count - self.offset }
+
+    mutating func read<T: FixedWidthInteger>(_: T.Type) throws(FileRecord.DecodingFailure) -> T {
+        let size = MemoryLayout<T>.size
+        guard self.remaining >= size else { throw .malformedBody("a \(T.self) field runs past the end") }
+        let value = T(littleEndian: self.buffer.loadUnaligned(fromByteOffset: self.offset, as: T.self))
+        self.offset += size
+        return value
+    }
+
+    mutating func readBytes(_ count: Int) throws(FileRecord.DecodingFailure) -> [UInt8] {
+        guard count >= 0, self.remaining >= count else {
+            throw .malformedBody("a field of \(count) bytes runs past the end")
+        }
+        let bytes = Array(UnsafeRawBufferPointer(rebasing: self.buffer[self.offset..<self.offset + count]))
+        self.offset += count
+        return bytes
+    }
+
+    mutating func readString() throws(FileRecord.DecodingFailure) -> String {
+        let count = Int(try self.read(UInt16.self))
+        guard self.remaining >= count else { throw .malformedBody("a string of \(count) bytes runs past the end") }
+        let slice = UnsafeRawBufferPointer(rebasing: self.buffer[self.offset..<self.offset + count])
+        guard let string = String(validating: slice, as: UTF8.self) else {
+            throw .malformedBody("a string is not UTF-8")
+        }
+        self.offset += count
+        return string
+    }
+}

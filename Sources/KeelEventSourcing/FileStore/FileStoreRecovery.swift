@@ -1,0 +1,222 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Opening a store: verify every segment, cut a torn tail, fail on (or repair) other damage, and
+/// rebuild the index.
+struct FileStoreRecovery {
+    var segments: [FileEventStore.Segment] = []
+    var locations: [FileEventStore.Location] = []
+    var streams: [StreamID: FileEventStore.CommittedStream] = [:]
+    var report = FileEventStore.RecoveryReport()
+    private var removedFiles = false
+
+    static func run(
+        directory: String,
+        configuration: FileEventStore.Configuration
+    ) throws(EventStoreError) -> FileStoreRecovery {
+        var recovery = FileStoreRecovery()
+        do throws(EventStoreError) {
+            try recovery.open(directory: directory, configuration: configuration)
+        } catch {
+            for segment in recovery.segments { segment.descriptor.close() }
+            throw error
+        }
+        recovery.report.eventCount = UInt64(recovery.locations.count)
+        recovery.report.segmentCount = recovery.segments.count
+        return recovery
+    }
+
+    private mutating func open(directory: String, configuration: FileEventStore.Configuration) throws(EventStoreError) {
+        let repair = configuration.recovery.isRepair
+        var indexed: [(index: Int, name: String)] = []
+        for name in try FileDescriptor.listDirectory(directory).sorted() where name.hasPrefix("segment-") {
+            guard let index = SegmentHeader.index(fromFileName: name) else {
+                guard repair else {
+                    throw EventStoreError(
+                        code: .corrupted,
+                        message: "\(directory)/\(name): a file that looks like a segment but is not named like one"
+                    )
+                }
+                self.report.cuts.append(
+                    .init(
+                        file: directory + "/" + name,
+                        offset: 0,
+                        droppedBytes: 0,
+                        removedFile: false,
+                        reason: .repaired,
+                        detail: "not a segment name; left in place and ignored"
+                    )
+                )
+                continue
+            }
+            indexed.append((index, name))
+        }
+        indexed.sort { $0.index < $1.index }
+        for (position, entry) in indexed.enumerated() {
+            let path = directory + "/" + entry.name
+            let isLast = position == indexed.count - 1
+            guard entry.index == position else {
+                let detail = "segment \(position) is missing (found \(entry.name))"
+                guard repair else { throw EventStoreError(code: .corrupted, message: "\(path)@0: \(detail)") }
+                try self.remove(indexed[position...].map { directory + "/" + $0.name }, detail: detail)
+                break
+            }
+            let keepGoing = try self.scan(path: path, index: entry.index, isLast: isLast, configuration: configuration)
+            if !keepGoing {
+                try self.remove(
+                    indexed[(position + 1)...].map { directory + "/" + $0.name },
+                    detail: "follows a repaired segment"
+                )
+                break
+            }
+        }
+        if self.removedFiles { try FileDescriptor.syncDirectory(directory) }
+    }
+
+    /// Removes files after damage (repair mode), reporting each.
+    private mutating func remove(_ paths: [String], detail: String) throws(EventStoreError) {
+        for path in paths {
+            let descriptor = try FileDescriptor.open(path, flags: O_RDONLY)
+            let size = (try? descriptor.size()) ?? 0
+            descriptor.close()
+            try FileDescriptor.remove(path)
+            self.removedFiles = true
+            self.report.cuts.append(
+                .init(file: path, offset: 0, droppedBytes: size, removedFile: true, reason: .repaired, detail: detail)
+            )
+        }
+    }
+
+    /// Verifies one segment and indexes its records.
+    /// - Returns: Whether later segments may be read (`false` after a repair cut).
+    private mutating func scan(
+        path: String,
+        index: Int,
+        isLast: Bool,
+        configuration: FileEventStore.Configuration
+    ) throws(EventStoreError) -> Bool {
+        let repair = configuration.recovery.isRepair
+        let descriptor = try FileDescriptor.open(path, flags: O_RDWR)
+        var keep = false
+        defer { if !keep { descriptor.close() } }
+        let size = try descriptor.size()
+        let bytes = try descriptor.read(count: size, at: 0)
+        guard bytes.count == size else {
+            throw EventStoreError(code: .io, message: "\(path): read \(bytes.count) of \(size) bytes")
+        }
+        let headerProblem = bytes.withUnsafeBytes { SegmentHeader.problem(in: $0, index: index) }
+        if let headerProblem {
+            // A segment whose header never fully reached the disk is the trace of a crash while
+            // creating it: only the last segment, only when it is shorter than a header or zero.
+            let isTornCreation = isLast && (size < SegmentHeader.size || bytes.allSatisfy { $0 == 0 })
+            guard isTornCreation || repair else {
+                throw EventStoreError(code: .corrupted, message: "\(path)@0: \(headerProblem)")
+            }
+            try FileDescriptor.remove(path)
+            self.removedFiles = true
+            self.report.cuts.append(
+                .init(
+                    file: path,
+                    offset: 0,
+                    droppedBytes: size,
+                    removedFile: true,
+                    reason: isTornCreation ? .tornTail : .repaired,
+                    detail: headerProblem
+                )
+            )
+            return isTornCreation
+        }
+        var offset = SegmentHeader.size
+        var damage: (offset: Int, detail: String, isTail: Bool)?
+        bytes.withUnsafeBytes { buffer in
+            while offset < size {
+                let rest = UnsafeRawBufferPointer(rebasing: buffer[offset..<size])
+                do throws(FileRecord.DecodingFailure) {
+                    let (record, frameSize) = try FileRecord.decodeFrame(
+                        rest,
+                        maxRecordSize: configuration.maxRecordSize
+                    )
+                    if let problem = self.index(record, segment: index, offset: offset, size: frameSize) {
+                        damage = (offset, problem, false)
+                        return
+                    }
+                    offset += frameSize
+                } catch {
+                    damage = (offset, "\(error)", isLast && Self.isTail(rest, failure: error))
+                    return
+                }
+            }
+        }
+        if let damage {
+            guard damage.isTail || repair else {
+                throw EventStoreError(code: .corrupted, message: "\(path)@\(damage.offset): \(damage.detail)")
+            }
+            try descriptor.truncate(to: damage.offset)
+            try descriptor.sync()
+            self.report.cuts.append(
+                .init(
+                    file: path,
+                    offset: damage.offset,
+                    droppedBytes: size - damage.offset,
+                    removedFile: false,
+                    reason: damage.isTail ? .tornTail : .repaired,
+                    detail: damage.detail
+                )
+            )
+            keep = true
+            self.segments.append(FileEventStore.Segment(descriptor: descriptor, size: damage.offset))
+            return damage.isTail
+        }
+        keep = true
+        self.segments.append(FileEventStore.Segment(descriptor: descriptor, size: size))
+        return true
+    }
+
+    /// Whether a bad frame is the torn tail of the log: nothing but zeros from it to the end, or
+    /// a frame that claims to reach (or pass) the end of the file.
+    private static func isTail(_ rest: UnsafeRawBufferPointer, failure: FileRecord.DecodingFailure) -> Bool {
+        if rest.allSatisfy({ $0 == 0 }) { return true }
+        switch failure {
+        case .truncatedHeader, .truncatedBody:
+            return true
+        case .checksumMismatch, .malformedBody:
+            let length = Int(UInt32(littleEndian: rest.loadUnaligned(fromByteOffset: 0, as: UInt32.self)))
+            return FileRecord.frameHeaderSize + length >= rest.count
+        case .invalidLength:
+            return false
+        }
+    }
+
+    /// Adds a verified record to the index; returns what is inconsistent about it, if anything.
+    private mutating func index(_ record: FileRecord, segment: Int, offset: Int, size: Int) -> String? {
+        switch record {
+        case .event(let event):
+            let expectedPosition = UInt64(self.locations.count)
+            guard event.position == expectedPosition else {
+                return "event at position \(event.position), expected \(expectedPosition)"
+            }
+            var stream = self.streams[event.stream] ?? FileEventStore.CommittedStream()
+            let expectedVersion = UInt64(stream.positions.count)
+            guard event.version == expectedVersion else {
+                return "\(event.stream) event at version \(event.version), expected \(expectedVersion)"
+            }
+            stream.positions.append(event.position)
+            stream.isDeleted = false
+            self.streams[event.stream] = stream
+            self.locations.append(FileEventStore.Location(segment: segment, offset: offset, size: size))
+        case .streamMetadata(let stream, let metadata):
+            self.streams[stream, default: FileEventStore.CommittedStream()].metadata = metadata
+        case .streamDeleted(let stream, let truncateBefore):
+            var entry = self.streams[stream] ?? FileEventStore.CommittedStream()
+            entry.isDeleted = true
+            entry.metadata.truncateBefore = truncateBefore
+            self.streams[stream] = entry
+        }
+        return nil
+    }
+}

@@ -1,0 +1,124 @@
+/// The file store's writer thread: takes queued appends, writes them in queue order (which is
+/// position order), syncs per the durability policy, publishes them to readers, and resumes the
+/// appenders.
+struct Writer: Sendable {
+    typealias State = FileEventStore.State
+
+    let state: ConditionLock<State>
+    let configuration: FileEventStore.Configuration
+    let directory: String
+
+    func run() {
+        while true {
+            let batch = self.state.wait(until: { !$0.queue.isEmpty || $0.isClosing }) {
+                state -> [FileEventStore.Pending]? in
+                guard !state.queue.isEmpty else { return nil }  // closing, and drained
+                if self.configuration.durability == .fsyncEachAppend {
+                    return [state.queue.removeFirst()]
+                }
+                defer { state.queue.removeAll(keepingCapacity: true) }
+                return state.queue
+            }
+            guard let batch else { return }
+            self.write(batch)
+        }
+    }
+
+    private func write(_ batch: [FileEventStore.Pending]) {
+        var segments = self.state.withLock { $0.segments }
+        var locations: [[FileEventStore.Location]] = []
+        locations.reserveCapacity(batch.count)
+        do throws(EventStoreError) {
+            guard !segments.isEmpty else { throw FileEventStore.closedError }
+            let sync = self.configuration.durability != .none
+            var buffer: [UInt8] = []
+            for pending in batch {
+                var placed: [FileEventStore.Location] = []
+                placed.reserveCapacity(pending.bodies.count)
+                for body in pending.bodies {
+                    let frameSize = FileRecord.frameHeaderSize + body.count
+                    let used = segments[segments.count - 1].size + buffer.count
+                    if used + frameSize > self.configuration.segmentSize && used > SegmentHeader.size {
+                        try self.flush(&buffer, into: &segments[segments.count - 1], sync: sync)
+                        segments.append(try SegmentHeader.create(index: segments.count, directory: self.directory))
+                    }
+                    let segment = segments.count - 1
+                    placed.append(
+                        .init(segment: segment, offset: segments[segment].size + buffer.count, size: frameSize)
+                    )
+                    FileRecord.appendFrame(of: body, to: &buffer)
+                }
+                locations.append(placed)
+            }
+            try self.flush(&buffer, into: &segments[segments.count - 1], sync: sync)
+        } catch {
+            self.fail(batch, with: error, segments: segments)
+            return
+        }
+        let waiters = self.state.withLock { state in
+            state.segments = segments
+            for (pending, placed) in zip(batch, locations) {
+                Self.apply(pending.change, placed, to: &state)
+            }
+            return state.takeSatisfiedWaiters()
+        }
+        for pending in batch { pending.continuation.resume(returning: .success(pending.result)) }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    private func flush(
+        _ buffer: inout [UInt8],
+        into segment: inout FileEventStore.Segment,
+        sync: Bool
+    ) throws(EventStoreError) {
+        guard !buffer.isEmpty else { return }
+        let descriptor = segment.descriptor
+        let offset = segment.size
+        try descriptor.write(buffer, at: offset)
+        segment.size += buffer.count
+        buffer.removeAll(keepingCapacity: true)
+        if sync { try descriptor.sync() }
+    }
+
+    /// A write or a sync failed: what reached the disk is unknown until the store is reopened, so
+    /// the store refuses every further append with the same error.
+    private func fail(
+        _ batch: [FileEventStore.Pending],
+        with error: EventStoreError,
+        segments: [FileEventStore.Segment]
+    ) {
+        let stranded = self.state.withLock { state in
+            state.failure = error
+            state.segments = segments
+            defer { state.queue.removeAll() }
+            return state.queue
+        }
+        for pending in batch + stranded { pending.continuation.resume(returning: .failure(error)) }
+    }
+
+    private static func apply(
+        _ change: FileEventStore.Pending.Change,
+        _ placed: [FileEventStore.Location],
+        to state: inout State
+    ) {
+        switch change {
+        case .events(let stream, let firstVersion, let firstPosition):
+            precondition(state.committedHead == firstPosition, "records committed out of position order")
+            var entry = state.streams[stream] ?? FileEventStore.CommittedStream()
+            precondition(UInt64(entry.positions.count) == firstVersion, "records committed out of version order")
+            for (offset, location) in placed.enumerated() {
+                entry.positions.append(firstPosition + UInt64(offset))
+                state.locations.append(location)
+            }
+            entry.isDeleted = false
+            state.streams[stream] = entry
+        case .metadata(let stream, let metadata):
+            state.streams[stream, default: FileEventStore.CommittedStream()].metadata = metadata
+        case .deleted(let stream, let truncateBefore):
+            var entry = state.streams[stream] ?? FileEventStore.CommittedStream()
+            entry.isDeleted = true
+            entry.metadata.truncateBefore = truncateBefore
+            state.streams[stream] = entry
+        }
+    }
+}

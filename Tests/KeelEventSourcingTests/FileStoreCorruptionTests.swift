@@ -1,0 +1,228 @@
+import Foundation
+import KeelCore
+import Testing
+
+@testable import KeelEventSourcing
+
+/// Damage on disk: each case gives the promised typed error, or the promised cut, and never a
+/// crash or a silent skip.
+@Suite("File event store corruption", .timeLimit(.minutes(1)))
+struct FileStoreCorruptionTests {
+    typealias Fixtures = FileStoreFixtures
+
+    /// The offsets of the frames in a segment file.
+    static func frameOffsets(_ bytes: [UInt8]) -> [Int] {
+        var offsets: [Int] = []
+        var offset = SegmentHeader.size
+        while offset + 8 <= bytes.count {
+            offsets.append(offset)
+            let length =
+                Int(bytes[offset]) | Int(bytes[offset + 1]) << 8 | Int(bytes[offset + 2]) << 16 | Int(bytes[offset + 3])
+                << 24
+            offset += 8 + length
+        }
+        return offsets
+    }
+
+    static func open(
+        _ directory: TemporaryDirectory,
+        recovery: FileEventStore.Recovery = .strict
+    ) throws -> FileEventStore {
+        try FileEventStore(directory: directory.path, configuration: Fixtures.configuration(recovery: recovery))
+    }
+
+    /// Opening must fail with `corrupted`, naming the file and the offset.
+    static func expectCorrupted(_ directory: TemporaryDirectory, file: String, offset: Int) {
+        #expect {
+            _ = try Self.open(directory)
+        } throws: { error in
+            guard let error = error as? EventStoreError, error.code == .corrupted else { return false }
+            return error.message.hasPrefix("\(file)@\(offset):")
+        }
+    }
+
+    static func positions(_ store: FileEventStore) async throws -> [UInt64] {
+        try await store.readAll(from: 0, limit: .max).map(\.position)
+    }
+
+    @Test("a flipped bit in a middle record: strict open names file and offset; repair cuts there and reports")
+    func flippedBitInTheMiddle() async throws {
+        let directory = TemporaryDirectory("mid")
+        defer { directory.remove() }
+        try await Fixtures.populate(directory, count: 10)
+        let segment = try #require(directory.segments().first)
+        var bytes = directory.bytes(of: segment)
+        let offsets = Self.frameOffsets(bytes)
+        bytes[offsets[4] + 30] ^= 0x04
+        directory.write(bytes, to: segment)
+
+        Self.expectCorrupted(directory, file: segment, offset: offsets[4])
+        #expect(directory.bytes(of: segment) == bytes, "a strict open changed the file")
+
+        let store = try Self.open(directory, recovery: .repair)
+        #expect(try await Self.positions(store) == [0, 1, 2, 3])
+        let cut = try #require(store.recoveryReport.cuts.first)
+        #expect(store.recoveryReport.cuts.count == 1)
+        #expect(cut.file == segment && cut.offset == offsets[4] && cut.reason == .repaired)
+        #expect(cut.droppedBytes == bytes.count - offsets[4])
+        try await store.append(Fixtures.event(99), to: "s-0")
+        #expect(try await Self.positions(store) == [0, 1, 2, 3, 4])
+        await store.close()
+    }
+
+    @Test("a flipped bit in the last record is a torn tail: cut and reported, in strict mode too")
+    func flippedBitAtTheTail() async throws {
+        let directory = TemporaryDirectory("tail")
+        defer { directory.remove() }
+        try await Fixtures.populate(directory, count: 10)
+        let segment = try #require(directory.segments().first)
+        var bytes = directory.bytes(of: segment)
+        let last = try #require(Self.frameOffsets(bytes).last)
+        bytes[bytes.count - 3] ^= 0x80
+        directory.write(bytes, to: segment)
+
+        let store = try Self.open(directory)
+        #expect(try await Self.positions(store) == Array(0..<9))
+        #expect(store.recoveryReport.cuts.map(\.reason) == [.tornTail])
+        #expect(store.recoveryReport.cuts.first?.offset == last)
+        await store.close()
+        #expect(directory.bytes(of: segment).count == last, "the tail was truncated on disk")
+    }
+
+    @Test("a truncated record and a zero-filled tail are torn tails")
+    func truncatedAndZeroFilledTails() async throws {
+        for damage in ["truncated", "zeros", "truncated-header"] {
+            let directory = TemporaryDirectory(damage)
+            defer { directory.remove() }
+            try await Fixtures.populate(directory, count: 6)
+            let segment = try #require(directory.segments().first)
+            var bytes = directory.bytes(of: segment)
+            let last = try #require(Self.frameOffsets(bytes).last)
+            var expected = Array(UInt64(0)..<6)
+            switch damage {
+            case "truncated":
+                bytes.removeLast(7)
+                expected.removeLast()
+            case "truncated-header":
+                bytes.removeLast(bytes.count - last - 5)
+                expected.removeLast()
+            default:
+                bytes += [UInt8](repeating: 0, count: 4_096)
+            }
+            directory.write(bytes, to: segment)
+            let store = try Self.open(directory)
+            #expect(try await Self.positions(store) == expected, "\(damage)")
+            #expect(store.recoveryReport.cuts.map(\.reason) == [.tornTail], "\(damage)")
+            try await store.append(Fixtures.event(50), to: "after-1")
+            await store.close()
+            let reopened = try Self.open(directory)
+            #expect(reopened.recoveryReport.isClean, "\(damage): the cut left a clean log")
+            #expect(try await Self.positions(reopened) == Array(0..<UInt64(expected.count + 1)))
+            await reopened.close()
+        }
+    }
+
+    @Test("an oversized length field is rejected before allocation: an error in the middle, a repair cut")
+    func oversizedLength() async throws {
+        let directory = TemporaryDirectory("length")
+        defer { directory.remove() }
+        try await Fixtures.populate(directory, count: 8)
+        let segment = try #require(directory.segments().first)
+        var bytes = directory.bytes(of: segment)
+        let offsets = Self.frameOffsets(bytes)
+        bytes.replaceSubrange(offsets[2]..<offsets[2] + 4, with: [0xF0, 0xFF, 0xFF, 0x7F])
+        directory.write(bytes, to: segment)
+        Self.expectCorrupted(directory, file: segment, offset: offsets[2])
+        let store = try Self.open(directory, recovery: .repair)
+        #expect(try await Self.positions(store) == [0, 1])
+        await store.close()
+    }
+
+    @Test("headers: a torn new segment is removed; a zeroed or truncated header elsewhere is an error")
+    func headers() async throws {
+        let directory = TemporaryDirectory("headers")
+        defer { directory.remove() }
+        try await Fixtures.populate(directory, count: 30, segmentSize: 400)
+        var segments = directory.segments()
+        #expect(segments.count >= 4)
+
+        // A crash while creating the next segment leaves a short file: cut as a torn tail.
+        let torn = "\(directory.path)/\(SegmentHeader.fileName(index: segments.count))"
+        directory.write([0x4B, 0x45, 0x45], to: torn)
+        var store = try Self.open(directory)
+        #expect(store.recoveryReport.cuts.map(\.reason) == [.tornTail])
+        #expect(store.recoveryReport.cuts.first?.removedFile == true)
+        #expect(try await Self.positions(store).count == 30)
+        await store.close()
+        #expect(!FileManager.default.fileExists(atPath: torn))
+
+        // A zeroed header on a segment that is not the last: an error at offset 0.
+        segments = directory.segments()
+        var bytes = directory.bytes(of: segments[1])
+        bytes.replaceSubrange(0..<SegmentHeader.size, with: [UInt8](repeating: 0, count: SegmentHeader.size))
+        directory.write(bytes, to: segments[1])
+        Self.expectCorrupted(directory, file: segments[1], offset: 0)
+
+        // Repair drops that segment and every later one, and says so.
+        store = try Self.open(directory, recovery: .repair)
+        let removed = store.recoveryReport.cuts.filter(\.removedFile).map(\.file)
+        #expect(removed == Array(segments[1...]))
+        let kept = try await Self.positions(store)
+        #expect(kept == Array(0..<UInt64(kept.count)) && !kept.isEmpty && kept.count < 30)
+        await store.close()
+
+        // A truncated header on the first segment, with later segments present.
+        let other = TemporaryDirectory("headers2")
+        defer { other.remove() }
+        try await Fixtures.populate(other, count: 30, segmentSize: 400)
+        let first = try #require(other.segments().first)
+        other.write(Array(other.bytes(of: first).prefix(10)), to: first)
+        Self.expectCorrupted(other, file: first, offset: 0)
+    }
+
+    @Test("stray files: a segment-like name and a missing segment are errors; other files are left alone")
+    func strayFiles() async throws {
+        let directory = TemporaryDirectory("stray")
+        defer { directory.remove() }
+        try await Fixtures.populate(directory, count: 30, segmentSize: 400)
+        directory.write(Array("notes".utf8), to: "\(directory.path)/README.txt")
+        var store = try Self.open(directory)
+        #expect(store.recoveryReport.isClean)
+        await store.close()
+
+        let stray = "\(directory.path)/segment-12.log"
+        directory.write([1, 2, 3], to: stray)
+        #expect {
+            _ = try Self.open(directory)
+        } throws: { ($0 as? EventStoreError)?.code == .corrupted }
+        store = try Self.open(directory, recovery: .repair)
+        #expect(store.recoveryReport.cuts.map(\.file) == [stray])
+        #expect(try await Self.positions(store).count == 30)
+        await store.close()
+        try FileManager.default.removeItem(atPath: stray)
+
+        let segments = directory.segments()
+        try FileManager.default.removeItem(atPath: segments[1])
+        Self.expectCorrupted(directory, file: segments[2], offset: 0)
+        #expect {
+            _ = try Self.open(directory)
+        } throws: { ($0 as? EventStoreError)?.message.contains("segment 1 is missing") == true }
+    }
+
+    @Test("a record whose checksum is valid but whose position is out of order is damage, not a skip")
+    func inconsistentRecord() async throws {
+        let directory = TemporaryDirectory("order")
+        defer { directory.remove() }
+        try await Fixtures.populate(directory, count: 4)
+        let segment = try #require(directory.segments().first)
+        var bytes = directory.bytes(of: segment)
+        // Append a well-formed record that claims position 9.
+        let stray = RecordedEvent(stream: "s-0", version: 2, position: 9, data: Fixtures.event(9))
+        var frame: [UInt8] = []
+        FileRecord.appendFrame(of: FileRecord.event(stray).encodeBody(), to: &frame)
+        let offset = bytes.count
+        bytes += frame + frame
+        directory.write(bytes, to: segment)
+        Self.expectCorrupted(directory, file: segment, offset: offset)
+    }
+}
