@@ -20,11 +20,16 @@ let package = Package(
         .package(name: "Keel", path: "..")
     ],
     targets: [
+        // The system SQLite, for the event store's baseline (libsqlite3-dev; .ci/run installs it
+        // where it is missing).
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
         .executableTarget(
             name: "KeelBench",
             dependencies: [
+                "CSQLite",
                 .product(name: "Keel", package: "Keel"),
                 .product(name: "KeelResilience", package: "Keel"),
+                .product(name: "KeelEventSourcing", package: "Keel"),
             ],
             swiftSettings: swiftSettings
         )

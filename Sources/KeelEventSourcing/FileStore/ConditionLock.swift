@@ -43,6 +43,31 @@ final class ConditionLock<State>: @unchecked Sendable {
         return body(&self.state)
     }
 
+    /// Waits until `isReady` is true or `timeout` has passed, whichever comes first.
+    /// - Returns: Whether `isReady` became true.
+    @discardableResult
+    func wait(until isReady: (State) -> Bool, timeout: Duration) -> Bool {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let (seconds, attoseconds) = timeout.components
+        var deadline = timespec(
+            tv_sec: now.tv_sec + Int(seconds),
+            tv_nsec: now.tv_nsec + Int(attoseconds / 1_000_000_000)
+        )
+        if deadline.tv_nsec >= 1_000_000_000 {
+            deadline.tv_sec += 1
+            deadline.tv_nsec -= 1_000_000_000
+        }
+        pthread_mutex_lock(self.mutex)
+        defer { pthread_mutex_unlock(self.mutex) }
+        while !isReady(self.state) {
+            if pthread_cond_timedwait(self.condition, self.mutex, &deadline) == ETIMEDOUT {
+                return isReady(self.state)
+            }
+        }
+        return true
+    }
+
     /// Wakes the thread waiting in ``wait(until:then:)``. Call it after changing the state.
     func signal() {
         pthread_cond_signal(self.condition)

@@ -17,6 +17,9 @@ enum Catalog {
             BulkheadScenario(name: "bulkhead.uncontended", tasks: 1, limit: 8),
             BulkheadScenario(name: "bulkhead.contended", tasks: 64, limit: 8),
             PipelineScenario(name: "pipeline.5"),
+            StoreAppendScenario(),
+            StoreGroupCommitScenario(),
+            StoreReplayScenario(),
         ]
     }
 }
