@@ -10,6 +10,21 @@ final class EventStoreXCTests: XCTestCase {
         try await EventStoreConformance.runAll { InMemoryEventStore() }
     }
 
+    func testFileStorePassesEveryConformanceCheckAndSurvivesAReopen() async throws {
+        let directory = TemporaryDirectory("xctest")
+        defer { directory.remove() }
+        var index = 0
+        try await EventStoreConformance.runAll {
+            index += 1
+            return try FileEventStore(directory: "\(directory.path)/\(index)")
+        }
+        let store = try FileEventStore(directory: "\(directory.path)/1")
+        XCTAssertTrue(store.recoveryReport.isClean)
+        let events = try await store.readStream("order-1")
+        XCTAssertEqual(events.map(\.version), [0, 1, 2])
+        await store.close()
+    }
+
     func testAConflictWritesNothingAndReportsTheActualVersion() async throws {
         let store = InMemoryEventStore()
         let event = EventData(
