@@ -1,6 +1,7 @@
 import KeelCore
 import KeelEventSourcing
 import KeelTesting
+import Synchronization
 import Testing
 
 @Suite("In-memory event store", .timeLimit(.minutes(1)))
@@ -152,5 +153,88 @@ struct EventStoreValueTests {
         #expect(inside.spanID == context.spanID)
         #expect(inside.correlationID == context.correlationID)
         #expect(inside.time == 6)
+    }
+}
+
+/// A store that hides some streams from `readAll`, as a per-service view of a shared store does.
+final class HidingStore: EventStore {
+    let base = InMemoryEventStore()
+    let readAllCalls = Lock(0)
+
+    func append(
+        _ events: [EventData],
+        to stream: StreamID,
+        expecting expected: ExpectedVersion
+    ) async throws(EventStoreError) -> AppendResult {
+        try await self.base.append(events, to: stream, expecting: expected)
+    }
+
+    func readStream(
+        _ stream: StreamID,
+        from version: UInt64,
+        direction: ReadDirection,
+        limit: Int
+    ) async throws(EventStoreError) -> [RecordedEvent] {
+        try await self.base.readStream(stream, from: version, direction: direction, limit: limit)
+    }
+
+    func readAll(from position: UInt64, limit: Int) async throws(EventStoreError) -> [RecordedEvent] {
+        self.readAllCalls.withLock { $0 += 1 }
+        return try await self.base.readAll(from: position, limit: .max).filter { !$0.stream.name.hasPrefix("hidden-") }
+            .prefix(limit).map { $0 }
+    }
+
+    func streamVersion(_ stream: StreamID) async throws(EventStoreError) -> UInt64? {
+        try await self.base.streamVersion(stream)
+    }
+
+    func headPosition() async throws(EventStoreError) -> UInt64 { try await self.base.headPosition() }
+
+    func deleteStream(_ stream: StreamID, expecting expected: ExpectedVersion) async throws(EventStoreError) {
+        try await self.base.deleteStream(stream, expecting: expected)
+    }
+
+    func setStreamMetadata(_ metadata: StreamMetadata, for stream: StreamID) async throws(EventStoreError) {
+        try await self.base.setStreamMetadata(metadata, for: stream)
+    }
+
+    func streamMetadata(for stream: StreamID) async throws(EventStoreError) -> StreamMetadata {
+        try await self.base.streamMetadata(for: stream)
+    }
+
+    func waitForHead(beyond head: UInt64) async { await self.base.waitForHead(beyond: head) }
+}
+
+@Suite("Subscriptions over a filtered view")
+struct FilteredSubscriptionTests {
+    @Test("hidden positions are skipped without spinning")
+    func hiddenPositions() async throws {
+        let store = HidingStore()
+        for index in 0..<5 {
+            try await store.append(InMemoryEventStoreTests.event(index), to: "hidden-1")
+        }
+        try await withThrowingTaskGroup(of: [UInt64].self) { group in
+            group.addTask {
+                var positions: [UInt64] = []
+                for try await event in store.subscribe(from: 0) {
+                    positions.append(event.position)
+                    if positions.count == 2 { break }
+                }
+                return positions
+            }
+            group.addTask {
+                // Let the subscriber catch up with nothing visible and park before more arrive.
+                await store.waitForHead(beyond: 4)
+                try await store.append(InMemoryEventStoreTests.event(5), to: "hidden-1")
+                try await store.append(InMemoryEventStoreTests.event(6), to: "shown-1")
+                try await store.append(InMemoryEventStoreTests.event(7), to: "hidden-1")
+                try await store.append(InMemoryEventStoreTests.event(8), to: "shown-1")
+                return []
+            }
+            for try await positions in group where !positions.isEmpty {
+                #expect(positions == [6, 8])
+            }
+        }
+        #expect(store.readAllCalls.withLock { $0 } < 50, "the subscription polled instead of waiting")
     }
 }

@@ -234,9 +234,14 @@ public struct EventStoreSubscription: AsyncSequence, Sendable {
                 self.index = 0
                 switch self.target {
                 case .all:
+                    let head = try await self.store.headPosition()
                     let page = try await self.store.readAll(from: self.cursor, limit: self.pageSize)
                     if page.isEmpty {
-                        // Nothing at `cursor` yet: wait until the store holds it.
+                        // Nothing visible at `cursor` or after it up to `head`. In a store that
+                        // shows every position, `cursor >= head` here; a store that hides some
+                        // positions from this reader (a per-service view) moves the cursor past
+                        // them, so the wait below cannot return at once forever.
+                        self.cursor = Swift.max(self.cursor, head)
                         await self.store.waitForHead(beyond: self.cursor)
                         continue
                     }
