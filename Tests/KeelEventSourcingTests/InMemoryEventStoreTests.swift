@@ -238,3 +238,42 @@ struct FilteredSubscriptionTests {
         #expect(store.readAllCalls.withLock { $0 } < 50, "the subscription polled instead of waiting")
     }
 }
+
+@Suite("Namespaced event store views")
+struct NamespacedEventStoreTests {
+    @Test("a namespace's view passes the conformance checks", arguments: EventStoreConformance.checks)
+    func conformance(_ check: EventStoreConformance.Check) async throws {
+        try await check.run(on: NamespacedEventStore(namespace: "orders", base: InMemoryEventStore()))
+    }
+
+    @Test("namespaces share one log and see only their own streams")
+    func isolation() async throws {
+        let shared = InMemoryEventStore()
+        let orders = NamespacedEventStore(namespace: "orders", base: shared)
+        let billing = NamespacedEventStore(namespace: "billing", base: shared)
+        try await orders.append(InMemoryEventStoreTests.event(0), to: "order-1", expecting: .noStream)
+        try await billing.append(InMemoryEventStoreTests.event(1), to: "order-1", expecting: .noStream)
+        try await orders.append(InMemoryEventStoreTests.event(2), to: "order-1", expecting: .exactly(0))
+
+        #expect(try await orders.readStream("order-1").map(\.payload) == [Array("0".utf8), Array("2".utf8)])
+        #expect(try await billing.readStream("order-1").map(\.payload) == [Array("1".utf8)])
+        #expect(try await orders.readAll(from: 0, limit: 10).map(\.position) == [0, 2])
+        #expect(try await billing.readAll(from: 0, limit: 10).map(\.position) == [1])
+        #expect(try await orders.readAll(from: 0, limit: 10).allSatisfy { $0.stream == "order-1" })
+        #expect(try await shared.readStream("orders/order-1").count == 2)
+
+        var iterator = billing.subscribe(from: 0).makeAsyncIterator()
+        #expect(try await iterator.next()?.position == 1)
+        try await orders.append(InMemoryEventStoreTests.event(3), to: "order-2")
+        try await billing.append(InMemoryEventStoreTests.event(4), to: "invoice-1")
+        let next = try await iterator.next()
+        #expect(next?.position == 4)
+        #expect(next?.stream == "invoice-1")
+
+        let conflict = await #expect(throws: EventStoreError.self) {
+            try await orders.append(InMemoryEventStoreTests.event(5), to: "order-1", expecting: .noStream)
+        }
+        #expect(conflict?.stream == "order-1")
+        #expect(conflict?.actualVersion == 1)
+    }
+}
