@@ -32,7 +32,9 @@ import Darwin
 /// append returns only after its records are synced. Records are encoded by the appending task
 /// before it takes the store's lock; under the lock it only checks the expected version and
 /// assigns versions and positions. Readers and subscriptions see an event only once it is
-/// durable. If a write or a sync fails, the store stops accepting appends (every later append
+/// durable; an append that conflicts with appends still being synced gets its
+/// ``EventStoreError/Code/wrongExpectedVersion`` once they are durable, so that reloading after
+/// the error sees the version that caused it. If a write or a sync fails, the store stops accepting appends (every later append
 /// fails with the same ``EventStoreError/Code/io`` error): reopen it, and recovery finds what
 /// reached the disk.
 ///
@@ -356,6 +358,9 @@ public final class FileEventStore: EventStore {
     public func headPosition() async throws(EventStoreError) -> UInt64 {
         try self.state.withLock { state throws(EventStoreError) in
             guard !state.isClosing else { throw Self.closedError }
+            // After a failed write the head cannot move again: a subscription ends with the error
+            // instead of waiting for it.
+            if let failure = state.failure { throw failure }
             return state.committedHead
         }
     }
@@ -414,7 +419,9 @@ public final class FileEventStore: EventStore {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let resumeNow = self.state.withLock { state -> Bool in
-                    if state.committedHead > head || state.isClosing || Task.isCancelled { return true }
+                    if state.committedHead > head || state.isClosing || state.failure != nil || Task.isCancelled {
+                        return true
+                    }
                     state.headWaiters[id] = (head, continuation)
                     return false
                 }
@@ -440,6 +447,7 @@ public final class FileEventStore: EventStore {
     private func enqueue(
         _ admit: (inout State) throws(EventStoreError) -> Admission
     ) async throws(EventStoreError) -> AppendResult {
+        let barrier = ConflictBarrier()
         let result = await withCheckedContinuation {
             (continuation: CheckedContinuation<Result<AppendResult, EventStoreError>, Never>) in
             let immediate = self.state.withLock { state -> Result<AppendResult, EventStoreError>? in
@@ -456,6 +464,12 @@ public final class FileEventStore: EventStore {
                         return nil
                     }
                 } catch {
+                    // A conflict with appends that are queued but not yet durable is reported once
+                    // they are durable, so that a reload after the error sees the version that
+                    // caused it (otherwise a retry loop would spin until the sync ends).
+                    if error.code == .wrongExpectedVersion, state.assignedHead > state.committedHead {
+                        barrier.head = state.assignedHead
+                    }
                     return .failure(error)
                 }
             }
@@ -465,7 +479,15 @@ public final class FileEventStore: EventStore {
                 self.state.signal()
             }
         }
+        if let head = barrier.head {
+            await self.waitForHead(beyond: head - 1)
+        }
         return try result.get()
+    }
+
+    /// Carries the head a conflict must wait for out of the lock's closure.
+    private final class ConflictBarrier: @unchecked Sendable {
+        var head: UInt64?
     }
 
     /// Reads and decodes the records at `locations`, with one `pread` per run of nearby records.

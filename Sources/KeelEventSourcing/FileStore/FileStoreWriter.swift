@@ -103,13 +103,17 @@ struct Writer: Sendable {
         with error: EventStoreError,
         segments: [FileEventStore.Segment]
     ) {
-        let stranded = self.state.withLock { state in
+        let (stranded, waiters) = self.state.withLock { state in
             state.failure = error
             state.segments = segments
-            defer { state.queue.removeAll() }
-            return state.queue
+            defer {
+                state.queue.removeAll()
+                state.headWaiters.removeAll()
+            }
+            return (state.queue, state.headWaiters.values.map(\.continuation))
         }
         for pending in batch + stranded { pending.continuation.resume(returning: .failure(error)) }
+        for waiter in waiters { waiter.resume() }
     }
 
     private static func apply(
