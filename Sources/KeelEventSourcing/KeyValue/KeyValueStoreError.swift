@@ -1,0 +1,60 @@
+/// Why a ``KeyValueStore`` failed to open or to commit.
+public struct KeyValueStoreError: Error, Sendable, CustomStringConvertible {
+    /// What went wrong. The set may grow: match the codes you handle and keep a default.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private enum Base: String, Hashable, Sendable {
+            case conflict
+            case corrupted
+            case storeFailed = "store failed"
+        }
+
+        private let base: Base
+
+        private init(_ base: Base) {
+            self.base = base
+        }
+
+        /// Another writer appended to the namespace's stream since this store read it: this
+        /// instance is stale and every later commit fails too. Open the namespace again (one
+        /// writer per namespace).
+        public static let conflict = Code(.conflict)
+        /// A record of the namespace's stream is not a valid batch or snapshot.
+        public static let corrupted = Code(.corrupted)
+        /// The underlying event store failed; the cause says how.
+        public static let storeFailed = Code(.storeFailed)
+
+        /// The code in words.
+        public var description: String { self.base.rawValue }
+    }
+
+    /// What went wrong.
+    public var code: Code
+    /// The namespace concerned.
+    public var namespace: String
+    /// A sentence for people.
+    public var message: String
+    /// The error behind this one, such as the ``EventStoreError``.
+    public var cause: (any Error)?
+
+    /// Creates an error.
+    /// - Parameters:
+    ///   - code: What went wrong.
+    ///   - namespace: The namespace.
+    ///   - message: A sentence for people.
+    ///   - cause: The error behind this one.
+    public init(code: Code, namespace: String, message: String, cause: (any Error)? = nil) {
+        self.code = code
+        self.namespace = namespace
+        self.message = message
+        self.cause = cause
+    }
+
+    /// `key-value store (namespace): code: message` and the cause, if any.
+    public var description: String {
+        var text = "key-value store (\(self.namespace)): \(self.code): \(self.message)"
+        if let cause = self.cause {
+            text += " (cause: \(cause))"
+        }
+        return text
+    }
+}

@@ -1,0 +1,539 @@
+import KeelCore
+import Synchronization
+
+/// Feeds a ``Projection`` every event of an ``EventStore`` in global order, committing the read
+/// model and the checkpoint together.
+///
+/// The runner reads the store from its persisted checkpoint in pages
+/// (``EventStore/readAll(from:limit:)``), first the events already stored (catch-up), then each
+/// new one as it is appended (live, waiting with ``EventStore/waitForHead(beyond:)`` rather than
+/// polling). For each page it calls the projection once per event, then commits all the page's
+/// read-model writes and the checkpoint past the page in one atomic batch of its
+/// ``ProjectionStore``. A crash at any point leaves a read model that includes exactly the
+/// events before the stored checkpoint; on restart the runner goes on from there, so no event
+/// is applied twice and none is skipped.
+///
+/// ```swift
+/// let keyValueStore = try await EventStoreKeyValueStore.open(store: store, namespace: "projection.users-by-domain")
+/// let runner = ProjectionRunner(
+///     projection: UsersByEmailDomain(serializer: serializer),
+///     eventStore: store,
+///     projectionStore: ProjectionStore(keyValueStore: keyValueStore)
+/// )
+/// await runner.start()
+/// let written = try await store.append(registered, to: "user-42", expecting: .noStream)
+/// try await runner.waitUntilCaughtUp(to: written.positions.upperBound - 1)  // read your write
+/// let users = await runner.projectionStore.keys(withPrefix: "domain/example.com/")
+/// await runner.stop()
+/// ```
+///
+/// **Lifecycle.** Either call ``run()`` from a task you own (it returns when that task is
+/// cancelled), or ``start()`` and ``stop()``, which run it in a task the runner owns, cancel it
+/// and await it. **Poison events** are retried and then parked or stop the runner, as the
+/// ``Configuration`` says. **Consistency**: the read model trails the store;
+/// ``waitUntilCaughtUp(to:)`` waits until it includes a position, and ``lag()`` says how far
+/// behind it is.
+public actor ProjectionRunner {
+    /// The projection's name.
+    public nonisolated let name: String
+    /// Where the read model, checkpoint and dead letters live.
+    public nonisolated let projectionStore: ProjectionStore
+    /// The configuration.
+    public nonisolated let configuration: Configuration
+
+    private let projection: any Projection
+    private let eventStore: any EventStore
+    private let sleep: @Sendable (Duration) async throws -> Void
+    /// The published checkpoint and the ``waitUntilCaughtUp(to:)`` callers; a lock so that a
+    /// cancellation handler can resume a waiter without hopping onto the actor.
+    private let progress = Mutex(CaughtUpWaiters())
+
+    private var isRunning = false
+    /// The task ``start()`` made; cancelled and awaited by ``stop()``.
+    private var runTask: Task<Void, Never>?
+    private var failure: ProjectionError?
+    /// Whether a page or a dead-letter retry is being handled and committed; the two never
+    /// interleave, so neither reads a read model the other is halfway through changing.
+    private var isBusy = false
+    private var turnWaiters: [CheckedContinuation<Void, Never>] = []
+
+    /// Creates a runner; it does nothing until ``start()`` or ``run()``.
+    /// - Parameters:
+    ///   - projection: The projection.
+    ///   - eventStore: The store to read.
+    ///   - projectionStore: Where to keep the read model and checkpoint; used by this runner
+    ///     alone.
+    ///   - configuration: Paging, retries and the poison-event policy.
+    ///   - clock: The clock backoff pauses sleep on; default `ContinuousClock`.
+    public init(
+        projection: some Projection,
+        eventStore: any EventStore,
+        projectionStore: ProjectionStore,
+        configuration: Configuration = Configuration(),
+        clock: some Clock<Duration> = ContinuousClock()
+    ) {
+        precondition(configuration.pageSize >= 1, "pageSize must be at least 1")
+        precondition(configuration.maxAttempts >= 1, "maxAttempts must be at least 1")
+        self.name = projection.name
+        self.projection = projection
+        self.eventStore = eventStore
+        self.projectionStore = projectionStore
+        self.configuration = configuration
+        self.sleep = { duration in try await clock.sleep(for: duration) }
+    }
+
+    // MARK: Lifecycle
+
+    /// Whether the runner is running.
+    public var running: Bool { self.isRunning }
+
+    /// The error the last run ended with, if it failed; cleared when a run starts.
+    public var lastFailure: ProjectionError? { self.failure }
+
+    /// Runs the projection until the calling task is cancelled: loads the checkpoint, catches
+    /// up, then follows new events.
+    ///
+    /// Cancellation ends it cleanly: a page in progress is discarded (it was not committed, and
+    /// is handled again by the next run) and the call returns. Callers waiting in
+    /// ``waitUntilCaughtUp(to:)`` then fail with ``ProjectionError/Code/stopped``.
+    /// - Throws: ``ProjectionError`` with ``ProjectionError/Code/alreadyRunning``,
+    ///   ``ProjectionError/Code/handlerFailed`` (a poison event under
+    ///   ``PoisonEventPolicy/stop``), ``ProjectionError/Code/storage`` or
+    ///   ``ProjectionError/Code/eventStore``.
+    public func run() async throws(ProjectionError) {
+        guard !self.isRunning else {
+            throw ProjectionError(code: .alreadyRunning, projection: self.name, message: "the runner is running")
+        }
+        self.markRunning()
+        try await self.runMarked()
+    }
+
+    private func markRunning() {
+        self.isRunning = true
+        self.failure = nil
+        self.progress.withLock { $0.markRunning() }
+    }
+
+    /// The body of ``run()``, once the runner is marked running.
+    private func runMarked() async throws(ProjectionError) {
+        let result = await self.loop()
+        self.isRunning = false
+        let waiters = self.progress.withLock { $0.markStopped() }
+        let stopped: ProjectionError
+        switch result {
+        case .success:
+            stopped = ProjectionError(code: .stopped, projection: self.name, message: "the runner stopped")
+        case .failure(let error):
+            self.failure = error
+            stopped = error
+        }
+        for waiter in waiters {
+            waiter.resume(throwing: stopped)
+        }
+        try result.get()
+    }
+
+    /// Starts ``run()`` in a task the runner owns and returns; does nothing when running.
+    ///
+    /// The runner counts as running when this returns, so ``waitUntilCaughtUp(to:)`` may be
+    /// called at once. A failure ends the task; read it from ``lastFailure``.
+    public func start() async {
+        if let task = self.runTask {
+            if self.isRunning { return }
+            await task.value
+            if self.runTask == task { self.runTask = nil }
+            if self.runTask != nil || self.isRunning { return }  // another start won meanwhile
+        }
+        // Unstructured on purpose: the runner outlives the caller of `start()`. It owns the task:
+        // `stop()` cancels it and awaits it.
+        self.markRunning()
+        self.runTask = Task { try? await self.runMarked() }
+    }
+
+    /// Cancels the task ``start()`` made and waits until it has ended. Concurrent calls all
+    /// wait for the same task; with nothing started it returns at once.
+    public func stop() async {
+        guard let task = self.runTask else { return }
+        task.cancel()
+        await task.value
+        if self.runTask == task { self.runTask = nil }
+    }
+
+    /// Resets the read model, the checkpoint and the dead letters in one atomic commit and
+    /// replays every event from position 0.
+    ///
+    /// A running runner is stopped first and started again afterwards; a stopped one stays
+    /// stopped (the replay happens at its next start). Until the replay catches up, queries see
+    /// a partial read model: to rebuild without that, run a second runner into a new namespace
+    /// and switch readers when it has caught up.
+    /// - Throws: ``ProjectionError`` with ``ProjectionError/Code/storage`` when the reset fails
+    ///   (then nothing changed, and a runner that was running is running again), or
+    ///   ``ProjectionError/Code/alreadyRunning`` when the runner is running in a caller's
+    ///   ``run()``, which `rebuild` cannot stop: cancel that task first.
+    public func rebuild() async throws(ProjectionError) {
+        if self.isRunning && self.runTask == nil {
+            throw ProjectionError(
+                code: .alreadyRunning,
+                projection: self.name,
+                message: "the runner is running in a caller's run(); cancel it before rebuilding"
+            )
+        }
+        let wasStarted = self.runTask != nil && self.isRunning
+        await self.stop()
+        var resetError: ProjectionError?
+        do {
+            try await self.projectionStore.reset()
+            let ready = self.progress.withLock { $0.advance(to: 0) }
+            precondition(ready.isEmpty, "waiters parked on a stopped runner")
+        } catch {
+            resetError = self.storageError(error, "cannot reset the read model")
+        }
+        if wasStarted { await self.start() }
+        if let resetError { throw resetError }
+    }
+
+    // MARK: Progress
+
+    /// The position of the first event the read model does not include: the stored checkpoint,
+    /// or further when the runner has since passed events that change nothing (the key-value
+    /// store's own events, when it shares the event store).
+    /// - Returns: The checkpoint.
+    /// - Throws: ``ProjectionError`` with ``ProjectionError/Code/storage``.
+    public func checkpoint() async throws(ProjectionError) -> UInt64 {
+        do {
+            let stored = try await self.projectionStore.checkpoint()
+            return max(stored, self.progress.withLock { $0.checkpoint })
+        } catch {
+            throw self.storageError(error, "cannot read the checkpoint")
+        }
+    }
+
+    /// How many events the store holds that the read model does not include yet: the store's
+    /// head position minus the checkpoint.
+    /// - Returns: The lag, 0 when caught up.
+    /// - Throws: ``ProjectionError`` with ``ProjectionError/Code/storage`` or
+    ///   ``ProjectionError/Code/eventStore``.
+    public func lag() async throws(ProjectionError) -> UInt64 {
+        let checkpoint = try await self.checkpoint()
+        let head: UInt64
+        do {
+            head = try await self.eventStore.headPosition()
+        } catch {
+            throw ProjectionError(
+                code: .eventStore,
+                projection: self.name,
+                message: "cannot read the head",
+                cause: error
+            )
+        }
+        return head > checkpoint ? head - checkpoint : 0
+    }
+
+    /// Suspends until the read model includes the event at `position` (the checkpoint is past
+    /// it): read-your-writes after an append.
+    ///
+    /// Returns at once when it already does. Otherwise the caller is parked, without polling,
+    /// and resumed by the runner's commit that moves the checkpoint past `position`. A parked
+    /// or soon-to-park call is cancellable: cancelling its task resumes it at once with
+    /// `CancellationError`.
+    /// - Parameter position: A global position, such as the last of
+    ///   ``AppendResult/positions``.
+    /// - Throws: `CancellationError`; ``ProjectionError`` with
+    ///   ``ProjectionError/Code/notRunning`` when the runner is not running and has not reached
+    ///   `position`, ``ProjectionError/Code/stopped`` when it stops while the caller waits, or
+    ///   the error its last run failed with (while it waits, or when it is not running).
+    public func waitUntilCaughtUp(to position: UInt64) async throws {
+        if !self.isRunning {
+            // The published checkpoint may be stale while stopped: ask the store.
+            if try await self.checkpoint() > position { return }
+            if !self.isRunning { throw self.notRunningError(position) }
+        }
+        let notRunning = self.notRunningError(position)
+        let id = self.progress.withLock { $0.makeID() }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CaughtUpWaiters.Continuation) in
+                let action = self.progress.withLock {
+                    $0.wait(id: id, beyond: position, isCancelled: Task.isCancelled, continuation: continuation)
+                }
+                switch action {
+                case .resume: continuation.resume()
+                case .cancel: continuation.resume(throwing: CancellationError())
+                case .fail: continuation.resume(throwing: notRunning)
+                case .suspend: break
+                }
+            }
+        } onCancel: {
+            let waiter = self.progress.withLock { $0.cancel(id: id) }
+            waiter?.resume(throwing: CancellationError())
+        }
+    }
+
+    // MARK: Dead letters
+
+    /// The parked poison events, by position.
+    /// - Returns: The dead letters.
+    /// - Throws: ``ProjectionError`` with ``ProjectionError/Code/storage``.
+    public func deadLetters() async throws(ProjectionError) -> [DeadLetter] {
+        do {
+            return try await self.projectionStore.deadLetters()
+        } catch {
+            throw self.storageError(error, "cannot read the dead letters")
+        }
+    }
+
+    /// Calls the projection once more with the parked event at `position`.
+    ///
+    /// On success its writes are committed and the dead letter removed, atomically; on failure
+    /// the dead letter's error and attempt count are updated. The retry takes its turn with the
+    /// running page, so the two never interleave. The checkpoint does not move.
+    /// - Parameter position: The dead letter's position.
+    /// - Returns: Whether the projection handled the event.
+    /// - Throws: ``ProjectionError`` with ``ProjectionError/Code/deadLetterNotFound``,
+    ///   ``ProjectionError/Code/storage`` or ``ProjectionError/Code/eventStore``.
+    @discardableResult
+    public func retryDeadLetter(at position: UInt64) async throws(ProjectionError) -> Bool {
+        await self.takeTurn()
+        let result = await self.retry(position)
+        self.endTurn()
+        return try result.get()
+    }
+
+    private func retry(_ position: UInt64) async -> Result<Bool, ProjectionError> {
+        do {
+            guard var letter = try await self.deadLetters().first(where: { $0.position == position }) else {
+                throw ProjectionError(
+                    code: .deadLetterNotFound,
+                    projection: self.name,
+                    position: position,
+                    message: "no dead letter is parked at this position"
+                )
+            }
+            let event = try await self.readPage(from: position, limit: 1).first
+            guard let event, event.position == position else {
+                throw ProjectionError(
+                    code: .eventStore,
+                    projection: self.name,
+                    position: position,
+                    message: "the store holds no event at this position"
+                )
+            }
+            var transaction = ReadModelTransaction(store: self.projectionStore, earlier: [:])
+            do {
+                try await self.projection.apply(event, to: &transaction)
+            } catch {
+                letter.attempts += 1
+                letter.error = String(describing: error)
+                try await self.commit(KeyValueBatch(), checkpoint: nil, parking: [letter], removing: [])
+                return .success(false)
+            }
+            try await self.commit(transaction.batch, checkpoint: nil, parking: [], removing: [position])
+            return .success(true)
+        } catch let error as ProjectionError {
+            return .failure(error)
+        } catch {
+            preconditionFailure("unexpected error \(error)")
+        }
+    }
+
+    // MARK: The loop
+
+    private enum PageOutcome {
+        case committed(UInt64)
+        case cancelled
+        case failed(ProjectionError)
+    }
+
+    private func loop() async -> Result<Void, ProjectionError> {
+        var checkpoint: UInt64
+        do {
+            checkpoint = try await self.checkpoint()
+        } catch {
+            return .failure(error)
+        }
+        self.publish(checkpoint)
+        while !Task.isCancelled {
+            let page: [RecordedEvent]
+            do {
+                page = try await self.readPage(from: checkpoint, limit: self.configuration.pageSize)
+            } catch {
+                return Task.isCancelled ? .success(()) : .failure(error)
+            }
+            if page.isEmpty {
+                // Returns when the store holds an event at `checkpoint`, or on cancellation.
+                await self.eventStore.waitForHead(beyond: checkpoint)
+                continue
+            }
+            await self.takeTurn()
+            let outcome = await self.handle(page, from: checkpoint)
+            self.endTurn()
+            switch outcome {
+            case .committed(let next):
+                checkpoint = next
+                self.publish(next)
+            case .cancelled:
+                return .success(())
+            case .failed(let error):
+                return .failure(error)
+            }
+        }
+        return .success(())
+    }
+
+    /// Handles `page` and commits its writes, dead letters and checkpoint together.
+    private func handle(_ page: [RecordedEvent], from checkpoint: UInt64) async -> PageOutcome {
+        var writes = KeyValueBatch()
+        var overlay: [String: [UInt8]?] = [:]
+        var parked: [DeadLetter] = []
+        var next = checkpoint
+        var isInternal = true
+        for event in page {
+            if event.stream.category == EventStoreKeyValueStore.streamCategory {
+                // The read model's own commits, when the key-value store shares the event store.
+                next = event.position + 1
+                continue
+            }
+            isInternal = false
+            var attempt = 1
+            while true {
+                var transaction = ReadModelTransaction(store: self.projectionStore, earlier: overlay)
+                do {
+                    try await self.projection.apply(event, to: &transaction)
+                    writes.append(contentsOf: transaction.batch)
+                    overlay.merge(transaction.writes) { _, new in new }
+                    break
+                } catch {
+                    if error is CancellationError || Task.isCancelled { return .cancelled }
+                    if attempt < self.configuration.maxAttempts {
+                        let delay = self.configuration.backoff.delay(afterAttempt: attempt)
+                        if delay > .zero {
+                            do {
+                                try await self.sleep(delay)
+                            } catch {
+                                return .cancelled
+                            }
+                        }
+                        attempt += 1
+                        continue
+                    }
+                    if self.configuration.poisonEvents == .stop {
+                        if let failure = await self.commitOrFail(writes, next, parked) { return .failed(failure) }
+                        self.publish(next)
+                        return .failed(
+                            ProjectionError(
+                                code: .handlerFailed,
+                                projection: self.name,
+                                position: event.position,
+                                message: "the projection failed \(attempt) times for \(event.type) in \(event.stream)",
+                                cause: error
+                            )
+                        )
+                    }
+                    parked.append(
+                        DeadLetter(
+                            position: event.position,
+                            stream: event.stream,
+                            version: event.version,
+                            eventType: event.type,
+                            error: String(describing: error),
+                            attempts: attempt
+                        )
+                    )
+                    break
+                }
+            }
+            next = event.position + 1
+        }
+        // A page of key-value events alone is not committed: committing it would append another
+        // such event, and the runner would chase its own tail. Re-reading them after a restart
+        // changes nothing.
+        if isInternal { return .committed(next) }
+        if let failure = await self.commitOrFail(writes, next, parked) { return .failed(failure) }
+        return .committed(next)
+    }
+
+    private func commitOrFail(
+        _ writes: KeyValueBatch,
+        _ checkpoint: UInt64,
+        _ parked: [DeadLetter]
+    ) async
+        -> ProjectionError?
+    {
+        do {
+            try await self.commit(writes, checkpoint: checkpoint, parking: parked, removing: [])
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    // MARK: Helpers
+
+    private func readPage(from position: UInt64, limit: Int) async throws(ProjectionError) -> [RecordedEvent] {
+        do {
+            return try await self.eventStore.readAll(from: position, limit: limit)
+        } catch {
+            throw ProjectionError(
+                code: .eventStore,
+                projection: self.name,
+                position: position,
+                message: "cannot read the store",
+                cause: error
+            )
+        }
+    }
+
+    private func commit(
+        _ writes: KeyValueBatch,
+        checkpoint: UInt64?,
+        parking: [DeadLetter],
+        removing: [UInt64]
+    ) async throws(ProjectionError) {
+        do {
+            try await self.projectionStore.commit(writes, checkpoint: checkpoint, parking: parking, removing: removing)
+        } catch {
+            throw self.storageError(error, "cannot commit the read model")
+        }
+    }
+
+    private func publish(_ checkpoint: UInt64) {
+        let ready = self.progress.withLock { $0.advance(to: checkpoint) }
+        for waiter in ready {
+            waiter.resume()
+        }
+    }
+
+    /// The error a wait for `position` fails with while the runner is not running: the one the
+    /// last run failed with, if any.
+    private func notRunningError(_ position: UInt64) -> ProjectionError {
+        self.failure
+            ?? ProjectionError(
+                code: .notRunning,
+                projection: self.name,
+                position: position,
+                message: "the runner is not running and has not reached the position"
+            )
+    }
+
+    private func storageError(_ error: KeyValueStoreError, _ message: String) -> ProjectionError {
+        ProjectionError(code: .storage, projection: self.name, message: message, cause: error)
+    }
+
+    /// Waits until no page or retry is in progress, then claims the turn. Not cancellable: a
+    /// turn lasts one page (bounded by its retries' backoff) and the waiter must not lose its
+    /// place.
+    private func takeTurn() async {
+        while self.isBusy {
+            await withCheckedContinuation { continuation in
+                self.turnWaiters.append(continuation)
+            }
+        }
+        self.isBusy = true
+    }
+
+    private func endTurn() {
+        self.isBusy = false
+        if !self.turnWaiters.isEmpty {
+            self.turnWaiters.removeFirst().resume()
+        }
+    }
+}

@@ -1,0 +1,141 @@
+import Foundation
+
+/// A projection's read model, checkpoint and dead letters, kept in one ``KeyValueStore`` so that
+/// they are always committed together.
+///
+/// Read-model keys, the checkpoint and the dead letters live under separate prefixes of the
+/// store's namespace; give each projection a namespace of its own. ``commit(_:checkpoint:)``
+/// writes a batch of read-model writes and the new checkpoint as one atomic
+/// ``KeyValueStore/commit(_:)``: after a crash the read model holds exactly the events before
+/// the checkpoint, never more and never fewer.
+///
+/// ```swift
+/// let keyValueStore = try await EventStoreKeyValueStore.open(store: store, namespace: "projection.users-by-domain")
+/// let projectionStore = ProjectionStore(keyValueStore: keyValueStore)
+/// let users = await projectionStore.keys(withPrefix: "domain/example.com/")
+/// ```
+public struct ProjectionStore: Sendable {
+    private static let modelPrefix = "m/"
+    private static let checkpointKey = "c"
+    private static let deadLetterPrefix = "d/"
+
+    /// The store that holds everything.
+    public let keyValueStore: any KeyValueStore
+
+    /// Makes a projection store over `keyValueStore`, which it uses alone.
+    /// - Parameter keyValueStore: The store, with a namespace of the projection's own.
+    public init(keyValueStore: any KeyValueStore) {
+        self.keyValueStore = keyValueStore
+    }
+
+    /// The position of the first event the read model does not include: 0 for an empty read
+    /// model, `p + 1` after the event at position `p`.
+    /// - Returns: The checkpoint.
+    /// - Throws: ``KeyValueStoreError`` with ``KeyValueStoreError/Code/corrupted`` when the
+    ///   stored checkpoint is not 8 bytes.
+    public func checkpoint() async throws(KeyValueStoreError) -> UInt64 {
+        guard let bytes = await self.keyValueStore.value(forKey: Self.checkpointKey) else { return 0 }
+        guard bytes.count == 8 else {
+            throw KeyValueStoreError(
+                code: .corrupted,
+                namespace: self.keyValueStore.namespace,
+                message: "the checkpoint is \(bytes.count) bytes, not 8"
+            )
+        }
+        return bytes.reversed().reduce(0) { $0 << 8 | UInt64($1) }
+    }
+
+    /// The read model's value under `key`.
+    /// - Parameter key: A read-model key.
+    /// - Returns: The value, or `nil`.
+    public func value(forKey key: String) async -> [UInt8]? {
+        await self.keyValueStore.value(forKey: Self.modelPrefix + key)
+    }
+
+    /// The read-model keys that start with `prefix`, sorted.
+    /// - Parameter prefix: The prefix; empty lists every read-model key.
+    /// - Returns: The keys, without the store's internal prefix.
+    public func keys(withPrefix prefix: String) async -> [String] {
+        await self.keyValueStore.keys(withPrefix: Self.modelPrefix + prefix).map {
+            String($0.dropFirst(Self.modelPrefix.count))
+        }
+    }
+
+    /// The parked events, by position.
+    /// - Returns: The dead letters.
+    /// - Throws: ``KeyValueStoreError`` with ``KeyValueStoreError/Code/corrupted`` for an
+    ///   unreadable entry.
+    public func deadLetters() async throws(KeyValueStoreError) -> [DeadLetter] {
+        var letters: [DeadLetter] = []
+        for key in await self.keyValueStore.keys(withPrefix: Self.deadLetterPrefix) {
+            guard let bytes = await self.keyValueStore.value(forKey: key) else { continue }
+            do {
+                letters.append(try JSONDecoder().decode(DeadLetter.self, from: Data(bytes)))
+            } catch {
+                throw KeyValueStoreError(
+                    code: .corrupted,
+                    namespace: self.keyValueStore.namespace,
+                    message: "dead letter \(key) is unreadable",
+                    cause: error
+                )
+            }
+        }
+        return letters
+    }
+
+    /// Commits read-model `writes` and the new `checkpoint` in one atomic batch.
+    /// - Parameters:
+    ///   - writes: Writes with read-model keys.
+    ///   - checkpoint: The first position the read model does not include.
+    /// - Throws: ``KeyValueStoreError``; then neither the writes nor the checkpoint are stored.
+    public func commit(_ writes: KeyValueBatch, checkpoint: UInt64) async throws(KeyValueStoreError) {
+        try await self.commit(writes, checkpoint: checkpoint, parking: [], removing: [])
+    }
+
+    /// Commits, in one atomic batch, read-model `writes`, the checkpoint (when given), dead
+    /// letters to park (or replace) and positions whose dead letters to remove.
+    func commit(
+        _ writes: KeyValueBatch,
+        checkpoint: UInt64?,
+        parking: [DeadLetter],
+        removing: [UInt64]
+    ) async throws(KeyValueStoreError) {
+        var batch = KeyValueBatch()
+        for operation in writes.operations {
+            switch operation {
+            case .put(let key, let value): batch.put(value, forKey: Self.modelPrefix + key)
+            case .delete(let key): batch.delete(Self.modelPrefix + key)
+            }
+        }
+        for letter in parking {
+            // A Codable struct of strings and integers always encodes.
+            let bytes = (try? JSONEncoder().encode(letter)).map { Array($0) } ?? []
+            batch.put(bytes, forKey: Self.deadLetterKey(letter.position))
+        }
+        for position in removing {
+            batch.delete(Self.deadLetterKey(position))
+        }
+        if let checkpoint {
+            batch.put((0..<8).map { UInt8(truncatingIfNeeded: checkpoint >> (8 * $0)) }, forKey: Self.checkpointKey)
+        }
+        try await self.keyValueStore.commit(batch)
+    }
+
+    /// Deletes the read model, the checkpoint and the dead letters in one atomic batch: the
+    /// state before the first event.
+    /// - Throws: ``KeyValueStoreError``; then nothing is deleted.
+    public func reset() async throws(KeyValueStoreError) {
+        var batch = KeyValueBatch()
+        for key in await self.keyValueStore.keys(withPrefix: "")
+        where key.hasPrefix(Self.modelPrefix) || key.hasPrefix(Self.deadLetterPrefix) || key == Self.checkpointKey {
+            batch.delete(key)
+        }
+        try await self.keyValueStore.commit(batch)
+    }
+
+    /// Zero-padded so that dead letters sort by position.
+    private static func deadLetterKey(_ position: UInt64) -> String {
+        let digits = String(position)
+        return deadLetterPrefix + String(repeating: "0", count: 20 - digits.count) + digits
+    }
+}

@@ -1,0 +1,316 @@
+import KeelCore
+import KeelEventSourcing
+import KeelTesting
+import Testing
+
+@Suite("ProjectionRunner")
+struct ProjectionRunnerTests {
+    @Test("catches up on stored events, then follows live ones")
+    func catchUpThenLive() async throws {
+        let store = InMemoryEventStore()
+        let stored = try await UserEvents.appendMix(count: 30, to: store)
+        var configuration = ProjectionRunner.Configuration()
+        configuration.pageSize = 7
+        let runner = try await makeRunner(store: store, configuration: configuration)
+        await runner.start()
+        try await runner.waitUntilCaughtUp(to: stored)
+        let model = runner.projectionStore
+        #expect(
+            await UsersByEmailDomain.users(at: "example.com", in: model)
+                == (try await UserEvents.expectedUsers(at: "example.com", in: store, before: stored + 1))
+        )
+        #expect(await UsersByEmailDomain.applied(in: model) == 38)
+
+        // Live: a registration and a change of domain, read back at once.
+        let registered = try await store.append(UserEvents.registered(100, domain: "example.com"), to: "user-u100")
+        try await runner.waitUntilCaughtUp(to: registered.positions.lowerBound)
+        #expect(await UsersByEmailDomain.users(at: "example.com", in: model).contains("u100"))
+        let changed = try await store.append(
+            UserEvents.changed(100, from: "example.com", to: "other.net"),
+            to: "user-u100"
+        )
+        try await runner.waitUntilCaughtUp(to: changed.positions.lowerBound)
+        #expect(!(await UsersByEmailDomain.users(at: "example.com", in: model).contains("u100")))
+        #expect(await UsersByEmailDomain.users(at: "other.net", in: model) == ["u100"])
+        #expect(await UsersByEmailDomain.applied(in: model) == 40)
+        await runner.stop()
+        #expect(await runner.running == false)
+    }
+
+    @Test("a key-value store sharing the event store does not make the runner chase its own commits")
+    func sharedStoreSettles() async throws {
+        let store = InMemoryEventStore()
+        let last = try await UserEvents.appendMix(count: 5, to: store)
+        let runner = try await makeRunner(store: store)
+        await runner.start()
+        try await runner.waitUntilCaughtUp(to: last)
+        // The commit appended one key-value event; the runner passes it without committing again.
+        let head = try await store.headPosition()
+        try await runner.waitUntilCaughtUp(to: head - 1)
+        #expect(try await store.headPosition() == head)
+        #expect(try await runner.lag() == 0)
+        await runner.stop()
+    }
+
+    @Test("the checkpoint survives a restart: no event applied twice, none skipped")
+    func resumesAfterRestart() async throws {
+        let store = InMemoryEventStore()
+        let projection = UsersByEmailDomain()
+        var configuration = ProjectionRunner.Configuration()
+        configuration.pageSize = 4
+        let first = try await UserEvents.appendMix(count: 20, to: store)
+        let runner = try await makeRunner(store: store, projection: projection, configuration: configuration)
+        await runner.start()
+        try await runner.waitUntilCaughtUp(to: first)
+        await runner.stop()
+        let stoppedAt = try await runner.projectionStore.checkpoint()
+        #expect(stoppedAt > first)
+
+        let second = try await UserEvents.appendMix(count: 20, to: store, offset: 20)
+        // A new runner and a freshly opened key-value store, as after a process restart.
+        let restarted = try await makeRunner(store: store, projection: projection, configuration: configuration)
+        #expect(try await restarted.checkpoint() == stoppedAt)
+        await restarted.start()
+        try await restarted.waitUntilCaughtUp(to: second)
+        await restarted.stop()
+
+        let userEvents = try await store.readAll(from: 0, limit: .max).filter { $0.stream.category == "user" }
+        for event in userEvents {
+            #expect(projection.poison.calls(at: event.position) == 1, "event \(event.position)")
+        }
+        let model = restarted.projectionStore
+        #expect(await UsersByEmailDomain.applied(in: model) == userEvents.count)
+        #expect(await UsersByEmailDomain.seen(in: model) == userEvents.map(\.position))
+        #expect(
+            await UsersByEmailDomain.users(at: "moved.org", in: model)
+                == (try await UserEvents.expectedUsers(at: "moved.org", in: store, before: second + 1))
+        )
+    }
+
+    @Test("rebuild resets the read model and replays every event once more")
+    func rebuild() async throws {
+        let store = InMemoryEventStore()
+        let projection = UsersByEmailDomain()
+        let last = try await UserEvents.appendMix(count: 12, to: store)
+        let runner = try await makeRunner(store: store, projection: projection)
+        await runner.start()
+        try await runner.waitUntilCaughtUp(to: last)
+        let before = await UsersByEmailDomain.users(at: "keel.dev", in: runner.projectionStore)
+
+        try await runner.rebuild()
+        #expect(await runner.running)
+        try await runner.waitUntilCaughtUp(to: last)
+        #expect(await UsersByEmailDomain.users(at: "keel.dev", in: runner.projectionStore) == before)
+        #expect(await UsersByEmailDomain.applied(in: runner.projectionStore) == 15)
+        #expect(projection.poison.calls(at: 0) == 2)
+        await runner.stop()
+
+        // A stopped runner stays stopped; the reset is immediate and the replay waits for start.
+        try await runner.rebuild()
+        #expect(await runner.running == false)
+        #expect(try await runner.checkpoint() == 0)
+        #expect(await UsersByEmailDomain.applied(in: runner.projectionStore) == 0)
+    }
+
+    @Test("lag is the head minus the checkpoint")
+    func lag() async throws {
+        let store = InMemoryEventStore()
+        let keyValueStore = try await EventStoreKeyValueStore.open(store: InMemoryEventStore(), namespace: "lag")
+        let runner = ProjectionRunner(
+            projection: UsersByEmailDomain(),
+            eventStore: store,
+            projectionStore: ProjectionStore(keyValueStore: keyValueStore)
+        )
+        let last = try await UserEvents.appendMix(count: 8, to: store)
+        #expect(try await runner.lag() == 10)
+        await runner.start()
+        try await runner.waitUntilCaughtUp(to: last)
+        #expect(try await runner.lag() == 0)
+        await runner.stop()
+        try await UserEvents.appendMix(count: 3, to: store, offset: 8)  // u8 registers and moves: 4 events
+        #expect(try await runner.lag() == 4)
+    }
+
+    @Test("waitUntilCaughtUp returns at once when caught up and fails when the runner is not running")
+    func waitWhenStopped() async throws {
+        let store = InMemoryEventStore()
+        let last = try await UserEvents.appendMix(count: 3, to: store)
+        let runner = try await makeRunner(store: store)
+        let notRunning = await #expect(throws: ProjectionError.self) {
+            try await runner.waitUntilCaughtUp(to: last)
+        }
+        #expect(notRunning?.code == .notRunning)
+        await runner.start()
+        try await runner.waitUntilCaughtUp(to: last)
+        await runner.stop()
+        try await runner.waitUntilCaughtUp(to: last)  // stored checkpoint is past it
+    }
+
+    @Test("a waiter is resumed by cancellation, and a parked waiter fails when the runner stops")
+    func waitCancellationAndStop() async throws {
+        let store = InMemoryEventStore()
+        let runner = try await makeRunner(store: store)
+        await runner.start()
+        let waiter = Task { try await runner.waitUntilCaughtUp(to: 1_000) }
+        waiter.cancel()
+        await #expect(throws: CancellationError.self) { try await waiter.value }
+
+        try await confirmation("the waiter failed with stopped") { stopped in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    do {
+                        try await runner.waitUntilCaughtUp(to: 1_000)
+                    } catch let error as ProjectionError {
+                        if error.code == .stopped || error.code == .notRunning { stopped() }
+                    }
+                }
+                await runner.stop()
+                try await group.waitForAll()
+            }
+        }
+    }
+
+    @Test("a poison event is retried with backoff on the injected clock, parked, and the runner goes on")
+    func poisonEventParked() async throws {
+        let store = InMemoryEventStore()
+        let clock = TestClock()
+        let projection = UsersByEmailDomain()
+        projection.poison.poison("u1")
+        var configuration = ProjectionRunner.Configuration()
+        configuration.maxAttempts = 3
+        configuration.backoff = .exponential(initial: .seconds(1), maximum: .seconds(10))
+        let runner = try await makeRunner(
+            store: store,
+            projection: projection,
+            configuration: configuration,
+            clock: clock
+        )
+        let poison = try await store.append(UserEvents.registered(1, domain: "example.com"), to: "user-u1")
+            .positions.lowerBound
+        let after = try await store.append(UserEvents.registered(2, domain: "example.com"), to: "user-u2")
+            .positions.lowerBound
+        await runner.start()
+
+        await clock.waitForSleepers(count: 1)
+        #expect(projection.poison.calls(at: poison) == 1)
+        clock.advance(by: .seconds(1))
+        await clock.waitForSleepers(count: 1)
+        #expect(projection.poison.calls(at: poison) == 2)
+        clock.advance(by: .seconds(2))
+        try await runner.waitUntilCaughtUp(to: after)
+        #expect(projection.poison.calls(at: poison) == 3)
+        #expect(clock.now.offset == .seconds(3))
+
+        let letters = try await runner.deadLetters()
+        #expect(letters.count == 1)
+        let letter = try #require(letters.first)
+        #expect(letter.position == poison)
+        #expect(letter.stream == "user-u1")
+        #expect(letter.eventType == UserRegistered.eventType)
+        #expect(letter.attempts == 3)
+        #expect(letter.error == "poisoned u1")
+        #expect(await UsersByEmailDomain.users(at: "example.com", in: runner.projectionStore) == ["u2"])
+        await runner.stop()
+    }
+
+    @Test("a dead letter can be retried: failing again updates it, succeeding applies and removes it")
+    func deadLetterRetry() async throws {
+        let store = InMemoryEventStore()
+        let projection = UsersByEmailDomain()
+        projection.poison.poison("u1")
+        var configuration = ProjectionRunner.Configuration()
+        configuration.maxAttempts = 1
+        let runner = try await makeRunner(store: store, projection: projection, configuration: configuration)
+        let poison = try await store.append(UserEvents.registered(1, domain: "example.com"), to: "user-u1")
+            .positions.lowerBound
+        let after = try await UserEvents.appendMix(count: 3, to: store, offset: 2)
+        await runner.start()
+        try await runner.waitUntilCaughtUp(to: after)
+        #expect(try await runner.deadLetters().map(\.position) == [poison])
+
+        #expect(try await runner.retryDeadLetter(at: poison) == false)
+        #expect(try await runner.deadLetters().map(\.attempts) == [2])
+
+        projection.poison.cure("u1")
+        #expect(try await runner.retryDeadLetter(at: poison) == true)
+        #expect(try await runner.deadLetters().isEmpty)
+        #expect(await UsersByEmailDomain.users(at: "example.com", in: runner.projectionStore).contains("u1"))
+        let missing = await #expect(throws: ProjectionError.self) { try await runner.retryDeadLetter(at: poison) }
+        #expect(missing?.code == .deadLetterNotFound)
+        await runner.stop()
+    }
+
+    @Test("under the stop policy a poison event stops the runner at it, committing the events before")
+    func poisonEventStops() async throws {
+        let store = InMemoryEventStore()
+        let projection = UsersByEmailDomain()
+        projection.poison.poison("u3")
+        var configuration = ProjectionRunner.Configuration()
+        configuration.maxAttempts = 2
+        configuration.backoff = .none
+        configuration.poisonEvents = .stop
+        let runner = try await makeRunner(store: store, projection: projection, configuration: configuration)
+        var positions: [UInt64] = []
+        for index in 0..<5 {
+            positions.append(
+                try await store.append(UserEvents.registered(index, domain: "keel.dev"), to: StreamID("user-u\(index)"))
+                    .positions.lowerBound
+            )
+        }
+        await runner.start()
+        let failure = await #expect(throws: ProjectionError.self) {
+            try await runner.waitUntilCaughtUp(to: positions[4])
+        }
+        #expect(failure?.code == .handlerFailed)
+        #expect(failure?.position == positions[3])
+        await runner.stop()
+        #expect(await runner.lastFailure?.code == .handlerFailed)
+        #expect(try await runner.checkpoint() == positions[3])
+        #expect(await UsersByEmailDomain.users(at: "keel.dev", in: runner.projectionStore) == ["u0", "u1", "u2"])
+        #expect(projection.poison.calls(at: positions[3]) == 2)
+
+        projection.poison.cure("u3")
+        await runner.start()
+        try await runner.waitUntilCaughtUp(to: positions[4])
+        #expect(await UsersByEmailDomain.users(at: "keel.dev", in: runner.projectionStore).count == 5)
+        await runner.stop()
+    }
+
+    @Test("run() returns when its task is cancelled, throws a stopping failure, and refuses to run twice")
+    func structuredRun() async throws {
+        let store = InMemoryEventStore()
+        let projection = UsersByEmailDomain()
+        var configuration = ProjectionRunner.Configuration()
+        configuration.maxAttempts = 1
+        configuration.poisonEvents = .stop
+        let runner = try await makeRunner(store: store, projection: projection, configuration: configuration)
+        try await UserEvents.appendMix(count: 4, to: store)
+
+        let cancelled = Task { try await runner.run() }
+        cancelled.cancel()
+        try await cancelled.value  // a cancelled run ends cleanly
+
+        projection.poison.poison("u2")
+        let failure = await #expect(throws: ProjectionError.self) { try await runner.run() }
+        #expect(failure?.code == .handlerFailed)
+
+        projection.poison.cure("u2")
+        await runner.start()
+        let twice = await #expect(throws: ProjectionError.self) { try await runner.run() }
+        #expect(twice?.code == .alreadyRunning)
+        await runner.stop()
+        #expect(await runner.running == false)
+    }
+
+    @Test("backoff schedules are pure and capped")
+    func backoff() {
+        let backoff = ProjectionRunner.Backoff.exponential(initial: .milliseconds(100), maximum: .seconds(1))
+        #expect(
+            (1...6).map { backoff.delay(afterAttempt: $0) } == [
+                .milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(800), .seconds(1),
+                .seconds(1),
+            ]
+        )
+        #expect(ProjectionRunner.Backoff.none.delay(afterAttempt: 3) == .zero)
+    }
+}
