@@ -4,14 +4,14 @@ import Synchronization
 
 // The seed's CQRS example: a read model of users by email domain.
 
-struct UserRegistered: DomainEvent, Equatable {
+struct ProjectedUserRegistered: DomainEvent, Equatable {
     static let eventType = "user.registered"
     var userID: String
     var email: String
     var name: String
 }
 
-struct UserEmailChanged: DomainEvent, Equatable {
+struct ProjectedUserEmailChanged: DomainEvent, Equatable {
     static let eventType = "user.email-changed"
     var userID: String
     var oldEmail: String
@@ -58,7 +58,9 @@ struct PoisonError: Error, CustomStringConvertible {
 /// `seen/<position>` plus the counter `applied` prove each event was applied exactly once.
 struct UsersByEmailDomain: Projection {
     let name = "users-by-email-domain"
-    let serializer = EventSerializer(registry: EventTypeRegistry([UserRegistered.self, UserEmailChanged.self]))
+    let serializer = EventSerializer(
+        registry: EventTypeRegistry([ProjectedUserRegistered.self, ProjectedUserEmailChanged.self])
+    )
     var poison = PoisonSwitch()
 
     static func domain(of email: String) -> String {
@@ -67,13 +69,13 @@ struct UsersByEmailDomain: Projection {
 
     func apply(_ event: RecordedEvent, to transaction: inout ReadModelTransaction) async throws {
         switch event.type {
-        case UserRegistered.eventType:
-            let registered = try self.serializer.decode(event, as: UserRegistered.self)
+        case ProjectedUserRegistered.eventType:
+            let registered = try self.serializer.decode(event, as: ProjectedUserRegistered.self)
             try self.poison.check(registered.userID, at: event.position)
             transaction.put(Array(registered.email.utf8), forKey: "user/\(registered.userID)")
             transaction.put([], forKey: "domain/\(Self.domain(of: registered.email))/\(registered.userID)")
-        case UserEmailChanged.eventType:
-            let changed = try self.serializer.decode(event, as: UserEmailChanged.self)
+        case ProjectedUserEmailChanged.eventType:
+            let changed = try self.serializer.decode(event, as: ProjectedUserEmailChanged.self)
             try self.poison.check(changed.userID, at: event.position)
             if let old = await transaction.value(forKey: "user/\(changed.userID)") {
                 let oldDomain = Self.domain(of: String(decoding: old, as: UTF8.self))
@@ -106,15 +108,17 @@ struct UsersByEmailDomain: Projection {
 }
 
 enum UserEvents {
-    static let serializer = EventSerializer(registry: EventTypeRegistry([UserRegistered.self, UserEmailChanged.self]))
+    static let serializer = EventSerializer(
+        registry: EventTypeRegistry([ProjectedUserRegistered.self, ProjectedUserEmailChanged.self])
+    )
 
     static func registered(_ index: Int, domain: String) -> EventData {
-        let event = UserRegistered(userID: "u\(index)", email: "user\(index)@\(domain)", name: "User \(index)")
+        let event = ProjectedUserRegistered(userID: "u\(index)", email: "user\(index)@\(domain)", name: "User \(index)")
         return try! self.serializer.encode(event, metadata: self.metadata(index))
     }
 
     static func changed(_ index: Int, from old: String, to new: String) -> EventData {
-        let event = UserEmailChanged(
+        let event = ProjectedUserEmailChanged(
             userID: "u\(index)",
             oldEmail: "user\(index)@\(old)",
             newEmail: "user\(index)@\(new)"
@@ -154,11 +158,11 @@ enum UserEvents {
         for event in try await store.readAll(from: 0, limit: max(1, Int(checkpoint))) where event.position < checkpoint
         {
             switch event.type {
-            case UserRegistered.eventType:
-                let registered = try self.serializer.decode(event, as: UserRegistered.self)
+            case ProjectedUserRegistered.eventType:
+                let registered = try self.serializer.decode(event, as: ProjectedUserRegistered.self)
                 emails[registered.userID] = registered.email
-            case UserEmailChanged.eventType:
-                let changed = try self.serializer.decode(event, as: UserEmailChanged.self)
+            case ProjectedUserEmailChanged.eventType:
+                let changed = try self.serializer.decode(event, as: ProjectedUserEmailChanged.self)
                 emails[changed.userID] = changed.newEmail
             default:
                 break

@@ -206,7 +206,7 @@ struct ProjectionRunnerTests {
         let letter = try #require(letters.first)
         #expect(letter.position == poison)
         #expect(letter.stream == "user-u1")
-        #expect(letter.eventType == UserRegistered.eventType)
+        #expect(letter.eventType == ProjectedUserRegistered.eventType)
         #expect(letter.attempts == 3)
         #expect(letter.error == "poisoned u1")
         #expect(await UsersByEmailDomain.users(at: "example.com", in: runner.projectionStore) == ["u2"])
