@@ -204,7 +204,7 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
 
 /// Wraps a store: records reads and appends, can fail snapshot appends, and can run an
 /// interfering write just before appends to aggregate streams (to force conflicts).
-final class RecordingStore: EventStore {
+final class RecordingStore: ForwardingEventStore {
     struct Read: Sendable, Equatable {
         var stream: StreamID
         var from: UInt64
@@ -230,7 +230,7 @@ final class RecordingStore: EventStore {
     /// How many appends to aggregate streams get an interfering write first.
     let interferenceLimit: Int
     let interference: @Sendable () async throws -> Void
-    private let state = Mutex(State())
+    private let state = Lock(State())
 
     init(
         _ base: any EventStore,
@@ -298,38 +298,11 @@ final class RecordingStore: EventStore {
         return events
     }
 
-    func readAll(from position: UInt64, limit: Int) async throws(EventStoreError) -> [RecordedEvent] {
-        try await self.base.readAll(from: position, limit: limit)
-    }
-
-    func streamVersion(_ stream: StreamID) async throws(EventStoreError) -> UInt64? {
-        try await self.base.streamVersion(stream)
-    }
-
-    func headPosition() async throws(EventStoreError) -> UInt64 {
-        try await self.base.headPosition()
-    }
-
-    func deleteStream(_ stream: StreamID, expecting expected: ExpectedVersion) async throws(EventStoreError) {
-        try await self.base.deleteStream(stream, expecting: expected)
-    }
-
-    func setStreamMetadata(_ metadata: StreamMetadata, for stream: StreamID) async throws(EventStoreError) {
-        try await self.base.setStreamMetadata(metadata, for: stream)
-    }
-
-    func streamMetadata(for stream: StreamID) async throws(EventStoreError) -> StreamMetadata {
-        try await self.base.streamMetadata(for: stream)
-    }
-
-    func waitForHead(beyond head: UInt64) async {
-        await self.base.waitForHead(beyond: head)
-    }
 }
 
 /// Counts how often a command runs, from any task.
 final class RunCounter: Sendable {
-    private let count = Mutex(0)
+    private let count = Lock(0)
 
     func increment() {
         self.count.withLock { $0 += 1 }

@@ -157,26 +157,9 @@ struct EventStoreValueTests {
 }
 
 /// A store that hides some streams from `readAll`, as a per-service view of a shared store does.
-final class HidingStore: EventStore {
-    let base = InMemoryEventStore()
+final class HidingStore: ForwardingEventStore {
+    let base: any EventStore = InMemoryEventStore()
     let readAllCalls = Lock(0)
-
-    func append(
-        _ events: [EventData],
-        to stream: StreamID,
-        expecting expected: ExpectedVersion
-    ) async throws(EventStoreError) -> AppendResult {
-        try await self.base.append(events, to: stream, expecting: expected)
-    }
-
-    func readStream(
-        _ stream: StreamID,
-        from version: UInt64,
-        direction: ReadDirection,
-        limit: Int
-    ) async throws(EventStoreError) -> [RecordedEvent] {
-        try await self.base.readStream(stream, from: version, direction: direction, limit: limit)
-    }
 
     func readAll(from position: UInt64, limit: Int) async throws(EventStoreError) -> [RecordedEvent] {
         self.readAllCalls.withLock { $0 += 1 }
@@ -184,25 +167,6 @@ final class HidingStore: EventStore {
             .prefix(limit).map { $0 }
     }
 
-    func streamVersion(_ stream: StreamID) async throws(EventStoreError) -> UInt64? {
-        try await self.base.streamVersion(stream)
-    }
-
-    func headPosition() async throws(EventStoreError) -> UInt64 { try await self.base.headPosition() }
-
-    func deleteStream(_ stream: StreamID, expecting expected: ExpectedVersion) async throws(EventStoreError) {
-        try await self.base.deleteStream(stream, expecting: expected)
-    }
-
-    func setStreamMetadata(_ metadata: StreamMetadata, for stream: StreamID) async throws(EventStoreError) {
-        try await self.base.setStreamMetadata(metadata, for: stream)
-    }
-
-    func streamMetadata(for stream: StreamID) async throws(EventStoreError) -> StreamMetadata {
-        try await self.base.streamMetadata(for: stream)
-    }
-
-    func waitForHead(beyond head: UInt64) async { await self.base.waitForHead(beyond: head) }
 }
 
 @Suite("Subscriptions over a filtered view")

@@ -26,7 +26,7 @@ final class PoisonSwitch: Sendable {
         var calls: [UInt64: Int] = [:]
     }
 
-    private let state = Mutex(State())
+    private let state = Lock(State())
 
     func poison(_ userID: String) {
         self.state.withLock { _ = $0.poisoned.insert(userID) }
@@ -174,13 +174,13 @@ enum UserEvents {
 
 /// An event store that fails every append after the first `budget` ones, as a crash would: the
 /// appends before it are whole, the rest never happen.
-final class FailingEventStore: EventStore {
+final class FailingEventStore: ForwardingEventStore {
     let base: any EventStore
-    private let budget: Mutex<Int>
+    private let budget: Lock<Int>
 
     init(_ base: any EventStore, failAfter budget: Int) {
         self.base = base
-        self.budget = Mutex(budget)
+        self.budget = Lock(budget)
     }
 
     func append(
@@ -196,42 +196,6 @@ final class FailingEventStore: EventStore {
         return try await self.base.append(events, to: stream, expecting: expected)
     }
 
-    func readStream(
-        _ stream: StreamID,
-        from version: UInt64,
-        direction: ReadDirection,
-        limit: Int
-    ) async throws(EventStoreError) -> [RecordedEvent] {
-        try await self.base.readStream(stream, from: version, direction: direction, limit: limit)
-    }
-
-    func readAll(from position: UInt64, limit: Int) async throws(EventStoreError) -> [RecordedEvent] {
-        try await self.base.readAll(from: position, limit: limit)
-    }
-
-    func streamVersion(_ stream: StreamID) async throws(EventStoreError) -> UInt64? {
-        try await self.base.streamVersion(stream)
-    }
-
-    func headPosition() async throws(EventStoreError) -> UInt64 {
-        try await self.base.headPosition()
-    }
-
-    func deleteStream(_ stream: StreamID, expecting expected: ExpectedVersion) async throws(EventStoreError) {
-        try await self.base.deleteStream(stream, expecting: expected)
-    }
-
-    func setStreamMetadata(_ metadata: StreamMetadata, for stream: StreamID) async throws(EventStoreError) {
-        try await self.base.setStreamMetadata(metadata, for: stream)
-    }
-
-    func streamMetadata(for stream: StreamID) async throws(EventStoreError) -> StreamMetadata {
-        try await self.base.streamMetadata(for: stream)
-    }
-
-    func waitForHead(beyond head: UInt64) async {
-        await self.base.waitForHead(beyond: head)
-    }
 }
 
 /// A runner over an in-memory store, with its key-value store in the same event store.

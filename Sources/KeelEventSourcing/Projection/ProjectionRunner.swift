@@ -46,7 +46,7 @@ public actor ProjectionRunner {
     private let sleep: @Sendable (Duration) async throws -> Void
     /// The published checkpoint and the ``waitUntilCaughtUp(to:)`` callers; a lock so that a
     /// cancellation handler can resume a waiter without hopping onto the actor.
-    private let progress = Mutex(CaughtUpWaiters())
+    private let progress = Lock(CaughtUpWaiters())
 
     private var isRunning = false
     /// The task ``start()`` made; cancelled and awaited by ``stop()``.
