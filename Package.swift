@@ -25,7 +25,11 @@ let package = Package(
         .target(name: "KeelCore", swiftSettings: swiftSettings),
         .target(name: "KeelResilience", dependencies: ["KeelCore"], swiftSettings: swiftSettings),
         .target(name: "KeelEventSourcing", dependencies: ["KeelCore"], swiftSettings: swiftSettings),
-        .target(name: "Keel", dependencies: ["KeelCore", "KeelResilience"], swiftSettings: swiftSettings),
+        .target(
+            name: "Keel",
+            dependencies: ["KeelCore", "KeelResilience", "KeelEventSourcing"],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "KeelTesting",
             dependencies: ["KeelCore", "Keel", "KeelEventSourcing"],
@@ -67,7 +71,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KeelTestingTests",
-            dependencies: ["KeelTesting", "Keel", "KeelCore"],
+            dependencies: ["KeelTesting", "Keel", "KeelCore", "KeelEventSourcing"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -44,6 +44,9 @@ public actor ServiceHost {
         public var executor: (any TaskExecutor)?
         /// The source of wall-clock times for event envelopes.
         public var wallClock: @Sendable () -> Date = { Date() }
+        /// Where services' storage lives (``ServiceEnvironment/storage()``): an embedded directory
+        /// by default (``StorageLocation/embedded``), opened only when a service first asks.
+        public var storage: StorageLocation = .embedded
 
         /// Creates the default configuration.
         public init() {}
@@ -88,6 +91,8 @@ public actor ServiceHost {
 
     let router: RequestRouter
     let tracker: WorkTracker
+    /// Services' storage, opened on first use and closed at the end of shutdown.
+    let storage: HostStorage
     private var instances: [Instance] = []
     private var startOrder: [ServiceName] = []
     private var startedInstances: Set<InstanceID> = []
@@ -120,6 +125,7 @@ public actor ServiceHost {
         self.clock = clock
         self.instrumentation = instrumentation
         self.random = random
+        self.storage = HostStorage(location: configuration.storage)
         let tracker = WorkTracker()
         self.tracker = tracker
         let registry = ServiceRegistry(random: random)
@@ -351,7 +357,8 @@ public actor ServiceHost {
             random: self.random,
             bus: self.bus,
             requests: RequestClient(router: self.router, caller: instance.id.service, allowed: instance.dependencies),
-            registry: self.registry
+            registry: self.registry,
+            hostStorage: self.storage
         )
     }
 
@@ -471,6 +478,7 @@ public actor ServiceHost {
         self.healthTask = nil
         await self.stopServices()
         await self.bus.shutdown()
+        await self.storage.close()
         self.finish(.stopped)
     }
 

@@ -31,6 +31,22 @@ public struct ServiceEnvironment: Sendable {
     public let requests: RequestClient
     /// The host's registry, to look up instances and their health.
     public let registry: ServiceRegistry
+    /// The host's storage, from which ``storage()`` takes this service's namespace.
+    let hostStorage: HostStorage
+
+    /// This service's own storage: its streams and its key-value store in the host's event store
+    /// (see ``ServiceStorage``), opened the first time any service asks.
+    ///
+    /// Only this environment hands out this service's namespace. Where the data lives is the
+    /// host's ``ServiceHost/Configuration/storage`` (an embedded directory by default; in memory
+    /// under KeelTesting's `TestHost`).
+    /// - Returns: The service's storage.
+    /// - Throws: ``/KeelEventSourcing/EventStoreError`` when the host's store cannot be opened (a
+    ///   second process holds its directory, damage on disk) or has been closed by shutdown;
+    ///   ``/KeelEventSourcing/KeyValueStoreError`` when the key-value store cannot be read.
+    public func storage() async throws -> ServiceStorage {
+        try await self.hostStorage.storage(for: self.name)
+    }
 
     /// Publishes an event with this service as its source. See ``EventBus/publish(_:source:)``.
     /// - Parameter event: The event.

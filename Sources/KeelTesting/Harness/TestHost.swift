@@ -37,10 +37,11 @@ public struct TestHost: Sendable {
     /// The host's bus.
     public var bus: EventBus { self.host.bus }
 
-    /// The default test configuration: periodic health checks off.
+    /// The default test configuration: periodic health checks off, services' storage in memory.
     public static var defaultConfiguration: ServiceHost.Configuration {
         var configuration = ServiceHost.Configuration()
         configuration.healthCheckInterval = nil
+        configuration.storage = .inMemory
         return configuration
     }
 
