@@ -4,7 +4,8 @@
 /// `stock-7` of namespace `inventory`), and reads give it back without. Reads of the global log
 /// (``readAll(from:limit:)``, and so ``EventStore/subscribe(from:pageSize:)``) return only this
 /// namespace's events, at their global positions — positions have gaps where other namespaces
-/// wrote. A namespace can neither read nor write another's streams through its view.
+/// wrote. A namespace can neither read nor write another's streams through its view, and the view
+/// does not give the shared store away.
 ///
 /// A host gives each service such a view of its store, so that services share one durable log
 /// (one `fsync` for all of them under group commit) without sharing data.
@@ -14,8 +15,8 @@
 public struct NamespacedEventStore: EventStore {
     /// The namespace, such as a service's name.
     public let namespace: String
-    /// The shared store.
-    public let base: any EventStore
+    /// The shared store. Not public: a view must not lead to other namespaces.
+    let base: any EventStore
     private let prefix: String
 
     /// Makes a view of `base` for `namespace`.
