@@ -37,7 +37,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "Shop",
-            dependencies: ["Keel", "KeelCore", "KeelResilience"],
+            dependencies: ["Keel", "KeelCore", "KeelResilience", "KeelEventSourcing"],
             path: "Samples/Shop",
             swiftSettings: swiftSettings
         ),

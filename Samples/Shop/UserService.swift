@@ -1,39 +1,202 @@
 import Keel
+import KeelCore
+import KeelEventSourcing
 
 /// Why the user service could not answer.
 enum UserError: Error, CustomStringConvertible {
     case unknownUser(id: Int)
+    case alreadyRegistered(id: String)
+    case notRegistered(id: String)
 
     var description: String {
         switch self {
         case .unknownUser(let id): "no customer has id \(id)"
+        case .alreadyRegistered(let id): "customer \(id) is already registered"
+        case .notRegistered(let id): "customer \(id) is not registered"
         }
     }
 }
 
-/// Knows the shop's customers.
-actor UserService: ServiceActor {
-    static let name: ServiceName = "user"
+// MARK: Events and the aggregate
 
-    /// The service's own storage: nobody else can reach it except by request.
-    private var users: [Int: User] = [
-        1: User(id: 1, name: "Ada Lovelace", email: "ada@example.com"),
-        2: User(id: 2, name: "Grace Hopper", email: "grace@example.com"),
-        3: User(id: 3, name: "Alan Turing", email: "alan@example.com"),
-    ]
+/// A customer signed up.
+struct CustomerRegistered: DomainEvent {
+    static let eventType = "customer.registered"
+    var name: String
+    var email: String
+}
 
-    nonisolated func registerHandlers(_ handlers: inout RequestHandlers<UserService>) {
-        handlers.on(GetUser.self) { service, request in
-            guard let user = service.users[request.id] else {
-                say(Self.name, "no customer with id \(request.id)")
-                throw UserError.unknownUser(id: request.id)
-            }
-            say(Self.name, "found \(user.name) <\(user.email)>")
-            return user
+/// A customer changed their email address.
+struct CustomerEmailChanged: DomainEvent {
+    static let eventType = "customer.email-changed"
+    var email: String
+}
+
+/// What happens to a customer.
+enum CustomerEvent: AggregateEvent {
+    case registered(CustomerRegistered)
+    case emailChanged(CustomerEmailChanged)
+
+    init?(_ event: any DomainEvent) {
+        switch event {
+        case let event as CustomerRegistered: self = .registered(event)
+        case let event as CustomerEmailChanged: self = .emailChanged(event)
+        default: return nil
         }
     }
 
+    var domainEvent: any DomainEvent {
+        switch self {
+        case .registered(let event): event
+        case .emailChanged(let event): event
+        }
+    }
+}
+
+/// A customer, event-sourced: registers once; changes email only when registered.
+struct Customer: Aggregate {
+    static let category = "customer"
+    var name: String?
+    var email: String?
+
+    mutating func apply(_ event: CustomerEvent) {
+        switch event {
+        case .registered(let registered):
+            self.name = registered.name
+            self.email = registered.email
+        case .emailChanged(let changed):
+            self.email = changed.email
+        }
+    }
+}
+
+/// Registers a customer (the command side).
+struct RegisterCustomer: CommandRequest {
+    var aggregateID: String
+    var name: String
+    var email: String
+}
+
+/// Lists the ids of the customers whose email is at `domain` (the query side).
+struct CustomersByDomain: QueryRequest {
+    typealias Response = [String]
+    var domain: String
+    var minimumPosition: UInt64?
+}
+
+/// The read model "customers by email domain", built from the customers' events.
+struct CustomersByEmailDomain: Projection {
+    let name = "customers-by-email-domain"
+    let serializer: EventSerializer
+
+    static func domain(of email: String) -> String {
+        String(email.split(separator: "@").last ?? "")
+    }
+
+    func apply(_ event: RecordedEvent, to transaction: inout ReadModelTransaction) async throws {
+        guard event.stream.category == Customer.category else { return }
+        let id = String(event.stream.name.dropFirst(Customer.category.count + 1))
+        let email: String
+        switch event.type {
+        case CustomerRegistered.eventType: email = try self.serializer.decode(event, as: CustomerRegistered.self).email
+        case CustomerEmailChanged.eventType:
+            email = try self.serializer.decode(event, as: CustomerEmailChanged.self).email
+        default: return
+        }
+        if let old = await transaction.value(forKey: "customer/\(id)") {
+            transaction.delete("domain/\(Self.domain(of: String(decoding: old, as: UTF8.self)))/\(id)")
+        }
+        transaction.put(Array(email.utf8), forKey: "customer/\(id)")
+        transaction.put([], forKey: "domain/\(Self.domain(of: email))/\(id)")
+    }
+}
+
+// MARK: The service
+
+/// Knows the shop's customers. Their state is event-sourced in the service's own storage (the
+/// host's embedded store): it survives restarts, and nobody else can reach it except by request.
+actor UserService: ServiceActor {
+    static let name: ServiceName = "user"
+
+    /// The customers every shop starts with.
+    static let founders: [User] = [
+        User(id: 1, name: "Ada Lovelace", email: "ada@example.com"),
+        User(id: 2, name: "Grace Hopper", email: "grace@example.com"),
+        User(id: 3, name: "Alan Turing", email: "alan@example.com"),
+    ]
+
+    private var customers: AggregateRepository<Customer>?
+    private var directory: ProjectionRunner?
+
+    nonisolated func registerHandlers(_ handlers: inout RequestHandlers<UserService>) {
+        handlers.on(GetUser.self) { service, request in
+            try await service.user(request.id)
+        }
+        handlers.command(RegisterCustomer.self, repository: { $0.customers }, expecting: .new) { customer, request in
+            guard customer.email == nil else { throw UserError.alreadyRegistered(id: request.aggregateID) }
+            return [.registered(CustomerRegistered(name: request.name, email: request.email))]
+        }
+        handlers.query(CustomersByDomain.self, runner: { $0.directory }) { store, request in
+            let prefix = "domain/\(request.domain)/"
+            return await store.keys(withPrefix: prefix).map { String($0.dropFirst(prefix.count)) }
+        }
+    }
+
+    func start(_ environment: ServiceEnvironment) async throws {
+        let storage = try await environment.storage()
+        let serializer = EventSerializer(
+            registry: EventTypeRegistry([CustomerRegistered.self, CustomerEmailChanged.self])
+        )
+        // Event ids from a source of their own, so that the host's trace ids stay the same from
+        // run to run whatever the store holds.
+        let customers = AggregateRepository<Customer>(
+            store: storage.events,
+            serializer: serializer,
+            random: RandomSource(seed: 7)
+        )
+        self.customers = customers
+        let readModel = try await EventStoreKeyValueStore.open(store: storage.events, namespace: "customers-by-domain")
+        let directory = ProjectionRunner(
+            projection: CustomersByEmailDomain(serializer: serializer),
+            eventStore: storage.events,
+            projectionStore: ProjectionStore(keyValueStore: readModel)
+        )
+        await directory.start()
+        self.directory = directory
+
+        var restored = 0
+        for founder in Self.founders {
+            let id = String(founder.id)
+            if try await customers.load(id).exists {
+                restored += 1
+                continue
+            }
+            try await customers.execute(id, expecting: .new) { _ in
+                [.registered(CustomerRegistered(name: founder.name, email: founder.email))]
+            }
+        }
+        if restored > 0 {
+            say(Self.name, "found \(restored) customers in its store from an earlier run")
+        } else {
+            say(Self.name, "registered \(Self.founders.count) customers in its new store")
+        }
+    }
+
+    private func user(_ id: Int) async throws -> User {
+        guard let customers = self.customers,
+            let loaded = try? await customers.load(String(id)),
+            let name = loaded.aggregate.name,
+            let email = loaded.aggregate.email
+        else {
+            say(Self.name, "no customer with id \(id)")
+            throw UserError.unknownUser(id: id)
+        }
+        say(Self.name, "found \(name) <\(email)>")
+        return User(id: id, name: name, email: email)
+    }
+
     func stop() async throws {
+        await self.directory?.stop()
         say(Self.name, "stopped")
     }
 }

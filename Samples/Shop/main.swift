@@ -7,11 +7,14 @@
 //                              `order.created` on the event bus
 //   notification               listens for `order.created` (by type) and `order.#` (by pattern)
 //
-// Run it with `swift run shop`.
+// The user service is event-sourced in the host's embedded store (`.keel/shop`): a second run finds
+// the first run's customers. Run it with `swift run shop`; `swift run shop --fresh` deletes the
+// store first.
 
 import Foundation  // `exit`
 import Keel
 import KeelCore
+import KeelEventSourcing
 import KeelResilience
 
 // MARK: Helpers
@@ -80,11 +83,20 @@ func stateTransitions(_ events: CircuitBreakerEvents) async -> [String] {
 print("Keel shop: six services in one process, talking by request and by event.")
 print()
 
+// The services' storage: a directory next to the working directory, kept between runs.
+let storageDirectory = ".keel/shop"
+if CommandLine.arguments.contains("--fresh") {
+    try? FileManager.default.removeItem(atPath: storageDirectory)
+    print("--fresh: deleted \(storageDirectory); the user service starts with an empty store.")
+    print()
+}
+
 // Records every span and metric in memory, so that we can print them at the end.
 let recorder = InMemoryRecorder()
 var configuration = ServiceHost.Configuration()
 // Check health once after start; a long-running host would check every few seconds.
 configuration.healthCheckInterval = nil
+configuration.storage = .directory(storageDirectory)
 // A seeded random source makes trace and event ids the same from run to run.
 let host = ServiceHost(configuration: configuration, instrumentation: recorder, random: RandomSource(seed: 42))
 
@@ -309,6 +321,30 @@ print("  bulkhead \(payments.bulkhead.metrics)")
 let budget = payments.budget.snapshot
 print("  retry budget: \(budget.calls) calls, \(budget.retries) retries, \(budget.refused) retries refused")
 print("  gateway: \(await gateway.calls) calls received")
+
+// MARK: Customers, read from a projection
+
+// The command side answers with the position of its last event; the query side waits until its
+// read model includes it, so the answer reflects the write.
+print()
+let katherine = RegisterCustomer(aggregateID: "4", name: "Katherine Johnson", email: "katherine@nasa.gov")
+var readPosition: UInt64?
+do {
+    let receipt = try await host.client.send(katherine)
+    readPosition = receipt.position
+    print("Registered customer 4 (its event is at position \(receipt.position.map(String.init) ?? "-")).")
+} catch {
+    // The aggregate refuses a second registration: an earlier run of the shop made this one.
+    print("Customer 4 was not registered again: \((error.underlying as? AggregateError)?.message ?? "\(error)")")
+}
+for domain in ["example.com", "nasa.gov"] {
+    do {
+        let ids = try await host.client.send(CustomersByDomain(domain: domain, minimumPosition: readPosition))
+        print("  customers at \(domain): \(ids.joined(separator: ", "))")
+    } catch {
+        print("  customers at \(domain): the query failed: \(error)")
+    }
+}
 
 // MARK: Shutdown
 
