@@ -1,7 +1,8 @@
 import KeelCore
 
 /// What a service receives when it starts: its identity, its clock, its instrumentation, the bus,
-/// and a request client that reaches only the services it declared.
+/// a request client that reaches only the services it declared, and its own storage
+/// (``storage()``).
 ///
 /// ```swift
 /// func start(_ environment: ServiceEnvironment) async throws {

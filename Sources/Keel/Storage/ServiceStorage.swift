@@ -4,7 +4,8 @@ import KeelEventSourcing
 ///
 /// Every service of a host gets its own namespace in the host's event store: its streams, and a
 /// key-value store, which no other service can reach (another service's environment hands out
-/// that service's namespace, never this one's). All namespaces share one log, so under group
+/// that service's namespace, never this one's). The instances of one service share its
+/// namespace and its key-value store. All namespaces share one log, so under group
 /// commit the appends of every service share each `fsync`.
 ///
 /// ```swift
