@@ -20,6 +20,7 @@ enum Catalog {
             StoreAppendScenario(),
             StoreGroupCommitScenario(),
             StoreReplayScenario(),
+            ProjectionRebuildScenario(),
         ]
     }
 }
