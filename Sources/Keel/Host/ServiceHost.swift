@@ -358,7 +358,8 @@ public actor ServiceHost {
             bus: self.bus,
             requests: RequestClient(router: self.router, caller: instance.id.service, allowed: instance.dependencies),
             registry: self.registry,
-            hostStorage: self.storage
+            hostStorage: self.storage,
+            wallClock: self.configuration.wallClock
         )
     }
 
@@ -485,6 +486,7 @@ public actor ServiceHost {
     private func stopServices() async {
         for name in self.startOrder.reversed() {
             await self.bus.cancelSubscriptions(ownedBy: name)
+            await self.storage.stopSubscriptions(of: name)
             for instance in self.instances.reversed()
             where instance.id.service == name && self.startedInstances.contains(instance.id) {
                 self.registry.setHealth(.dead("stopped"), for: instance.id)

@@ -1,4 +1,6 @@
+import Foundation
 import KeelCore
+import KeelEventSourcing
 
 /// What a service receives when it starts: its identity, its clock, its instrumentation, the bus,
 /// a request client that reaches only the services it declared, and its own storage
@@ -34,6 +36,8 @@ public struct ServiceEnvironment: Sendable {
     public let registry: ServiceRegistry
     /// The host's storage, from which ``storage()`` takes this service's namespace.
     let hostStorage: HostStorage
+    /// The host's wall clock, for the time of durable publications.
+    let wallClock: @Sendable () -> Date
 
     /// This service's own storage: its streams and its key-value store in the host's event store
     /// (see ``ServiceStorage``), opened the first time any service asks.
@@ -47,6 +51,64 @@ public struct ServiceEnvironment: Sendable {
     ///   ``/KeelEventSourcing/KeyValueStoreError`` when the key-value store cannot be read.
     public func storage() async throws -> ServiceStorage {
         try await self.hostStorage.storage(for: self.name)
+    }
+
+    /// Appends `event` durably to this service's outbox stream, for the host's durable
+    /// subscribers (``subscribeDurably(to:name:configuration:_:)``) to receive at least once,
+    /// across restarts. The event carries the current trace's ids.
+    ///
+    /// Events that an aggregate of this service appends need no separate publication: durable
+    /// subscribers of their types receive them from the same append.
+    /// - Parameter event: The event.
+    /// - Returns: Where it landed; its position is what
+    ///   ``DurableSubscription/waitUntilDelivered(through:)`` waits for.
+    /// - Throws: ``/KeelEventSourcing/EventCodecError`` when the event does not encode, or what
+    ///   ``storage()`` and the store's append throw.
+    @discardableResult
+    public func publishDurably<E: DomainEvent>(_ event: E) async throws -> AppendResult {
+        let storage = try await self.storage()
+        let nanoseconds = Int64(self.wallClock().timeIntervalSince1970 * 1_000_000_000)
+        let metadata = EventMetadata.current(id: EventID.random(using: self.random), time: nanoseconds)
+        let data = try EventSerializer().encode(event, metadata: metadata)
+        return try await storage.events.append(data, to: "$outbox", expecting: .any)
+    }
+
+    /// Subscribes durably to events of type `E` from every service of the host: those published
+    /// with ``publishDurably(_:)`` and those aggregates append. Delivery is at least once, in
+    /// global order, from where this subscription (by `name`) left off in an earlier run; a
+    /// handler that keeps failing parks the event as a failed publication and the subscription
+    /// goes on. The subscription's checkpoint and failures live in this service's storage; the
+    /// host stops it before it stops this service.
+    /// - Parameters:
+    ///   - type: The event type.
+    ///   - name: The subscription's name, unique within this service; it names its checkpoint.
+    ///   - configuration: Attempts and backoff for a failing handler, and what to do after the
+    ///     last one.
+    ///   - handler: Called once per event (again after a crash before its checkpoint was
+    ///     committed: make it idempotent, for example by the event's id).
+    /// - Returns: The subscription, to inspect and resubmit its publications.
+    /// - Throws: What ``storage()`` throws.
+    public func subscribeDurably<E: DomainEvent>(
+        to type: E.Type,
+        name: String,
+        configuration: ProjectionRunner.Configuration = ProjectionRunner.Configuration(),
+        _ handler: @escaping @Sendable (E, RecordedEvent) async throws -> Void
+    ) async throws -> DurableSubscription {
+        let storage = try await self.storage()
+        let shared = try await self.hostStorage.sharedStore()
+        let eventType = E.eventType
+        let view = FilteredEventView(base: shared) { $0.type == eventType }
+        let checkpoints = try await EventStoreKeyValueStore.open(store: storage.events, namespace: "durable-\(name)")
+        let runner = ProjectionRunner(
+            projection: DeliveryProjection(name: name, serializer: EventSerializer(), handler: handler),
+            eventStore: view,
+            projectionStore: ProjectionStore(keyValueStore: checkpoints),
+            configuration: configuration,
+            clock: self.clock
+        )
+        await runner.start()
+        await self.hostStorage.register(runner, for: self.name)
+        return DurableSubscription(name: name, runner: runner, view: view)
     }
 
     /// Publishes an event with this service as its source. See ``EventBus/publish(_:source:)``.

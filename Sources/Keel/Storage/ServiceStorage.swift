@@ -63,6 +63,7 @@ actor HostStorage {
     private var store: (any EventStore)?
     private var fileStore: FileEventStore?
     private var keyValues: [ServiceName: EventStoreKeyValueStore] = [:]
+    private var subscriptions: [ServiceName: [ProjectionRunner]] = [:]
     private var isClosed = false
 
     init(location: StorageLocation) {
@@ -88,6 +89,25 @@ actor HostStorage {
         return ServiceStorage(events: events, keyValues: keyValues)
     }
 
+    /// The host's whole store, every namespace: only for the host's own durable subscriptions.
+    func sharedStore() throws -> any EventStore {
+        guard !self.isClosed else {
+            throw EventStoreError(code: .closed, message: "the host has shut down its storage")
+        }
+        return try self.openStore()
+    }
+
+    /// Keeps a durable subscription's runner, to stop it with its service.
+    func register(_ runner: ProjectionRunner, for service: ServiceName) {
+        self.subscriptions[service, default: []].append(runner)
+    }
+
+    /// Stops the durable subscriptions of `service` and waits for them.
+    func stopSubscriptions(of service: ServiceName) async {
+        let runners = self.subscriptions.removeValue(forKey: service) ?? []
+        for runner in runners { await runner.stop() }
+    }
+
     private func openStore() throws(EventStoreError) -> any EventStore {
         if let store = self.store { return store }
         let store: any EventStore
@@ -106,6 +126,9 @@ actor HostStorage {
     /// Closes the host's store; later requests fail with ``/KeelEventSourcing/EventStoreError/Code/closed``.
     func close() async {
         self.isClosed = true
+        let runners = self.subscriptions.values.flatMap { $0 }
+        self.subscriptions = [:]
+        for runner in runners { await runner.stop() }
         await self.fileStore?.close()
         self.fileStore = nil
         self.store = nil

@@ -351,16 +351,35 @@ public actor ProjectionRunner {
             return .failure(error)
         }
         self.publish(checkpoint)
+        // Where reading goes on: the checkpoint, or past it over positions that the store hides
+        // from this runner (a filtered view), which it would otherwise wait for forever.
+        var cursor = checkpoint
         while !Task.isCancelled {
+            let head: UInt64
+            do {
+                head = try await self.eventStore.headPosition()
+            } catch {
+                if Task.isCancelled { return .success(()) }
+                return .failure(
+                    ProjectionError(
+                        code: .eventStore,
+                        projection: self.name,
+                        message: "cannot read the head",
+                        cause: error
+                    )
+                )
+            }
             let page: [RecordedEvent]
             do {
-                page = try await self.readPage(from: checkpoint, limit: self.configuration.pageSize)
+                page = try await self.readPage(from: cursor, limit: self.configuration.pageSize)
             } catch {
                 return Task.isCancelled ? .success(()) : .failure(error)
             }
             if page.isEmpty {
-                // Returns when the store holds an event at `checkpoint`, or on cancellation.
-                await self.eventStore.waitForHead(beyond: checkpoint)
+                // Nothing visible before `head`: wait until the store holds an event at or after
+                // it, or for cancellation.
+                cursor = Swift.max(cursor, head)
+                await self.eventStore.waitForHead(beyond: cursor)
                 continue
             }
             await self.takeTurn()
@@ -369,6 +388,7 @@ public actor ProjectionRunner {
             switch outcome {
             case .committed(let next):
                 checkpoint = next
+                cursor = Swift.max(cursor, next)
                 self.publish(next)
             case .cancelled:
                 return .success(())
