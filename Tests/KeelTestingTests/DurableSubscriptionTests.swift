@@ -139,4 +139,34 @@ struct DurableSubscriptionTests {
             #expect(publications.map(\.state) == [.completed, .completed, .completed])
         }
     }
+
+    /// Subscribes durably to the user aggregate's registrations (the aggregate's own events).
+    actor Welcomer: ServiceActor {
+        static let name: ServiceName = "welcomer"
+        let welcomed = HarnessFixtures.Log()
+        private(set) var subscription: DurableSubscription?
+
+        func start(_ environment: ServiceEnvironment) async throws {
+            let welcomed = self.welcomed
+            self.subscription = try await environment.subscribeDurably(
+                to: CQRSTests.UserRegistered.self,
+                name: "welcome"
+            ) { event, recorded in
+                welcomed.append("\(event.name) <\(event.email)> from \(recorded.stream)")
+            }
+        }
+    }
+
+    @Test("an aggregate's events are publications too: same append, no outbox write")
+    func aggregateEventsArePublications() async throws {
+        let welcomer = Welcomer()
+        try await TestHost.with(services: [CQRSTests.UserService(), welcomer]) { test in
+            let receipt = try await test.client.send(
+                CQRSTests.RegisterUser(aggregateID: "ada", email: "ada@example.com", name: "Ada")
+            )
+            let subscription = try #require(await welcomer.subscription)
+            try await subscription.waitUntilDelivered(through: try #require(receipt.position))
+            #expect(welcomer.welcomed.values == ["Ada <ada@example.com> from user/user-ada"])
+        }
+    }
 }
