@@ -34,19 +34,7 @@ package struct FilteredEventView: EventStore {
         guard limit >= 1 else {
             throw EventStoreError(code: .invalidArgument, message: "limit \(limit) is below 1")
         }
-        var result: [RecordedEvent] = []
-        var cursor = position
-        let page = Swift.max(256, Swift.min(limit, 4_096))
-        while result.count < limit {
-            let events = try await self.base.readAll(from: cursor, limit: page)
-            guard let last = events.last else { break }
-            for event in events where self.isIncluded(event) {
-                result.append(event)
-                if result.count == limit { break }
-            }
-            cursor = last.position + 1
-        }
-        return result
+        return try await self.base.collect(from: position, limit: limit) { self.isIncluded($0) ? $0 : nil }
     }
 
     package func streamVersion(_ stream: StreamID) async throws(EventStoreError) -> UInt64? {
@@ -71,5 +59,31 @@ package struct FilteredEventView: EventStore {
 
     package func waitForHead(beyond head: UInt64) async {
         await self.base.waitForHead(beyond: head)
+    }
+}
+
+extension EventStore {
+    /// Reads the global log from `position` page by page and keeps what `transform` returns,
+    /// until `limit` events are kept or the log ends: the read of a view that shows only part of
+    /// the log (``NamespacedEventStore``, ``FilteredEventView``).
+    package func collect(
+        from position: UInt64,
+        limit: Int,
+        _ transform: (RecordedEvent) -> RecordedEvent?
+    ) async throws(EventStoreError) -> [RecordedEvent] {
+        var result: [RecordedEvent] = []
+        var cursor = position
+        let page = Swift.max(256, Swift.min(limit, 4_096))
+        while result.count < limit {
+            let events = try await self.readAll(from: cursor, limit: page)
+            guard let last = events.last else { break }
+            for event in events {
+                guard let kept = transform(event) else { continue }
+                result.append(kept)
+                if result.count == limit { break }
+            }
+            cursor = last.position + 1
+        }
+        return result
     }
 }

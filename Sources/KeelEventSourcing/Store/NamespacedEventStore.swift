@@ -102,20 +102,7 @@ public struct NamespacedEventStore: EventStore {
         guard limit >= 1 else {
             throw EventStoreError(code: .invalidArgument, message: "limit \(limit) is below 1")
         }
-        var result: [RecordedEvent] = []
-        var cursor = position
-        let page = Swift.max(256, Swift.min(limit, 4_096))
-        while result.count < limit {
-            let events = try await self.base.readAll(from: cursor, limit: page)
-            guard let last = events.last else { break }
-            for event in events {
-                guard let local = self.local(event) else { continue }
-                result.append(local)
-                if result.count == limit { break }
-            }
-            cursor = last.position + 1
-        }
-        return result
+        return try await self.base.collect(from: position, limit: limit) { self.local($0) }
     }
 
     /// The last version of this namespace's `stream`.
