@@ -11,8 +11,8 @@ import KeelEventSourcing
 /// store's global order. Its checkpoint and its failed deliveries live in the subscribing
 /// service's own storage: after a restart it goes on after the last delivered event. A handler
 /// that keeps failing parks the event as a failed publication (see
-/// ``/KeelEventSourcing/ProjectionRunner/Configuration``) and the subscription goes on; ``resubmit(position:)``
-/// delivers it again.
+/// ``/KeelEventSourcing/ProjectionRunner/Configuration``) and the subscription goes on;
+/// ``resubmit(position:)`` delivers it again.
 ///
 /// The host stops the subscription before it stops the subscribing service.
 public struct DurableSubscription: Sendable {

@@ -245,7 +245,7 @@ public final class FileEventStore: EventStore {
         to stream: StreamID,
         expecting expected: ExpectedVersion
     ) async throws(EventStoreError) -> AppendResult {
-        try InMemoryEventStore.validate(events, stream: stream)
+        try StoreRules.validate(events, stream: stream)
         var bodies = events.map { FileRecord.encodeEventBody($0, stream: stream) }
         for (body, event) in zip(bodies, events) where body.count > self.configuration.maxRecordSize {
             throw EventStoreError(
@@ -310,7 +310,7 @@ public final class FileEventStore: EventStore {
                 throw EventStoreError(code: .streamDeleted, stream: stream, message: "the stream was deleted")
             }
             guard let last = entry.lastVersion else { return ([], []) }
-            let versions = InMemoryEventStore.visibleVersions(
+            let versions = StoreRules.visibleVersions(
                 first: entry.metadata.firstVisibleVersion(last: last),
                 last: last,
                 from: version,
@@ -390,7 +390,7 @@ public final class FileEventStore: EventStore {
     ///   - stream: The stream.
     /// - Throws: ``EventStoreError``.
     public func setStreamMetadata(_ metadata: StreamMetadata, for stream: StreamID) async throws(EventStoreError) {
-        try InMemoryEventStore.validate(metadata, stream: stream)
+        try StoreRules.validate(metadata, stream: stream)
         let body = FileRecord.streamMetadata(stream, metadata).encodeBody()
         _ = try await self.enqueue { state throws(EventStoreError) in
             let result = AppendResult(streamVersion: state.assigned[stream]?.currentVersion, positions: 0..<0)

@@ -83,7 +83,7 @@ public final class InMemoryEventStore: EventStore {
         to stream: StreamID,
         expecting expected: ExpectedVersion
     ) async throws(EventStoreError) -> AppendResult {
-        try Self.validate(events, stream: stream)
+        try StoreRules.validate(events, stream: stream)
         let (result, ready) = try self.state.withLock {
             state throws(EventStoreError) -> (AppendResult, [CheckedContinuation<Void, Never>]) in
             let current = state.streams[stream]?.currentVersion
@@ -120,7 +120,7 @@ public final class InMemoryEventStore: EventStore {
                 throw EventStoreError(code: .streamDeleted, stream: stream, message: "the stream was deleted")
             }
             guard let last = entry.lastVersion else { return [] }
-            let range = Self.visibleVersions(
+            let range = StoreRules.visibleVersions(
                 first: entry.metadata.firstVisibleVersion(last: last),
                 last: last,
                 from: version,
@@ -186,7 +186,7 @@ public final class InMemoryEventStore: EventStore {
     ///   - stream: The stream.
     /// - Throws: ``EventStoreError``.
     public func setStreamMetadata(_ metadata: StreamMetadata, for stream: StreamID) async throws(EventStoreError) {
-        try Self.validate(metadata, stream: stream)
+        try StoreRules.validate(metadata, stream: stream)
         self.state.withLock { state in
             state.streams[stream, default: Stream()].metadata = metadata
         }
@@ -242,53 +242,5 @@ public final class InMemoryEventStore: EventStore {
             streamVersion: entry.currentVersion,
             positions: firstPosition..<UInt64(state.log.count)
         )
-    }
-
-    static func validate(_ events: [EventData], stream: StreamID) throws(EventStoreError) {
-        guard !stream.name.isEmpty else {
-            throw EventStoreError(code: .invalidArgument, message: "the stream name is empty")
-        }
-        for event in events {
-            guard !event.type.isEmpty else {
-                throw EventStoreError(code: .invalidArgument, stream: stream, message: "an event type is empty")
-            }
-            guard event.schemaVersion >= 1 else {
-                throw EventStoreError(
-                    code: .invalidArgument,
-                    stream: stream,
-                    message: "event type \(event.type) has schema version \(event.schemaVersion), below 1"
-                )
-            }
-        }
-    }
-
-    static func validate(_ metadata: StreamMetadata, stream: StreamID) throws(EventStoreError) {
-        if let maxCount = metadata.maxCount, maxCount < 1 {
-            throw EventStoreError(code: .invalidArgument, stream: stream, message: "maxCount \(maxCount) is below 1")
-        }
-    }
-
-    /// The versions a read returns, in reading order.
-    static func visibleVersions(
-        first: UInt64,
-        last: UInt64,
-        from version: UInt64,
-        direction: ReadDirection,
-        limit: Int
-    ) -> [UInt64] {
-        guard first <= last else { return [] }
-        let count = UInt64(limit)
-        switch direction {
-        case .forwards:
-            let start = max(version, first)
-            guard start <= last else { return [] }
-            let end = last - start + 1 > count ? start + count - 1 : last
-            return Array(start...end)
-        case .backwards:
-            guard version >= first else { return [] }
-            let start = min(version, last)
-            let end = start - first + 1 > count ? start - (count - 1) : first
-            return Array((end...start).reversed())
-        }
     }
 }
