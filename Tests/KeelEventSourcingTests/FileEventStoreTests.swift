@@ -84,17 +84,31 @@ struct FileEventStoreTests {
         defer { directory.remove() }
         let store = try FileEventStore(directory: directory.path, configuration: Fixtures.configuration())
         try await store.append(Fixtures.event(0), to: "a-1")
+        // The subscription delivers event 0, then parks in the store's wait for a second event;
+        // closing the store must end it with `closed`, having delivered exactly the one event.
+        let probe = ParkingProbe(store, signallingWaitsBeyond: 1)
+        let delivered = OneShotSignal()
         let subscriber = Task {
             var count = 0
             do {
-                for try await _ in store.subscribe(from: 0) { count += 1 }
-            } catch {}
-            return count
+                for try await _ in probe.subscribe(from: 0) {
+                    count += 1
+                    delivered.signal()
+                }
+                return (count, nil as EventStoreError.Code?)
+            } catch let error as EventStoreError {
+                return (count, error.code)
+            } catch {
+                return (count, nil)
+            }
         }
-        await store.waitForHead(beyond: 0)
+        await delivered.wait()
+        await probe.parking.wait()
         await store.close()
         await store.close()
-        #expect(await subscriber.value <= 1)
+        let (count, ending) = await subscriber.value
+        #expect(count == 1)
+        #expect(ending == .closed)
         await #expect(throws: EventStoreError.self) { try await store.append(Fixtures.event(1), to: "a-1") }
         await #expect(throws: EventStoreError.self) { _ = try await store.readAll(from: 0, limit: 1) }
     }

@@ -84,4 +84,9 @@ final class BulkheadTestTally: Sendable {
         }
         self.counts.withLock { $0[key, default: 0] += 1 }
     }
+
+    /// Counts a step that moved the clock instead of calling the bulkhead.
+    func countAdvance() {
+        self.counts.withLock { $0["advanced", default: 0] += 1 }
+    }
 }

@@ -46,6 +46,17 @@ enum CircuitBreakerFixtures {
         }
     }
 
+    /// Hands out 1, 2, 3, … to its callers, in the order they call.
+    final class Tickets: Sendable {
+        private let issued = Atomic<Int>(0)
+
+        var count: Int { self.issued.load(ordering: .relaxed) }
+
+        func take() -> Int {
+            self.issued.add(1, ordering: .relaxed).newValue
+        }
+    }
+
     /// Counts operations in flight and remembers the most at once.
     final class HighWaterMark: Sendable {
         private let current = Atomic<Int>(0)
@@ -65,11 +76,13 @@ enum CircuitBreakerFixtures {
     }
 
     /// Fails `count` times through `breaker`, expecting each failure to be the operation's own.
-    static func fail(_ breaker: CircuitBreaker, times count: Int = 1) async {
+    static func fail(_ breaker: CircuitBreaker, times count: Int = 1) async throws {
         for _ in 0..<count {
+            // Only the operation's own failure is expected: a rejection (the breaker refused the
+            // call, so nothing was recorded) reaches the test as an error.
             do {
                 _ = try await breaker.run { () async throws -> Int in throw Failure() }
-            } catch {}
+            } catch is Failure {}
         }
     }
 

@@ -34,11 +34,11 @@ struct CircuitBreakerTests {
             $0.consecutiveFailureThreshold = 3
             $0.openDuration = .fixed(.seconds(30))
         }
-        await Fixtures.fail(breaker, times: 2)
+        try await Fixtures.fail(breaker, times: 2)
         try await Fixtures.succeed(breaker)
-        await Fixtures.fail(breaker, times: 2)
+        try await Fixtures.fail(breaker, times: 2)
         #expect(breaker.state == .closed)
-        await Fixtures.fail(breaker)
+        try await Fixtures.fail(breaker)
         #expect(breaker.state == .open)
 
         clock.advance(by: .seconds(10))
@@ -61,7 +61,7 @@ struct CircuitBreakerTests {
             $0.minimumNumberOfCalls = 10
             $0.window = .lastCalls(20)
         }
-        await Fixtures.fail(breaker, times: 9)
+        try await Fixtures.fail(breaker, times: 9)
         #expect(breaker.state == .closed, "100% failures, but only 9 calls")
         #expect(breaker.metrics.failureRate == nil)
         #expect(breaker.metrics.bufferedCalls == 9)
@@ -77,11 +77,11 @@ struct CircuitBreakerTests {
             $0.minimumNumberOfCalls = 4
             $0.window = .lastDuration(.seconds(10), buckets: 10)
         }
-        await Fixtures.fail(breaker, times: 3)
+        try await Fixtures.fail(breaker, times: 3)
         #expect(breaker.metrics.bufferedCalls == 3)
         clock.advance(by: .seconds(11))
         #expect(breaker.metrics.bufferedCalls == 0, "the three failures aged out")
-        await Fixtures.fail(breaker)
+        try await Fixtures.fail(breaker)
         #expect(breaker.state == .closed, "one failure in the window is below the minimum")
         try await Fixtures.succeed(breaker, times: 3)
         #expect(breaker.state == .closed)
@@ -132,14 +132,14 @@ struct CircuitBreakerTests {
                 try await breaker.run { () async throws -> Int in throw Fixtures.Ignorable() }
             }
         }
-        await Fixtures.fail(breaker)
+        try await Fixtures.fail(breaker)
         await #expect(throws: Other.self) {
             try await breaker.run { () async throws -> Int in throw Other() }
         }
         #expect(breaker.metrics.consecutiveFailures == 0, "an unlisted error counts as a success")
-        await Fixtures.fail(breaker)
+        try await Fixtures.fail(breaker)
         #expect(breaker.state == .closed)
-        await Fixtures.fail(breaker)
+        try await Fixtures.fail(breaker)
         #expect(breaker.state == .open)
     }
 
@@ -179,7 +179,7 @@ struct CircuitBreakerTests {
         #expect(breaker.state == .closed)
         #expect(breaker.metrics.bufferedCalls == 0)
 
-        await Fixtures.fail(breaker)
+        try await Fixtures.fail(breaker)
         clock.advance(by: .seconds(5))
         await #expect(throws: CancellationError.self) {
             try await breaker.run { () async throws -> Int in throw CancellationError() }
@@ -200,7 +200,7 @@ struct CircuitBreakerTests {
             $0.openDuration = .fixed(.seconds(5))
             $0.errorClassification = .lists(ignore: [Fixtures.Ignorable.self])
         }
-        await Fixtures.fail(breaker)
+        try await Fixtures.fail(breaker)
         clock.advance(by: .seconds(5))
         for _ in 0..<3 {
             await #expect(throws: Fixtures.Ignorable.self) {
@@ -222,7 +222,7 @@ struct CircuitBreakerTests {
             $0.openDuration = .exponential(initial: .seconds(1), multiplier: 3, maximum: .seconds(20))
         }
         var remaining: [Duration?] = []
-        await Fixtures.fail(breaker)
+        try await Fixtures.fail(breaker)
         for _ in 0..<4 {
             do {
                 _ = try await breaker.run { 1 }
@@ -230,14 +230,14 @@ struct CircuitBreakerTests {
                 remaining.append(error.remainingOpenDuration)
                 clock.advance(by: error.remainingOpenDuration!)
             }
-            await Fixtures.fail(breaker)  // the probe fails: re-open
+            try await Fixtures.fail(breaker)  // the probe fails: re-open
         }
         #expect(remaining == [.seconds(1), .seconds(3), .seconds(9), .seconds(20)])
         #expect(breaker.metrics.consecutiveOpenings == 5)
         clock.advance(by: .seconds(20))
         try await Fixtures.succeed(breaker)
         #expect(breaker.state == .closed)
-        await Fixtures.fail(breaker)
+        try await Fixtures.fail(breaker)
         let error = await #expect(throws: CircuitBreakerError.self) { try await breaker.run { 1 } }
         #expect(error?.remainingOpenDuration == .seconds(1))
     }
@@ -255,12 +255,12 @@ struct CircuitBreakerTests {
         #expect(await Fixtures.rejection(breaker) == .forcedOpen)
 
         await breaker.disable()
-        await Fixtures.fail(breaker, times: 10)
+        try await Fixtures.fail(breaker, times: 10)
         #expect(breaker.state == .disabled)
         #expect(breaker.metrics.bufferedCalls == 0)
 
         await breaker.enableMetricsOnly()
-        await Fixtures.fail(breaker, times: 10)
+        try await Fixtures.fail(breaker, times: 10)
         #expect(breaker.state == .metricsOnly)
         #expect(breaker.metrics.failedCalls == 10)
         #expect(await Fixtures.rejection(breaker) == nil)
@@ -268,7 +268,7 @@ struct CircuitBreakerTests {
         await breaker.reset()
         #expect(breaker.state == .closed)
         #expect(breaker.metrics.bufferedCalls == 0)
-        await Fixtures.fail(breaker)
+        try await Fixtures.fail(breaker)
         #expect(breaker.state == .open)
         await breaker.reset()
         #expect(breaker.state == .closed)
@@ -285,7 +285,7 @@ struct CircuitBreakerTests {
             $0.permittedCallsInHalfOpen = 1
         }
         var events = breaker.events().makeAsyncIterator()
-        await Fixtures.fail(breaker)
+        try await Fixtures.fail(breaker)
         #expect(await Fixtures.nextTransition(&events) == .open)
         await clock.waitForSleepers(count: 1)
         clock.advance(by: .seconds(9))
@@ -310,7 +310,7 @@ struct CircuitBreakerTests {
             $0.maximumTimeInHalfOpen = .seconds(5)
         }
         var events = breaker.events().makeAsyncIterator()
-        await Fixtures.fail(breaker)
+        try await Fixtures.fail(breaker)
         #expect(await Fixtures.nextTransition(&events) == .open)
         await clock.waitForSleepers(count: 1)
         clock.advance(by: .seconds(10))
@@ -330,7 +330,7 @@ struct CircuitBreakerTests {
             $0.openDuration = .fixed(.seconds(10))
             $0.permittedCallsInHalfOpen = 2
         }
-        await Fixtures.fail(breaker)
+        try await Fixtures.fail(breaker)
         clock.advance(by: .seconds(60))
         #expect(breaker.state == .open)
         #expect(clock.sleeperCount == 0, "no timer in lazy mode")
@@ -376,7 +376,7 @@ struct CircuitBreakerTests {
             $0.openDuration = .fixed(.seconds(10))
             $0.permittedCallsInHalfOpen = permitted
         }
-        await Fixtures.fail(breaker)
+        try await Fixtures.fail(breaker)
         clock.advance(by: .seconds(10))
 
         let callers = 1_000
@@ -417,32 +417,54 @@ struct CircuitBreakerTests {
     func halfOpenContentionRounds() async throws {
         let clock = TestClock()
         let permitted = 3
+        let callers = 1_000
         let breaker = Self.breaker(clock: clock) {
             $0.failureRateThreshold = 0.5
             $0.consecutiveFailureThreshold = 1
             $0.openDuration = .fixed(.seconds(1))
             $0.permittedCallsInHalfOpen = permitted
         }
-        let random = RandomSource(seed: 11)
-        for _ in 0..<20 {
-            await Fixtures.fail(breaker)
+        for round in 0..<20 {
+            try await Fixtures.fail(breaker)
             clock.advance(by: .seconds(1))
+            // The probes' outcomes are fixed before the round: the first admitted probe fails in
+            // rounds where `round % 4 == 0`, and so on, whatever the order of admission.
+            let failingProbes = round % (permitted + 1)
+            let admitted = Fixtures.Tickets()
+            let gate = Fixtures.Gate()
+            let attempted = Fixtures.Countdown(callers)
             let probes = Fixtures.HighWaterMark()
+            let rejected = Fixtures.Tickets()
             await withDiscardingTaskGroup { group in
-                for _ in 0..<1_000 {
-                    let fails = random.next(upperBound: 4) == 0
+                for _ in 0..<callers {
                     group.addTask {
-                        _ = try? await breaker.run { () async throws -> Int in
-                            probes.enter()
-                            defer { probes.leave() }
-                            if fails { throw Failure() }
-                            return 1
-                        }
+                        do {
+                            _ = try await breaker.run { () async throws -> Int in
+                                probes.enter()
+                                let order = admitted.take()
+                                attempted.signal()
+                                await gate.wait()
+                                probes.leave()
+                                if order <= failingProbes { throw Failure() }
+                                return 1
+                            }
+                        } catch is CircuitBreakerError {
+                            _ = rejected.take()
+                            attempted.signal()
+                        } catch {}
                     }
                 }
+                // Every caller was admitted and holds its probe at the gate, or was rejected: the
+                // probes are all in flight at once here.
+                await attempted.wait()
+                #expect(probes.inFlight == permitted, "round \(round)")
+                gate.open()
             }
-            #expect(probes.maximum <= 1_000)
-            #expect(breaker.state != .halfOpen)
+            #expect(probes.maximum == permitted, "round \(round)")
+            #expect(rejected.count == callers - permitted, "round \(round)")
+            // Half the probes or more failing re-opens the breaker; fewer close it.
+            let reopens = Double(failingProbes) / Double(permitted) >= 0.5
+            #expect(breaker.state == (reopens ? .open : .closed), "round \(round)")
             await breaker.reset()
         }
     }
@@ -458,7 +480,7 @@ struct CircuitBreakerTests {
             $0.permittedCallsInHalfOpen = 1
         }
         let events = breaker.events(bufferSize: 64)
-        await Fixtures.fail(breaker, times: 2)
+        try await Fixtures.fail(breaker, times: 2)
         #expect(await Fixtures.rejection(breaker) == .open)
         clock.advance(by: .seconds(1))
         try await Fixtures.succeed(breaker)
@@ -483,7 +505,7 @@ struct CircuitBreakerTests {
         let breaker = Self.breaker(clock: TestClock()) { _ in }
         let events = breaker.events(bufferSize: 2)
         try await Fixtures.succeed(breaker, times: 5)
-        await Fixtures.fail(breaker)
+        try await Fixtures.fail(breaker)
         #expect(events.droppedCount == 4)
         await breaker.shutdown()
         var kinds: [CircuitBreakerEvent.Kind] = []

@@ -19,8 +19,13 @@ import KeelEventSourcing
 /// and conflicts (nothing written on a conflict), atomic multi-event appends, reads forwards and
 /// backwards with limits, the global log, stream metadata, soft deletion and re-creation,
 /// argument validation, catch-up subscriptions switching to live with no gap and no duplicate,
-/// stream subscriptions, cancellation, and 16 concurrent appenders to distinct streams and to
-/// one stream (no lost or duplicated event, contiguous versions, conflicts detected).
+/// stream subscriptions, cancelling a subscription parked in ``/KeelEventSourcing/EventStore/waitForHead(beyond:)``
+/// (it ends, having delivered exactly the events before), and 16 concurrent appenders to distinct
+/// streams and to one stream (no lost or duplicated event, contiguous versions, conflicts detected).
+///
+/// A store that never ends a wait its caller cancelled makes the cancellation check hang rather
+/// than fail: run the checks under a time limit (`.timeLimit` in Swift Testing,
+/// `executionTimeAllowance` in XCTest).
 public enum EventStoreConformance {
     /// One named check.
     public struct Check: Sendable, CustomStringConvertible {
@@ -308,16 +313,30 @@ public enum EventStoreConformance {
 
     static func subscriptionCancellation(_ store: any EventStore) async throws {
         try await store.append(event("only"), to: "quiet-1")
-        let task = Task {
-            var count = 0
-            for try await _ in store.subscribe(from: 0) { count += 1 }
-            return count
+        // The probe signals when the subscription, having delivered the one event, asks the store
+        // to wait for a second: the cancel below lands on a subscription that is parked in the
+        // store's `waitForHead` or about to park there, which the store must honour either way.
+        let probe = ParkingProbe(store, signallingWaitsBeyond: 1)
+        let delivered = OneShotSignal()
+        let outcome = try await withThrowingTaskGroup(of: Int.self) { group in
+            group.addTask {
+                var count = 0
+                for try await _ in probe.subscribe(from: 0) {
+                    count += 1
+                    delivered.signal()
+                }
+                return count
+            }
+            await delivered.wait()
+            await probe.parking.wait()
+            group.cancelAll()
+            // The subscription must end: a store whose wait ignores cancellation hangs here, and
+            // the test's time limit reports it.
+            return try await group.next()
         }
-        // The subscriber delivers the one event and then waits for more; cancelling ends it.
-        while try await store.headPosition() < 1 { await Task.yield() }
-        task.cancel()
-        let count = try await task.value
-        try expect(count <= 1, "a cancelled subscription delivered \(count) events")
+        try expect(outcome == 1, "a subscription cancelled while waiting delivered \(String(describing: outcome)) events, expected exactly 1")
+        try await store.append(event("after"), to: "quiet-1")
+        try expect(try await store.headPosition() == 2, "the store stopped appending after a cancelled subscription")
     }
 
     static func concurrentAppenders(_ store: any EventStore) async throws {
