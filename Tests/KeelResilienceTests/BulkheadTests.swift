@@ -270,7 +270,10 @@ struct BulkheadTests {
         #expect(Set(counts.keys).isSubset(of: ["ran", "cancelled", "wait timed out", "advanced"]))
         #expect(advances > 0 && cancelledTasks > 0)
         #expect(counts["advanced", default: 0] == advances)
-        #expect(counts["ran", default: 0] + counts["cancelled", default: 0] + counts["wait timed out", default: 0] == operations - advances)
+        #expect(
+            counts["ran", default: 0] + counts["cancelled", default: 0] + counts["wait timed out", default: 0]
+                == operations - advances
+        )
         // Only a cancelled task can end in a cancellation; every planned operation ran or failed.
         #expect(counts["cancelled", default: 0] <= cancelledTasks)
         #expect(counts["ran", default: 0] > 0)

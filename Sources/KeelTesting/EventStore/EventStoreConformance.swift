@@ -334,7 +334,10 @@ public enum EventStoreConformance {
             // the test's time limit reports it.
             return try await group.next()
         }
-        try expect(outcome == 1, "a subscription cancelled while waiting delivered \(String(describing: outcome)) events, expected exactly 1")
+        try expect(
+            outcome == 1,
+            "a subscription cancelled while waiting delivered \(String(describing: outcome)) events, expected exactly 1"
+        )
         try await store.append(event("after"), to: "quiet-1")
         try expect(try await store.headPosition() == 2, "the store stopped appending after a cancelled subscription")
     }
