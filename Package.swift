@@ -59,6 +59,12 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .executableTarget(
+            name: "KeelCrashProjector",
+            dependencies: ["KeelEventSourcing", "KeelCore"],
+            path: "Tests/Tools/KeelCrashProjector",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
             name: "KeelRecordFuzzer",
             dependencies: ["KeelEventSourcing", "KeelCore"],
             path: "Fuzz/RecordDecoder",
@@ -66,7 +72,9 @@ let package = Package(
         ),
         .testTarget(
             name: "KeelEventSourcingTests",
-            dependencies: ["KeelEventSourcing", "KeelCore", "KeelTesting", "KeelCrashAppender"],
+            dependencies: [
+                "KeelEventSourcing", "KeelCore", "KeelTesting", "KeelCrashAppender", "KeelCrashProjector",
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
