@@ -65,6 +65,12 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .executableTarget(
+            name: "KeelCrashSubscriber",
+            dependencies: ["Keel", "KeelEventSourcing", "KeelCore"],
+            path: "Tests/Tools/KeelCrashSubscriber",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
             name: "KeelRecordFuzzer",
             dependencies: ["KeelEventSourcing", "KeelCore"],
             path: "Fuzz/RecordDecoder",
@@ -79,7 +85,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KeelTestingTests",
-            dependencies: ["KeelTesting", "Keel", "KeelCore", "KeelEventSourcing"],
+            dependencies: ["KeelTesting", "Keel", "KeelCore", "KeelEventSourcing", "KeelCrashSubscriber"],
             swiftSettings: swiftSettings
         ),
     ]
