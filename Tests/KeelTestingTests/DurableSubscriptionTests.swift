@@ -217,6 +217,14 @@ struct DurableSubscriptionTests {
             let subscription = try #require(await welcomer.subscription)
             try await subscription.waitUntilDelivered(through: try #require(receipt.position))
             #expect(welcomer.welcomed.values == ["Ada <ada@example.com> from user/user-ada"])
+
+            // No outbox write: besides the services' key-value records, the host's log holds the
+            // aggregate's one event, and the user service has no outbox stream.
+            let log = try await test.host.storage.sharedStore().readAll(from: 0, limit: .max)
+            let written = log.filter { !$0.stream.name.contains("/\(EventStoreKeyValueStore.streamCategory)-") }
+            #expect(written.map(\.stream) == ["user/user-ada"])
+            #expect(written.map(\.type) == [CQRSTests.UserRegistered.eventType])
+            #expect(try await test.host.storage.storage(for: "user").events.streamVersion("$outbox") == nil)
         }
     }
 }
