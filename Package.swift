@@ -59,6 +59,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .executableTarget(
+            name: "KeelCrashProjector",
+            dependencies: ["KeelEventSourcing", "KeelCore"],
+            path: "Tests/Tools/KeelCrashProjector",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "KeelCrashSubscriber",
+            dependencies: ["Keel", "KeelEventSourcing", "KeelCore"],
+            path: "Tests/Tools/KeelCrashSubscriber",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
             name: "KeelRecordFuzzer",
             dependencies: ["KeelEventSourcing", "KeelCore"],
             path: "Fuzz/RecordDecoder",
@@ -66,12 +78,14 @@ let package = Package(
         ),
         .testTarget(
             name: "KeelEventSourcingTests",
-            dependencies: ["KeelEventSourcing", "KeelCore", "KeelTesting", "KeelCrashAppender"],
+            dependencies: [
+                "KeelEventSourcing", "KeelCore", "KeelTesting", "KeelCrashAppender", "KeelCrashProjector",
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "KeelTestingTests",
-            dependencies: ["KeelTesting", "Keel", "KeelCore", "KeelEventSourcing"],
+            dependencies: ["KeelTesting", "Keel", "KeelCore", "KeelEventSourcing", "KeelCrashSubscriber"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -1,10 +1,11 @@
+import Foundation
 import KeelCore
 import KeelEventSourcing
 import Testing
 
 /// The read model and the checkpoint are one atomic commit: whatever a crash interrupts, after
 /// reopening the read model holds exactly the events before the stored checkpoint.
-@Suite("Projection checkpoints across crashes")
+@Suite("Projection checkpoints across crashes", .timeLimit(.minutes(5)))
 struct ProjectionCrashTests {
     /// Checks that the read model in `projectionStore` is exactly the events before its checkpoint.
     static func expectInStep(_ projectionStore: ProjectionStore, events: any EventStore) async throws -> UInt64 {
@@ -76,28 +77,95 @@ struct ProjectionCrashTests {
         await events.close()
     }
 
-    @Test("closing the store under a running runner (a kill) and reopening finds them in step", arguments: 0..<4)
-    func killAndReopen(trial: Int) async throws {
+    /// Where a kill trial's child process stops before the test kills it.
+    enum KillPoint: String, CaseIterable, Sendable {
+        /// Nowhere in particular: the child runs free and dies after a random number of applies,
+        /// wherever the runner is (reading, applying, in the middle of a commit's write).
+        case anywhere
+        /// In the projection's apply of a chosen event: after it built its writes, before the
+        /// page's commit.
+        case inApply
+        /// Right after a chosen commit is durable, before the runner hears that it returned.
+        case afterCommit
+    }
+
+    @Test(
+        "a runner SIGKILLed anywhere, in apply or just after a commit reopens in step, and catching up applies each event once",
+        arguments: KillPoint.allCases,
+        0..<2
+    )
+    func killAndReopen(point: KillPoint, round: Int) async throws {
+        // KEEL_PROJECTION_KILL_SEED replays a trial; its page size and stopping point follow from the seed.
+        let seed =
+            ProcessInfo.processInfo.environment["KEEL_PROJECTION_KILL_SEED"].flatMap { UInt64($0) }
+            ?? UInt64.random(in: 0...UInt64.max)
+        let random = RandomSource(seed: seed)
+        let pageSize = 1 + random.next(upperBound: 6)
+        let count = 1 + random.next(upperBound: 40)
+        let stop: String
+        switch point {
+        case .anywhere: stop = "none"
+        case .inApply: stop = "apply:\(count)"
+        // Odd and even commits both, so that a commit split in two could not hide.
+        case .afterCommit: stop = "commit:\(2 * (count / 2) + 1 + round)"
+        }
+        let trial =
+            "seed \(seed), page size \(pageSize), \(point) (\(stop == "none" ? "after \(count) applies" : stop))"
+        print("projection kill trial: \(trial)")
+
         let directory = TemporaryDirectory("proj-kill")
         defer { directory.remove() }
-        var configuration = ProjectionRunner.Configuration()
-        configuration.pageSize = 3 + trial
-        do {
-            let store = try FileEventStore(directory: directory.path)
-            let runner = try await makeRunner(store: store, configuration: configuration)
-            await runner.start()
-            // Appends and commits interleave; the close lands wherever the runner happens to be.
-            let last = try await UserEvents.appendMix(count: 10 + 5 * trial, to: store)
-            try await runner.waitUntilCaughtUp(to: last / 2)
-            await store.close()
-            await runner.stop()
+        let child = try CrashChild(tool: "KeelCrashProjector", arguments: [directory.path, String(pageSize), stop])
+        var lines: [String] = []
+        var isAtPoint = false
+        var applies = 0
+        while !isAtPoint, let line = child.nextLine() {
+            lines.append(line)
+            if line.hasPrefix("applied ") { applies += 1 }
+            isAtPoint = point == .anywhere ? applies == count : line == "stopped"
         }
+        let stderr = child.sigkill()
+        // Lines written before the kill count too: each was written after what it reports.
+        while let line = child.nextLine() { lines.append(line) }
+        #expect(!CrashChild.hasSanitizerReport(stderr), "\(trial): the child reported\n\(stderr)")
+        try #require(
+            lines.first == "ready" && isAtPoint,
+            "\(trial): the child said \(lines.suffix(3)), stderr \(stderr)"
+        )
+
+        // What the child reported: the events applied in pages whose commit was durable, and
+        // those applied since the last such commit.
+        var committed: [UInt64] = []
+        var pending: [UInt64] = []
+        for line in lines {
+            let fields = line.split(separator: " ")
+            if fields.count == 2, fields[0] == "applied", let position = UInt64(fields[1]) { pending.append(position) }
+            if fields.first == "committed" {
+                committed += pending
+                pending = []
+            }
+        }
+        switch point {
+        case .anywhere: break
+        case .inApply: #expect(!pending.isEmpty, "\(trial): the child stopped outside a page")
+        case .afterCommit: #expect(pending.isEmpty && !committed.isEmpty, "\(trial): the child stopped inside a page")
+        }
+
         let store = try FileEventStore(directory: directory.path)
         let keyValueStore = try await EventStoreKeyValueStore.open(store: store, namespace: "projection.users")
         let projectionStore = ProjectionStore(keyValueStore: keyValueStore)
-        let checkpoint = try await Self.expectInStep(projectionStore, events: store)
-        #expect(checkpoint > 0)
+        _ = try await Self.expectInStep(projectionStore, events: store)
+        let seen = await UsersByEmailDomain.seen(in: projectionStore)
+        if point == .anywhere {
+            // The kill may have landed in the page's commit: its writes are all there or none.
+            #expect(seen == committed || seen == committed + pending, "\(trial)")
+        } else {
+            #expect(seen == committed, "\(trial)")
+        }
 
+        // Catching up applies every event the kill left out, and none twice.
+        var configuration = ProjectionRunner.Configuration()
+        configuration.pageSize = pageSize
         let resumed = ProjectionRunner(
             projection: UsersByEmailDomain(),
             eventStore: store,
@@ -109,8 +177,12 @@ struct ProjectionCrashTests {
         let lastUserEvent = try #require(userEvents.last?.position)
         try await resumed.waitUntilCaughtUp(to: lastUserEvent)
         await resumed.stop()
-        #expect(await UsersByEmailDomain.applied(in: projectionStore) == userEvents.count)
-        #expect(await UsersByEmailDomain.seen(in: projectionStore) == userEvents.map(\.position))
+        #expect(await UsersByEmailDomain.applied(in: projectionStore) == userEvents.count, "\(trial)")
+        #expect(await UsersByEmailDomain.seen(in: projectionStore) == userEvents.map(\.position), "\(trial)")
         await store.close()
+        print(
+            "projection kill trial: seed \(seed): killed with \(committed.count) events in durable commits, "
+                + "\(pending.count) applied since, \(seen.count) in the reopened read model, \(userEvents.count) after catching up"
+        )
     }
 }

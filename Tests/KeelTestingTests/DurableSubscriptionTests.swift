@@ -9,7 +9,7 @@ import Testing
 
 /// Durable publications and subscriptions: at least once, across restarts, with each
 /// publication's state listable and failed ones resubmitted.
-@Suite("Durable subscriptions", .timeLimit(.minutes(1)))
+@Suite("Durable subscriptions", .timeLimit(.minutes(2)))
 struct DurableSubscriptionTests {
     struct MissingEnvironment: Error {}
     struct HandlerFailure: Error {}
@@ -21,16 +21,19 @@ struct DurableSubscriptionTests {
 
     /// What the subscriber's handler saw, and which orders make it fail.
     final class Deliveries: Sendable {
-        private let state = Lock<(orders: [Int], failing: Set<Int>)>(([], []))
+        private let state = Lock<(orders: [Int], lines: [String], failing: Set<Int>)>(([], [], []))
 
         var orders: [Int] { self.state.withLock { $0.orders } }
+        /// Each delivery as `delivered <order> <position> <event id>`, as the crash subscriber says it.
+        var lines: [String] { self.state.withLock { $0.lines } }
 
         func fail(_ orders: Set<Int>) { self.state.withLock { $0.failing = orders } }
 
-        func deliver(_ order: Int) throws {
+        func deliver(_ order: Int, _ recorded: RecordedEvent) throws {
             try self.state.withLock { state throws(HandlerFailure) in
                 guard !state.failing.contains(order) else { throw HandlerFailure() }
                 state.orders.append(order)
+                state.lines.append("delivered \(order) \(recorded.position) \(recorded.metadata.id)")
             }
         }
     }
@@ -66,8 +69,8 @@ struct DurableSubscriptionTests {
                 to: OrderShipped.self,
                 name: "shipping-mails",
                 configuration: configuration
-            ) { event, _ in
-                try deliveries.deliver(event.orderID)
+            ) { event, recorded in
+                try deliveries.deliver(event.orderID, recorded)
             }
         }
     }
@@ -76,8 +79,55 @@ struct DurableSubscriptionTests {
         FileManager.default.temporaryDirectory.path + "/keel-durable-\(UInt64.random(in: 0...UInt64.max))"
     }
 
-    @Test("delivered at least once across restarts, from the subscriber's own checkpoint")
-    func acrossRestarts() async throws {
+    @Test(
+        "a subscriber SIGKILLed between its handler and its checkpoint gets that event again after a restart, and none it completed before",
+        arguments: [0, 3]
+    )
+    func killedBetweenHandlerAndCheckpoint(completed: Int) async throws {
+        let directory = Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // The child delivers orders 1...completed and commits their checkpoint; the handler of the
+        // next order runs and never returns; the one after is shipped. Then it is killed.
+        let child = try CrashChild(tool: "KeelCrashSubscriber", arguments: [directory, String(completed)])
+        var lines: [String] = []
+        var isStopped = false
+        var lastShipped: UInt64?
+        while !isStopped || lastShipped == nil, let line = child.nextLine() {
+            lines.append(line)
+            let fields = line.split(separator: " ")
+            if line == "stopped" { isStopped = true }
+            if fields.count == 3, fields[0] == "shipped", fields[1] == "\(completed + 2)" {
+                lastShipped = UInt64(fields[2])
+            }
+        }
+        let stderr = child.sigkill()
+        while let line = child.nextLine() { lines.append(line) }
+        #expect(!CrashChild.hasSanitizerReport(stderr), "the child reported\n\(stderr)")
+        try #require(isStopped, "the child said \(lines), stderr \(stderr)")
+        let last = try #require(lastShipped)
+        let delivered = lines.filter { $0.hasPrefix("delivered ") }
+        #expect(delivered.compactMap { Int($0.split(separator: " ")[1]) } == Array(1...(completed + 1)))
+        let interrupted = try #require(delivered.last)
+
+        // The restart, in this process, over the directory the child left.
+        var configuration = TestHost.defaultConfiguration
+        configuration.storage = .directory(directory)
+        let deliveries = Deliveries()
+        let mailer = Mailer(deliveries)
+        try await TestHost.with(services: [Shipping(), mailer], configuration: configuration) { _ in
+            let subscription = try #require(await mailer.subscription)
+            try await subscription.waitUntilDelivered(through: last)
+            // Redelivered: the same event (position and id) whose handler ran before the kill.
+            #expect(deliveries.orders == [completed + 1, completed + 2])
+            #expect(deliveries.lines.first == interrupted)
+            let status = try await subscription.status()
+            #expect(status.deliveredUpTo == last + 1)
+            #expect(status.failed.isEmpty)
+        }
+    }
+
+    @Test("after a graceful restart the subscriber goes on from its own checkpoint, past what it delivered")
+    func acrossGracefulRestarts() async throws {
         let directory = Self.directory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var configuration = TestHost.defaultConfiguration
@@ -167,6 +217,14 @@ struct DurableSubscriptionTests {
             let subscription = try #require(await welcomer.subscription)
             try await subscription.waitUntilDelivered(through: try #require(receipt.position))
             #expect(welcomer.welcomed.values == ["Ada <ada@example.com> from user/user-ada"])
+
+            // No outbox write: besides the services' key-value records, the host's log holds the
+            // aggregate's one event, and the user service has no outbox stream.
+            let log = try await test.host.storage.sharedStore().readAll(from: 0, limit: .max)
+            let written = log.filter { !$0.stream.name.contains("/\(EventStoreKeyValueStore.streamCategory)-") }
+            #expect(written.map(\.stream) == ["user/user-ada"])
+            #expect(written.map(\.type) == [CQRSTests.UserRegistered.eventType])
+            #expect(try await test.host.storage.storage(for: "user").events.streamVersion("$outbox") == nil)
         }
     }
 }
