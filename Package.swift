@@ -52,6 +52,11 @@ let package = Package(
             dependencies: ["KeelResilience", "KeelCore", "KeelTesting"],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "KeelTestSupport",
+            path: "Tests/Support/KeelTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "KeelCrashAppender",
             dependencies: ["KeelEventSourcing", "KeelCore"],
@@ -79,13 +84,16 @@ let package = Package(
         .testTarget(
             name: "KeelEventSourcingTests",
             dependencies: [
-                "KeelEventSourcing", "KeelCore", "KeelTesting", "KeelCrashAppender", "KeelCrashProjector",
+                "KeelEventSourcing", "KeelCore", "KeelTesting", "KeelTestSupport", "KeelCrashAppender",
+                "KeelCrashProjector",
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "KeelTestingTests",
-            dependencies: ["KeelTesting", "Keel", "KeelCore", "KeelEventSourcing", "KeelCrashSubscriber"],
+            dependencies: [
+                "KeelTesting", "Keel", "KeelCore", "KeelEventSourcing", "KeelTestSupport", "KeelCrashSubscriber",
+            ],
             swiftSettings: swiftSettings
         ),
     ]

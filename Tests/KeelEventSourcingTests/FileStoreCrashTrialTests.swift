@@ -1,5 +1,6 @@
 import Foundation
 import KeelCore
+import KeelTestSupport
 import Testing
 
 @testable import KeelEventSourcing
@@ -9,7 +10,9 @@ import Testing
 /// store, and checks that every acknowledged event is present, at its position, byte for byte,
 /// and that nothing else is there beyond what was in flight.
 ///
-/// `KEEL_CRASH_TRIALS` sets the number of trials (default 200).
+/// `KEEL_CRASH_TRIALS` sets the number of trials (default 200), `KEEL_CRASH_SEED` the seed of the
+/// kill points (printed at the start). The child's stderr is kept: a sanitizer report there (the
+/// child of a ThreadSanitizer build is sanitized too) fails the trial, although SIGKILL ends it.
 @Suite("File event store crash trials", .timeLimit(.minutes(10)))
 struct FileStoreCrashTrialTests {
     static let appenders = 4
@@ -20,76 +23,36 @@ struct FileStoreCrashTrialTests {
         return (0..<120).map { unit[$0 % unit.count] }
     }
 
-    static var appenderPath: String {
-        let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        // The test bundle is a file on Linux and a directory (…/Contents/MacOS/…) on macOS.
-        for candidate in [
-            directory, directory.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent(),
-        ] {
-            let path = candidate.appendingPathComponent("KeelCrashAppender").path
-            if FileManager.default.isExecutableFile(atPath: path) { return path }
-        }
-        return directory.appendingPathComponent("KeelCrashAppender").path
-    }
-
-    /// Reads lines from a pipe, blocking; `nil` at end of file.
-    final class LineReader {
-        let handle: FileHandle
-        var buffer: [UInt8] = []
-
-        init(_ handle: FileHandle) { self.handle = handle }
-
-        func next() -> String? {
-            while true {
-                if let newline = self.buffer.firstIndex(of: 10) {
-                    let line = String(decoding: self.buffer[..<newline], as: UTF8.self)
-                    self.buffer.removeSubrange(...newline)
-                    return line
-                }
-                let data = self.handle.availableData
-                if data.isEmpty { return nil }
-                self.buffer.append(contentsOf: data)
-            }
-        }
-    }
-
     struct Ack: Hashable {
         var tag: String
         var position: UInt64
     }
 
-    /// Runs the appender in `directory` until `acks` acknowledgements, kills it, returns them.
-    static func runAndKill(_ directory: String, after acks: Int) throws -> [Ack] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.appenderPath)
-        process.arguments = [directory, String(Self.appenders)]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let reader = LineReader(output.fileHandleForReading)
+    /// Runs the appender in `directory` until `acks` acknowledgements, kills it with SIGKILL, and
+    /// returns the acknowledgements and what it wrote to stderr (a sanitized child's reports).
+    static func runAndKill(_ directory: String, after acks: Int) throws -> (acks: [Ack], stderr: String) {
+        let child = try CrashChild(tool: "KeelCrashAppender", arguments: [directory, String(Self.appenders)])
         var received: [Ack] = []
-        guard let ready = reader.next(), ready.hasPrefix("ready") else {
-            process.terminate()
-            process.waitUntilExit()
-            throw CrashTrialFailure(message: "the appender did not start")
+        guard let ready = child.nextLine(), ready.hasPrefix("ready") else {
+            let stderr = child.sigkill()
+            throw CrashTrialFailure(message: "the appender did not start: \(stderr)")
         }
-        while received.count < acks, let line = reader.next() {
+        while received.count < acks, let line = child.nextLine() {
             let fields = line.split(separator: " ")
             guard fields.count == 3, fields[0] == "ack", let position = UInt64(fields[2]) else {
                 throw CrashTrialFailure(message: "unexpected line from the appender: \(line)")
             }
             received.append(Ack(tag: String(fields[1]), position: position))
         }
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        let stderr = child.sigkill()
         // Lines written before the kill still count: each was written after its append returned.
-        while let line = reader.next() {
+        while let line = child.nextLine() {
             let fields = line.split(separator: " ")
             if fields.count == 3, fields[0] == "ack", let position = UInt64(fields[2]) {
                 received.append(Ack(tag: String(fields[1]), position: position))
             }
         }
-        return received
+        return (received, stderr)
     }
 
     struct CrashTrialFailure: Error, CustomStringConvertible {
@@ -99,15 +62,20 @@ struct FileStoreCrashTrialTests {
 
     @Test("acknowledged events survive SIGKILL at random moments, and nothing but in-flight events appears")
     func crashTrials() async throws {
-        #expect(FileManager.default.isExecutableFile(atPath: Self.appenderPath), "build KeelCrashAppender first")
-        let trials = ProcessInfo.processInfo.environment["KEEL_CRASH_TRIALS"].flatMap(Int.init) ?? 200
-        var random = SystemRandomNumberGenerator()
+        let environment = ProcessInfo.processInfo.environment
+        let trials = environment["KEEL_CRASH_TRIALS"].flatMap(Int.init) ?? 200
+        // The kill points come from one seed, printed first, so that a failing run can be replayed
+        // with KEEL_CRASH_SEED (the appenders' interleaving still varies).
+        let seed = environment["KEEL_CRASH_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 0...UInt64.max)
+        print("crash trials: seed \(seed) (KEEL_CRASH_SEED to replay)")
+        let random = RandomSource(seed: seed)
         var totalAcks = 0
         var tailsCut = 0
         for trial in 0..<trials {
             let directory = TemporaryDirectory("crash-\(trial)")
             defer { directory.remove() }
-            let acks = try Self.runAndKill(directory.path, after: Int.random(in: 0...60, using: &random))
+            let (acks, stderr) = try Self.runAndKill(directory.path, after: random.next(upperBound: 61))
+            #expect(!CrashChild.hasSanitizerReport(stderr), "trial \(trial): the appender reported\n\(stderr)")
             totalAcks += acks.count
 
             let store = try FileEventStore(directory: directory.path)

@@ -1,6 +1,7 @@
 import Foundation
 import KeelCore
 import KeelEventSourcing
+import KeelTestSupport
 import Testing
 
 /// The read model and the checkpoint are one atomic commit: whatever a crash interrupts, after

@@ -1,6 +1,7 @@
 import Foundation
 import KeelCore
 import KeelEventSourcing
+import KeelTestSupport
 import KeelTesting
 import Synchronization
 import Testing

@@ -51,6 +51,8 @@ do {
     say("error \(error)")
     exit(1)
 }
+// A test that stops reading (it failed or was killed) must not leave the appender running.
+alarm(60)
 say("ready \(store.recoveryReport.eventCount)")
 await withThrowingTaskGroup(of: Void.self) { group in
     for task in 0..<appenders {

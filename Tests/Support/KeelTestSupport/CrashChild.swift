@@ -5,11 +5,16 @@ import Foundation
 /// fail on what a sanitized child reports there.
 ///
 /// Reads block the calling thread; each tool sets an alarm, so a read ends at the latest when the
-/// child dies of it.
-final class CrashChild {
-    struct Failure: Error, CustomStringConvertible {
-        var message: String
-        var description: String { self.message }
+/// child dies of it. Shared by the test targets that run tools (`Tests/Tools`).
+package final class CrashChild {
+    /// Why a child could not be run.
+    package struct Failure: Error, CustomStringConvertible {
+        package var message: String
+        package var description: String { self.message }
+
+        package init(message: String) {
+            self.message = message
+        }
     }
 
     private let process = Process()
@@ -18,7 +23,7 @@ final class CrashChild {
     private var buffer: [UInt8] = []
 
     /// The path of the tool `name`, built beside the test bundle.
-    static func path(of name: String) -> String {
+    package static func path(of name: String) -> String {
         let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         // The test bundle is a file on Linux and a directory (…/Contents/MacOS/…) on macOS.
         for candidate in [
@@ -31,7 +36,7 @@ final class CrashChild {
     }
 
     /// Starts `tool` with `arguments`.
-    init(tool: String, arguments: [String]) throws {
+    package init(tool: String, arguments: [String]) throws {
         let path = Self.path(of: tool)
         guard FileManager.default.isExecutableFile(atPath: path) else {
             throw Failure(message: "\(path) is missing: build \(tool) first")
@@ -59,7 +64,7 @@ final class CrashChild {
     }
 
     /// The next line of the child's stdout, blocking; `nil` at end of file.
-    func nextLine() -> String? {
+    package func nextLine() -> String? {
         while true {
             if let newline = self.buffer.firstIndex(of: 10) {
                 let line = String(decoding: self.buffer[..<newline], as: UTF8.self)
@@ -74,14 +79,14 @@ final class CrashChild {
 
     /// Kills the child with SIGKILL and waits for it.
     /// - Returns: What it wrote to stderr.
-    func sigkill() -> String {
+    package func sigkill() -> String {
         kill(self.process.processIdentifier, SIGKILL)
         self.process.waitUntilExit()
         return (try? String(contentsOfFile: self.errorPath, encoding: .utf8)) ?? ""
     }
 
     /// Whether `stderr` holds a sanitizer's report.
-    static func hasSanitizerReport(_ stderr: String) -> Bool {
+    package static func hasSanitizerReport(_ stderr: String) -> Bool {
         stderr.contains("ThreadSanitizer") || stderr.contains("WARNING: ")
     }
 }
