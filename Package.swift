@@ -41,15 +41,19 @@ let package = Package(
             path: "Samples/Shop",
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "KeelCoreTests", dependencies: ["KeelCore", "KeelTesting"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "KeelCoreTests",
+            dependencies: ["KeelCore", "KeelTesting", "KeelTestSupport"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "KeelTests",
-            dependencies: ["Keel", "KeelCore", "KeelResilience", "KeelTesting"],
+            dependencies: ["Keel", "KeelCore", "KeelResilience", "KeelTesting", "KeelTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "KeelResilienceTests",
-            dependencies: ["KeelResilience", "KeelCore", "KeelTesting"],
+            dependencies: ["KeelResilience", "KeelCore", "KeelTesting", "KeelTestSupport"],
             swiftSettings: swiftSettings
         ),
         .target(

@@ -2,7 +2,7 @@ import KeelCore
 import KeelTesting
 import Testing
 
-@Suite("InMemoryRecorder")
+@Suite("InMemoryRecorder", .timeLimit(.minutes(1)))
 struct InMemoryRecorderTests {
     // MARK: Metrics
 

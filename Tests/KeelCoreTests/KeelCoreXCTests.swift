@@ -1,9 +1,10 @@
 import KeelCore
+import KeelTestSupport
 import KeelTesting
 import XCTest
 
 /// KeelCore driven from XCTest, as users of XCTest write it.
-final class KeelCoreXCTests: XCTestCase {
+final class KeelCoreXCTests: TimeLimitedTestCase {
     func testWithSpanBindsContextAcrossChildTasks() async throws {
         let recorder = InMemoryRecorder(clock: TestClock())
         let random = RandomSource(seed: 1)

@@ -1,7 +1,7 @@
 import KeelCore
 import Testing
 
-@Suite("RandomSource")
+@Suite("RandomSource", .timeLimit(.minutes(1)))
 struct RandomSourceTests {
     @Test("produces the SplitMix64 reference sequence")
     func referenceVectors() {

@@ -3,7 +3,7 @@ import KeelEventSourcing
 import Synchronization
 import Testing
 
-@Suite("Aggregates")
+@Suite("Aggregates", .timeLimit(.minutes(1)))
 struct AggregateTests {
     // MARK: Invariants
 

@@ -1,9 +1,10 @@
 import KeelCore
 import KeelEventSourcing
+import KeelTestSupport
 import XCTest
 
 /// Aggregates from XCTest, as a user's XCTest suite would check its own aggregate.
-final class AggregateXCTests: XCTestCase {
+final class AggregateXCTests: TimeLimitedTestCase {
     func testTheUserInvariantsHoldThroughTheRepository() async throws {
         let users = AggregateFixtures.repository(store: InMemoryEventStore())
 

@@ -1,10 +1,11 @@
 import KeelCore
 import KeelEventSourcing
+import KeelTestSupport
 import XCTest
 
 /// The codec layer from XCTest: events written by three releases of an application are read back
 /// by today's, as a user's XCTest suite would check its own upcasters.
-final class CodecXCTests: XCTestCase {
+final class CodecXCTests: TimeLimitedTestCase {
     func testAStoreOfEveryVersionReadsBackAsTheCurrentOne() async throws {
         let serializer = Fixtures.serializer(.mixed)
         let store = InMemoryEventStore()

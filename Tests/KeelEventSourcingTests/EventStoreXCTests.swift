@@ -1,11 +1,12 @@
 import KeelCore
 import KeelEventSourcing
+import KeelTestSupport
 import KeelTesting
 import XCTest
 
 /// The store from XCTest: the conformance checks run as one async test, as a user's XCTest suite
 /// would run them against a store of their own.
-final class EventStoreXCTests: XCTestCase {
+final class EventStoreXCTests: TimeLimitedTestCase {
     func testInMemoryStorePassesEveryConformanceCheck() async throws {
         try await EventStoreConformance.runAll { InMemoryEventStore() }
     }

@@ -132,7 +132,7 @@ struct FileEventStoreTests {
     }
 }
 
-@Suite("File event store records")
+@Suite("File event store records", .timeLimit(.minutes(1)))
 struct FileRecordTests {
     static func frame(_ record: FileRecord) -> [UInt8] {
         var buffer: [UInt8] = []

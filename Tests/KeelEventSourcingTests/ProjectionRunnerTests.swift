@@ -3,7 +3,7 @@ import KeelEventSourcing
 import KeelTesting
 import Testing
 
-@Suite("ProjectionRunner")
+@Suite("ProjectionRunner", .timeLimit(.minutes(1)))
 struct ProjectionRunnerTests {
     @Test("catches up on stored events, then follows live ones")
     func catchUpThenLive() async throws {

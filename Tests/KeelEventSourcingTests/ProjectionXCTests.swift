@@ -1,8 +1,9 @@
 import KeelCore
 import KeelEventSourcing
+import KeelTestSupport
 import XCTest
 
-final class ProjectionXCTests: XCTestCase {
+final class ProjectionXCTests: TimeLimitedTestCase {
     func testReadYourWritesWithUsersByEmailDomain() async throws {
         let store = InMemoryEventStore()
         let runner = try await makeRunner(store: store)

@@ -2,7 +2,7 @@ import Foundation
 import KeelEventSourcing
 import Testing
 
-@Suite("Snapshot envelopes")
+@Suite("Snapshot envelopes", .timeLimit(.minutes(1)))
 struct SnapshotEnvelopeTests {
     struct Cart: Codable, Equatable {
         static let snapshotVersion = 2

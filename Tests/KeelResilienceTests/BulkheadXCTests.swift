@@ -1,8 +1,9 @@
 import KeelResilience
+import KeelTestSupport
 import KeelTesting
 import XCTest
 
-final class BulkheadXCTests: XCTestCase {
+final class BulkheadXCTests: TimeLimitedTestCase {
     func testRunReturnsTheOperationsValue() async throws {
         let bulkhead = Bulkhead(name: "xc", configuration: .init(maxConcurrent: 2))
         let value = try await bulkhead.run { 21 * 2 }

@@ -1,10 +1,11 @@
 import KeelCore
 import KeelResilience
+import KeelTestSupport
 import KeelTesting
 import XCTest
 
 /// The circuit breaker driven from XCTest async tests, as users of XCTest write them.
-final class CircuitBreakerXCTests: XCTestCase {
+final class CircuitBreakerXCTests: TimeLimitedTestCase {
     private struct Unavailable: Error {}
 
     private func makeBreaker(

@@ -1,11 +1,12 @@
 import KeelCore
 import KeelResilience
+import KeelTestSupport
 import KeelTesting
 import XCTest
 
 private struct Unavailable: Error, Equatable {}
 
-final class FallbackHedgingXCTests: XCTestCase {
+final class FallbackHedgingXCTests: TimeLimitedTestCase {
     func testFallbackAnswersAHandledError() async throws {
         let fallback = Fallback.onError(Unavailable.self) { _ in "cached" }
         let value = try await fallback.run { throw Unavailable() }

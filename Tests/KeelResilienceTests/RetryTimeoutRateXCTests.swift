@@ -1,10 +1,11 @@
 import KeelCore
 import KeelResilience
+import KeelTestSupport
 import KeelTesting
 import Synchronization
 import XCTest
 
-final class RetryTimeoutRateXCTests: XCTestCase {
+final class RetryTimeoutRateXCTests: TimeLimitedTestCase {
     private struct Flaky: Error {}
 
     func testRetryFollowsItsScheduleOnTheTestClock() async throws {

@@ -1,10 +1,11 @@
 import Keel
 import KeelCore
+import KeelTestSupport
 import KeelTesting
 import XCTest
 
 /// `TestHost` and `EventRecorder` from `XCTestCase` async tests, as XCTest users write them.
-final class HarnessXCTests: XCTestCase {
+final class HarnessXCTests: TimeLimitedTestCase {
     typealias Greeted = HarnessFixtures.Greeted
     typealias Ping = HarnessFixtures.Ping
 

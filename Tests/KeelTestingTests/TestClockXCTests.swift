@@ -1,8 +1,9 @@
+import KeelTestSupport
 import KeelTesting
 import XCTest
 
 /// The same handshake in XCTest, as users of XCTest write it.
-final class TestClockXCTests: XCTestCase {
+final class TestClockXCTests: TimeLimitedTestCase {
     func testSleeperWakesAtItsDeadline() async throws {
         let clock = TestClock()
         try await withThrowingTaskGroup(of: Duration.self) { group in

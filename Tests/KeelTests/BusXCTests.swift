@@ -1,10 +1,11 @@
 import Keel
 import KeelCore
+import KeelTestSupport
 import KeelTesting
 import XCTest
 
 /// The event bus from `XCTestCase` async tests, as XCTest users write them.
-final class BusXCTests: XCTestCase {
+final class BusXCTests: TimeLimitedTestCase {
     typealias Collector = BusFixtures.Collector
     typealias Gate = BusFixtures.Gate
     typealias Numbered = BusFixtures.Numbered

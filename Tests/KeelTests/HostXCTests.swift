@@ -1,10 +1,11 @@
 import Keel
 import KeelCore
+import KeelTestSupport
 import KeelTesting
 import XCTest
 
 /// The host, its request channels and its registry driven from XCTest, as users of XCTest write it.
-final class HostXCTests: XCTestCase {
+final class HostXCTests: TimeLimitedTestCase {
     private typealias Node = HostFixtures.Node
     private typealias Work = HostFixtures.Work
     private typealias Worker = HostFixtures.Worker
