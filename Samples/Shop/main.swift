@@ -10,6 +10,10 @@
 // The user service is event-sourced in the host's embedded store (`.keel/shop`): a second run finds
 // the first run's customers. Run it with `swift run shop`; `swift run shop --fresh` deletes the
 // store first.
+//
+// The program checks what it shows: when something that should succeed fails (an order that should
+// be accepted, a stock query, the customer query), or something that should be refused goes
+// through, it says so at the end and exits with status 1.
 
 import Foundation  // `exit`
 import Keel
@@ -55,6 +59,32 @@ func outcome(_ result: Result<Order, any Error>) -> String {
     }
 }
 
+/// What the program expected and did not see; printed at the end, and the exit status is 1 if any.
+var surprises: [String] = []
+
+/// Notes a surprise when `condition` is false.
+@MainActor
+func check(_ condition: Bool, _ surprise: @autoclosure () -> String) {
+    if !condition { surprises.append(surprise()) }
+}
+
+/// What an order should come to.
+enum Expected {
+    /// Accepted, with an order number.
+    case accepted
+    /// Refused by the order service (its handler threw), for the customer's or the shop's reason.
+    case refused
+
+    /// Whether `result` is what was expected.
+    func matches(_ result: Result<Order, any Error>) -> Bool {
+        switch (self, result) {
+        case (.accepted, .success): true
+        case (.refused, .failure(let error as RequestError)): error.code == .handlerFailed
+        default: false
+        }
+    }
+}
+
 /// The order counts the notification service will have handled once it has caught up: one audit
 /// entry per order, one e-mail per accepted order.
 struct Tally {
@@ -85,7 +115,8 @@ print()
 
 // The services' storage: a directory next to the working directory, kept between runs.
 let storageDirectory = ".keel/shop"
-if CommandLine.arguments.contains("--fresh") {
+let isFresh = CommandLine.arguments.contains("--fresh")
+if isFresh {
     try? FileManager.default.removeItem(atPath: storageDirectory)
     print("--fresh: deleted \(storageDirectory); the user service starts with an empty store.")
     print()
@@ -132,33 +163,38 @@ print("Started: " + running.map { "\($0.id) (\($0.health))" }.joined(separator: 
 
 // MARK: Orders
 
-let orders: [(correlationID: String, title: String, request: PlaceOrder)] = [
+let orders: [(correlationID: String, title: String, request: PlaceOrder, expected: Expected)] = [
     (
         "order-1", "Ada buys a keyboard and two mice",
-        PlaceOrder(userID: 1, lines: [OrderLine(sku: "keyboard", quantity: 1), OrderLine(sku: "mouse", quantity: 2)])
+        PlaceOrder(userID: 1, lines: [OrderLine(sku: "keyboard", quantity: 1), OrderLine(sku: "mouse", quantity: 2)]),
+        .accepted
     ),
     (
         "order-2", "Grace buys the last monitor and three cables",
-        PlaceOrder(userID: 2, lines: [OrderLine(sku: "monitor", quantity: 1), OrderLine(sku: "cable", quantity: 3)])
+        PlaceOrder(userID: 2, lines: [OrderLine(sku: "monitor", quantity: 1), OrderLine(sku: "cable", quantity: 3)]),
+        .accepted
     ),
     (
         "order-3", "customer 42, whom nobody knows, buys a mouse",
-        PlaceOrder(userID: 42, lines: [OrderLine(sku: "mouse", quantity: 1)])
+        PlaceOrder(userID: 42, lines: [OrderLine(sku: "mouse", quantity: 1)]),
+        .refused
     ),
     (
         "order-4", "Alan wants a monitor too",
-        PlaceOrder(userID: 3, lines: [OrderLine(sku: "monitor", quantity: 1)])
+        PlaceOrder(userID: 3, lines: [OrderLine(sku: "monitor", quantity: 1)]),
+        .refused
     ),
 ]
 
 var traces: [String: TraceID] = [:]
 var tally = Tally()
-for (correlationID, title, request) in orders {
+for (correlationID, title, request, expected) in orders {
     print()
     print("\(correlationID): \(title)")
     let (trace, result) = await placeOrder(request, correlationID: correlationID, on: host)
     traces[correlationID] = trace
     tally.count(result)
+    check(expected.matches(result), "\(correlationID) should have been \(expected): \(outcome(result))")
     // The notification service handles `order.created` and `order.rejected` on its own
     // subscription tasks, after `send` has returned. Wait for its e-mail and audit entry so that
     // the output stays in order (and, with the seeded random source, ids repeat from run to run).
@@ -174,6 +210,7 @@ for sku in ["keyboard", "mouse", "monitor", "cable"] {
         print("  \(level.sku): \(level.available)")
     } catch {
         print("  \(sku): unknown (\(error))")
+        surprises.append("the stock of \(sku) could not be read: \(error)")
     }
 }
 
@@ -197,9 +234,15 @@ let breakerEvents = payments.breaker.events()
 async let transitions = stateTransitions(breakerEvents)
 
 /// Places payment orders one at a time, printing each outcome and the breaker's state after it.
+/// - Parameters:
+///   - orders: The orders.
+///   - expected: What each order should come to; `nil` where it depends on the flaky gateway.
+///   - tally: The counts so far.
 /// - Returns: `tally` with the orders counted.
+@MainActor
 func placeInTurn(
     _ orders: [(correlationID: String, title: String, request: PlaceOrder)],
+    expected: Expected?,
     tally: Tally
 ) async -> Tally {
     var tally = tally
@@ -208,6 +251,9 @@ func placeInTurn(
         print("\(correlationID): \(title)")
         let (_, result) = await placeOrder(request, correlationID: correlationID, on: host)
         tally.count(result)
+        if let expected {
+            check(expected.matches(result), "\(correlationID) should have been \(expected): \(outcome(result))")
+        }
         await notifications.waitUntil(emails: tally.accepted, auditEntries: tally.placed)
         print("  → \(outcome(result))")
         print("  breaker: \(payments.breaker.state)")
@@ -227,6 +273,7 @@ tally = await placeInTurn(
         ("pay-1", "Ada buys a cable", cable(for: 1)),
         ("pay-2", "Grace buys a cable", cable(for: 2)),
     ],
+    expected: .accepted,
     tally: tally
 )
 
@@ -243,6 +290,7 @@ tally = await placeInTurn(
         ("pay-6", "Alan buys a cable", cable(for: 3)),
         ("pay-7", "Ada buys a cable", cable(for: 1)),
     ],
+    expected: nil,
     tally: tally
 )
 
@@ -263,6 +311,7 @@ tally = await placeInTurn(
         ("pay-8", "Grace buys a cable: the first probe", cable(for: 2)),
         ("pay-9", "Alan buys a cable: the second probe", cable(for: 3)),
     ],
+    expected: .accepted,
     tally: tally
 )
 
@@ -298,6 +347,8 @@ print()
 for (correlationID, _) in rush {
     guard let result = rushResults[correlationID] else { continue }
     print("\(correlationID) → \(outcome(result))")
+    // Every attempt outlasts its timeout or is turned away: none of these can be charged.
+    check(Expected.refused.matches(result), "\(correlationID) should have been refused: \(outcome(result))")
 }
 print("breaker: \(payments.breaker.state)")
 
@@ -305,9 +356,11 @@ print("breaker: \(payments.breaker.state)")
 await payments.breaker.shutdown()
 print()
 print("The breaker's transitions, from its event stream:")
-for line in await transitions {
+let transitionLines = await transitions
+for line in transitionLines {
     print("  \(line)")
 }
+check(transitionLines.contains { $0.hasPrefix("closed → open") }, "the flaky gateway never opened the breaker")
 
 let breakerMetrics = payments.breaker.metrics
 print()
@@ -335,14 +388,18 @@ do {
     print("Registered customer 4 (its event is at position \(receipt.position.map(String.init) ?? "-")).")
 } catch {
     // The aggregate refuses a second registration: an earlier run of the shop made this one.
-    print("Customer 4 was not registered again: \((error.underlying as? AggregateError)?.message ?? "\(error)")")
+    let refusal = error.underlying as? AggregateError
+    print("Customer 4 was not registered again: \(refusal?.message ?? "\(error)")")
+    check(refusal != nil && !isFresh, "registering customer 4 failed: \(error)")
 }
 for domain in ["example.com", "nasa.gov"] {
     do {
         let ids = try await host.client.send(CustomersByDomain(domain: domain, minimumPosition: readPosition))
         print("  customers at \(domain): \(ids.joined(separator: ", "))")
+        check(!ids.isEmpty, "no customers at \(domain)")
     } catch {
         print("  customers at \(domain): the query failed: \(error)")
+        surprises.append("the query for customers at \(domain) failed: \(error)")
     }
 }
 
@@ -375,4 +432,15 @@ print()
 print("Metrics:")
 for line in recorder.renderMetrics().split(separator: "\n") {
     print("  \(line)")
+}
+
+// MARK: Verdict
+
+if !surprises.isEmpty {
+    print()
+    print("The shop did not behave as expected:")
+    for surprise in surprises {
+        print("  - \(surprise)")
+    }
+    exit(1)
 }
