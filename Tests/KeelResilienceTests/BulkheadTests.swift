@@ -1,4 +1,5 @@
 import KeelCore
+import KeelTestSupport
 import KeelTesting
 import Testing
 
@@ -12,8 +13,10 @@ struct BulkheadTests {
             configuration: .init(maxConcurrent: 8, maxQueued: 10_000, maxWait: nil)
         )
         let highWater = BulkheadTestHighWater()
+        // A fifth of them under ThreadSanitizer, where every access is instrumented.
+        let tasks = TestEnvironment.scaled(10_000, underThreadSanitizerBy: 5)
         try await withThrowingDiscardingTaskGroup { group in
-            for _ in 0..<10_000 {
+            for _ in 0..<tasks {
                 group.addTask {
                     try await bulkhead.run {
                         highWater.enter()
@@ -27,7 +30,7 @@ struct BulkheadTests {
         #expect(highWater.maximum >= 2)
         let metrics = bulkhead.metrics
         #expect(metrics.used == 0 && metrics.queued == 0)
-        #expect(metrics.admitted == 10_000)
+        #expect(metrics.admitted == tasks)
         #expect(metrics.peakUsed <= 8)
     }
 
@@ -223,7 +226,8 @@ struct BulkheadTests {
             clock: clock
         )
         let outcomes = BulkheadTestTally()
-        let operations = 100_000
+        // A fifth of that under ThreadSanitizer, where every access is instrumented.
+        let operations = TestEnvironment.scaled(100_000, underThreadSanitizerBy: 5)
         let workers = 50
         // Each worker draws its plan from its own seeded source before anything runs, so the plan
         // is the same on every run (only the interleaving varies), and the counts below follow
