@@ -66,13 +66,18 @@ struct KeelBench {
     }
 
     /// The ratio gate: one line per metric on standard error; a metric over its bound is measured
-    /// again with a fresh instance of its scenario, up to ``Gate/retries`` times.
+    /// again with a fresh instance of its scenario and at least ``Gate/retryRounds`` rounds, up to
+    /// ``Gate/retries`` times.
     /// - Parameters:
     ///   - comparisons: The report's measurements.
     ///   - gate: The gate.
-    ///   - harness: The harness that measured them, to measure again.
+    ///   - harness: The harness that measured them; measuring again uses its options with more
+    ///     rounds.
     /// - Returns: 0 when every metric passed, ``regressionStatus`` otherwise.
     private static func check(_ comparisons: [Comparison], gate: Gate, harness: Harness) async -> Int32 {
+        var options = harness.options
+        options.rounds = max(options.rounds, Gate.retryRounds)
+        let harness = Harness(options: options)
         var failed: [String] = []
         for comparison in comparisons {
             var current = comparison

@@ -3,13 +3,17 @@
 ///
 /// A ratio, not an absolute time, is gated: both sides of a comparison run interleaved in the
 /// same process, so a busy machine slows both and moves the ratio far less than the nanoseconds.
-/// Still, a quick run has one short round, and on a shared 2-core machine a scenario that hands
-/// work between tasks can come out two or three times off in one round. So a metric over its
-/// bound is measured again, with a fresh instance of its scenario, up to ``retries`` more times,
-/// and fails only when every measurement is over: noise rarely repeats, a regression does.
+/// Still, a quick run has one 15 ms round, and on a shared 2-core machine a scenario that hands
+/// work between tasks can come out several times off in one round (a time slice of another
+/// process lands on one side). So a metric over its bound is measured again, with a fresh
+/// instance of its scenario and the median of at least ``retryRounds`` rounds, up to ``retries``
+/// more times, and fails only when every measurement is over: noise rarely repeats, a regression
+/// does.
 struct Gate {
     /// How many times a metric over its bound is measured again before it fails.
     static let retries = 2
+    /// The fewest rounds of a measurement made again; the round length stays the run's.
+    static let retryRounds = 5
 
     /// The multiple of the reference a ratio may reach.
     let factor: Double
@@ -37,7 +41,9 @@ struct Gate {
     /// - Returns: The line.
     func line(for comparison: Comparison, attempt: Int) -> String {
         let metric = comparison.metric
-        let prefix = "check \(metric.name)" + (attempt > 1 ? " (measurement \(attempt) of \(Self.retries + 1))" : "")
+        let prefix =
+            "check \(metric.name)"
+            + (attempt > 1 ? " (measurement \(attempt) of \(Self.retries + 1), \(Self.retryRounds)+ rounds)" : "")
         guard let reference = metric.reference, let bound = self.bound(for: metric) else {
             return "\(prefix): ratio \(Self.ratio(comparison.ratio)), no goal or recorded ratio: not checked"
         }
