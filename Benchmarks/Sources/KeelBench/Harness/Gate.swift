@@ -47,7 +47,7 @@ struct Gate {
         guard let reference = metric.reference, let bound = self.bound(for: metric) else {
             return "\(prefix): ratio \(Self.ratio(comparison.ratio)), no goal or recorded ratio: not checked"
         }
-        var source: String
+        let source: String
         switch (metric.goal, metric.recorded) {
         case (let goal?, let recorded?) where goal >= recorded:
             source = "goal (met: recorded \(Self.ratio(recorded)))"
@@ -65,6 +65,7 @@ struct Gate {
             + verdict
     }
 
+    /// A ratio as the lines print it: `1.74x`, `11.6x`.
     private static func ratio(_ value: Double) -> String {
         Report.fixed(value, decimals: value < 10 ? 2 : 1) + "x"
     }
