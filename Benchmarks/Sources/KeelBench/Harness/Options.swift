@@ -8,9 +8,17 @@ struct Options: Sendable {
     var quick = false
     /// Measured rounds per scenario, each running ours and the baseline once.
     var rounds = 7
+    /// The regression gate's factor: when set, a metric fails when its ratio exceeds this many
+    /// times its ``Metric/reference``. `nil` runs no gate.
+    var maximumRegression: Double?
+
+    /// The factor `--check` uses: generous enough for a one-round quick run on a busy 2-core
+    /// machine, tight enough that a 10× regression fails.
+    static let defaultMaximumRegression = 3.0
 
     static let usage = """
         USAGE: keel-bench [--json] [--quick] [--filter PREFIX]... [--rounds N]
+                          [--check | --max-regression FACTOR]
 
         Runs each scenario's Keel code path and its baseline interleaved in one process and
         reports the median ns per unit of each and their ratio (ours / baseline).
@@ -20,6 +28,11 @@ struct Options: Sendable {
           --quick           One short round per scenario (CI smoke run).
           --filter PREFIX   Run only scenarios whose name starts with PREFIX; repeatable.
           --rounds N        Measured rounds per scenario (default 7; 1 with --quick).
+          --check           Ratio gate: exit with status 3 when a metric's ratio exceeds 3 times
+                            its recorded goal or ratio, in its first measurement and in two
+                            more (5 rounds each); one line per metric on stderr.
+          --max-regression FACTOR
+                            The same gate with another factor (above 0).
           -h, --help        Print this help.
         """
 
@@ -52,6 +65,13 @@ struct Options: Sendable {
                 }
                 options.rounds = rounds
                 roundsGiven = true
+            case "--check":
+                options.maximumRegression = options.maximumRegression ?? Self.defaultMaximumRegression
+            case "--max-regression":
+                guard let text = iterator.next(), let factor = Double(text), factor > 0, factor.isFinite else {
+                    throw UsageError("--max-regression needs a positive number")
+                }
+                options.maximumRegression = factor
             case "-h", "--help":
                 return .help
             default:

@@ -1,7 +1,8 @@
 /// Renders comparisons as a table for people or as a JSON array for machines.
 enum Report {
     /// A JSON array with one object per comparison:
-    /// `{"name", "baseline", "ns_per_op", "baseline_ns_per_op", "ratio"}`.
+    /// `{"name", "baseline", "ns_per_op", "baseline_ns_per_op", "ratio", "goal", "recorded_ratio"}`;
+    /// `goal` and `recorded_ratio` are `null` where the metric has none.
     /// - Parameter comparisons: The comparisons.
     /// - Returns: The JSON text.
     static func json(_ comparisons: [Comparison]) -> String {
@@ -12,17 +13,20 @@ enum Report {
                 "\"ns_per_op\": \(self.number(comparison.oursMedian))",
                 "\"baseline_ns_per_op\": \(self.number(comparison.baselineMedian))",
                 "\"ratio\": \(self.number(comparison.ratio, decimals: 3))",
+                "\"goal\": \(self.number(comparison.metric.goal, decimals: 3))",
+                "\"recorded_ratio\": \(self.number(comparison.metric.recorded, decimals: 3))",
             ]
             return "  {" + fields.joined(separator: ", ") + "}"
         }
         return objects.isEmpty ? "[]" : "[\n" + objects.joined(separator: ",\n") + "\n]"
     }
 
-    /// A table: medians, rates, ratio and spread, then the baselines.
+    /// A table: medians, rates, ratio, spread, the goal and the recorded ratio, then the
+    /// baselines.
     /// - Parameter comparisons: The comparisons.
     /// - Returns: The table's text.
     static func table(_ comparisons: [Comparison]) -> String {
-        let header = ["scenario", "unit", "ours ns", "ours /s", "base ns", "base /s", "ratio", "spread"]
+        let header = ["scenario", "unit", "ours ns", "ours /s", "base ns", "base /s", "ratio", "spread", "goal", "rec"]
         let rows = comparisons.map { comparison -> [String] in
             let metric = comparison.metric
             return [
@@ -34,6 +38,8 @@ enum Report {
                 metric.isLatency ? "-" : self.rate(comparison.baselineMedian),
                 self.fixed(comparison.ratio, decimals: 2) + "x",
                 self.spread(comparison),
+                metric.goal.map { self.fixed($0, decimals: 2) + "x" } ?? "-",
+                metric.recorded.map { self.fixed($0, decimals: 2) + "x" } ?? "-",
             ]
         }
         var widths = header.map(\.count)
@@ -52,6 +58,7 @@ enum Report {
         lines.append("")
         lines.append("ns: median ns per unit over rounds. ratio: ours / baseline; above 1 is slower.")
         lines.append("spread: (max - min) / median over rounds, ours | baseline.")
+        lines.append("goal: the README's goal for the ratio. rec: the ratio recorded on a 2-vCPU machine.")
         lines.append("")
         lines.append("baselines:")
         for comparison in comparisons {
@@ -90,8 +97,9 @@ enum Report {
         return "\(sign)\(whole)." + String(repeating: "0", count: decimals - digits.count) + digits
     }
 
-    private static func number(_ value: Double, decimals: Int = 2) -> String {
-        value.isFinite ? self.fixed(value, decimals: decimals) : "null"
+    private static func number(_ value: Double?, decimals: Int = 2) -> String {
+        guard let value, value.isFinite else { return "null" }
+        return self.fixed(value, decimals: decimals)
     }
 
     private static func quoted(_ text: String) -> String {

@@ -9,6 +9,23 @@ struct Metric: Sendable {
     /// Whether the value is a latency (a percentile of samples) rather than a cost per unit of
     /// throughput; a latency has no meaningful rate.
     var isLatency = false
+    /// The goal for the ratio that the root README's performance tables set, if any.
+    var goal: Double? = nil
+    /// The ratio recorded for this metric against this baseline on the project's machine kind
+    /// (2 vCPU), if any: what the regression gate measures a run against.
+    var recorded: Double? = nil
+
+    /// The ratio the regression gate compares a run with: the larger of the goal and the recorded
+    /// ratio, so that a goal not yet met does not fail every run and a goal met with room to
+    /// spare does not make the gate stricter than the goal. `nil` when there is neither.
+    var reference: Double? {
+        switch (self.goal, self.recorded) {
+        case (let goal?, let recorded?): max(goal, recorded)
+        case (let goal?, nil): goal
+        case (nil, let recorded?): recorded
+        case (nil, nil): nil
+        }
+    }
 }
 
 /// How much work one side of a scenario does per round.
