@@ -69,7 +69,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "KeelCrashProjector",
-            dependencies: ["KeelEventSourcing", "KeelCore"],
+            dependencies: ["KeelEventSourcing", "KeelCore", "KeelTesting"],
             path: "Tests/Tools/KeelCrashProjector",
             swiftSettings: swiftSettings
         ),

@@ -1,5 +1,6 @@
 import KeelCore
 import KeelEventSourcing
+import KeelTesting
 import Synchronization
 import Testing
 

@@ -67,7 +67,7 @@ struct FileStoreCrashTrialTests {
         // The kill points come from one seed, printed first, so that a failing run can be replayed
         // with KEEL_CRASH_SEED (the appenders' interleaving still varies).
         let seed = environment["KEEL_CRASH_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 0...UInt64.max)
-        print("crash trials: seed \(seed) (KEEL_CRASH_SEED to replay)")
+        TestLog.line("crash trials: seed \(seed) (KEEL_CRASH_SEED to replay)")
         let random = RandomSource(seed: seed)
         var totalAcks = 0
         var tailsCut = 0
@@ -109,7 +109,7 @@ struct FileStoreCrashTrialTests {
                 #expect(sequence <= lastAcked[task] + 1, "trial \(trial): \(task)-\(sequence) was never in flight")
             }
         }
-        print(
+        TestLog.line(
             "crash trials: \(trials) trials, \(totalAcks) acknowledged appends, \(tailsCut) stores had a torn tail cut"
         )
     }

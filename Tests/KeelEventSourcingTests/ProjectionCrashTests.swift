@@ -112,7 +112,7 @@ struct ProjectionCrashTests {
         }
         let trial =
             "seed \(seed), page size \(pageSize), \(point) (\(stop == "none" ? "after \(count) applies" : stop))"
-        print("projection kill trial: \(trial)")
+        TestLog.line("projection kill trial: \(trial)")
 
         let directory = TemporaryDirectory("proj-kill")
         defer { directory.remove() }
@@ -181,7 +181,7 @@ struct ProjectionCrashTests {
         #expect(await UsersByEmailDomain.applied(in: projectionStore) == userEvents.count, "\(trial)")
         #expect(await UsersByEmailDomain.seen(in: projectionStore) == userEvents.map(\.position), "\(trial)")
         await store.close()
-        print(
+        TestLog.line(
             "projection kill trial: seed \(seed): killed with \(committed.count) events in durable commits, "
                 + "\(pending.count) applied since, \(seen.count) in the reopened read model, \(userEvents.count) after catching up"
         )

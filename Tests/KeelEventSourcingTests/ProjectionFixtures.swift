@@ -1,5 +1,6 @@
 import KeelCore
 import KeelEventSourcing
+import KeelTesting
 import Synchronization
 
 // The seed's CQRS example: a read model of users by email domain.

@@ -49,7 +49,7 @@ package final class OneShotSignal: Sendable {
 /// Subscriptions are built on the protocol (``EventStore/subscribe(from:pageSize:)``), so a
 /// subscription made from the probe runs exactly the code one made from the wrapped store runs,
 /// with the probe's signal in front of each wait.
-package struct ParkingProbe: EventStore {
+package struct ParkingProbe: ForwardingEventStore {
     /// The store every call goes to.
     package let base: any EventStore
     /// Signalled the first time ``waitForHead(beyond:)`` is called with a head of at least
@@ -65,47 +65,6 @@ package struct ParkingProbe: EventStore {
     package init(_ base: any EventStore, signallingWaitsBeyond threshold: UInt64) {
         self.base = base
         self.threshold = threshold
-    }
-
-    package func append(
-        _ events: [EventData],
-        to stream: StreamID,
-        expecting expected: ExpectedVersion
-    ) async throws(EventStoreError) -> AppendResult {
-        try await self.base.append(events, to: stream, expecting: expected)
-    }
-
-    package func readStream(
-        _ stream: StreamID,
-        from version: UInt64,
-        direction: ReadDirection,
-        limit: Int
-    ) async throws(EventStoreError) -> [RecordedEvent] {
-        try await self.base.readStream(stream, from: version, direction: direction, limit: limit)
-    }
-
-    package func readAll(from position: UInt64, limit: Int) async throws(EventStoreError) -> [RecordedEvent] {
-        try await self.base.readAll(from: position, limit: limit)
-    }
-
-    package func streamVersion(_ stream: StreamID) async throws(EventStoreError) -> UInt64? {
-        try await self.base.streamVersion(stream)
-    }
-
-    package func headPosition() async throws(EventStoreError) -> UInt64 {
-        try await self.base.headPosition()
-    }
-
-    package func deleteStream(_ stream: StreamID, expecting expected: ExpectedVersion) async throws(EventStoreError) {
-        try await self.base.deleteStream(stream, expecting: expected)
-    }
-
-    package func setStreamMetadata(_ metadata: StreamMetadata, for stream: StreamID) async throws(EventStoreError) {
-        try await self.base.setStreamMetadata(metadata, for: stream)
-    }
-
-    package func streamMetadata(for stream: StreamID) async throws(EventStoreError) -> StreamMetadata {
-        try await self.base.streamMetadata(for: stream)
     }
 
     package func waitForHead(beyond head: UInt64) async {

@@ -2,7 +2,7 @@ import Dispatch
 import XCTest
 
 #if canImport(Glibc)
-import Glibc
+import Glibc  // abort
 #elseif canImport(Darwin)
 import Darwin
 #endif
@@ -24,8 +24,8 @@ open class TimeLimitedTestCase: XCTestCase {
         let limit = Self.timeLimit * TestEnvironment.slowdown
         let name = self.name
         let watchdog = DispatchWorkItem {
-            let message = "error: \(name) did not finish within its time limit of \(limit); ending the test process\n"
-            _ = message.utf8CString.withUnsafeBufferPointer { write(2, $0.baseAddress, $0.count - 1) }
+            let message = "error: \(name) did not finish within its time limit of \(limit); ending the test process"
+            TestLog.line(message)
             abort()
         }
         let (seconds, attoseconds) = limit.components

@@ -24,6 +24,7 @@
 
 import KeelCore
 import KeelEventSourcing
+import KeelTesting
 import Synchronization
 
 #if canImport(Glibc)
@@ -155,7 +156,7 @@ struct UsersByEmailDomain: Projection {
 
 /// The store under the read model's key-value namespace: reports each durable commit, and stops
 /// after the chosen one.
-struct CommitReportingStore: EventStore {
+struct CommitReportingStore: ForwardingEventStore {
     let base: any EventStore
     let steps: Steps
 
@@ -167,43 +168,6 @@ struct CommitReportingStore: EventStore {
         let result = try await self.base.append(events, to: stream, expecting: expected)
         await self.steps.didCommit()
         return result
-    }
-
-    func readStream(
-        _ stream: StreamID,
-        from version: UInt64,
-        direction: ReadDirection,
-        limit: Int
-    ) async throws(EventStoreError) -> [RecordedEvent] {
-        try await self.base.readStream(stream, from: version, direction: direction, limit: limit)
-    }
-
-    func readAll(from position: UInt64, limit: Int) async throws(EventStoreError) -> [RecordedEvent] {
-        try await self.base.readAll(from: position, limit: limit)
-    }
-
-    func streamVersion(_ stream: StreamID) async throws(EventStoreError) -> UInt64? {
-        try await self.base.streamVersion(stream)
-    }
-
-    func headPosition() async throws(EventStoreError) -> UInt64 {
-        try await self.base.headPosition()
-    }
-
-    func deleteStream(_ stream: StreamID, expecting expected: ExpectedVersion) async throws(EventStoreError) {
-        try await self.base.deleteStream(stream, expecting: expected)
-    }
-
-    func setStreamMetadata(_ metadata: StreamMetadata, for stream: StreamID) async throws(EventStoreError) {
-        try await self.base.setStreamMetadata(metadata, for: stream)
-    }
-
-    func streamMetadata(for stream: StreamID) async throws(EventStoreError) -> StreamMetadata {
-        try await self.base.streamMetadata(for: stream)
-    }
-
-    func waitForHead(beyond head: UInt64) async {
-        await self.base.waitForHead(beyond: head)
     }
 }
 

@@ -1,14 +1,17 @@
 import KeelEventSourcing
 
 /// A test store wrapped around another: every requirement forwards to ``base`` unless the
-/// wrapper implements it (to record calls, fail on demand, or hide events).
-protocol ForwardingEventStore: EventStore {
+/// wrapper implements it (to record calls, fail on demand, signal, or hide events).
+///
+/// For the package's own tests and test tools; a wrapper states only what it changes.
+package protocol ForwardingEventStore: EventStore {
+    /// The store every call that the wrapper does not implement goes to.
     var base: any EventStore { get }
 }
 
 extension ForwardingEventStore {
     @discardableResult
-    func append(
+    package func append(
         _ events: [EventData],
         to stream: StreamID,
         expecting expected: ExpectedVersion
@@ -16,7 +19,7 @@ extension ForwardingEventStore {
         try await self.base.append(events, to: stream, expecting: expected)
     }
 
-    func readStream(
+    package func readStream(
         _ stream: StreamID,
         from version: UInt64,
         direction: ReadDirection,
@@ -25,31 +28,31 @@ extension ForwardingEventStore {
         try await self.base.readStream(stream, from: version, direction: direction, limit: limit)
     }
 
-    func readAll(from position: UInt64, limit: Int) async throws(EventStoreError) -> [RecordedEvent] {
+    package func readAll(from position: UInt64, limit: Int) async throws(EventStoreError) -> [RecordedEvent] {
         try await self.base.readAll(from: position, limit: limit)
     }
 
-    func streamVersion(_ stream: StreamID) async throws(EventStoreError) -> UInt64? {
+    package func streamVersion(_ stream: StreamID) async throws(EventStoreError) -> UInt64? {
         try await self.base.streamVersion(stream)
     }
 
-    func headPosition() async throws(EventStoreError) -> UInt64 {
+    package func headPosition() async throws(EventStoreError) -> UInt64 {
         try await self.base.headPosition()
     }
 
-    func deleteStream(_ stream: StreamID, expecting expected: ExpectedVersion) async throws(EventStoreError) {
+    package func deleteStream(_ stream: StreamID, expecting expected: ExpectedVersion) async throws(EventStoreError) {
         try await self.base.deleteStream(stream, expecting: expected)
     }
 
-    func setStreamMetadata(_ metadata: StreamMetadata, for stream: StreamID) async throws(EventStoreError) {
+    package func setStreamMetadata(_ metadata: StreamMetadata, for stream: StreamID) async throws(EventStoreError) {
         try await self.base.setStreamMetadata(metadata, for: stream)
     }
 
-    func streamMetadata(for stream: StreamID) async throws(EventStoreError) -> StreamMetadata {
+    package func streamMetadata(for stream: StreamID) async throws(EventStoreError) -> StreamMetadata {
         try await self.base.streamMetadata(for: stream)
     }
 
-    func waitForHead(beyond head: UInt64) async {
+    package func waitForHead(beyond head: UInt64) async {
         await self.base.waitForHead(beyond: head)
     }
 }
