@@ -119,6 +119,20 @@ enum RecordFuzzerReplay {
             ),
             .streamMetadata("user-1", StreamMetadata(maxCount: 10, truncateBefore: 2)),
             .streamDeleted("user-1", truncateBefore: 4),
+            // An event that more records of its append follow (format version 2).
+            .event(
+                RecordedEvent(
+                    stream: "order-9",
+                    version: 1,
+                    position: 40,
+                    data: EventData(
+                        type: "order.placed",
+                        metadata: EventMetadata(id: EventID(high: 9, low: 1), time: 1_700_000_001),
+                        payload: Array("{\"lines\":2}".utf8)
+                    )
+                ),
+                moreInAppend: true
+            ),
         ]
         var all: [UInt8] = []
         for (index, record) in records.enumerated() {

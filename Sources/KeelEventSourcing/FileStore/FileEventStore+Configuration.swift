@@ -1,8 +1,9 @@
 extension FileEventStore {
     /// How a ``FileEventStore`` writes, syncs and recovers.
     public struct Configuration: Sendable {
-        /// When a segment file reaches this many bytes, the next write starts a new one. A record
-        /// larger than a segment still gets one to itself. Default 64 MiB.
+        /// The size a segment file grows to: an append that does not fit in what is left of the
+        /// current segment starts a new one, so that an append never spans two files; an append
+        /// larger than a segment gets one to itself. Default 64 MiB.
         public var segmentSize: Int = 64 << 20
         /// The largest record body accepted, on append and on read; a length field above it is
         /// rejected before anything is allocated. Default 16 MiB.
@@ -11,6 +12,9 @@ extension FileEventStore {
         public var durability: Durability = .groupCommit
         /// What opening does with damage that is not a torn tail. Default ``Recovery/strict``.
         public var recovery: Recovery = .strict
+        /// Faults to inject into writes and syncs, for the package's own tests; `nil` (always,
+        /// outside them) writes for real.
+        package var faults: FileStoreFaults?
 
         /// The defaults.
         public init() {}

@@ -165,8 +165,17 @@ public final class FileEventStore: EventStore {
                 throw EventStoreError(code: .locked, message: "\(directory) is open in another store")
             }
             var recovery = try FileStoreRecovery.run(directory: directory, configuration: configuration)
-            if recovery.segments.isEmpty {
-                recovery.segments.append(try SegmentHeader.create(index: 0, directory: directory))
+            // A new store starts segment 0; a store whose last segment is of an older format
+            // version goes on in a new segment of the current one.
+            if recovery.lastSegmentFormatVersion < SegmentHeader.formatVersion {
+                do throws(EventStoreError) {
+                    recovery.segments.append(
+                        try SegmentHeader.create(index: recovery.segments.count, directory: directory)
+                    )
+                } catch {
+                    for segment in recovery.segments { segment.descriptor.close() }
+                    throw error
+                }
             }
             self.recoveryReport = recovery.report
             self.state = ConditionLock(
@@ -273,6 +282,7 @@ public final class FileEventStore: EventStore {
                     position: firstPosition + UInt64(index),
                     version: firstVersion + UInt64(index)
                 )
+                if index < bodies.count - 1 { FileRecord.markMoreInAppend(&bodies[index]) }
             }
             let count = UInt64(bodies.count)
             state.assigned[stream] = AssignedStream(nextVersion: firstVersion + count, isDeleted: false)
@@ -526,7 +536,7 @@ public final class FileEventStore: EventStore {
                                 frame,
                                 maxRecordSize: self.configuration.maxRecordSize
                             )
-                            guard case .event(let event) = record else {
+                            guard case .event(let event, _) = record else {
                                 throw FileRecord.DecodingFailure.malformedBody(
                                     "an event's location holds another record"
                                 )

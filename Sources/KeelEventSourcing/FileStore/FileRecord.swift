@@ -5,9 +5,14 @@ import KeelCore
 /// A segment holds frames `[length: u32][crc: u32][body: length bytes]`, little-endian; `crc` is
 /// the CRC-32C of the four length bytes followed by the body, so a damaged length is caught as
 /// surely as a damaged body. The body's first byte is its kind.
+///
+/// The records of one append are written one after the other, in one segment. Every event record
+/// but the last of its append has the kind ``Kind/eventWithMore``: an append is complete exactly
+/// when a record of kind ``Kind/event`` closes it, and recovery drops an append that a crash or
+/// a failed write left without its last record, so an append is on disk whole or not at all.
 package enum FileRecord: Sendable, Equatable {
-    /// An appended event.
-    case event(RecordedEvent)
+    /// An appended event; `moreInAppend` when later records of the same append follow it.
+    case event(RecordedEvent, moreInAppend: Bool = false)
     /// New metadata for a stream.
     case streamMetadata(StreamID, StreamMetadata)
     /// A soft deletion: the stream reads as deleted, and versions below `truncateBefore` stay
@@ -20,9 +25,12 @@ package enum FileRecord: Sendable, Equatable {
     package static let minimumBodySize = 3
 
     enum Kind: UInt8 {
+        /// An event, the last (or only) record of its append.
         case event = 1
         case streamMetadata = 2
         case streamDeleted = 3
+        /// An event followed by more records of the same append (format version 2).
+        case eventWithMore = 4
     }
 
     /// Offsets of the fields that an append patches after encoding (see ``encodeEventBody(_:stream:)``).
@@ -78,9 +86,10 @@ package enum FileRecord: Sendable, Equatable {
     package func encodeBody() -> [UInt8] {
         var writer = ByteWriter(capacity: 64)
         switch self {
-        case .event(let event):
+        case .event(let event, let moreInAppend):
             var body = Self.encodeEventBody(event.data, stream: event.stream)
             Self.patch(&body, position: event.position, version: event.version)
+            if moreInAppend { Self.markMoreInAppend(&body) }
             return body
         case .streamMetadata(let stream, let metadata):
             writer.write(Kind.streamMetadata.rawValue)
@@ -97,6 +106,12 @@ package enum FileRecord: Sendable, Equatable {
             writer.write(truncateBefore)
         }
         return writer.bytes
+    }
+
+    /// Marks an event body made by ``encodeEventBody(_:stream:)`` as followed by more records of
+    /// its append.
+    package static func markMoreInAppend(_ body: inout [UInt8]) {
+        body[0] = Kind.eventWithMore.rawValue
     }
 
     /// Writes `position` and `version` into an event body made by ``encodeEventBody(_:stream:)``.
@@ -169,7 +184,7 @@ package enum FileRecord: Sendable, Equatable {
         guard let kind = Kind(rawValue: kindByte) else { throw .malformedBody("unknown record kind \(kindByte)") }
         let record: FileRecord
         switch kind {
-        case .event:
+        case .event, .eventWithMore:
             let position = try reader.read(UInt64.self)
             let version = try reader.read(UInt64.self)
             let stream = StreamID(try reader.readString())
@@ -202,7 +217,10 @@ package enum FileRecord: Sendable, Equatable {
                 custom: custom
             )
             let data = EventData(type: type, schemaVersion: schemaVersion, metadata: metadata, payload: payload)
-            record = .event(RecordedEvent(stream: stream, version: version, position: position, data: data))
+            record = .event(
+                RecordedEvent(stream: stream, version: version, position: position, data: data),
+                moreInAppend: kind == .eventWithMore
+            )
         case .streamMetadata:
             let stream = StreamID(try reader.readString())
             let flags = try reader.read(UInt8.self)

@@ -13,6 +13,8 @@ struct FileStoreRecovery {
     var locations: [FileEventStore.Location] = []
     var streams: [StreamID: FileEventStore.CommittedStream] = [:]
     var report = FileEventStore.RecoveryReport()
+    /// The format version of the last segment read (0 when there is none).
+    var lastSegmentFormatVersion: UInt32 = 0
     private var removedFiles = false
 
     static func run(
@@ -131,8 +133,12 @@ struct FileStoreRecovery {
             )
             return isTornCreation
         }
+        self.lastSegmentFormatVersion = bytes.withUnsafeBytes { SegmentHeader.version(in: $0) }
         var offset = SegmentHeader.size
         var damage: (offset: Int, detail: String, isTail: Bool)?
+        // The records of an append whose last record has not been read yet, with the offset of
+        // its first: indexed only once the append is complete.
+        var openAppend: [(record: RecordedEvent, offset: Int, size: Int)] = []
         bytes.withUnsafeBytes { buffer in
             while offset < size {
                 let rest = UnsafeRawBufferPointer(rebasing: buffer[offset..<size])
@@ -141,9 +147,35 @@ struct FileStoreRecovery {
                         rest,
                         maxRecordSize: configuration.maxRecordSize
                     )
-                    if let problem = self.index(record, segment: index, offset: offset, size: frameSize) {
-                        damage = (offset, problem, false)
-                        return
+                    switch record {
+                    case .event(let event, moreInAppend: true):
+                        openAppend.append((event, offset, frameSize))
+                    case .event(let event, moreInAppend: false):
+                        openAppend.append((event, offset, frameSize))
+                        for entry in openAppend {
+                            if let problem = self.index(
+                                .event(entry.record),
+                                segment: index,
+                                offset: entry.offset,
+                                size: entry.size
+                            ) {
+                                damage = (entry.offset, problem, false)
+                                return
+                            }
+                        }
+                        openAppend = []
+                    case .streamMetadata, .streamDeleted:
+                        if let first = openAppend.first {
+                            damage = (
+                                first.offset, "an append's records are interrupted by another record at \(offset)",
+                                false
+                            )
+                            return
+                        }
+                        if let problem = self.index(record, segment: index, offset: offset, size: frameSize) {
+                            damage = (offset, problem, false)
+                            return
+                        }
                     }
                     offset += frameSize
                 } catch {
@@ -152,24 +184,42 @@ struct FileStoreRecovery {
                 }
             }
         }
+        // An append left without its last record: in the last segment, it is what a crash or a
+        // failed write leaves behind, and the whole append goes (never a part of it); elsewhere
+        // appends never end a segment unfinished, so it is damage.
+        // Where a cut goes: never inside an append, so at its first record when one is open.
+        var cut = damage?.offset ?? size
+        if let first = openAppend.first {
+            cut = first.offset
+            if let found = damage {
+                if found.isTail {
+                    let detail =
+                        "an append of \(openAppend.count) or more records cut off before its last (\(found.detail))"
+                    damage = (first.offset, detail, true)
+                }
+            } else {
+                let detail = "an append of \(openAppend.count) records without its last record"
+                damage = (first.offset, detail, isLast)
+            }
+        }
         if let damage {
             guard damage.isTail || repair else {
                 throw EventStoreError(code: .corrupted, message: "\(path)@\(damage.offset): \(damage.detail)")
             }
-            try descriptor.truncate(to: damage.offset)
+            try descriptor.truncate(to: cut)
             try descriptor.sync()
             self.report.cuts.append(
                 .init(
                     file: path,
-                    offset: damage.offset,
-                    droppedBytes: size - damage.offset,
+                    offset: cut,
+                    droppedBytes: size - cut,
                     removedFile: false,
                     reason: damage.isTail ? .tornTail : .repaired,
                     detail: damage.detail
                 )
             )
             keep = true
-            self.segments.append(FileEventStore.Segment(descriptor: descriptor, size: damage.offset))
+            self.segments.append(FileEventStore.Segment(descriptor: descriptor, size: cut))
             return damage.isTail
         }
         keep = true
@@ -195,7 +245,7 @@ struct FileStoreRecovery {
     /// Adds a verified record to the index; returns what is inconsistent about it, if anything.
     private mutating func index(_ record: FileRecord, segment: Int, offset: Int, size: Int) -> String? {
         switch record {
-        case .event(let event):
+        case .event(let event, _):
             let expectedPosition = UInt64(self.locations.count)
             guard event.position == expectedPosition else {
                 return "event at position \(event.position), expected \(expectedPosition)"

@@ -42,6 +42,9 @@ struct Writer: Sendable {
 
     private func write(_ batch: [FileEventStore.Pending]) {
         var segments = self.state.withLock { $0.segments }
+        // Where the log ended before this batch: a failed batch is cut back to it.
+        let committedSegments = segments.count
+        let committedSize = segments.last?.size ?? 0
         var locations: [[FileEventStore.Location]] = []
         locations.reserveCapacity(batch.count)
         do throws(EventStoreError) {
@@ -49,16 +52,20 @@ struct Writer: Sendable {
             let sync = self.configuration.durability != .none
             var buffer: [UInt8] = []
             for pending in batch {
+                // An append never spans two segments: when it does not fit in what is left of the
+                // current one, it starts a new one (alone, if it is larger than a segment), so that
+                // recovery finds every append whole in one file.
+                let appendSize = pending.bodies.reduce(0) { $0 + FileRecord.frameHeaderSize + $1.count }
+                let used = segments[segments.count - 1].size + buffer.count
+                if used + appendSize > self.configuration.segmentSize && used > SegmentHeader.size {
+                    try self.flush(&buffer, into: &segments[segments.count - 1], sync: sync)
+                    segments.append(try SegmentHeader.create(index: segments.count, directory: self.directory))
+                }
+                let segment = segments.count - 1
                 var placed: [FileEventStore.Location] = []
                 placed.reserveCapacity(pending.bodies.count)
                 for body in pending.bodies {
                     let frameSize = FileRecord.frameHeaderSize + body.count
-                    let used = segments[segments.count - 1].size + buffer.count
-                    if used + frameSize > self.configuration.segmentSize && used > SegmentHeader.size {
-                        try self.flush(&buffer, into: &segments[segments.count - 1], sync: sync)
-                        segments.append(try SegmentHeader.create(index: segments.count, directory: self.directory))
-                    }
-                    let segment = segments.count - 1
                     placed.append(
                         .init(segment: segment, offset: segments[segment].size + buffer.count, size: frameSize)
                     )
@@ -68,6 +75,7 @@ struct Writer: Sendable {
             }
             try self.flush(&buffer, into: &segments[segments.count - 1], sync: sync)
         } catch {
+            Self.cutBack(&segments, toSegments: committedSegments, size: committedSize)
             self.fail(batch, with: error, segments: segments)
             return
         }
@@ -90,10 +98,36 @@ struct Writer: Sendable {
         guard !buffer.isEmpty else { return }
         let descriptor = segment.descriptor
         let offset = segment.size
+        if let fault = self.configuration.faults?.nextWrite(count: buffer.count) {
+            if fault.keepingBytes > 0 { try descriptor.write(Array(buffer.prefix(fault.keepingBytes)), at: offset) }
+            throw FileDescriptor.failure("pwrite (injected)", descriptor.path, errno: fault.code)
+        }
         try descriptor.write(buffer, at: offset)
         segment.size += buffer.count
         buffer.removeAll(keepingCapacity: true)
-        if sync { try descriptor.sync() }
+        if sync {
+            if let code = self.configuration.faults?.nextSync() {
+                throw FileDescriptor.failure("fsync (injected)", descriptor.path, errno: code)
+            }
+            try descriptor.sync()
+        }
+    }
+
+    /// After a failed batch, cuts the log back to where it ended before the batch, so that no
+    /// part of a failed append stays on disk: the segment the batch started in is truncated to
+    /// its old size, and segments the batch created are emptied to their header. Best effort: if
+    /// the disk refuses this too, recovery on the next open drops any append left without its last
+    /// record, and an append that reached the disk whole stays, although its caller was told it
+    /// failed.
+    private static func cutBack(_ segments: inout [FileEventStore.Segment], toSegments count: Int, size: Int) {
+        guard count > 0 else { return }
+        for index in (count - 1)..<segments.count {
+            let keep = index == count - 1 ? size : SegmentHeader.size
+            // Always truncate: a write that failed part-way left bytes past the size recorded.
+            let descriptor = segments[index].descriptor
+            if (try? descriptor.truncate(to: keep)) != nil { _ = try? descriptor.sync() }
+            segments[index].size = keep
+        }
     }
 
     /// A write or a sync failed: what reached the disk is unknown until the store is reopened, so

@@ -9,10 +9,18 @@ import Darwin
 /// The 32-byte header that starts every segment file:
 /// `magic "KEELSEG1" | format version u32 | header size u32 | segment index u64 | reserved u32 |
 /// CRC-32C of the first 28 bytes u32`, little-endian.
+///
+/// Format version 2 adds the ``FileRecord/Kind/eventWithMore`` record, which makes a multi-event
+/// append atomic; version 1 segments (every record its own append) stay readable, and a store
+/// whose last segment is version 1 starts a version 2 segment before it writes again, so that an
+/// older reader never meets a record kind it does not know inside a segment that claims version 1.
 enum SegmentHeader {
     static let size = 32
     static let magic: [UInt8] = Array("KEELSEG1".utf8)
-    static let formatVersion: UInt32 = 1
+    /// The version new segments are written in.
+    static let formatVersion: UInt32 = 2
+    /// The versions this reader understands.
+    static let readableVersions: ClosedRange<UInt32> = 1...2
 
     static func fileName(index: Int) -> String {
         let digits = String(index)
@@ -50,12 +58,17 @@ enum SegmentHeader {
             return "header checksum mismatch"
         }
         let version = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
-        guard version == Self.formatVersion else { return "unknown format version \(version)" }
+        guard Self.readableVersions.contains(version) else { return "unknown format version \(version)" }
         let headerSize = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
         guard headerSize == UInt32(Self.size) else { return "unknown header size \(headerSize)" }
         let stored = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
         guard stored == UInt64(index) else { return "the header names segment \(stored), the file name \(index)" }
         return nil
+    }
+
+    /// The format version of a header that ``problem(in:index:)`` found valid.
+    static func version(in bytes: UnsafeRawBufferPointer) -> UInt32 {
+        UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
     }
 
     /// Creates segment `index` with its header, and syncs the file and the directory before
