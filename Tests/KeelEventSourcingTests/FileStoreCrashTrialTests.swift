@@ -18,39 +18,55 @@ struct FileStoreCrashTrialTests {
     static let appenders = 4
 
     /// The same function as the appender's `payload(for:)`.
-    static func payload(for tag: String) -> [UInt8] {
+    static func payload(for tag: String, count: Int = 120) -> [UInt8] {
         let unit = Array("payload:\(tag):".utf8)
-        return (0..<120).map { unit[$0 % unit.count] }
+        return (0..<count).map { unit[$0 % unit.count] }
     }
 
     struct Ack: Hashable {
         var tag: String
         var position: UInt64
+        /// The events in the append (multi mode); 1 otherwise.
+        var count = 1
+
+        /// Parses `ack <tag> <position>` or `ack <tag> <position> <count>`.
+        init?(_ line: String) {
+            let fields = line.split(separator: " ")
+            guard fields.count == 3 || fields.count == 4, fields[0] == "ack", let position = UInt64(fields[2]) else {
+                return nil
+            }
+            self.tag = String(fields[1])
+            self.position = position
+            if fields.count == 4 {
+                guard let count = Int(fields[3]) else { return nil }
+                self.count = count
+            }
+        }
     }
 
     /// Runs the appender in `directory` until `acks` acknowledgements, kills it with SIGKILL, and
     /// returns the acknowledgements and what it wrote to stderr (a sanitized child's reports).
-    static func runAndKill(_ directory: String, after acks: Int) throws -> (acks: [Ack], stderr: String) {
-        let child = try CrashChild(tool: "KeelCrashAppender", arguments: [directory, String(Self.appenders)])
+    static func runAndKill(
+        _ directory: String,
+        after acks: Int,
+        mode: [String] = []
+    ) throws -> (acks: [Ack], stderr: String) {
+        let child = try CrashChild(tool: "KeelCrashAppender", arguments: [directory, String(Self.appenders)] + mode)
         var received: [Ack] = []
         guard let ready = child.nextLine(), ready.hasPrefix("ready") else {
             let stderr = child.sigkill()
             throw CrashTrialFailure(message: "the appender did not start: \(stderr)")
         }
         while received.count < acks, let line = child.nextLine() {
-            let fields = line.split(separator: " ")
-            guard fields.count == 3, fields[0] == "ack", let position = UInt64(fields[2]) else {
+            guard let ack = Ack(line) else {
                 throw CrashTrialFailure(message: "unexpected line from the appender: \(line)")
             }
-            received.append(Ack(tag: String(fields[1]), position: position))
+            received.append(ack)
         }
         let stderr = child.sigkill()
         // Lines written before the kill still count: each was written after its append returned.
         while let line = child.nextLine() {
-            let fields = line.split(separator: " ")
-            if fields.count == 3, fields[0] == "ack", let position = UInt64(fields[2]) {
-                received.append(Ack(tag: String(fields[1]), position: position))
-            }
+            if let ack = Ack(line) { received.append(ack) }
         }
         return (received, stderr)
     }
@@ -111,6 +127,82 @@ struct FileStoreCrashTrialTests {
         }
         TestLog.line(
             "crash trials: \(trials) trials, \(totalAcks) acknowledged appends, \(tailsCut) stores had a torn tail cut"
+        )
+    }
+
+    @Test(
+        "multi-event appends across small segments survive SIGKILL whole or not at all, in every durability mode",
+        arguments: [FileEventStore.Durability.fsyncEachAppend, .groupCommit, .none]
+    )
+    func multiEventCrashTrials(durability: FileEventStore.Durability) async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let trials = max(4, (environment["KEEL_CRASH_TRIALS"].flatMap(Int.init) ?? 200) / 10)
+        let seed = environment["KEEL_CRASH_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 0...UInt64.max)
+        TestLog.line("multi-event crash trials (\(durability)): seed \(seed) (KEEL_CRASH_SEED to replay)")
+        let random = RandomSource(seed: seed)
+        // Segments of 64 KiB against appends of up to 8 events of up to 256 KiB: most appends that
+        // are not tiny start a new segment, and many are larger than one.
+        let segmentSize = 64 << 10
+        var totalAcks = 0
+        var tailsCut = 0
+        for trial in 0..<trials {
+            let directory = TemporaryDirectory("crash-multi-\(trial)")
+            defer { directory.remove() }
+            let mode = ["multi", String(segmentSize), "\(durability)", String(random.next())]
+            let (acks, stderr) = try Self.runAndKill(directory.path, after: random.next(upperBound: 25), mode: mode)
+            #expect(!CrashChild.hasSanitizerReport(stderr), "trial \(trial): the appender reported\n\(stderr)")
+            totalAcks += acks.count
+
+            var configuration = FileEventStore.Configuration()
+            configuration.segmentSize = segmentSize
+            let store = try FileEventStore(directory: directory.path, configuration: configuration)
+            if !store.recoveryReport.isClean { tailsCut += 1 }
+            #expect(store.recoveryReport.cuts.allSatisfy { $0.reason == .tornTail }, "trial \(trial)")
+            let events = try await store.readAll(from: 0, limit: .max)
+            await store.close()
+
+            // Group the events by append: every append present is whole, in order, at consecutive
+            // positions, with payloads as written.
+            var appends: [String: [RecordedEvent]] = [:]
+            for event in events {
+                let id = event.metadata.id
+                let tag = "\(id.high)-\(id.low >> 8)"
+                let index = Int(id.low & 0xFF)
+                #expect(
+                    event.payload == Self.payload(for: "\(tag)-\(index)", count: event.payload.count),
+                    "trial \(trial): \(tag)-\(index) differs"
+                )
+                appends[tag, default: []].append(event)
+            }
+            for (tag, members) in appends {
+                let count = Int(members[0].metadata.custom["count"] ?? "") ?? -1
+                #expect(members.count == count, "trial \(trial): append \(tag) has \(members.count) of \(count) events")
+                #expect(members.map { Int($0.metadata.id.low & 0xFF) } == Array(0..<members.count), "trial \(trial)")
+                let first = members[0].position
+                #expect(members.map(\.position) == Array(first..<first + UInt64(members.count)), "trial \(trial)")
+            }
+            for ack in acks {
+                let members = appends[ack.tag] ?? []
+                #expect(
+                    members.count == ack.count,
+                    "trial \(trial): acknowledged \(ack.tag) has \(members.count) events"
+                )
+                #expect(members.first?.position == ack.position, "trial \(trial): \(ack.tag) moved")
+            }
+            // Beyond the acknowledged appends, at most the one each task had in flight.
+            var lastAcked = [Int](repeating: -1, count: Self.appenders)
+            for ack in acks {
+                let parts = ack.tag.split(separator: "-").compactMap { Int($0) }
+                lastAcked[parts[0]] = max(lastAcked[parts[0]], parts[1])
+            }
+            for tag in appends.keys {
+                let parts = tag.split(separator: "-").compactMap { Int($0) }
+                #expect(parts[1] <= lastAcked[parts[0]] + 1, "trial \(trial): \(tag) was never in flight")
+            }
+        }
+        TestLog.line(
+            "multi-event crash trials (\(durability)): \(trials) trials, \(totalAcks) acknowledged appends, "
+                + "\(tailsCut) stores had a torn tail cut"
         )
     }
 }

@@ -1,6 +1,7 @@
 // keel-crash-appender: the victim of the file store's crash trials.
 //
 //     keel-crash-appender <directory> [appenders]
+//     keel-crash-appender <directory> <appenders> multi <segment size> <durability> <seed>
 //
 // Opens a FileEventStore (group commit) in <directory> and appends forever from `appenders`
 // concurrent tasks (default 4), one event per append, to stream `crash-<task>`. After each append
@@ -8,10 +9,20 @@
 //
 //     ack <task>-<sequence> <position>
 //
+// In `multi` mode the store has segments of <segment size> bytes and the given durability
+// (fsyncEachAppend, groupCommit or none); each append holds 1 to 8 events of 0 bytes to 256 KiB
+// (mostly small), drawn from <seed> and the task, with the stream's expected version, and its
+// line says how many events it held:
+//
+//     ack <task>-<sequence> <first position> <count>
+//
+// Every event of an append carries its count in `custom["count"]` and its index in the append in
+// its id (`low = sequence << 8 | index`).
+//
 // An acknowledged event is durable. The test kills this process with SIGKILL at a random
 // moment, reopens the store and checks that every acknowledged event is there, byte for byte.
-// Each event's payload is a pure function of its tag (see `payload(for:)`), so the test can
-// rebuild it.
+// Each event's payload is a pure function of its tag and size (see `payload(for:count:)`), so the
+// test can rebuild it.
 
 import KeelCore
 import KeelEventSourcing
@@ -22,10 +33,10 @@ import Glibc
 import Darwin
 #endif
 
-/// The payload of the event tagged `tag`: `payload:<tag>:` repeated to 120 bytes.
-func payload(for tag: String) -> [UInt8] {
+/// The payload of the event tagged `tag`: `payload:<tag>:` repeated to `count` bytes.
+func payload(for tag: String, count: Int = 120) -> [UInt8] {
     let unit = Array("payload:\(tag):".utf8)
-    return (0..<120).map { unit[$0 % unit.count] }
+    return (0..<count).map { unit[$0 % unit.count] }
 }
 
 func say(_ line: String) {
@@ -44,9 +55,20 @@ guard arguments.count >= 2 else {
     exit(2)
 }
 let appenders = arguments.count >= 3 ? Int(arguments[2]) ?? 4 : 4
+let isMulti = arguments.count == 7 && arguments[3] == "multi"
+var configuration = FileEventStore.Configuration()
+let seed: UInt64 = isMulti ? UInt64(arguments[6]) ?? 0 : 0
+if isMulti {
+    configuration.segmentSize = Int(arguments[4]) ?? configuration.segmentSize
+    switch arguments[5] {
+    case "fsyncEachAppend": configuration.durability = .fsyncEachAppend
+    case "none": configuration.durability = .none
+    default: configuration.durability = .groupCommit
+    }
+}
 let store: FileEventStore
 do {
-    store = try FileEventStore(directory: arguments[1])
+    store = try FileEventStore(directory: arguments[1], configuration: configuration)
 } catch {
     say("error \(error)")
     exit(1)
@@ -54,9 +76,48 @@ do {
 // A test that stops reading (it failed or was killed) must not leave the appender running.
 alarm(60)
 say("ready \(store.recoveryReport.eventCount)")
+/// Appends forever from `task` in multi mode: 1 to 8 events per append, mostly small, now and then
+/// up to 256 KiB, each append with the stream's expected version.
+func appendMulti(task: Int) async throws {
+    let random = RandomSource(seed: seed &+ UInt64(task))
+    let stream = StreamID("crash-\(task)")
+    var version: UInt64?
+    var sequence = 0
+    while true {
+        let count = 1 + random.next(upperBound: 8)
+        let events = (0..<count).map { index in
+            let size =
+                switch random.next(upperBound: 10) {
+                case 0: random.next(upperBound: 256 << 10)
+                case 1, 2: random.next(upperBound: 16 << 10)
+                default: random.next(upperBound: 512)
+                }
+            let tag = "\(task)-\(sequence)-\(index)"
+            return EventData(
+                type: "crash.appended",
+                metadata: EventMetadata(
+                    id: EventID(high: UInt64(task), low: UInt64(sequence) << 8 | UInt64(index)),
+                    time: Int64(sequence),
+                    custom: ["count": String(count)]
+                ),
+                payload: payload(for: tag, count: size)
+            )
+        }
+        let result = try await store.append(
+            events,
+            to: stream,
+            expecting: version.map { .exactly($0) } ?? .noStream
+        )
+        version = result.streamVersion
+        say("ack \(task)-\(sequence) \(result.positions.lowerBound) \(count)")
+        sequence += 1
+    }
+}
+
 await withThrowingTaskGroup(of: Void.self) { group in
     for task in 0..<appenders {
         group.addTask {
+            if isMulti { return try await appendMulti(task: task) }
             var sequence = 0
             while true {
                 let tag = "\(task)-\(sequence)"
