@@ -20,9 +20,13 @@ import Darwin
 /// The directory holds `segment-<n>.log` files (`n` = 0, 1, 2, … in 16 digits) and a `LOCK` file.
 /// Each segment starts with a 32-byte versioned header and holds records framed as
 /// `[length][CRC-32C][body]`; a record is an event (stream, version, global position, type,
-/// schema version, metadata, payload) or a stream change (metadata, deletion). When a segment
-/// reaches ``Configuration/segmentSize`` the next write starts a new one; a new segment's file and
-/// the directory are synced before any record goes into it.
+/// schema version, metadata, payload) or a stream change (metadata, deletion). Every event record
+/// but the last of its append is marked as followed by more of the same append, and recovery
+/// drops an append whose last record is missing, so an append is on disk whole or not at all,
+/// across crashes, short writes, `ENOSPC` and `EIO` (see <doc:FileStoreDurability>). An append
+/// that does not fit in what is left of the current segment starts a new one (it never spans two
+/// files; see ``Configuration/segmentSize``); a new segment's file and the directory are synced
+/// before any record goes into it.
 ///
 /// ## Durability
 ///
