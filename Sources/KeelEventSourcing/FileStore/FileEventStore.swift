@@ -121,6 +121,12 @@ public final class FileEventStore: EventStore {
         var queue: [Pending] = []
         var failure: EventStoreError?
         var isClosing = false
+        /// Reads between taking their descriptors and finishing with them.
+        var readers = 0
+        /// Segments that ``FileEventStore/close()`` took while reads were in flight: the last read
+        /// to finish closes them, so that no read uses a descriptor that was closed (or reused by
+        /// another file) under it.
+        var closedWhileReading: [Segment] = []
         var headWaiters: [UInt64: (head: UInt64, continuation: CheckedContinuation<Void, Never>)] = [:]
         var nextWaiterID: UInt64 = 0
         /// The writer thread; taken (to be joined) by the first close.
@@ -218,12 +224,18 @@ public final class FileEventStore: EventStore {
     /// does nothing.
     public func close() async {
         self.stopWriter()
-        let waiters = self.state.withLock { state in
-            defer { state.headWaiters = [:] }
-            for segment in state.segments { segment.descriptor.close() }
-            state.segments = []
-            return state.headWaiters.values.map(\.continuation)
+        let (waiters, unused) = self.state.withLock { state in
+            defer {
+                state.headWaiters = [:]
+                state.segments = []
+            }
+            guard state.readers == 0 else {
+                state.closedWhileReading += state.segments
+                return (state.headWaiters.values.map(\.continuation), [Segment]())
+            }
+            return (state.headWaiters.values.map(\.continuation), state.segments)
         }
+        for segment in unused { segment.descriptor.close() }
         for waiter in waiters { waiter.resume() }
         _ = flock(self.lockFile.raw, LOCK_UN)
     }
@@ -316,14 +328,12 @@ public final class FileEventStore: EventStore {
         guard limit >= 1 else {
             throw EventStoreError(code: .invalidArgument, stream: stream, message: "limit \(limit) is below 1")
         }
-        let (locations, segments) = try self.state.withLock {
-            state throws(EventStoreError) -> ([Location], [Segment]) in
-            guard !state.isClosing else { throw Self.closedError }
-            guard let entry = state.streams[stream] else { return ([], []) }
+        return try self.read { state throws(EventStoreError) -> [Location] in
+            guard let entry = state.streams[stream] else { return [] }
             guard !entry.isDeleted else {
                 throw EventStoreError(code: .streamDeleted, stream: stream, message: "the stream was deleted")
             }
-            guard let last = entry.lastVersion else { return ([], []) }
+            guard let last = entry.lastVersion else { return [] }
             let versions = StoreRules.visibleVersions(
                 first: entry.metadata.firstVisibleVersion(last: last),
                 last: last,
@@ -331,9 +341,8 @@ public final class FileEventStore: EventStore {
                 direction: direction,
                 limit: limit
             )
-            return (versions.map { state.locations[Int(entry.positions[Int($0)])] }, state.segments)
+            return versions.map { state.locations[Int(entry.positions[Int($0)])] }
         }
-        return try self.load(locations, segments: segments)
     }
 
     /// Reads the global log; see ``EventStore/readAll(from:limit:)``.
@@ -346,15 +355,12 @@ public final class FileEventStore: EventStore {
         guard limit >= 1 else {
             throw EventStoreError(code: .invalidArgument, message: "limit \(limit) is below 1")
         }
-        let (locations, segments) = try self.state.withLock {
-            state throws(EventStoreError) -> ([Location], [Segment]) in
-            guard !state.isClosing else { throw Self.closedError }
+        return try self.read { state -> [Location] in
             let head = state.committedHead
-            guard position < head else { return ([], []) }
+            guard position < head else { return [] }
             let end = position + min(UInt64(limit), head - position)
-            return (Array(state.locations[Int(position)..<Int(end)]), state.segments)
+            return Array(state.locations[Int(position)..<Int(end)])
         }
-        return try self.load(locations, segments: segments)
     }
 
     /// The last durable version of `stream`; see ``EventStore/streamVersion(_:)``.
@@ -502,6 +508,34 @@ public final class FileEventStore: EventStore {
     /// Carries the head a conflict must wait for out of the lock's closure.
     private final class ConflictBarrier: @unchecked Sendable {
         var head: UInt64?
+    }
+
+    /// Picks the locations to read under the lock, then reads them outside it, with the segments'
+    /// descriptors held open until the read is done (a ``close()`` in between leaves them to the
+    /// last read in flight).
+    private func read(
+        _ select: (inout State) throws(EventStoreError) -> [Location]
+    ) throws(EventStoreError) -> [RecordedEvent] {
+        let (locations, segments) = try self.state.withLock {
+            state throws(EventStoreError) -> ([Location], [Segment]) in
+            guard !state.isClosing else { throw Self.closedError }
+            let locations = try select(&state)
+            guard !locations.isEmpty else { return ([], []) }
+            state.readers += 1
+            return (locations, state.segments)
+        }
+        guard !locations.isEmpty else { return [] }
+        defer {
+            let closing = self.state.withLock { state -> [Segment] in
+                state.readers -= 1
+                guard state.readers == 0 else { return [] }
+                defer { state.closedWhileReading = [] }
+                return state.closedWhileReading
+            }
+            for segment in closing { segment.descriptor.close() }
+        }
+        self.configuration.faults?.beforeRead()
+        return try self.load(locations, segments: segments)
     }
 
     /// Reads and decodes the records at `locations`, with one `pread` per run of nearby records.

@@ -23,6 +23,7 @@ package final class FileStoreFaults: Sendable {
         var syncs = 0
         var writeFaults: [Int: (keepingBytes: Int, code: Int32)] = [:]
         var syncFaults: [Int: Int32] = [:]
+        var readHook: (@Sendable () -> Void)?
     }
 
     private let state = Lock(State())
@@ -43,6 +44,22 @@ package final class FileStoreFaults: Sendable {
     /// Makes the `number`-th sync fail with `code` (after the data was written).
     package func failSync(number: Int, code: Int32 = EIO) {
         self.state.withLock { $0.syncFaults[number] = code }
+    }
+
+    /// Runs `hook` (once) in the next read, after the read has chosen its records and taken the
+    /// segments' descriptors, before it reads them: a test blocks there to close the store under
+    /// the read.
+    package func beforeNextRead(_ hook: @escaping @Sendable () -> Void) {
+        self.state.withLock { $0.readHook = hook }
+    }
+
+    /// Runs the hook set by ``beforeNextRead(_:)``, if any.
+    func beforeRead() {
+        let hook = self.state.withLock { state in
+            defer { state.readHook = nil }
+            return state.readHook
+        }
+        hook?()
     }
 
     /// Counts a write of `count` bytes; returns the fault scheduled for it, if any.
