@@ -122,6 +122,46 @@ struct FileStoreCorruptionTests {
         }
     }
 
+    @Test("a length field damaged to reach past the end, with intact records after it, is corruption, not a torn tail")
+    func damagedLengthBeforeIntactRecords() async throws {
+        let directory = TemporaryDirectory("length-tail")
+        defer { directory.remove() }
+        try await Fixtures.populate(directory, count: 30)
+        let segment = try #require(directory.segments().first)
+        var bytes = directory.bytes(of: segment)
+        let offsets = Self.frameOffsets(bytes)
+        // One flipped bit in the high byte of record 7's length: it now claims more than the file
+        // holds, which is what a torn write looks like, but 22 intact records follow it.
+        bytes[offsets[7] + 2] ^= 0x10
+        directory.write(bytes, to: segment)
+        Self.expectCorrupted(directory, file: segment, offset: offsets[7])
+        #expect(directory.bytes(of: segment) == bytes, "a strict open changed the file")
+        let store = try Self.open(directory, recovery: .repair)
+        #expect(try await Self.positions(store) == Array(0..<7))
+        #expect(store.recoveryReport.cuts.map(\.reason) == [.repaired])
+        await store.close()
+    }
+
+    @Test("zeros from inside the last record to the end of the file (a power loss) are a torn tail, cut in strict mode")
+    func zerosFromInsideTheLastRecord() async throws {
+        let directory = TemporaryDirectory("zeros-inside")
+        defer { directory.remove() }
+        try await Fixtures.populate(directory, count: 6)
+        let segment = try #require(directory.segments().first)
+        var bytes = directory.bytes(of: segment)
+        let last = try #require(Self.frameOffsets(bytes).last)
+        // The last record keeps its header and 10 bytes of its body; zeros from there on, past
+        // where it ended, as a file system that extended the file before the data arrived leaves.
+        let zeroed = last + FileRecord.frameHeaderSize + 10
+        bytes.replaceSubrange(zeroed..<bytes.count, with: [UInt8](repeating: 0, count: bytes.count - zeroed + 4_096))
+        directory.write(bytes, to: segment)
+        let store = try Self.open(directory)
+        #expect(try await Self.positions(store) == Array(0..<5))
+        let cut = try #require(store.recoveryReport.cuts.first)
+        #expect(store.recoveryReport.cuts.count == 1 && cut.reason == .tornTail && cut.offset == last)
+        await store.close()
+    }
+
     @Test("an oversized length field is rejected before allocation: an error in the middle, a repair cut")
     func oversizedLength() async throws {
         let directory = TemporaryDirectory("length")

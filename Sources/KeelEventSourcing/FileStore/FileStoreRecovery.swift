@@ -179,7 +179,10 @@ struct FileStoreRecovery {
                     }
                     offset += frameSize
                 } catch {
-                    damage = (offset, "\(error)", isLast && Self.isTail(rest, failure: error))
+                    damage = (
+                        offset, "\(error)",
+                        isLast && !Self.hasValidFrame(after: rest, maxRecordSize: configuration.maxRecordSize)
+                    )
                     return
                 }
             }
@@ -227,19 +230,22 @@ struct FileStoreRecovery {
         return true
     }
 
-    /// Whether a bad frame is the torn tail of the log: nothing but zeros from it to the end, or
-    /// a frame that claims to reach (or pass) the end of the file.
-    private static func isTail(_ rest: UnsafeRawBufferPointer, failure: FileRecord.DecodingFailure) -> Bool {
-        if rest.allSatisfy({ $0 == 0 }) { return true }
-        switch failure {
-        case .truncatedHeader, .truncatedBody:
-            return true
-        case .checksumMismatch, .malformedBody:
-            let length = Int(UInt32(littleEndian: rest.loadUnaligned(fromByteOffset: 0, as: UInt32.self)))
-            return FileRecord.frameHeaderSize + length >= rest.count
-        case .invalidLength:
-            return false
+    /// Whether a valid frame starts anywhere in `rest` after its first byte (where a bad frame
+    /// starts).
+    ///
+    /// A crash leaves a torn tail only at the end of what was written: a write's bytes reach the
+    /// file in order, so nothing valid can follow the point where they stop. A bad frame followed
+    /// by a valid one (a checksum-verified frame, found at any later offset) is damage in the
+    /// middle of the log, however its own bytes look: its length field may have been damaged to
+    /// reach past the end of the file.
+    private static func hasValidFrame(after rest: UnsafeRawBufferPointer, maxRecordSize: Int) -> Bool {
+        var offset = 1
+        while offset + FileRecord.frameHeaderSize + FileRecord.minimumBodySize <= rest.count {
+            let candidate = UnsafeRawBufferPointer(rebasing: rest[offset...])
+            if (try? FileRecord.decodeFrame(candidate, maxRecordSize: maxRecordSize)) != nil { return true }
+            offset += 1
         }
+        return false
     }
 
     /// Adds a verified record to the index; returns what is inconsistent about it, if anything.
