@@ -232,9 +232,7 @@ struct FileStoreCorruptionTests {
 
         let stray = "\(directory.path)/segment-12.log"
         directory.write([1, 2, 3], to: stray)
-        #expect {
-            _ = try Self.open(directory)
-        } throws: { ($0 as? EventStoreError)?.code == .corrupted }
+        Self.expectCorrupted(directory, file: stray, offset: 0)
         store = try Self.open(directory, recovery: .repair)
         #expect(store.recoveryReport.cuts.map(\.file) == [stray])
         #expect(try await Self.positions(store).count == 30)
@@ -243,7 +241,8 @@ struct FileStoreCorruptionTests {
 
         let segments = directory.segments()
         try FileManager.default.removeItem(atPath: segments[1])
-        Self.expectCorrupted(directory, file: segments[2], offset: 0)
+        // The error names the missing file, with an offset.
+        Self.expectCorrupted(directory, file: segments[1], offset: 0)
         #expect {
             _ = try Self.open(directory)
         } throws: { ($0 as? EventStoreError)?.message.contains("segment 1 is missing") == true }

@@ -41,7 +41,7 @@ struct FileStoreRecovery {
                 guard repair else {
                     throw EventStoreError(
                         code: .corrupted,
-                        message: "\(directory)/\(name): a file that looks like a segment but is not named like one"
+                        message: "\(directory)/\(name)@0: a file that looks like a segment but is not named like one"
                     )
                 }
                 self.report.cuts.append(
@@ -63,8 +63,9 @@ struct FileStoreRecovery {
             let path = directory + "/" + entry.name
             let isLast = position == indexed.count - 1
             guard entry.index == position else {
-                let detail = "segment \(position) is missing (found \(entry.name))"
-                guard repair else { throw EventStoreError(code: .corrupted, message: "\(path)@0: \(detail)") }
+                let missing = directory + "/" + SegmentHeader.fileName(index: position)
+                let detail = "segment \(position) is missing (the next file is \(entry.name))"
+                guard repair else { throw EventStoreError(code: .corrupted, message: "\(missing)@0: \(detail)") }
                 try self.remove(indexed[position...].map { directory + "/" + $0.name }, detail: detail)
                 break
             }
