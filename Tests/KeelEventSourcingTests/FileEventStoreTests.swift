@@ -78,6 +78,20 @@ struct FileEventStoreTests {
         await second.close()
     }
 
+    @Test("deleting the LOCK file under an open store does not let a second writer in")
+    func deletedLockFile() async throws {
+        let directory = TemporaryDirectory("lock-deleted")
+        defer { directory.remove() }
+        let first = try FileEventStore(directory: directory.path, configuration: Fixtures.configuration())
+        try FileManager.default.removeItem(atPath: directory.path + "/LOCK")
+        #expect {
+            _ = try FileEventStore(directory: directory.path, configuration: Fixtures.configuration())
+        } throws: { ($0 as? EventStoreError)?.code == .locked }
+        await first.close()
+        let second = try FileEventStore(directory: directory.path, configuration: Fixtures.configuration())
+        await second.close()
+    }
+
     @Test("a closed store refuses appends and reads, and ends waiting subscriptions")
     func closing() async throws {
         let directory = TemporaryDirectory("close")

@@ -55,8 +55,10 @@ import Darwin
 ///
 /// ## Exclusivity
 ///
-/// An advisory lock on `LOCK` makes a second opener of the same directory (in this process or
-/// another) fail with ``EventStoreError/Code/locked``. ``close()`` releases it.
+/// Advisory locks on the directory itself and on its `LOCK` file make a second opener of the same
+/// directory (in this process or another) fail with ``EventStoreError/Code/locked``; deleting the
+/// `LOCK` file under an open store does not let a second writer in, since the directory stays
+/// locked. ``close()`` releases both.
 public final class FileEventStore: EventStore {
     /// The directory the store lives in.
     public let directory: String
@@ -67,6 +69,8 @@ public final class FileEventStore: EventStore {
 
     let state: ConditionLock<State>
     private let lockFile: FileDescriptor
+    /// The directory, opened to hold a lock that deleting `LOCK` cannot take away.
+    private let directoryLock: FileDescriptor
 
     /// Where a record is.
     struct Location: Sendable {
@@ -169,9 +173,16 @@ public final class FileEventStore: EventStore {
         self.directory = directory
         self.configuration = configuration
         try FileDescriptor.makeDirectory(directory)
-        let lockFile = try FileDescriptor.open(directory + "/LOCK", flags: O_RDWR | O_CREAT)
+        let directoryLock = try FileDescriptor.open(directory, flags: O_RDONLY | O_DIRECTORY)
+        let lockFile: FileDescriptor
         do throws(EventStoreError) {
-            guard try lockFile.tryLock() else {
+            lockFile = try FileDescriptor.open(directory + "/LOCK", flags: O_RDWR | O_CREAT)
+        } catch {
+            directoryLock.close()
+            throw error
+        }
+        do throws(EventStoreError) {
+            guard try directoryLock.tryLock(), try lockFile.tryLock() else {
                 throw EventStoreError(code: .locked, message: "\(directory) is open in another store")
             }
             var recovery = try FileStoreRecovery.run(directory: directory, configuration: configuration)
@@ -201,9 +212,11 @@ public final class FileEventStore: EventStore {
             )
         } catch {
             lockFile.close()
+            directoryLock.close()
             throw error
         }
         self.lockFile = lockFile
+        self.directoryLock = directoryLock
         let state = self.state
         let writer = Writer(state: state, configuration: configuration, directory: directory)
         state.withLock { $0.writerThread = JoinableThread { writer.run() } }
@@ -216,6 +229,7 @@ public final class FileEventStore: EventStore {
             state.segments = []
         }
         self.lockFile.close()
+        self.directoryLock.close()
     }
 
     /// Finishes the queued appends, stops the writer thread, closes the files and releases the
@@ -238,6 +252,7 @@ public final class FileEventStore: EventStore {
         for segment in unused { segment.descriptor.close() }
         for waiter in waiters { waiter.resume() }
         _ = flock(self.lockFile.raw, LOCK_UN)
+        _ = flock(self.directoryLock.raw, LOCK_UN)
     }
 
     /// Marks the store closing, lets the writer drain its queue, and joins it (first caller only).
