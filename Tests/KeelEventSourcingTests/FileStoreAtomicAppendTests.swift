@@ -39,6 +39,8 @@ struct FileStoreAtomicAppendTests {
         await store.close()
         let segment = try #require(directory.segments().first)
         let appendStart = Self.size(of: segment)
+        // A crash while the append below is written leaves the high-water mark where it was.
+        let mark = directory.bytes(of: directory.markFile)
         let reopened = try FileEventStore(directory: directory.path, configuration: Fixtures.configuration())
         try await reopened.append(Self.events(1..<4), to: "order-1", expecting: .any)
         await reopened.close()
@@ -49,6 +51,7 @@ struct FileStoreAtomicAppendTests {
         // part-way through writing it can leave.
         for length in appendStart..<whole.count {
             directory.write(Array(whole[..<length]), to: segment)
+            directory.write(mark, to: directory.markFile)
             let store = try FileEventStore(directory: directory.path, configuration: Fixtures.configuration())
             let positions = try await Self.positions(store)
             #expect(positions == [0], "cut at \(length): \(positions)")
@@ -65,6 +68,7 @@ struct FileStoreAtomicAppendTests {
             #expect(Self.size(of: segment) == appendStart, "cut at \(length): the partial append is still on disk")
         }
         directory.write(whole, to: segment)
+        directory.write(mark, to: directory.markFile)
         let intact = try FileEventStore(directory: directory.path, configuration: Fixtures.configuration())
         #expect(try await Self.positions(intact) == [0, 1, 2, 3])
         #expect(intact.recoveryReport.isClean)
@@ -78,6 +82,8 @@ struct FileStoreAtomicAppendTests {
         let configuration = Fixtures.configuration(segmentSize: 4_096)
         let store = try FileEventStore(directory: directory.path, configuration: configuration)
         try await store.append(Self.events(0..<1, payloadSize: 1_000), to: "a-1", expecting: .any)
+        // The mark as a crash during the next append would leave it.
+        let mark = directory.bytes(of: directory.markFile)
         // Two events of 3,000 bytes: together larger than a segment, so they get one to themselves.
         try await store.append(Self.events(1..<3, payloadSize: 3_000), to: "b-1", expecting: .any)
         try await store.append(Self.events(3..<4, payloadSize: 100), to: "a-1", expecting: .any)
@@ -94,6 +100,7 @@ struct FileStoreAtomicAppendTests {
         try #require(offsets.count == 2)
         directory.write(Array(bytes[..<(offsets[1] + 100)]), to: second)
         try FileManager.default.removeItem(atPath: segments[2])
+        directory.write(mark, to: directory.markFile)
         let reopened = try FileEventStore(directory: directory.path, configuration: configuration)
         #expect(try await Self.positions(reopened) == [0])
         #expect(try await reopened.streamVersion("b-1") == nil)
@@ -296,5 +303,66 @@ struct FileStoreCloseRaceTests {
             await reusing.close()
         }
         await #expect(throws: EventStoreError.self) { _ = try await store.readAll(from: 0, limit: 1) }
+    }
+}
+
+/// The high-water mark: two slots, the newer valid one wins, and a store keeps it up to date.
+@Suite("File event store high-water mark", .timeLimit(.minutes(1)))
+struct FileStoreHighWaterMarkTests {
+    typealias Fixtures = FileStoreFixtures
+
+    @Test("a close leaves a mark covering the whole log; a torn newer slot falls back to the older one")
+    func marksAndSlots() async throws {
+        let directory = TemporaryDirectory("mark-slots")
+        defer { directory.remove() }
+        try await Fixtures.populate(directory, count: 12, segmentSize: 1_000)
+        let segments = directory.segments()
+        let mark = try #require(try HighWaterMark.read(directory: directory.path))
+        #expect(mark.segment == segments.count - 1)
+        #expect(mark.segmentSize == directory.bytes(of: segments[segments.count - 1]).count)
+        #expect(mark.events == 12)
+
+        // Tear the newer slot: the older one (an earlier, smaller mark) is read instead.
+        var bytes = directory.bytes(of: directory.markFile)
+        let newer = Int(mark.sequence % 2) * HighWaterMark.slotSize
+        bytes[newer + 20] ^= 0xFF
+        directory.write(bytes, to: directory.markFile)
+        let older = try #require(try HighWaterMark.read(directory: directory.path))
+        #expect(older.sequence == mark.sequence - 1)
+        #expect(older.events <= mark.events)
+        let store = try FileEventStore(
+            directory: directory.path,
+            configuration: Fixtures.configuration(segmentSize: 1_000)
+        )
+        #expect(try await store.readAll(from: 0, limit: .max).count == 12)
+        #expect(store.recoveryReport.isClean)
+        await store.close()
+    }
+
+    @Test("concurrent appends under group commit share their fsyncs")
+    func groupCommitSharesSyncs() async throws {
+        let directory = TemporaryDirectory("mark-syncs")
+        defer { directory.remove() }
+        var configuration = Fixtures.configuration(durability: .groupCommit)
+        let faults = FileStoreFaults()
+        configuration.faults = faults
+        let store = try FileEventStore(directory: directory.path, configuration: configuration)
+        let appenders = 16
+        let perAppender = 20
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for appender in 0..<appenders {
+                group.addTask {
+                    for index in 0..<perAppender {
+                        try await store.append(Fixtures.event(appender * 100 + index), to: StreamID("g-\(appender)"))
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        await store.close()
+        let appends = appenders * perAppender
+        // One sync per write, one write per batch: fewer syncs than appends means appends shared them.
+        #expect(faults.syncs == faults.writes)
+        #expect(faults.syncs < appends * 3 / 4, "\(faults.syncs) syncs for \(appends) appends")
     }
 }

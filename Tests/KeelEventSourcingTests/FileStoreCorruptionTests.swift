@@ -70,11 +70,13 @@ struct FileStoreCorruptionTests {
         await store.close()
     }
 
-    @Test("a flipped bit in the last record is a torn tail: cut and reported, in strict mode too")
+    @Test(
+        "a flipped bit in the last record, past the high-water mark, is a torn tail: cut and reported, in strict mode too"
+    )
     func flippedBitAtTheTail() async throws {
         let directory = TemporaryDirectory("tail")
         defer { directory.remove() }
-        try await Fixtures.populate(directory, count: 10)
+        try await Fixtures.populateWithUnmarkedTail(directory, count: 10)
         let segment = try #require(directory.segments().first)
         var bytes = directory.bytes(of: segment)
         let last = try #require(Self.frameOffsets(bytes).last)
@@ -94,7 +96,7 @@ struct FileStoreCorruptionTests {
         for damage in ["truncated", "zeros", "truncated-header"] {
             let directory = TemporaryDirectory(damage)
             defer { directory.remove() }
-            try await Fixtures.populate(directory, count: 6)
+            try await Fixtures.populateWithUnmarkedTail(directory, count: 6)
             let segment = try #require(directory.segments().first)
             var bytes = directory.bytes(of: segment)
             let last = try #require(Self.frameOffsets(bytes).last)
@@ -146,7 +148,7 @@ struct FileStoreCorruptionTests {
     func zerosFromInsideTheLastRecord() async throws {
         let directory = TemporaryDirectory("zeros-inside")
         defer { directory.remove() }
-        try await Fixtures.populate(directory, count: 6)
+        try await Fixtures.populateWithUnmarkedTail(directory, count: 6)
         let segment = try #require(directory.segments().first)
         var bytes = directory.bytes(of: segment)
         let last = try #require(Self.frameOffsets(bytes).last)
@@ -160,6 +162,46 @@ struct FileStoreCorruptionTests {
         let cut = try #require(store.recoveryReport.cuts.first)
         #expect(store.recoveryReport.cuts.count == 1 && cut.reason == .tornTail && cut.offset == last)
         await store.close()
+    }
+
+    @Test(
+        "the high-water mark turns tail damage to acknowledged records into errors: a flipped bit, a cut at a record boundary, a deleted last segment"
+    )
+    func damageBelowTheHighWaterMark() async throws {
+        for damage in ["flipped", "boundary", "deleted"] {
+            let directory = TemporaryDirectory("mark-\(damage)")
+            defer { directory.remove() }
+            try await Fixtures.populate(directory, count: 30, segmentSize: 1_000)
+            let segments = directory.segments()
+            let last = try #require(segments.last)
+            var bytes = directory.bytes(of: last)
+            let offsets = Self.frameOffsets(bytes)
+            let reported: String
+            switch damage {
+            case "flipped":
+                bytes[bytes.count - 3] ^= 0x80
+                directory.write(bytes, to: last)
+                reported = "\(last)@\(try #require(offsets.last)):"
+            case "boundary":
+                directory.write(Array(bytes[..<offsets[offsets.count - 1]]), to: last)
+                reported = "\(last)@\(offsets[offsets.count - 1]):"
+            default:
+                try FileManager.default.removeItem(atPath: last)
+                reported = "\(last)@0:"
+            }
+            #expect {
+                _ = try Self.open(directory)
+            } throws: { error in
+                guard let error = error as? EventStoreError, error.code == .corrupted else { return false }
+                return error.message.hasPrefix(reported)
+            }
+            // Without the mark (a store written before it existed) the same damage is cut, or
+            // goes unnoticed, as a crash's trace.
+            try FileManager.default.removeItem(atPath: directory.markFile)
+            let store = try Self.open(directory)
+            #expect(try await Self.positions(store).count < 30, "\(damage)")
+            await store.close()
+        }
     }
 
     @Test("an oversized length field is rejected before allocation: an error in the middle, a repair cut")

@@ -29,6 +29,9 @@ struct TemporaryDirectory: Sendable {
     func write(_ bytes: [UInt8], to file: String) {
         _ = FileManager.default.createFile(atPath: file, contents: Data(bytes))
     }
+
+    /// The store's high-water mark file.
+    var markFile: String { "\(self.path)/HIGHWATER" }
 }
 
 enum FileStoreFixtures {
@@ -60,6 +63,19 @@ enum FileStoreFixtures {
         configuration.durability = durability
         configuration.recovery = recovery
         return configuration
+    }
+
+    /// Writes `count` events, one per append, to streams `s-0`…`s-2`, and closes the store; then
+    /// puts back the high-water mark as it was before the last event, as after a crash that wrote
+    /// the last append but no mark covering it (which a clean close writes). What damage at the
+    /// tail then looks like is what a crash leaves.
+    static func populateWithUnmarkedTail(_ directory: TemporaryDirectory, count: Int) async throws {
+        try await populate(directory, count: count - 1)
+        let mark = directory.bytes(of: directory.markFile)
+        let store = try FileEventStore(directory: directory.path, configuration: configuration())
+        try await store.append(event(count - 1), to: StreamID("s-\((count - 1) % 3)"))
+        await store.close()
+        directory.write(mark, to: directory.markFile)
     }
 
     /// Writes `count` events, one per append, to streams `s-0`…`s-2`, and closes the store.

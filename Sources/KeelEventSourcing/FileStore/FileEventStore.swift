@@ -71,6 +71,8 @@ public final class FileEventStore: EventStore {
     private let lockFile: FileDescriptor
     /// The directory, opened to hold a lock that deleting `LOCK` cannot take away.
     private let directoryLock: FileDescriptor
+    /// The `HIGHWATER` file, written by the writer thread; closed once the writer has stopped.
+    private let markFile: FileDescriptor
 
     /// Where a record is.
     struct Location: Sendable {
@@ -175,6 +177,8 @@ public final class FileEventStore: EventStore {
         try FileDescriptor.makeDirectory(directory)
         let directoryLock = try FileDescriptor.open(directory, flags: O_RDONLY | O_DIRECTORY)
         let lockFile: FileDescriptor
+        let markFile: FileDescriptor
+        let markSequence: UInt64
         do throws(EventStoreError) {
             lockFile = try FileDescriptor.open(directory + "/LOCK", flags: O_RDWR | O_CREAT)
         } catch {
@@ -186,17 +190,34 @@ public final class FileEventStore: EventStore {
                 throw EventStoreError(code: .locked, message: "\(directory) is open in another store")
             }
             var recovery = try FileStoreRecovery.run(directory: directory, configuration: configuration)
-            // A new store starts segment 0; a store whose last segment is of an older format
-            // version goes on in a new segment of the current one.
-            if recovery.lastSegmentFormatVersion < SegmentHeader.formatVersion {
-                do throws(EventStoreError) {
+            do throws(EventStoreError) {
+                // A new store starts segment 0; a store whose last segment is of an older format
+                // version goes on in a new segment of the current one.
+                if recovery.lastSegmentFormatVersion < SegmentHeader.formatVersion {
                     recovery.segments.append(
                         try SegmentHeader.create(index: recovery.segments.count, directory: directory)
                     )
+                }
+                // The log as recovered is the new high-water mark (after a repair, the old one
+                // would report the dropped part again on every open).
+                markFile = try FileDescriptor.open(directory + "/" + HighWaterMark.fileName, flags: O_RDWR | O_CREAT)
+                markSequence = (recovery.mark?.sequence ?? 0) + 1
+                let mark = HighWaterMark(
+                    sequence: markSequence,
+                    segment: recovery.segments.count - 1,
+                    segmentSize: recovery.segments[recovery.segments.count - 1].size,
+                    events: UInt64(recovery.locations.count)
+                )
+                do throws(EventStoreError) {
+                    try mark.write(to: markFile)
+                    if recovery.mark == nil { try FileDescriptor.syncDirectory(directory) }
                 } catch {
-                    for segment in recovery.segments { segment.descriptor.close() }
+                    markFile.close()
                     throw error
                 }
+            } catch {
+                for segment in recovery.segments { segment.descriptor.close() }
+                throw error
             }
             self.recoveryReport = recovery.report
             self.state = ConditionLock(
@@ -217,8 +238,15 @@ public final class FileEventStore: EventStore {
         }
         self.lockFile = lockFile
         self.directoryLock = directoryLock
+        self.markFile = markFile
         let state = self.state
-        let writer = Writer(state: state, configuration: configuration, directory: directory)
+        let writer = Writer(
+            state: state,
+            configuration: configuration,
+            directory: directory,
+            markFile: markFile,
+            firstMarkSequence: markSequence
+        )
         state.withLock { $0.writerThread = JoinableThread { writer.run() } }
     }
 
@@ -228,6 +256,7 @@ public final class FileEventStore: EventStore {
             for segment in state.segments { segment.descriptor.close() }
             state.segments = []
         }
+        self.markFile.close()
         self.lockFile.close()
         self.directoryLock.close()
     }

@@ -15,6 +15,8 @@ struct FileStoreRecovery {
     var report = FileEventStore.RecoveryReport()
     /// The format version of the last segment read (0 when there is none).
     var lastSegmentFormatVersion: UInt32 = 0
+    /// How far the log had reached when it was last marked; `nil` for a store without a mark.
+    var mark: HighWaterMark?
     private var removedFiles = false
 
     static func run(
@@ -35,6 +37,7 @@ struct FileStoreRecovery {
 
     private mutating func open(directory: String, configuration: FileEventStore.Configuration) throws(EventStoreError) {
         let repair = configuration.recovery.isRepair
+        self.mark = try HighWaterMark.read(directory: directory)
         var indexed: [(index: Int, name: String)] = []
         for name in try FileDescriptor.listDirectory(directory).sorted() where name.hasPrefix("segment-") {
             guard let index = SegmentHeader.index(fromFileName: name) else {
@@ -78,7 +81,45 @@ struct FileStoreRecovery {
                 break
             }
         }
+        try self.checkMark(directory: directory, repair: repair)
         if self.removedFiles { try FileDescriptor.syncDirectory(directory) }
+    }
+
+    /// Whether the high-water mark says that `offset` of segment `index` was on disk: damage
+    /// there is not a torn tail, whatever it looks like.
+    private func isMarked(segment index: Int, offset: Int) -> Bool {
+        guard let mark = self.mark else { return false }
+        return mark.segment > index || (mark.segment == index && offset < mark.segmentSize)
+    }
+
+    /// Reports a log that ends short of its high-water mark: a shortened or removed last segment,
+    /// or events missing from it. An error in a strict open; in a repair, a reported cut.
+    private mutating func checkMark(directory: String, repair: Bool) throws(EventStoreError) {
+        // After a repair cut the log is knowingly shorter: that cut is already reported.
+        guard let mark = self.mark, !self.report.cuts.contains(where: { $0.reason == .repaired }) else { return }
+        let lastIndex = self.segments.count - 1
+        let lastSize = self.segments.last?.size ?? 0
+        let events = UInt64(self.locations.count)
+        let isShort =
+            mark.segment > lastIndex || (mark.segment == lastIndex && lastSize < mark.segmentSize)
+            || events < mark.events
+        guard isShort else { return }
+        let file = directory + "/" + SegmentHeader.fileName(index: mark.segment)
+        let offset = mark.segment == lastIndex ? lastSize : 0
+        let detail =
+            "the log ends in segment \(lastIndex) at \(lastSize) bytes with \(events) events, but it had reached "
+            + "segment \(mark.segment) at \(mark.segmentSize) bytes with \(mark.events) events"
+        guard repair else { throw EventStoreError(code: .corrupted, message: "\(file)@\(offset): \(detail)") }
+        self.report.cuts.append(
+            .init(
+                file: file,
+                offset: offset,
+                droppedBytes: 0,
+                removedFile: false,
+                reason: .repaired,
+                detail: "already missing: " + detail
+            )
+        )
     }
 
     /// Removes files after damage (repair mode), reporting each.
@@ -182,7 +223,8 @@ struct FileStoreRecovery {
                 } catch {
                     damage = (
                         offset, "\(error)",
-                        isLast && !Self.hasValidFrame(after: rest, maxRecordSize: configuration.maxRecordSize)
+                        isLast && !self.isMarked(segment: index, offset: offset)
+                            && !Self.hasValidFrame(after: rest, maxRecordSize: configuration.maxRecordSize)
                     )
                     return
                 }
@@ -196,14 +238,14 @@ struct FileStoreRecovery {
         if let first = openAppend.first {
             cut = first.offset
             if let found = damage {
-                if found.isTail {
+                if found.isTail && !self.isMarked(segment: index, offset: first.offset) {
                     let detail =
                         "an append of \(openAppend.count) or more records cut off before its last (\(found.detail))"
                     damage = (first.offset, detail, true)
                 }
             } else {
                 let detail = "an append of \(openAppend.count) records without its last record"
-                damage = (first.offset, detail, isLast)
+                damage = (first.offset, detail, isLast && !self.isMarked(segment: index, offset: first.offset))
             }
         }
         if let damage {

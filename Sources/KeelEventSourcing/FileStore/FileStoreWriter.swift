@@ -7,6 +7,13 @@ struct Writer: Sendable {
     let state: ConditionLock<State>
     let configuration: FileEventStore.Configuration
     let directory: String
+    /// The open `HIGHWATER` file, and the sequence of the mark written on open.
+    let markFile: FileDescriptor
+    let firstMarkSequence: UInt64
+
+    /// How many bytes of log the writer appends between two high-water marks; a mark is also
+    /// written after every batch that starts a segment, and when the store closes.
+    static let markInterval = 1 << 20
 
     /// How long the writer waits for stragglers before a group commit (see ``run()``).
     static let gatherTimeout = Duration.microseconds(200)
@@ -20,6 +27,11 @@ struct Writer: Sendable {
     /// one append); sixteen concurrent ones share one `fsync` instead of trickling in two by two.
     func run() {
         var lastBatch = 0
+        var markSequence = self.firstMarkSequence
+        var bytesSinceMark = 0
+        defer {
+            if bytesSinceMark > 0 { self.writeMark(sequence: markSequence + 1) }
+        }
         while true {
             let queued = self.state.wait(until: { !$0.queue.isEmpty || $0.isClosing }) { $0.queue.count }
             if self.configuration.durability == .groupCommit, queued > 0, queued < lastBatch {
@@ -36,11 +48,40 @@ struct Writer: Sendable {
             }
             guard let batch else { return }
             lastBatch = batch.count
-            self.write(batch)
+            guard let written = self.write(batch) else { continue }
+            bytesSinceMark += written.bytes
+            if written.startedSegment || bytesSinceMark >= Self.markInterval {
+                markSequence += 1
+                bytesSinceMark = 0
+                self.writeMark(sequence: markSequence)
+            }
         }
     }
 
-    private func write(_ batch: [FileEventStore.Pending]) {
+    /// Records how far the log reaches: after a sync of the last segment when appends are not
+    /// synced anyway, so that the mark never claims more than is on disk. A failure here fails
+    /// the store as a failed append would.
+    private func writeMark(sequence: UInt64) {
+        let segments = self.state.withLock { $0.segments }
+        guard let last = segments.last, self.state.withLock({ $0.failure == nil }) else { return }
+        let events = self.state.withLock { $0.committedHead }
+        let mark = HighWaterMark(
+            sequence: sequence,
+            segment: segments.count - 1,
+            segmentSize: last.size,
+            events: events
+        )
+        do throws(EventStoreError) {
+            if self.configuration.durability == .none { try last.descriptor.sync() }
+            try mark.write(to: self.markFile)
+        } catch {
+            self.fail([], with: error, segments: segments)
+        }
+    }
+
+    /// Writes a batch; returns the bytes written and whether a segment was started, or `nil` when
+    /// the batch failed.
+    private func write(_ batch: [FileEventStore.Pending]) -> (bytes: Int, startedSegment: Bool)? {
         var segments = self.state.withLock { $0.segments }
         // Where the log ended before this batch: a failed batch is cut back to it.
         let committedSegments = segments.count
@@ -77,7 +118,7 @@ struct Writer: Sendable {
         } catch {
             Self.cutBack(&segments, toSegments: committedSegments, size: committedSize)
             self.fail(batch, with: error, segments: segments)
-            return
+            return nil
         }
         let waiters = self.state.withLock { state in
             state.segments = segments
@@ -88,6 +129,8 @@ struct Writer: Sendable {
         }
         for pending in batch { pending.continuation.resume(returning: .success(pending.result)) }
         for waiter in waiters { waiter.resume() }
+        let bytes = segments.count > committedSegments ? segments.last!.size : segments.last!.size - committedSize
+        return (bytes, segments.count > committedSegments)
     }
 
     private func flush(
