@@ -17,7 +17,9 @@ import Darwin
 ///
 /// ## Files
 ///
-/// The directory holds `segment-<n>.log` files (`n` = 0, 1, 2, … in 16 digits) and a `LOCK` file.
+/// The directory holds `segment-<n>.log` files (`n` = 0, 1, 2, … in 16 digits), a `LOCK` file
+/// and a `HIGHWATER` file (how far the log is known to have reached on disk, which recovery checks
+/// the log against).
 /// Each segment starts with a 32-byte versioned header and holds records framed as
 /// `[length][CRC-32C][body]`; a record is an event (stream, version, global position, type,
 /// schema version, metadata, payload) or a stream change (metadata, deletion). Every event record
