@@ -133,6 +133,9 @@ enum RecordFuzzerReplay {
                 ),
                 moreInAppend: true
             ),
+            // Stream changes with their sequence (format version 2).
+            .streamMetadata("user-1", StreamMetadata(maxCount: 3, truncateBefore: nil), sequence: 7),
+            .streamDeleted("user-1", truncateBefore: 9, sequence: 8),
         ]
         var all: [UInt8] = []
         for (index, record) in records.enumerated() {

@@ -204,6 +204,42 @@ struct FileStoreCorruptionTests {
         }
     }
 
+    @Test(
+        "a removed stream change (metadata or deletion record) is reported, not absorbed: a deleted stream cannot come back"
+    )
+    func removedStreamChanges() async throws {
+        for removed in ["metadata", "deletion"] {
+            let directory = TemporaryDirectory("change-\(removed)")
+            defer { directory.remove() }
+            let store = try Self.open(directory)
+            try await store.append(Fixtures.event(0), to: "a-1")
+            try await store.setStreamMetadata(StreamMetadata(maxCount: 5), for: "a-1")
+            try await store.append(Fixtures.event(1), to: "b-1")
+            try await store.deleteStream("b-1", expecting: .any)
+            try await store.append(Fixtures.event(2), to: "c-1")
+            if removed == "metadata" { try await store.setStreamMetadata(StreamMetadata(maxCount: 9), for: "c-1") }
+            await store.close()
+            // Frames: a-1 event, metadata, b-1 event, deletion, c-1 event (, metadata).
+            let segment = try #require(directory.segments().first)
+            let bytes = directory.bytes(of: segment)
+            let offsets = Self.frameOffsets(bytes) + [bytes.count]
+            let index = removed == "metadata" ? 1 : 3
+            let damaged = Array(bytes[..<offsets[index]]) + Array(bytes[offsets[index + 1]...])
+            directory.write(damaged, to: segment)
+            // A metadata record followed by another change: the next change's sequence is off, and
+            // the error names that record. The last deletion: the high-water mark counts
+            // the changes, and the log now ends short of it.
+            #expect(throws: EventStoreError.self) { _ = try Self.open(directory) }
+            #expect {
+                _ = try Self.open(directory)
+            } throws: { error in
+                guard let error = error as? EventStoreError, error.code == .corrupted else { return false }
+                let next = "\(segment)@\(Self.frameOffsets(damaged)[2]): stream change 1, expected 0"
+                return removed == "metadata" ? error.message.hasPrefix(next) : error.message.contains("stream changes")
+            }
+        }
+    }
+
     @Test("an oversized length field is rejected before allocation: an error in the middle, a repair cut")
     func oversizedLength() async throws {
         let directory = TemporaryDirectory("length")

@@ -140,7 +140,17 @@ public final class FileEventStore: EventStore {
         /// The writer thread; taken (to be joined) by the first close.
         var writerThread: JoinableThread?
 
+        /// Stream changes (metadata and deletion records) numbered so far, and written so far.
+        var assignedChanges: UInt64 = 0
+        var committedChanges: UInt64 = 0
+
         var committedHead: UInt64 { UInt64(self.locations.count) }
+
+        /// The sequence of the next stream change record.
+        mutating func takeChangeSequence() -> UInt64 {
+            defer { self.assignedChanges += 1 }
+            return self.assignedChanges
+        }
 
         mutating func takeSatisfiedWaiters() -> [CheckedContinuation<Void, Never>] {
             let head = self.committedHead
@@ -208,7 +218,8 @@ public final class FileEventStore: EventStore {
                     sequence: markSequence,
                     segment: recovery.segments.count - 1,
                     segmentSize: recovery.segments[recovery.segments.count - 1].size,
-                    events: UInt64(recovery.locations.count)
+                    events: UInt64(recovery.locations.count),
+                    changes: recovery.changes
                 )
                 do throws(EventStoreError) {
                     try mark.write(to: markFile)
@@ -230,7 +241,9 @@ public final class FileEventStore: EventStore {
                     assigned: recovery.streams.mapValues {
                         AssignedStream(nextVersion: UInt64($0.positions.count), isDeleted: $0.isDeleted)
                     },
-                    assignedHead: UInt64(recovery.locations.count)
+                    assignedHead: UInt64(recovery.locations.count),
+                    assignedChanges: recovery.changes,
+                    committedChanges: recovery.changes
                 )
             )
         } catch {
@@ -445,7 +458,11 @@ public final class FileEventStore: EventStore {
             let result = AppendResult(streamVersion: nil, positions: state.assignedHead..<state.assignedHead)
             guard head.currentVersion != nil else { return .done(result) }
             state.assigned[stream]?.isDeleted = true
-            let record = FileRecord.streamDeleted(stream, truncateBefore: head.nextVersion)
+            let record = FileRecord.streamDeleted(
+                stream,
+                truncateBefore: head.nextVersion,
+                sequence: state.takeChangeSequence()
+            )
             return .queue([record.encodeBody()], .deleted(stream, truncateBefore: head.nextVersion), result)
         }
     }
@@ -457,9 +474,9 @@ public final class FileEventStore: EventStore {
     /// - Throws: ``EventStoreError``.
     public func setStreamMetadata(_ metadata: StreamMetadata, for stream: StreamID) async throws(EventStoreError) {
         try StoreRules.validate(metadata, stream: stream)
-        let body = FileRecord.streamMetadata(stream, metadata).encodeBody()
         _ = try await self.enqueue { state throws(EventStoreError) in
             let result = AppendResult(streamVersion: state.assigned[stream]?.currentVersion, positions: 0..<0)
+            let body = FileRecord.streamMetadata(stream, metadata, sequence: state.takeChangeSequence()).encodeBody()
             return .queue([body], .metadata(stream, metadata), result)
         }
     }

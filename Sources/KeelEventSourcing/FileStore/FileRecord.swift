@@ -13,11 +13,13 @@ import KeelCore
 package enum FileRecord: Sendable, Equatable {
     /// An appended event; `moreInAppend` when later records of the same append follow it.
     case event(RecordedEvent, moreInAppend: Bool = false)
-    /// New metadata for a stream.
-    case streamMetadata(StreamID, StreamMetadata)
+    /// New metadata for a stream. `sequence` counts the stream changes (metadata and deletion
+    /// records) before this one in the whole log, so that recovery notices a removed one; `nil` in
+    /// records written before format version 2.
+    case streamMetadata(StreamID, StreamMetadata, sequence: UInt64? = nil)
     /// A soft deletion: the stream reads as deleted, and versions below `truncateBefore` stay
     /// hidden after it is written again.
-    case streamDeleted(StreamID, truncateBefore: UInt64)
+    case streamDeleted(StreamID, truncateBefore: UInt64, sequence: UInt64? = nil)
 
     /// Bytes before the body: the length and the checksum.
     package static let frameHeaderSize = 8
@@ -31,6 +33,10 @@ package enum FileRecord: Sendable, Equatable {
         case streamDeleted = 3
         /// An event followed by more records of the same append (format version 2).
         case eventWithMore = 4
+        /// Stream metadata with its change sequence (format version 2).
+        case streamMetadataCounted = 5
+        /// A deletion with its change sequence (format version 2).
+        case streamDeletedCounted = 6
     }
 
     /// Offsets of the fields that an append patches after encoding (see ``encodeEventBody(_:stream:)``).
@@ -91,8 +97,13 @@ package enum FileRecord: Sendable, Equatable {
             Self.patch(&body, position: event.position, version: event.version)
             if moreInAppend { Self.markMoreInAppend(&body) }
             return body
-        case .streamMetadata(let stream, let metadata):
-            writer.write(Kind.streamMetadata.rawValue)
+        case .streamMetadata(let stream, let metadata, let sequence):
+            if let sequence {
+                writer.write(Kind.streamMetadataCounted.rawValue)
+                writer.write(sequence)
+            } else {
+                writer.write(Kind.streamMetadata.rawValue)
+            }
             writer.writeString(stream.name)
             var flags: UInt8 = 0
             if metadata.maxCount != nil { flags |= 1 }
@@ -100,8 +111,13 @@ package enum FileRecord: Sendable, Equatable {
             writer.write(flags)
             writer.write(UInt64(metadata.maxCount ?? 0))
             writer.write(metadata.truncateBefore ?? 0)
-        case .streamDeleted(let stream, let truncateBefore):
-            writer.write(Kind.streamDeleted.rawValue)
+        case .streamDeleted(let stream, let truncateBefore, let sequence):
+            if let sequence {
+                writer.write(Kind.streamDeletedCounted.rawValue)
+                writer.write(sequence)
+            } else {
+                writer.write(Kind.streamDeleted.rawValue)
+            }
             writer.writeString(stream.name)
             writer.write(truncateBefore)
         }
@@ -221,7 +237,8 @@ package enum FileRecord: Sendable, Equatable {
                 RecordedEvent(stream: stream, version: version, position: position, data: data),
                 moreInAppend: kind == .eventWithMore
             )
-        case .streamMetadata:
+        case .streamMetadata, .streamMetadataCounted:
+            let sequence = kind == .streamMetadataCounted ? try reader.read(UInt64.self) : nil
             let stream = StreamID(try reader.readString())
             let flags = try reader.read(UInt8.self)
             guard flags & ~0x03 == 0 else { throw .malformedBody("unknown stream metadata flags \(flags)") }
@@ -232,10 +249,11 @@ package enum FileRecord: Sendable, Equatable {
                 maxCount: flags & 1 != 0 ? Int(maxCount) : nil,
                 truncateBefore: flags & 2 != 0 ? truncateBefore : nil
             )
-            record = .streamMetadata(stream, metadata)
-        case .streamDeleted:
+            record = .streamMetadata(stream, metadata, sequence: sequence)
+        case .streamDeleted, .streamDeletedCounted:
+            let sequence = kind == .streamDeletedCounted ? try reader.read(UInt64.self) : nil
             let stream = StreamID(try reader.readString())
-            record = .streamDeleted(stream, truncateBefore: try reader.read(UInt64.self))
+            record = .streamDeleted(stream, truncateBefore: try reader.read(UInt64.self), sequence: sequence)
         }
         guard reader.isAtEnd else { throw .malformedBody("\(reader.remaining) bytes after the last field") }
         return record

@@ -17,6 +17,8 @@ struct FileStoreRecovery {
     var lastSegmentFormatVersion: UInt32 = 0
     /// How far the log had reached when it was last marked; `nil` for a store without a mark.
     var mark: HighWaterMark?
+    /// The stream changes (metadata and deletion records) read.
+    var changes: UInt64 = 0
     private var removedFiles = false
 
     static func run(
@@ -102,13 +104,14 @@ struct FileStoreRecovery {
         let events = UInt64(self.locations.count)
         let isShort =
             mark.segment > lastIndex || (mark.segment == lastIndex && lastSize < mark.segmentSize)
-            || events < mark.events
+            || events < mark.events || self.changes < mark.changes
         guard isShort else { return }
         let file = directory + "/" + SegmentHeader.fileName(index: mark.segment)
         let offset = mark.segment == lastIndex ? lastSize : 0
         let detail =
-            "the log ends in segment \(lastIndex) at \(lastSize) bytes with \(events) events, but it had reached "
-            + "segment \(mark.segment) at \(mark.segmentSize) bytes with \(mark.events) events"
+            "the log ends in segment \(lastIndex) at \(lastSize) bytes with \(events) events and \(self.changes) "
+            + "stream changes, but it had reached segment \(mark.segment) at \(mark.segmentSize) bytes with "
+            + "\(mark.events) events and \(mark.changes) stream changes"
         guard repair else { throw EventStoreError(code: .corrupted, message: "\(file)@\(offset): \(detail)") }
         self.report.cuts.append(
             .init(
@@ -291,6 +294,17 @@ struct FileStoreRecovery {
         return false
     }
 
+    /// Counts a stream change; returns what is wrong with its sequence (a change before it is
+    /// missing, or it is there twice), if anything. Records written before format version 2 carry
+    /// no sequence and are only counted.
+    private mutating func countChange(_ sequence: UInt64?) -> String? {
+        if let sequence, sequence != self.changes {
+            return "stream change \(sequence), expected \(self.changes)"
+        }
+        self.changes += 1
+        return nil
+    }
+
     /// Adds a verified record to the index; returns what is inconsistent about it, if anything.
     private mutating func index(_ record: FileRecord, segment: Int, offset: Int, size: Int) -> String? {
         switch record {
@@ -308,9 +322,11 @@ struct FileStoreRecovery {
             stream.isDeleted = false
             self.streams[event.stream] = stream
             self.locations.append(FileEventStore.Location(segment: segment, offset: offset, size: size))
-        case .streamMetadata(let stream, let metadata):
+        case .streamMetadata(let stream, let metadata, let sequence):
+            if let problem = self.countChange(sequence) { return problem }
             self.streams[stream, default: FileEventStore.CommittedStream()].metadata = metadata
-        case .streamDeleted(let stream, let truncateBefore):
+        case .streamDeleted(let stream, let truncateBefore, let sequence):
+            if let problem = self.countChange(sequence) { return problem }
             var entry = self.streams[stream] ?? FileEventStore.CommittedStream()
             entry.isDeleted = true
             entry.metadata.truncateBefore = truncateBefore

@@ -64,12 +64,13 @@ struct Writer: Sendable {
     private func writeMark(sequence: UInt64) {
         let segments = self.state.withLock { $0.segments }
         guard let last = segments.last, self.state.withLock({ $0.failure == nil }) else { return }
-        let events = self.state.withLock { $0.committedHead }
+        let (events, changes) = self.state.withLock { ($0.committedHead, $0.committedChanges) }
         let mark = HighWaterMark(
             sequence: sequence,
             segment: segments.count - 1,
             segmentSize: last.size,
-            events: events
+            events: events,
+            changes: changes
         )
         do throws(EventStoreError) {
             if self.configuration.durability == .none { try last.descriptor.sync() }
@@ -211,11 +212,13 @@ struct Writer: Sendable {
             state.streams[stream] = entry
         case .metadata(let stream, let metadata):
             state.streams[stream, default: FileEventStore.CommittedStream()].metadata = metadata
+            state.committedChanges += 1
         case .deleted(let stream, let truncateBefore):
             var entry = state.streams[stream] ?? FileEventStore.CommittedStream()
             entry.isDeleted = true
             entry.metadata.truncateBefore = truncateBefore
             state.streams[stream] = entry
+            state.committedChanges += 1
         }
     }
 }

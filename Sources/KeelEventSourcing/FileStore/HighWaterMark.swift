@@ -10,7 +10,8 @@ import Darwin
 /// events, as of a moment when everything up to there had been synced.
 ///
 /// Kept in the store's `HIGHWATER` file, in two 64-byte slots written in turn
-/// (`magic "KEELHWM1" | sequence u64 | segment u64 | segment size u64 | events u64 | reserved 20 |
+/// (`magic "KEELHWM1" | sequence u64 | segment u64 | segment size u64 | events u64 | changes u64 |
+/// reserved 12 |
 /// CRC-32C of the first 60 bytes u32`, little-endian), so that a write torn by a crash spoils one
 /// slot and the other still holds the previous mark. Recovery reads the slot with the higher
 /// sequence and reports a log that ends short of it — a shortened last segment, a deleted one, a
@@ -28,6 +29,8 @@ struct HighWaterMark: Equatable {
     var segmentSize: Int
     /// The events in the whole log.
     var events: UInt64
+    /// The stream changes (metadata and deletion records) in the whole log.
+    var changes: UInt64
 
     /// The slot's bytes.
     func encode() -> [UInt8] {
@@ -37,7 +40,8 @@ struct HighWaterMark: Equatable {
         writer.write(UInt64(self.segment))
         writer.write(UInt64(self.segmentSize))
         writer.write(self.events)
-        writer.write(contentsOf: [UInt8](repeating: 0, count: 20))
+        writer.write(self.changes)
+        writer.write(contentsOf: [UInt8](repeating: 0, count: 12))
         var bytes = writer.bytes
         let crc = CRC32C.checksum(bytes)
         withUnsafeBytes(of: crc.littleEndian) { bytes.append(contentsOf: $0) }
@@ -60,7 +64,8 @@ struct HighWaterMark: Equatable {
                 sequence: field(8),
                 segment: Int(field(16)),
                 segmentSize: Int(field(24)),
-                events: field(32)
+                events: field(32),
+                changes: field(40)
             )
         }
     }
