@@ -28,9 +28,10 @@ struct Writer: Sendable {
     func run() {
         var lastBatch = 0
         var markSequence = self.firstMarkSequence
+        var markedSegment = self.state.withLock { $0.segments.count - 1 }
         var bytesSinceMark = 0
         defer {
-            if bytesSinceMark > 0 { self.writeMark(sequence: markSequence + 1) }
+            if bytesSinceMark > 0 { _ = self.writeMark(sequence: markSequence + 1, syncingFrom: markedSegment) }
         }
         while true {
             let queued = self.state.wait(until: { !$0.queue.isEmpty || $0.isClosing }) { $0.queue.count }
@@ -53,17 +54,19 @@ struct Writer: Sendable {
             if written.startedSegment || bytesSinceMark >= Self.markInterval {
                 markSequence += 1
                 bytesSinceMark = 0
-                self.writeMark(sequence: markSequence)
+                markedSegment = self.writeMark(sequence: markSequence, syncingFrom: markedSegment)
             }
         }
     }
 
-    /// Records how far the log reaches: after a sync of the last segment when appends are not
-    /// synced anyway, so that the mark never claims more than is on disk. A failure here fails
-    /// the store as a failed append would.
-    private func writeMark(sequence: UInt64) {
+    /// Records how far the log reaches. When appends are not synced anyway
+    /// (``FileEventStore/Durability/none``), the segments written since the last mark (from
+    /// `first` on) are synced first, so that a mark never claims more than is on disk. A failure
+    /// here fails the store as a failed append would.
+    /// - Returns: The last segment's index, where the next mark's syncing starts.
+    private func writeMark(sequence: UInt64, syncingFrom first: Int) -> Int {
         let segments = self.state.withLock { $0.segments }
-        guard let last = segments.last, self.state.withLock({ $0.failure == nil }) else { return }
+        guard let last = segments.last, self.state.withLock({ $0.failure == nil }) else { return first }
         let (events, changes) = self.state.withLock { ($0.committedHead, $0.committedChanges) }
         let mark = HighWaterMark(
             sequence: sequence,
@@ -73,11 +76,14 @@ struct Writer: Sendable {
             changes: changes
         )
         do throws(EventStoreError) {
-            if self.configuration.durability == .none { try last.descriptor.sync() }
+            if self.configuration.durability == .none {
+                for segment in segments[max(0, first)...] { try segment.descriptor.sync() }
+            }
             try mark.write(to: self.markFile)
         } catch {
             self.fail([], with: error, segments: segments)
         }
+        return segments.count - 1
     }
 
     /// Writes a batch; returns the bytes written and whether a segment was started, or `nil` when
