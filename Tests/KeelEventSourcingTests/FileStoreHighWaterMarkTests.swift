@@ -70,4 +70,35 @@ struct FileStoreHighWaterMarkTests {
         #expect(faults.syncs == faults.writes)
         #expect(faults.syncs < appends * 3 / 4, "\(faults.syncs) syncs for \(appends) appends")
     }
+
+    @Test(
+        "an append cut off below the high-water mark is damage, not a torn tail, even where its torn record lies past it"
+    )
+    func openAppendStartingBelowTheMark() async throws {
+        let directory = TemporaryDirectory("mark-open-append")
+        defer { directory.remove() }
+        let store = try FileEventStore(directory: directory.path, configuration: Fixtures.configuration())
+        try await store.append(Fixtures.event(0), to: "a-1")
+        try await store.append((1..<4).map { Fixtures.event($0) }, to: "b-1", expecting: .any)
+        await store.close()
+        let segment = try #require(directory.segments().first)
+        let bytes = directory.bytes(of: segment)
+        let offsets = FileStoreCorruptionTests.frameOffsets(bytes)
+        try #require(offsets.count == 4)
+        // A mark that reaches into the append (its first record), and the append torn in its last
+        // record, past the mark.
+        let old = try #require(try HighWaterMark.read(directory: directory.path))
+        let mark = HighWaterMark(sequence: old.sequence + 1, segment: 0, segmentSize: offsets[2], events: 2, changes: 0)
+        var file = directory.bytes(of: directory.markFile)
+        file.replaceSubrange(Int(mark.sequence % 2) * 64..<Int(mark.sequence % 2) * 64 + 64, with: mark.encode())
+        directory.write(file, to: directory.markFile)
+        directory.write(Array(bytes[..<(offsets[3] + 5)]), to: segment)
+        #expect {
+            _ = try FileEventStore(directory: directory.path, configuration: Fixtures.configuration())
+        } throws: { error in
+            // The torn record itself is named, not a shortfall found after cutting the append.
+            guard let error = error as? EventStoreError, error.code == .corrupted else { return false }
+            return error.message.hasPrefix("\(segment)@\(offsets[3]):")
+        }
+    }
 }

@@ -97,8 +97,12 @@ struct FileStoreRecovery {
     /// Reports a log that ends short of its high-water mark: a shortened or removed last segment,
     /// or events missing from it. An error in a strict open; in a repair, a reported cut.
     private mutating func checkMark(directory: String, repair: Bool) throws(EventStoreError) {
-        // After a repair cut the log is knowingly shorter: that cut is already reported.
-        guard let mark = self.mark, !self.report.cuts.contains(where: { $0.reason == .repaired }) else { return }
+        // After a repair dropped bytes the log is knowingly shorter: that cut is already reported.
+        // (A stray file ignored by a repair drops nothing.)
+        let repairDropped = self.report.cuts.contains {
+            $0.reason == .repaired && ($0.droppedBytes > 0 || $0.removedFile)
+        }
+        guard let mark = self.mark, !repairDropped else { return }
         let lastIndex = self.segments.count - 1
         let lastSize = self.segments.last?.size ?? 0
         let events = UInt64(self.locations.count)
@@ -233,18 +237,22 @@ struct FileStoreRecovery {
                 }
             }
         }
-        // An append left without its last record: in the last segment, it is what a crash or a
-        // failed write leaves behind, and the whole append goes (never a part of it); elsewhere
-        // appends never end a segment unfinished, so it is damage.
-        // Where a cut goes: never inside an append, so at its first record when one is open.
+        // An append left without its last record: in the last segment, past the high-water mark,
+        // it is what a crash or a failed write leaves behind, and the whole append goes (never a
+        // part of it); elsewhere appends never end a segment unfinished, so it is damage. A cut
+        // never goes inside an append: it starts at the open append's first record.
         var cut = damage?.offset ?? size
         if let first = openAppend.first {
             cut = first.offset
             if let found = damage {
-                if found.isTail && !self.isMarked(segment: index, offset: first.offset) {
+                if found.isTail {
+                    // A tail only if the whole append is past the mark.
+                    let isTail = !self.isMarked(segment: index, offset: first.offset)
                     let detail =
-                        "an append of \(openAppend.count) or more records cut off before its last (\(found.detail))"
-                    damage = (first.offset, detail, true)
+                        isTail
+                        ? "an append of \(openAppend.count) or more records cut off before its last (\(found.detail))"
+                        : found.detail
+                    damage = (isTail ? first.offset : found.offset, detail, isTail)
                 }
             } else {
                 let detail = "an append of \(openAppend.count) records without its last record"
