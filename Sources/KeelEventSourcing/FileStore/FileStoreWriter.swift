@@ -65,9 +65,10 @@ struct Writer: Sendable {
     /// here fails the store as a failed append would.
     /// - Returns: The last segment's index, where the next mark's syncing starts.
     private func writeMark(sequence: UInt64, syncingFrom first: Int) -> Int {
-        let segments = self.state.withLock { $0.segments }
-        guard let last = segments.last, self.state.withLock({ $0.failure == nil }) else { return first }
-        let (events, changes) = self.state.withLock { ($0.committedHead, $0.committedChanges) }
+        let (segments, events, changes, failed) = self.state.withLock {
+            ($0.segments, $0.committedHead, $0.committedChanges, $0.failure != nil)
+        }
+        guard let last = segments.last, !failed else { return first }
         let mark = HighWaterMark(
             sequence: sequence,
             segment: segments.count - 1,
