@@ -178,10 +178,27 @@ package enum FileRecord: Sendable, Equatable {
         _ bytes: UnsafeRawBufferPointer,
         maxRecordSize: Int
     ) throws(DecodingFailure) -> (record: FileRecord, size: Int) {
+        let (body, size) = try Self.checkFrame(bytes, minimumBodySize: Self.minimumBodySize, maxRecordSize: maxRecordSize)
+        return (try Self.decodeBody(body), size)
+    }
+
+    /// Checks the frame at the start of `bytes` without reading its body's fields: a whole header,
+    /// a length within `minimumBodySize...maxRecordSize`, a whole body, the checksum.
+    /// - Parameters:
+    ///   - bytes: The bytes from the frame's first byte to the end of what is available.
+    ///   - minimumBodySize: The smallest body accepted.
+    ///   - maxRecordSize: The largest body accepted.
+    /// - Returns: The body and the frame's size in bytes.
+    /// - Throws: ``DecodingFailure``, never ``DecodingFailure/malformedBody(_:)``.
+    package static func checkFrame(
+        _ bytes: UnsafeRawBufferPointer,
+        minimumBodySize: Int,
+        maxRecordSize: Int
+    ) throws(DecodingFailure) -> (body: UnsafeRawBufferPointer, size: Int) {
         guard bytes.count >= Self.frameHeaderSize else { throw .truncatedHeader }
         let length = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
         let storedCRC = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
-        guard Int(length) >= Self.minimumBodySize, Int(length) <= maxRecordSize else {
+        guard Int(length) >= minimumBodySize, Int(length) <= maxRecordSize else {
             throw .invalidLength(length)
         }
         let size = Self.frameHeaderSize + Int(length)
@@ -190,7 +207,7 @@ package enum FileRecord: Sendable, Equatable {
         let body = UnsafeRawBufferPointer(rebasing: bytes[Self.frameHeaderSize..<size])
         crc = CRC32C.checksum(body, continuing: crc)
         guard crc == storedCRC else { throw .checksumMismatch }
-        return (try Self.decodeBody(body), size)
+        return (body, size)
     }
 
     /// Decodes a record body whose checksum has been verified.

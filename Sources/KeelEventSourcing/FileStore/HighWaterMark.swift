@@ -70,10 +70,11 @@ struct HighWaterMark: Equatable {
         }
     }
 
-    /// The newer of the two slots' marks; `nil` when the file is missing or neither slot holds
-    /// one.
-    static func read(directory: String) throws(EventStoreError) -> HighWaterMark? {
-        let path = directory + "/" + Self.fileName
+    /// The newer of the two slots' marks in `directory`'s `fileName`; `nil` when the file is
+    /// missing or neither slot holds one. (A ``FileStateStore`` keeps its mark in `STATEMARK`,
+    /// with its generation as the segment and its last batch's sequence as the events.)
+    static func read(directory: String, fileName: String = Self.fileName) throws(EventStoreError) -> HighWaterMark? {
+        let path = directory + "/" + fileName
         guard access(path, F_OK) == 0 else { return nil }
         let descriptor = try FileDescriptor.open(path, flags: O_RDONLY)
         defer { descriptor.close() }

@@ -6,6 +6,8 @@ public struct KeyValueStoreError: Error, Sendable, CustomStringConvertible {
             case conflict
             case corrupted
             case storeFailed = "store failed"
+            case closed
+            case tooLarge = "too large"
         }
 
         private let base: Base
@@ -18,10 +20,17 @@ public struct KeyValueStoreError: Error, Sendable, CustomStringConvertible {
         /// instance is stale and every later commit fails too. Open the namespace again (one
         /// writer per namespace).
         public static let conflict = Code(.conflict)
-        /// A record of the namespace's stream is not a valid batch or snapshot.
+        /// The stored state is damaged: a record of the namespace's stream is not a valid batch or
+        /// snapshot, or a ``FileStateStore`` file fails its checks (the message names the file and
+        /// offset).
         public static let corrupted = Code(.corrupted)
-        /// The underlying event store failed; the cause says how.
+        /// The underlying store failed (an I/O error, a locked directory); the cause says how.
         public static let storeFailed = Code(.storeFailed)
+        /// The store was closed: no commit is accepted any more.
+        public static let closed = Code(.closed)
+        /// A commit larger than the largest record the store writes
+        /// (``FileStateStore/Configuration/maxRecordSize``).
+        public static let tooLarge = Code(.tooLarge)
 
         /// The code in words.
         public var description: String { self.base.rawValue }

@@ -1,0 +1,320 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A ``StateStore`` in a directory of its own: service state kept beside the event log, not in it.
+///
+/// **Format.** The directory holds `state-<generation>.log` files, a `STATEMARK` file and a
+/// `LOCK` file. A generation file begins with a snapshot of every entry (in chunks of about
+/// 1 MiB, then an end record that counts them) and goes on with one record per commit, each
+/// checksummed like the event log's records and numbered with the next commit sequence. A commit
+/// is one record written with one `pwrite`, so it is on disk whole or not at all.
+///
+/// **Compaction.** When the current file is larger than
+/// ``Configuration/compactionRatio`` times the live entries (and at least
+/// ``Configuration/compactionMinimumBytes``), or when ``compact()`` asks, the store writes the next
+/// generation — a snapshot of the live entries, synced, with its directory entry synced — records
+/// it in `STATEMARK`, and removes the previous generation's file, which frees its disk space.
+/// Commits wait while a compaction writes; reads do not.
+///
+/// **Crashes and damage.** Opening finds the newest generation whose snapshot is whole (a newer
+/// one that a crash cut short is a compaction that did not finish: it is removed and reported),
+/// replays its commits and checks their sequence, so that a commit removed from the middle is
+/// reported, not skipped. A damaged record is a torn tail, cut and reported in
+/// ``recoveryReport``, only when no valid record follows it and it lies past the high-water mark
+/// in `STATEMARK` (written, like ``FileEventStore``'s `HIGHWATER`, on open, after each compaction,
+/// every MiB of commits and on close, each time after the bytes it covers were synced); anything
+/// else fails the open with ``KeyValueStoreError/Code/corrupted``, naming the file and offset,
+/// unless ``Configuration/recovery`` is ``FileEventStore/Recovery/repair``. A file that ends short
+/// of the mark is reported the same way.
+///
+/// **Memory.** Every entry is held in memory (reads never touch the disk); opening reads the
+/// current generation's file once. The size of state is bounded by memory, not by a record size:
+/// snapshots are written in chunks, and one commit may be up to ``Configuration/maxRecordSize``.
+///
+/// **Concurrency.** Commits from many tasks are written by one thread in queue order; with
+/// ``FileEventStore/Durability/groupCommit`` the commits queued together share one `fsync`. A
+/// second opener of the directory, in this process or another, fails with
+/// ``KeyValueStoreError/Code/storeFailed`` (its cause: ``EventStoreError/Code/locked``).
+///
+/// ```swift
+/// let state = try FileStateStore(directory: ".keel/data/state")
+/// let checkpoints = state.namespace("checkpoints")
+/// try await checkpoints.put([1, 0, 0, 0, 0, 0, 0, 0], forKey: "users-by-domain")
+/// await state.close()
+/// ```
+public final class FileStateStore: StateStore {
+    /// The name of the high-water mark's file.
+    static let markFileName = "STATEMARK"
+
+    /// The directory.
+    public let directory: String
+    /// The configuration the store was opened with.
+    public let configuration: Configuration
+    /// What opening found and cut.
+    public let recoveryReport: RecoveryReport
+
+    let state: ConditionLock<State>
+    private let lockFile: FileDescriptor
+    private let directoryLock: FileDescriptor
+    private let markFile: FileDescriptor
+
+    struct Pending {
+        /// The batch record's body, its sequence left for the writer to fill in.
+        var body: [UInt8]
+        var changes: StateChanges
+        var continuation: CheckedContinuation<Result<Void, KeyValueStoreError>, Never>
+    }
+
+    struct State {
+        var entries: [String: [String: [UInt8]]]
+        var liveBytes: Int
+        var generation: UInt64
+        var file: FileDescriptor?
+        var fileSize: Int
+        var sequence: UInt64
+        var compactions = 0
+        var queue: [Pending] = []
+        var compactionRequests: [CheckedContinuation<Result<Void, KeyValueStoreError>, Never>] = []
+        var failure: KeyValueStoreError?
+        var isClosing = false
+        var writerThread: JoinableThread?
+    }
+
+    /// Opens the store in `directory`, creating the directory and the first generation if
+    /// needed, and recovers it (see the type's documentation).
+    /// - Parameters:
+    ///   - directory: The store's directory. Not the directory of a ``FileEventStore``: give each
+    ///     its own (a host keeps its state in the `state` directory inside its event store's).
+    ///   - configuration: Durability, recovery, compaction.
+    /// - Throws: ``KeyValueStoreError``: ``KeyValueStoreError/Code/corrupted`` for damage that
+    ///   strict recovery does not cut, ``KeyValueStoreError/Code/storeFailed`` when the directory
+    ///   is locked by another opener or the system refuses.
+    public init(directory: String, configuration: Configuration = Configuration()) throws(KeyValueStoreError) {
+        guard configuration.maxRecordSize >= 64, configuration.maxRecordSize <= Int(UInt32.max),
+            configuration.compactionRatio >= 1, configuration.compactionMinimumBytes >= 0
+        else {
+            throw KeyValueStoreError(
+                code: .storeFailed,
+                namespace: "",
+                message: "maxRecordSize must be 64...\(UInt32.max) and compactionRatio at least 1"
+            )
+        }
+        self.directory = directory
+        self.configuration = configuration
+        var opened: [FileDescriptor] = []
+        do throws(EventStoreError) {
+            try FileDescriptor.makeDirectory(directory)
+            let directoryLock = try FileDescriptor.open(directory, flags: O_RDONLY | O_DIRECTORY)
+            opened.append(directoryLock)
+            let lockFile = try FileDescriptor.open(directory + "/LOCK", flags: O_RDWR | O_CREAT)
+            opened.append(lockFile)
+            guard try directoryLock.tryLock(), try lockFile.tryLock() else {
+                throw EventStoreError(code: .locked, message: "\(directory) is open in another state store")
+            }
+            let recovery = try StateRecovery.run(directory: directory, configuration: configuration)
+            guard let file = recovery.descriptor else { preconditionFailure("recovery left no state file open") }
+            opened.append(file)
+            let markFile = try FileDescriptor.open(directory + "/" + Self.markFileName, flags: O_RDWR | O_CREAT)
+            opened.append(markFile)
+            let markSequence = (recovery.mark?.sequence ?? 0) + 1
+            try Self.mark(
+                sequence: markSequence,
+                generation: recovery.generation,
+                size: recovery.size,
+                batches: recovery.sequence
+            ).write(to: markFile)
+            if recovery.mark == nil { try FileDescriptor.syncDirectory(directory) }
+            self.lockFile = lockFile
+            self.directoryLock = directoryLock
+            self.markFile = markFile
+            self.recoveryReport = RecoveryReport(
+                cuts: recovery.cuts,
+                generation: recovery.generation,
+                batches: recovery.sequence,
+                entries: recovery.entries.values.reduce(0) { $0 + $1.count }
+            )
+            self.state = ConditionLock(
+                State(
+                    entries: recovery.entries,
+                    liveBytes: recovery.liveBytes,
+                    generation: recovery.generation,
+                    file: file,
+                    fileSize: recovery.size,
+                    sequence: recovery.sequence
+                )
+            )
+            let writer = StateWriter(
+                state: self.state,
+                configuration: configuration,
+                directory: directory,
+                markFile: markFile,
+                firstMarkSequence: markSequence
+            )
+            self.state.withLock { $0.writerThread = JoinableThread { writer.run() } }
+        } catch {
+            for descriptor in opened { descriptor.close() }
+            throw Self.error(error, namespace: "")
+        }
+    }
+
+    deinit {
+        self.stopWriter()
+        self.state.withLock { state in
+            state.file?.close()
+            state.file = nil
+        }
+        self.markFile.close()
+        self.lockFile.close()
+        self.directoryLock.close()
+    }
+
+    /// Finishes the queued commits, writes a last high-water mark, stops the writer thread,
+    /// closes the files and releases the directory. Later commits fail with
+    /// ``KeyValueStoreError/Code/closed``; reads go on answering from memory. Calling it again
+    /// does nothing.
+    public func close() async {
+        self.stopWriter()
+        let file = self.state.withLock { state in
+            defer { state.file = nil }
+            if state.failure == nil {
+                state.failure = KeyValueStoreError(code: .closed, namespace: "", message: "the state store is closed")
+            }
+            return state.file
+        }
+        file?.close()
+        _ = flock(self.lockFile.raw, LOCK_UN)
+        _ = flock(self.directoryLock.raw, LOCK_UN)
+    }
+
+    private func stopWriter() {
+        let thread = self.state.withLock { state in
+            state.isClosing = true
+            defer { state.writerThread = nil }
+            return state.writerThread
+        }
+        self.state.signal()
+        thread?.join()
+    }
+
+    // MARK: StateStore
+
+    /// The value under `key` in `namespace`, from memory; see ``StateStore/value(forKey:in:)``.
+    /// - Parameters:
+    ///   - key: The key.
+    ///   - namespace: The namespace.
+    /// - Returns: The value, or `nil`.
+    public func value(forKey key: String, in namespace: String) -> [UInt8]? {
+        self.state.withLock { $0.entries[namespace]?[key] }
+    }
+
+    /// The keys of `namespace` starting with `prefix`, sorted; see
+    /// ``StateStore/keys(withPrefix:in:)``.
+    /// - Parameters:
+    ///   - prefix: The prefix.
+    ///   - namespace: The namespace.
+    /// - Returns: The keys.
+    public func keys(withPrefix prefix: String, in namespace: String) -> [String] {
+        let keys = self.state.withLock { $0.entries[namespace].map { Array($0.keys) } ?? [] }
+        return keys.filter { $0.hasPrefix(prefix) }.sorted()
+    }
+
+    /// The namespaces that hold a key, sorted.
+    /// - Returns: The namespaces.
+    public func namespaces() -> [String] {
+        self.state.withLock { Array($0.entries.keys) }.sorted()
+    }
+
+    /// Writes `changes` as one record and returns once it is durable per
+    /// ``Configuration/durability``; see ``StateStore/commit(_:)``.
+    ///
+    /// Once queued, a commit completes even if the calling task is cancelled. After a write or
+    /// an `fsync` fails, the store cuts its file back to the last commit and refuses every later
+    /// commit with the same error: reopen it.
+    /// - Parameter changes: The writes.
+    /// - Throws: ``KeyValueStoreError``.
+    public func commit(_ changes: StateChanges) async throws(KeyValueStoreError) {
+        if changes.isEmpty { return }
+        let namespace = changes.batches.first?.namespace ?? ""
+        let body = StateFile.batchBody(sequence: 0, changes: changes)
+        guard body.count <= self.configuration.maxRecordSize else {
+            throw KeyValueStoreError(
+                code: .tooLarge,
+                namespace: namespace,
+                message: "a commit of \(body.count) bytes is larger than maxRecordSize (\(self.configuration.maxRecordSize))"
+            )
+        }
+        let result = await withCheckedContinuation { continuation in
+            let refused = self.state.withLock { state -> KeyValueStoreError? in
+                if let failure = state.failure { return failure }
+                if state.isClosing {
+                    return KeyValueStoreError(code: .closed, namespace: namespace, message: "the state store is closed")
+                }
+                state.queue.append(Pending(body: body, changes: changes, continuation: continuation))
+                return nil
+            }
+            if let refused {
+                continuation.resume(returning: .failure(refused))
+            } else {
+                self.state.signal()
+            }
+        }
+        try result.get()
+    }
+
+    /// Writes the next generation now — a snapshot of the live entries — and removes the current
+    /// one, whatever ``Configuration/compactionRatio`` says.
+    ///
+    /// Commits queued before it are written first; commits that arrive meanwhile wait for it.
+    /// Like ``commit(_:)``, it completes once called.
+    /// - Throws: ``KeyValueStoreError``: ``KeyValueStoreError/Code/closed``, or
+    ///   ``KeyValueStoreError/Code/storeFailed`` when the disk refuses (the current generation
+    ///   stays whole and in use).
+    public func compact() async throws(KeyValueStoreError) {
+        let result = await withCheckedContinuation { continuation in
+            let refused = self.state.withLock { state -> KeyValueStoreError? in
+                if let failure = state.failure { return failure }
+                if state.isClosing {
+                    return KeyValueStoreError(code: .closed, namespace: "", message: "the state store is closed")
+                }
+                state.compactionRequests.append(continuation)
+                return nil
+            }
+            if let refused {
+                continuation.resume(returning: .failure(refused))
+            } else {
+                self.state.signal()
+            }
+        }
+        try result.get()
+    }
+
+    /// The store's size on disk and in memory, for monitoring and benchmarks.
+    public var statistics: Statistics {
+        self.state.withLock { state in
+            Statistics(
+                generation: state.generation,
+                fileBytes: state.fileSize,
+                liveBytes: state.liveBytes,
+                entries: state.entries.values.reduce(0) { $0 + $1.count },
+                commits: state.sequence,
+                compactions: state.compactions
+            )
+        }
+    }
+
+    static func mark(sequence: UInt64, generation: UInt64, size: Int, batches: UInt64) -> HighWaterMark {
+        HighWaterMark(sequence: sequence, segment: Int(generation), segmentSize: size, events: batches, changes: 0)
+    }
+
+    static func error(_ error: EventStoreError, namespace: String) -> KeyValueStoreError {
+        if error.code == .corrupted {
+            return KeyValueStoreError(code: .corrupted, namespace: namespace, message: error.message)
+        }
+        return KeyValueStoreError(code: .storeFailed, namespace: namespace, message: error.message, cause: error)
+    }
+}

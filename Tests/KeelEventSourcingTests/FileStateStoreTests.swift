@@ -1,0 +1,303 @@
+import Foundation
+import KeelCore
+import KeelTestSupport
+import Testing
+
+@testable import KeelEventSourcing
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The file state store: atomic commits across namespaces, compaction that frees disk, recovery
+/// that cuts only torn tails and names every other damage.
+@Suite("File state store", .timeLimit(.minutes(1)))
+struct FileStateStoreTests {
+    static func configuration(
+        minimumBytes: Int = 4 << 20,
+        maxRecordSize: Int = 64 << 20,
+        recovery: FileEventStore.Recovery = .strict,
+        faults: FileStoreFaults? = nil
+    ) -> FileStateStore.Configuration {
+        var configuration = FileStateStore.Configuration()
+        configuration.compactionMinimumBytes = minimumBytes
+        configuration.maxRecordSize = maxRecordSize
+        configuration.recovery = recovery
+        configuration.faults = faults
+        return configuration
+    }
+
+    static func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
+
+    /// Every entry of every namespace.
+    static func contents(_ store: some StateStore) -> [String: [String: [UInt8]]] {
+        var result: [String: [String: [UInt8]]] = [:]
+        for namespace in store.namespaces() {
+            for key in store.keys(withPrefix: "", in: namespace) {
+                result[namespace, default: [:]][key] = store.value(forKey: key, in: namespace)
+            }
+        }
+        return result
+    }
+
+    static func stateFiles(_ directory: TemporaryDirectory) -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        return names.filter { $0.hasPrefix("state-") }.sorted().map { "\(directory.path)/\($0)" }
+    }
+
+    /// Commits `count` batches that each write key `k<i>` in namespaces `a` and `b`.
+    static func populate(_ store: FileStateStore, count: Int, from start: Int = 0) async throws {
+        for index in start..<start + count {
+            var changes = StateChanges()
+            var first = KeyValueBatch()
+            first.put(Self.bytes("value \(index)"), forKey: "k\(index)")
+            var second = KeyValueBatch()
+            second.put(Self.bytes("twin \(index)"), forKey: "k\(index)")
+            changes.append(first, in: "a")
+            changes.append(second, in: "b")
+            try await store.commit(changes)
+        }
+    }
+
+    static func expectCorrupted(
+        _ directory: TemporaryDirectory,
+        mentioning fragment: String,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        do {
+            let store = try FileStateStore(directory: directory.path, configuration: Self.configuration())
+            Issue.record("the damaged store opened: \(store.recoveryReport)", sourceLocation: sourceLocation)
+        } catch {
+            #expect(error.code == .corrupted, "\(error)", sourceLocation: sourceLocation)
+            #expect(error.message.contains(fragment), "\(error.message)", sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test("commits to several namespaces survive a reopen, each namespace apart")
+    func roundTrip() async throws {
+        let directory = TemporaryDirectory("state-round-trip")
+        defer { directory.remove() }
+        let store = try FileStateStore(directory: directory.path)
+        try await Self.populate(store, count: 20)
+        let settings = store.namespace("settings")
+        try await settings.put(Self.bytes("dark"), forKey: "theme")
+        try await settings.delete("theme")
+        try await settings.put(Self.bytes("light"), forKey: "theme")
+        try await store.namespace("a").delete("k3")
+        #expect(await settings.value(forKey: "theme") == Self.bytes("light"))
+        #expect(await store.namespace("a").value(forKey: "theme") == nil)
+        #expect(store.keys(withPrefix: "k1", in: "b") == ["k1"] + (10..<20).map { "k\($0)" })
+        let before = Self.contents(store)
+        await store.close()
+
+        let reopened = try FileStateStore(directory: directory.path)
+        #expect(reopened.recoveryReport.isClean)
+        #expect(reopened.recoveryReport.batches == 24)
+        #expect(Self.contents(reopened) == before)
+        #expect(reopened.namespaces() == ["a", "b", "settings"])
+        #expect(reopened.value(forKey: "k3", in: "a") == nil)
+        #expect(reopened.value(forKey: "k3", in: "b") == Self.bytes("twin 3"))
+        await reopened.close()
+    }
+
+    @Test("the file and in-memory stores agree on a random history")
+    func twins() async throws {
+        let directory = TemporaryDirectory("state-twins")
+        defer { directory.remove() }
+        let seed = UInt64.random(in: 0...UInt64.max)
+        TestLog.line("state twins seed \(seed)")
+        let random = RandomSource(seed: seed)
+        let file = try FileStateStore(directory: directory.path, configuration: Self.configuration(minimumBytes: 2_048))
+        let memory = InMemoryStateStore()
+        for _ in 0..<300 {
+            var changes = StateChanges()
+            for _ in 0..<Int(random.next() % 3 + 1) {
+                var batch = KeyValueBatch()
+                for _ in 0..<Int(random.next() % 4 + 1) {
+                    let key = "key\(random.next() % 20)"
+                    if random.next() % 4 == 0 {
+                        batch.delete(key)
+                    } else {
+                        batch.put((0..<Int(random.next() % 64)).map { _ in UInt8(truncatingIfNeeded: random.next()) }, forKey: key)
+                    }
+                }
+                changes.append(batch, in: "ns\(random.next() % 3)")
+            }
+            try await file.commit(changes)
+            try await memory.commit(changes)
+        }
+        #expect(Self.contents(file) == Self.contents(memory))
+        #expect(file.statistics.compactions > 0)
+        await file.close()
+        let reopened = try FileStateStore(directory: directory.path)
+        #expect(Self.contents(reopened) == Self.contents(memory))
+        await reopened.close()
+    }
+
+    @Test("after close, commits fail as closed in both stores and reads still answer")
+    func closed() async throws {
+        let directory = TemporaryDirectory("state-closed")
+        defer { directory.remove() }
+        let file = try FileStateStore(directory: directory.path)
+        let memory = InMemoryStateStore()
+        try await file.namespace("n").put([1], forKey: "k")
+        try await memory.namespace("n").put([1], forKey: "k")
+        await file.close()
+        memory.close()
+        for store in [file as any StateStore, memory] {
+            let error = await #expect(throws: KeyValueStoreError.self) {
+                try await store.namespace("n").put([2], forKey: "k")
+            }
+            #expect(error?.code == .closed)
+            #expect(store.value(forKey: "k", in: "n") == [1])
+        }
+        await file.close()  // again: nothing happens
+    }
+
+    @Test("a second opener of the directory is refused while the first holds it")
+    func locked() async throws {
+        let directory = TemporaryDirectory("state-locked")
+        defer { directory.remove() }
+        let store = try FileStateStore(directory: directory.path)
+        let error = #expect(throws: KeyValueStoreError.self) {
+            _ = try FileStateStore(directory: directory.path)
+        }
+        #expect(error?.code == .storeFailed)
+        #expect((error?.cause as? EventStoreError)?.code == .locked)
+        await store.close()
+        let again = try FileStateStore(directory: directory.path)
+        await again.close()
+    }
+
+    @Test("a commit larger than maxRecordSize is refused whole and the store goes on")
+    func tooLarge() async throws {
+        let directory = TemporaryDirectory("state-too-large")
+        defer { directory.remove() }
+        let store = try FileStateStore(directory: directory.path, configuration: Self.configuration(maxRecordSize: 4_096))
+        var batch = KeyValueBatch()
+        batch.put([1], forKey: "small")
+        batch.put([UInt8](repeating: 7, count: 5_000), forKey: "big")
+        let error = await #expect(throws: KeyValueStoreError.self) {
+            try await store.commit(batch, in: "n")
+        }
+        #expect(error?.code == .tooLarge)
+        #expect(store.value(forKey: "small", in: "n") == nil)
+        try await store.namespace("n").put([2], forKey: "small")
+        #expect(store.value(forKey: "small", in: "n") == [2])
+        await store.close()
+    }
+
+    @Test("compaction frees the disk space of overwritten entries, and state may outgrow one record")
+    func compactionFreesSpace() async throws {
+        let directory = TemporaryDirectory("state-compaction")
+        defer { directory.remove() }
+        // Records of at most 8 KiB; the state grows to about 400 KiB.
+        let store = try FileStateStore(
+            directory: directory.path,
+            configuration: Self.configuration(minimumBytes: 64 << 10, maxRecordSize: 8 << 10)
+        )
+        let value = [UInt8](repeating: 0x5A, count: 1_000)
+        for round in 0..<6 {
+            for key in 0..<400 {
+                var batch = KeyValueBatch()
+                batch.put(value + [UInt8(round)], forKey: "key\(key)")
+                try await store.commit(batch, in: "model")
+            }
+        }
+        let statistics = store.statistics
+        #expect(statistics.compactions > 0)
+        #expect(statistics.entries == 400)
+        #expect(statistics.liveBytes > 400_000)
+        // About 2.4 MB were committed; the disk holds one generation, within the ratio.
+        let files = Self.stateFiles(directory)
+        #expect(files.count == 1)
+        let onDisk = files.reduce(0) { $0 + directory.bytes(of: $1).count }
+        #expect(onDisk == statistics.fileBytes)
+        #expect(Double(onDisk) <= 2 * Double(statistics.liveBytes) + 64)
+        try await store.compact()
+        #expect(store.statistics.generation == statistics.generation + 1)
+        #expect(Self.stateFiles(directory).count == 1)
+        #expect(store.statistics.fileBytes < statistics.liveBytes + 4_096)
+        let before = Self.contents(store)
+        await store.close()
+
+        let reopened = try FileStateStore(directory: directory.path, configuration: Self.configuration(maxRecordSize: 8 << 10))
+        #expect(reopened.recoveryReport.isClean)
+        #expect(Self.contents(reopened) == before)
+        #expect(reopened.value(forKey: "key7", in: "model") == value + [5])
+        await reopened.close()
+    }
+
+    @Test("commits and compactions from many tasks, with readers: nothing lost, nothing torn")
+    func contention() async throws {
+        let directory = TemporaryDirectory("state-contention")
+        defer { directory.remove() }
+        let store = try FileStateStore(directory: directory.path, configuration: Self.configuration(minimumBytes: 8_192))
+        let writers = 8
+        let perWriter = TestEnvironment.scaled(60)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for writer in 0..<writers {
+                group.addTask {
+                    for index in 0..<perWriter {
+                        // The two keys of one commit always agree.
+                        var changes = StateChanges()
+                        var batch = KeyValueBatch()
+                        batch.put(Self.bytes("\(index)"), forKey: "w\(writer)")
+                        changes.append(batch, in: "left")
+                        changes.append(batch, in: "right")
+                        try await store.commit(changes)
+                        if index % 20 == 0 { try await store.compact() }
+                    }
+                }
+            }
+            group.addTask {
+                for _ in 0..<200 {
+                    for writer in 0..<writers {
+                        let left = store.value(forKey: "w\(writer)", in: "left").flatMap { Int(String(decoding: $0, as: UTF8.self)) }
+                        let right = store.value(forKey: "w\(writer)", in: "right").flatMap { Int(String(decoding: $0, as: UTF8.self)) }
+                        // Reads are not atomic across namespaces, but never go backwards.
+                        if let left, let right { #expect(right >= left - 1) }
+                    }
+                    await Task.yield()
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(store.statistics.commits == UInt64(writers * perWriter))
+        for writer in 0..<writers {
+            #expect(store.value(forKey: "w\(writer)", in: "left") == Self.bytes("\(perWriter - 1)"))
+        }
+        let before = Self.contents(store)
+        await store.close()
+        let reopened = try FileStateStore(directory: directory.path)
+        #expect(Self.contents(reopened) == before)
+        await reopened.close()
+    }
+
+    @Test("concurrent commits under group commit share their fsyncs")
+    func groupCommitSharesSyncs() async throws {
+        let directory = TemporaryDirectory("state-syncs")
+        defer { directory.remove() }
+        let faults = FileStoreFaults()
+        let store = try FileStateStore(directory: directory.path, configuration: Self.configuration(faults: faults))
+        let committers = 16
+        let perCommitter = 20
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for committer in 0..<committers {
+                group.addTask {
+                    for index in 0..<perCommitter {
+                        try await store.namespace("n\(committer)").put(Self.bytes("\(index)"), forKey: "k")
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let commits = committers * perCommitter
+        TestLog.line("state store: \(commits) commits, \(faults.syncs) fsyncs")
+        #expect(faults.syncs < commits)
+        #expect(faults.writes <= faults.syncs + 1)
+        await store.close()
+    }
+}
