@@ -185,4 +185,34 @@ struct KeyValueStoreTests {
         #expect(await keyValues.value(forKey: "a") == [1])
         #expect(await keyValues.value(forKey: "b") == nil)
     }
+
+    @Test("migrate moves a namespace into a state store once; after a crash between move and delete it only deletes")
+    func migrate() async throws {
+        let events = InMemoryEventStore()
+        let old = try await EventStoreKeyValueStore.open(store: events, namespace: "settings")
+        try await old.put(Array("dark".utf8), forKey: "theme")
+        try await old.put([1], forKey: "a")
+        try await old.compact()
+        try await old.put([2], forKey: "b")
+        let state = InMemoryStateStore()
+        let target = state.namespace("svc/settings")
+        #expect(try await EventStoreKeyValueStore.migrate(namespace: "settings", from: events, to: target) == 3)
+        #expect(await target.keys(withPrefix: "") == ["a", "b", "theme"])
+        #expect(await target.value(forKey: "theme") == Array("dark".utf8))
+        #expect(try await events.streamVersion(EventStoreKeyValueStore.stream(for: "settings")) == nil)
+        // Nothing left to move: a second call changes nothing.
+        try await target.put([9], forKey: "a")
+        #expect(try await EventStoreKeyValueStore.migrate(namespace: "settings", from: events, to: target) == 0)
+        #expect(await target.value(forKey: "a") == [9])
+
+        // As after a crash between the move and the deletion: the target holds the entries and the
+        // stream is still there. Only the deletion happens.
+        let again = try await EventStoreKeyValueStore.open(store: events, namespace: "other")
+        try await again.put([5], forKey: "x")
+        let moved = state.namespace("svc/other")
+        try await moved.put([6], forKey: "x")
+        #expect(try await EventStoreKeyValueStore.migrate(namespace: "other", from: events, to: moved) == 0)
+        #expect(await moved.value(forKey: "x") == [6])
+        #expect(try await events.streamVersion(EventStoreKeyValueStore.stream(for: "other")) == nil)
+    }
 }

@@ -65,6 +65,65 @@ struct ServiceStorageTests {
         }
     }
 
+    @Test("key-value writes stay out of the event log: it holds only the services' events")
+    func stateBesideTheLog() async throws {
+        let directory =
+            FileManager.default.temporaryDirectory.path + "/keel-host-state-\(UInt64.random(in: 0...UInt64.max))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var configuration = TestHost.defaultConfiguration
+        configuration.storage = .directory(directory)
+        let notes = Notes()
+        try await TestHost.with(services: [notes], configuration: configuration) { _ in
+            let storage = try await notes.storage()
+            for index in 0..<50 {
+                try await storage.keyValues.put(Array("value \(index)".utf8), forKey: "key\(index % 5)")
+            }
+            try await storage.events.append(Self.event("only event"), to: "log-1", expecting: .noStream)
+        }
+        let events = try FileEventStore(directory: directory)
+        #expect(try await events.readAll(from: 0, limit: 100).map(\.stream.name) == ["notes/log-1"])
+        await events.close()
+        let state = try FileStateStore(directory: directory + "/state")
+        #expect(state.keys(withPrefix: "", in: "notes/state") == (0..<5).map { "key\($0)" })
+        #expect(state.value(forKey: "key4", in: "notes/state") == Array("value 49".utf8))
+        await state.close()
+    }
+
+    @Test("key-value state an earlier version kept in the event log moves to the state store, once")
+    func migratesEarlierStores() async throws {
+        let directory =
+            FileManager.default.temporaryDirectory.path + "/keel-host-migrate-\(UInt64.random(in: 0...UInt64.max))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // What an earlier version left: the service's key-value namespace as a stream of batches.
+        do {
+            let events = try FileEventStore(directory: directory)
+            let old = try await EventStoreKeyValueStore.open(
+                store: NamespacedEventStore(namespace: "notes", base: events),
+                namespace: "state"
+            )
+            try await old.put(Array("kept".utf8), forKey: "greeting")
+            try await old.put(Array("gone".utf8), forKey: "old")
+            try await old.delete("old")
+            await events.close()
+        }
+        var configuration = TestHost.defaultConfiguration
+        configuration.storage = .directory(directory)
+        let first = Notes()
+        try await TestHost.with(services: [first], configuration: configuration) { _ in
+            let storage = try await first.storage()
+            #expect(await storage.keyValues.value(forKey: "greeting") == Array("kept".utf8))
+            #expect(await storage.keyValues.keys(withPrefix: "") == ["greeting"])
+            try await storage.keyValues.put(Array("changed".utf8), forKey: "greeting")
+            let stream = EventStoreKeyValueStore.stream(for: "state")
+            #expect(try await storage.events.streamVersion(stream) == nil)  // deleted after the move
+        }
+        let second = Notes()
+        try await TestHost.with(services: [second], configuration: configuration) { _ in
+            let storage = try await second.storage()
+            #expect(await storage.keyValues.value(forKey: "greeting") == Array("changed".utf8))
+        }
+    }
+
     @Test("service names become distinct namespaces without a slash")
     func namespaces() {
         #expect(HostStorage.namespace(for: "billing") == "billing")

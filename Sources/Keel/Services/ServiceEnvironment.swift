@@ -98,7 +98,7 @@ public struct ServiceEnvironment: Sendable {
         let shared = try await self.hostStorage.sharedStore()
         let eventType = E.eventType
         let view = FilteredEventView(base: shared) { $0.type == eventType }
-        let checkpoints = try await EventStoreKeyValueStore.open(store: storage.events, namespace: "durable-\(name)")
+        let checkpoints = try await self.hostStorage.stateNamespace("durable-\(name)", of: self.name, events: storage.events)
         let runner = ProjectionRunner(
             projection: DeliveryProjection(name: name, serializer: EventSerializer(), handler: handler),
             eventStore: view,

@@ -2,11 +2,12 @@ import KeelEventSourcing
 
 /// A service's own durable storage, from ``ServiceEnvironment/storage()``.
 ///
-/// Every service of a host gets its own namespace in the host's event store: its streams, and a
-/// key-value store, which no other service can reach (another service's environment hands out
-/// that service's namespace, never this one's). The instances of one service share its
-/// namespace and its key-value store. All namespaces share one log, so under group
-/// commit the appends of every service share each `fsync`.
+/// Every service of a host gets its own namespace in the host's event store (its streams) and in
+/// the host's state store (its key-value entries), which no other service can reach (another
+/// service's environment hands out that service's namespaces, never this one's). The instances
+/// of one service share them. All services' streams share one log, so under group commit the
+/// appends of every service share each `fsync`; key-value state lives beside that log, not in
+/// it, so writing it neither grows the log nor wakes projections.
 ///
 /// ```swift
 /// func start(_ environment: ServiceEnvironment) async throws {
@@ -21,8 +22,10 @@ public struct ServiceStorage: Sendable {
     /// ``/KeelEventSourcing/AggregateRepository`` for event-sourced state.
     public let events: NamespacedEventStore
     /// The service's key-value store, for state that is not event-sourced: get, put, delete and
-    /// atomic batches, durable with the host's store.
-    public let keyValues: EventStoreKeyValueStore
+    /// atomic batches, in the host's state store (a ``/KeelEventSourcing/FileStateStore`` in the
+    /// `state` directory of the host's storage directory, or an
+    /// ``/KeelEventSourcing/InMemoryStateStore``).
+    public let keyValues: StateNamespace
 }
 
 /// Where a host keeps its services' data.
@@ -34,8 +37,13 @@ public struct StorageLocation: Sendable, Hashable, CustomStringConvertible {
 
     let base: Base
 
-    /// A ``/KeelEventSourcing/FileEventStore`` in `path` (created if missing), opened the first
-    /// time a service asks for its storage and closed when the host shuts down.
+    /// A ``/KeelEventSourcing/FileEventStore`` in `path` (created if missing) and a
+    /// ``/KeelEventSourcing/FileStateStore`` in `path/state`, opened the first time a service asks
+    /// for its storage and closed when the host shuts down.
+    ///
+    /// Key-value state that an earlier version kept as `keel.kv-*` streams in the event log moves
+    /// into the state store the first time its service opens it (see
+    /// ``/KeelEventSourcing/EventStoreKeyValueStore/migrate(namespace:from:to:)``).
     /// - Parameter path: The directory.
     /// - Returns: The location.
     public static func directory(_ path: String) -> StorageLocation {
@@ -45,7 +53,8 @@ public struct StorageLocation: Sendable, Hashable, CustomStringConvertible {
     /// The default: the embedded directory `.keel/data` under the working directory.
     public static let embedded = StorageLocation.directory(".keel/data")
 
-    /// An ``/KeelEventSourcing/InMemoryEventStore``: nothing survives the host. For tests.
+    /// An ``/KeelEventSourcing/InMemoryEventStore`` and an
+    /// ``/KeelEventSourcing/InMemoryStateStore``: nothing survives the host. For tests.
     public static let inMemory = StorageLocation(base: .inMemory)
 
     /// `directory <path>` or `in memory`.
@@ -57,12 +66,14 @@ public struct StorageLocation: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// The host's store, opened on first use, and each service's namespace in it.
+/// The host's stores, opened on first use, and each service's namespaces in them.
 actor HostStorage {
     let location: StorageLocation
-    private var store: (any EventStore)?
-    private var fileStore: FileEventStore?
-    private var keyValues: [ServiceName: EventStoreKeyValueStore] = [:]
+    private var stores: (events: any EventStore, state: any StateStore)?
+    private var fileStores: (events: FileEventStore, state: FileStateStore)?
+    private var memoryState: InMemoryStateStore?
+    /// The migration of each state namespace from the event log, run once per host.
+    private var migrations: [String: Task<Void, any Error>] = [:]
     private var subscriptions: [ServiceName: [ProjectionRunner]] = [:]
     private var isClosed = false
 
@@ -70,31 +81,38 @@ actor HostStorage {
         self.location = location
     }
 
-    /// The storage of `service`, opening the host's store if this is the first request.
+    /// The storage of `service`, opening the host's stores if this is the first request.
     func storage(for service: ServiceName) async throws -> ServiceStorage {
-        guard !self.isClosed else {
-            throw EventStoreError(code: .closed, message: "the host has shut down its storage")
-        }
-        let store = try self.openStore()
-        let events = NamespacedEventStore(namespace: Self.namespace(for: service), base: store)
-        if let keyValues = self.keyValues[service] {
-            return ServiceStorage(events: events, keyValues: keyValues)
-        }
-        let keyValues = try await EventStoreKeyValueStore.open(store: events, namespace: "state")
-        // Another request for the same service may have opened it while this one waited.
-        if let existing = self.keyValues[service] {
-            return ServiceStorage(events: events, keyValues: existing)
-        }
-        self.keyValues[service] = keyValues
+        let events = NamespacedEventStore(namespace: Self.namespace(for: service), base: try await self.openStores().events)
+        let keyValues = try await self.stateNamespace("state", of: service, events: events)
         return ServiceStorage(events: events, keyValues: keyValues)
     }
 
-    /// The host's whole store, every namespace: only for the host's own durable subscriptions.
-    func sharedStore() throws -> any EventStore {
-        guard !self.isClosed else {
-            throw EventStoreError(code: .closed, message: "the host has shut down its storage")
+    /// The state namespace `name` of `service`, moved first from the service's event streams if
+    /// an earlier version kept it there.
+    func stateNamespace(_ name: String, of service: ServiceName, events: NamespacedEventStore) async throws -> StateNamespace {
+        let state = try await self.openStores().state
+        let namespace = state.namespace(Self.namespace(for: service) + "/" + name)
+        let migration =
+            self.migrations[namespace.namespace]
+            ?? Task {
+                try await EventStoreKeyValueStore.migrate(namespace: name, from: events, to: namespace)
+            }
+        self.migrations[namespace.namespace] = migration
+        do {
+            try await migration.value
+        } catch {
+            // Let the next request try again.
+            if self.migrations[namespace.namespace] == migration { self.migrations[namespace.namespace] = nil }
+            throw error
         }
-        return try self.openStore()
+        return namespace
+    }
+
+    /// The host's whole event store, every namespace: only for the host's own durable
+    /// subscriptions.
+    func sharedStore() async throws -> any EventStore {
+        try await self.openStores().events
     }
 
     /// Keeps a durable subscription's runner, to stop it with its service.
@@ -108,31 +126,49 @@ actor HostStorage {
         for runner in runners { await runner.stop() }
     }
 
-    private func openStore() throws(EventStoreError) -> any EventStore {
-        if let store = self.store { return store }
-        let store: any EventStore
+    private func openStores() async throws -> (events: any EventStore, state: any StateStore) {
+        guard !self.isClosed else {
+            throw EventStoreError(code: .closed, message: "the host has shut down its storage")
+        }
+        if let stores = self.stores { return stores }
+        let stores: (events: any EventStore, state: any StateStore)
         switch self.location.base {
         case .inMemory:
-            store = InMemoryEventStore()
+            let state = InMemoryStateStore()
+            self.memoryState = state
+            stores = (InMemoryEventStore(), state)
         case .directory(let path):
-            let file = try FileEventStore(directory: path)
-            self.fileStore = file
-            store = file
+            let events = try FileEventStore(directory: path)
+            let state: FileStateStore
+            do {
+                state = try FileStateStore(directory: path + "/state")
+            } catch {
+                await events.close()
+                throw error
+            }
+            self.fileStores = (events, state)
+            stores = (events, state)
         }
-        self.store = store
-        return store
+        self.stores = stores
+        return stores
     }
 
-    /// Closes the host's store; later requests fail with ``/KeelEventSourcing/EventStoreError/Code/closed``.
+    /// Closes the host's stores; later requests fail with ``/KeelEventSourcing/EventStoreError/Code/closed``.
     func close() async {
         self.isClosed = true
         let runners = self.subscriptions.values.flatMap { $0 }
         self.subscriptions = [:]
         for runner in runners { await runner.stop() }
-        await self.fileStore?.close()
-        self.fileStore = nil
-        self.store = nil
-        self.keyValues = [:]
+        for migration in self.migrations.values { _ = try? await migration.value }
+        if let stores = self.fileStores {
+            await stores.state.close()
+            await stores.events.close()
+        }
+        self.memoryState?.close()
+        self.fileStores = nil
+        self.memoryState = nil
+        self.stores = nil
+        self.migrations = [:]
     }
 
     /// A service name as a namespace: `/` and `%` are percent-encoded, so distinct names give

@@ -154,6 +154,64 @@ public actor EventStoreKeyValueStore: KeyValueStore {
         )
     }
 
+    /// Moves `namespace`, as an earlier version kept it in `store`, into `target`, and deletes
+    /// its stream: the one-shot migration from key-value streams in the event log to a
+    /// ``StateStore``.
+    ///
+    /// When the stream exists and `target` is empty, the namespace's entries (its latest
+    /// snapshot and the batches after it) are committed to `target` in one commit; then the stream
+    /// is soft-deleted, so that the next call finds nothing to do. A crash between the two leaves
+    /// the entries in `target` and the stream in place: the next call sees a `target` that is not
+    /// empty and only deletes the stream. Call it before anything writes to `target`. The old
+    /// events stay in the event log (the file event store does not reclaim space); projections
+    /// skip them.
+    /// - Parameters:
+    ///   - namespace: The namespace in `store` (its stream is `keel.kv-<namespace>`).
+    ///   - store: The event store that holds it.
+    ///   - target: Where its entries go.
+    /// - Returns: How many entries were moved (0 when there was nothing to move).
+    /// - Throws: ``KeyValueStoreError``: what ``open(store:namespace:configuration:)`` and
+    ///   `target`'s commit throw, or ``KeyValueStoreError/Code/storeFailed`` when the stream
+    ///   cannot be deleted.
+    @discardableResult
+    public static func migrate(
+        namespace: String,
+        from store: any EventStore,
+        to target: some KeyValueStore
+    ) async throws(KeyValueStoreError) -> Int {
+        let stream = Self.stream(for: namespace)
+        let version: UInt64?
+        do {
+            version = try await store.streamVersion(stream)
+        } catch {
+            throw KeyValueStoreError(code: .storeFailed, namespace: namespace, message: "cannot read \(stream)", cause: error)
+        }
+        guard let version else { return 0 }
+        var moved = 0
+        if await target.keys(withPrefix: "").isEmpty {
+            var configuration = Configuration()
+            configuration.compactionThreshold = nil
+            let old = try await Self.open(store: store, namespace: namespace, configuration: configuration)
+            var batch = KeyValueBatch()
+            for (key, value) in await old.entries.sorted(by: { $0.key < $1.key }) {
+                batch.put(value, forKey: key)
+            }
+            try await target.commit(batch)
+            moved = batch.operations.count
+        }
+        do {
+            try await store.deleteStream(stream, expecting: .exactly(version))
+        } catch {
+            throw KeyValueStoreError(
+                code: .storeFailed,
+                namespace: namespace,
+                message: "moved \(moved) entries, but cannot delete \(stream)",
+                cause: error
+            )
+        }
+        return moved
+    }
+
     // MARK: Reads
 
     /// The value under `key`, from memory; see ``KeyValueStore/value(forKey:)``.
