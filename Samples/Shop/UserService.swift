@@ -155,7 +155,7 @@ actor UserService: ServiceActor {
             random: RandomSource(seed: 7)
         )
         self.customers = customers
-        let readModel = try await EventStoreKeyValueStore.open(store: storage.events, namespace: "customers-by-domain")
+        let readModel = try await storage.keyValues(named: "customers-by-domain")
         let directory = ProjectionRunner(
             projection: CustomersByEmailDomain(serializer: serializer),
             eventStore: storage.events,

@@ -142,10 +142,7 @@ struct CQRSTests {
             let storage = try await environment.storage()
             let serializer = EventSerializer(registry: EventTypeRegistry([UserRegistered.self, UserEmailChanged.self]))
             self.users = AggregateRepository(store: storage.events, serializer: serializer, random: environment.random)
-            let readModel = try await EventStoreKeyValueStore.open(
-                store: storage.events,
-                namespace: "users-by-email-domain"
-            )
+            let readModel = try await storage.keyValues(named: "users-by-email-domain")
             let runner = ProjectionRunner(
                 projection: UsersByEmailDomain(serializer: serializer),
                 eventStore: storage.events,

@@ -79,6 +79,9 @@ struct ServiceStorageTests {
                 try await storage.keyValues.put(Array("value \(index)".utf8), forKey: "key\(index % 5)")
             }
             try await storage.events.append(Self.event("only event"), to: "log-1", expecting: .noStream)
+            let model = try await storage.keyValues(named: "model")
+            try await model.put([7], forKey: "key0")
+            #expect(await storage.keyValues.value(forKey: "key0") == Array("value 45".utf8))
         }
         let events = try FileEventStore(directory: directory)
         #expect(try await events.readAll(from: 0, limit: 100).map(\.stream.name) == ["notes/log-1"])
@@ -86,6 +89,8 @@ struct ServiceStorageTests {
         let state = try FileStateStore(directory: directory + "/state")
         #expect(state.keys(withPrefix: "", in: "notes/state") == (0..<5).map { "key\($0)" })
         #expect(state.value(forKey: "key4", in: "notes/state") == Array("value 49".utf8))
+        #expect(state.namespaces() == ["notes/model", "notes/state"])
+        #expect(state.value(forKey: "key0", in: "notes/model") == [7])
         await state.close()
     }
 

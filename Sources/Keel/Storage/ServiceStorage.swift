@@ -26,6 +26,38 @@ public struct ServiceStorage: Sendable {
     /// `state` directory of the host's storage directory, or an
     /// ``/KeelEventSourcing/InMemoryStateStore``).
     public let keyValues: StateNamespace
+
+    let host: HostStorage
+    let service: ServiceName
+
+    /// Another key-value namespace of this service, such as a projection's read model and
+    /// checkpoint: as private to the service as ``keyValues``, and apart from it and from every
+    /// other name.
+    ///
+    /// ```swift
+    /// let readModel = try await storage.keyValues(named: "customers-by-domain")
+    /// let runner = ProjectionRunner(
+    ///     projection: CustomersByDomain(),
+    ///     eventStore: storage.events,
+    ///     projectionStore: ProjectionStore(keyValueStore: readModel)
+    /// )
+    /// ```
+    ///
+    /// A namespace an earlier version kept in the event log under the same name moves into the
+    /// state store the first time it is asked for.
+    /// - Parameter name: The namespace's name, unique within the service; not empty, not `state`
+    ///   (that is ``keyValues``), and not starting with `durable-` (durable subscriptions'
+    ///   checkpoints).
+    /// - Returns: The namespace.
+    /// - Throws: What opening the host's stores throws, or a ``/KeelEventSourcing/KeyValueStoreError``
+    ///   from moving an earlier version's namespace.
+    public func keyValues(named name: String) async throws -> StateNamespace {
+        precondition(
+            !name.isEmpty && name != "state" && !name.hasPrefix("durable-"),
+            "key-value namespace \(name) is empty or reserved"
+        )
+        return try await self.host.stateNamespace(name, of: self.service, events: self.events)
+    }
 }
 
 /// Where a host keeps its services' data.
@@ -85,7 +117,7 @@ actor HostStorage {
     func storage(for service: ServiceName) async throws -> ServiceStorage {
         let events = NamespacedEventStore(namespace: Self.namespace(for: service), base: try await self.openStores().events)
         let keyValues = try await self.stateNamespace("state", of: service, events: events)
-        return ServiceStorage(events: events, keyValues: keyValues)
+        return ServiceStorage(events: events, keyValues: keyValues, host: self, service: service)
     }
 
     /// The state namespace `name` of `service`, moved first from the service's event streams if
