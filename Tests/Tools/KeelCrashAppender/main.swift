@@ -2,6 +2,8 @@
 //
 //     keel-crash-appender <directory> [appenders]
 //     keel-crash-appender <directory> <appenders> multi <segment size> <durability> <seed>
+//     keel-crash-appender <directory> <appenders> state <durability> <recovery>
+//     keel-crash-appender <directory> 0 open <strict|repair> <segment size>
 //
 // Opens a FileEventStore (group commit) in <directory> and appends forever from `appenders`
 // concurrent tasks (default 4), one event per append, to stream `crash-<task>`. After each append
@@ -18,6 +20,16 @@
 //
 // Every event of an append carries its count in `custom["count"]` and its index in the append in
 // its id (`low = sequence << 8 | index`).
+//
+// In `state` mode it opens a FileStateStore (the given durability; recovery `strict` or `repair`;
+// compaction from 64 KiB on, so that kills land in compactions too) and commits forever from each
+// task: commit <sequence> of task <t> puts `last` = "<sequence>" in namespaces `t<t>-a`, `t<t>-b`
+// and `t<t>-c`, and `blob<sequence % 2>` = `stateBlob(task:sequence:)` in `t<t>-a`, in one commit:
+//
+//     ack <task>-<sequence> 0 3
+//
+// In `open` mode it only opens the event store (with the given recovery and segment size), says
+// `ready <events>`, and exits: the test kills it at random moments to land in recovery.
 //
 // An acknowledged event is durable. The test kills this process with SIGKILL at a random
 // moment, reopens the store and checks that every acknowledged event is there, byte for byte.
@@ -49,7 +61,75 @@ func say(_ line: String) {
     }
 }
 
+/// The blob commit `sequence` of `task` writes in state mode: up to 64 KiB.
+func stateBlob(task: Int, sequence: Int) -> [UInt8] {
+    payload(for: "\(task)-\(sequence)", count: (sequence &* 7_919) % (64 << 10))
+}
+
 let arguments = CommandLine.arguments
+if arguments.count == 6 && arguments[3] == "state" {
+    var configuration = FileStateStore.Configuration()
+    configuration.compactionMinimumBytes = 64 << 10
+    switch arguments[4] {
+    case "fsyncEachAppend": configuration.durability = .fsyncEachAppend
+    case "none": configuration.durability = .none
+    default: configuration.durability = .groupCommit
+    }
+    configuration.recovery = arguments[5] == "repair" ? .repair : .strict
+    let state: FileStateStore
+    do {
+        state = try FileStateStore(directory: arguments[1], configuration: configuration)
+    } catch {
+        say("error \(error)")
+        exit(1)
+    }
+    alarm(60)
+    say("ready \(state.recoveryReport.batches)")
+    let tasks = Int(arguments[2]) ?? 4
+    await withThrowingTaskGroup(of: Void.self) { group in
+        for task in 0..<tasks {
+            group.addTask {
+                var sequence = 0
+                while true {
+                    var changes = StateChanges()
+                    var last = KeyValueBatch()
+                    last.put(Array("\(sequence)".utf8), forKey: "last")
+                    var withBlob = last
+                    withBlob.put(stateBlob(task: task, sequence: sequence), forKey: "blob\(sequence % 2)")
+                    changes.append(withBlob, in: "t\(task)-a")
+                    changes.append(last, in: "t\(task)-b")
+                    changes.append(last, in: "t\(task)-c")
+                    try await state.commit(changes)
+                    say("ack \(task)-\(sequence) 0 3")
+                    sequence += 1
+                }
+            }
+        }
+        do {
+            try await group.waitForAll()
+        } catch {
+            say("error \(error)")
+            exit(1)
+        }
+    }
+    // With no tasks: only the open, then a clean close.
+    await state.close()
+    exit(0)
+}
+if arguments.count == 6 && arguments[3] == "open" {
+    var configuration = FileEventStore.Configuration()
+    configuration.recovery = arguments[4] == "repair" ? .repair : .strict
+    configuration.segmentSize = Int(arguments[5]) ?? configuration.segmentSize
+    do {
+        let store = try FileEventStore(directory: arguments[1], configuration: configuration)
+        say("ready \(store.recoveryReport.eventCount)")
+        await store.close()
+        exit(0)
+    } catch {
+        say("error \(error)")
+        exit(1)
+    }
+}
 guard arguments.count >= 2 else {
     say("usage: keel-crash-appender <directory> [appenders]")
     exit(2)
