@@ -13,6 +13,15 @@ struct FileDescriptor: Sendable {
     let path: String
 
     static func open(_ path: String, flags: Int32, mode: mode_t = 0o644) throws(EventStoreError) -> FileDescriptor {
+        if flags & (O_CREAT | O_TRUNC) != 0, let simulator = PowerLossSimulator.simulator(for: path) {
+            return try simulator.opened(path, flags: flags) { () throws(EventStoreError) in
+                try Self.openUnjournaled(path, flags: flags, mode: mode)
+            }
+        }
+        return try Self.openUnjournaled(path, flags: flags, mode: mode)
+    }
+
+    private static func openUnjournaled(_ path: String, flags: Int32, mode: mode_t) throws(EventStoreError) -> FileDescriptor {
         let descriptor = path.withCString { Glibc.open($0, flags | O_CLOEXEC, mode) }
         guard descriptor >= 0 else { throw Self.failure("open", path) }
         return FileDescriptor(raw: descriptor, path: path)
@@ -60,6 +69,15 @@ struct FileDescriptor: Sendable {
 
     /// Writes all of `bytes` at `offset`.
     func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(EventStoreError) {
+        if let simulator = PowerLossSimulator.simulator(for: self.path) {
+            return try simulator.wrote(self.path, offset: offset, bytes: bytes) { () throws(EventStoreError) in
+                try self.writeUnjournaled(bytes, at: offset)
+            }
+        }
+        try self.writeUnjournaled(bytes, at: offset)
+    }
+
+    private func writeUnjournaled(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(EventStoreError) {
         var done = 0
         while done < bytes.count {
             let result = pwrite(self.raw, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
@@ -80,10 +98,26 @@ struct FileDescriptor: Sendable {
     }
 
     func sync() throws(EventStoreError) {
+        if let simulator = PowerLossSimulator.simulator(for: self.path) {
+            return try simulator.synced(self.path) { () throws(EventStoreError) in try self.syncUnjournaled() }
+        }
+        try self.syncUnjournaled()
+    }
+
+    private func syncUnjournaled() throws(EventStoreError) {
         guard fsync(self.raw) == 0 else { throw Self.failure("fsync", self.path) }
     }
 
     func truncate(to size: Int) throws(EventStoreError) {
+        if let simulator = PowerLossSimulator.simulator(for: self.path) {
+            return try simulator.truncated(self.path, size: size) { () throws(EventStoreError) in
+                try self.truncateUnjournaled(to: size)
+            }
+        }
+        try self.truncateUnjournaled(to: size)
+    }
+
+    private func truncateUnjournaled(to size: Int) throws(EventStoreError) {
         guard ftruncate(self.raw, off_t(size)) == 0 else { throw Self.failure("ftruncate", self.path) }
     }
 
@@ -126,6 +160,13 @@ struct FileDescriptor: Sendable {
     }
 
     static func remove(_ path: String) throws(EventStoreError) {
+        if let simulator = PowerLossSimulator.simulator(for: path) {
+            return try simulator.removed(path) { () throws(EventStoreError) in try Self.removeUnjournaled(path) }
+        }
+        try Self.removeUnjournaled(path)
+    }
+
+    private static func removeUnjournaled(_ path: String) throws(EventStoreError) {
         guard unlink(path) == 0 else { throw Self.failure("unlink", path) }
     }
 }

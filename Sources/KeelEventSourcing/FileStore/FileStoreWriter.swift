@@ -107,7 +107,10 @@ struct Writer: Sendable {
                 let appendSize = pending.bodies.reduce(0) { $0 + FileRecord.frameHeaderSize + $1.count }
                 let used = segments[segments.count - 1].size + buffer.count
                 if used + appendSize > self.configuration.segmentSize && used > SegmentHeader.size {
+                    // Synced even when appends are not: a segment is whole on disk before the
+                    // next one exists, so that a power loss can only tear the last segment.
                     try self.flush(&buffer, into: &segments[segments.count - 1], sync: sync)
+                    if !sync { try segments[segments.count - 1].descriptor.sync() }
                     segments.append(try SegmentHeader.create(index: segments.count, directory: self.directory))
                 }
                 let segment = segments.count - 1
