@@ -419,7 +419,11 @@ public actor ProjectionRunner {
                 do {
                     try await self.projection.apply(event, to: &transaction)
                     writes.append(contentsOf: transaction.batch)
-                    overlay.merge(transaction.writes) { _, new in new }
+                    let changed = transaction.writes
+                    // Let go of the transaction's reference to the overlay first: merging into a
+                    // shared dictionary would copy all of it, once per event.
+                    transaction = ReadModelTransaction(store: self.projectionStore, earlier: [:])
+                    overlay.merge(changed) { _, new in new }
                     break
                 } catch {
                     if error is CancellationError || Task.isCancelled { return .cancelled }
