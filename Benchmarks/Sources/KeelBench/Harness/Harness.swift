@@ -39,6 +39,7 @@ struct Harness {
     private func measureRounds(_ scenario: any Scenario, progress: (String) -> Void) async throws -> [Comparison] {
         let oursCount: Int
         let baselineCount: Int
+        var rounds = self.options.rounds
         switch scenario.workload {
         case .fixed(let full, let quick):
             oursCount = self.options.quick ? quick : full
@@ -49,14 +50,18 @@ struct Harness {
         case .calibrated(let minimum):
             oursCount = try await self.calibrate(minimum: minimum) { try await scenario.runOurs($0) }
             baselineCount = try await self.calibrate(minimum: minimum) { try await scenario.runBaseline($0) }
+        case .once(let full, let quick):
+            oursCount = self.options.quick ? quick : full
+            baselineCount = oursCount
+            rounds = 1
         }
         let names = scenario.metrics.map(\.name).joined(separator: ", ")
         let counts = "\(oursCount) ours / \(baselineCount) baseline"
-        progress("\(names): rounds \(self.options.rounds), units per round \(counts)")
+        progress("\(names): rounds \(rounds), units per round \(counts)")
 
         var ours: [[Double]] = []
         var baseline: [[Double]] = []
-        for round in 0..<self.options.rounds {
+        for round in 0..<rounds {
             if round % 2 == 0 {
                 ours.append(try await scenario.runOurs(oursCount))
                 baseline.append(try await scenario.runBaseline(baselineCount))

@@ -21,7 +21,8 @@ struct Options: Sendable {
                           [--check | --max-regression FACTOR]
 
         Runs each scenario's Keel code path and its baseline interleaved in one process and
-        reports the median ns per unit of each and their ratio (ours / baseline).
+        reports the median ns per unit of each (bytes per unit for a size) and their ratio
+        (ours / baseline).
 
         OPTIONS:
           --json            Print exactly one JSON array to stdout, one object per scenario.

@@ -2,16 +2,18 @@
 enum Report {
     /// A JSON array with one object per comparison:
     /// `{"name", "baseline", "ns_per_op", "baseline_ns_per_op", "ratio", "goal", "recorded_ratio"}`;
-    /// `goal` and `recorded_ratio` are `null` where the metric has none.
+    /// `goal` and `recorded_ratio` are `null` where the metric has none. A size metric has
+    /// `bytes_per_op` and `baseline_bytes_per_op` in place of the two `ns` fields.
     /// - Parameter comparisons: The comparisons.
     /// - Returns: The JSON text.
     static func json(_ comparisons: [Comparison]) -> String {
         let objects = comparisons.map { comparison in
+            let measure = comparison.metric.kind == .size ? "bytes_per_op" : "ns_per_op"
             let fields = [
                 "\"name\": \(self.quoted(comparison.metric.name))",
                 "\"baseline\": \(self.quoted(comparison.metric.baseline))",
-                "\"ns_per_op\": \(self.number(comparison.oursMedian))",
-                "\"baseline_ns_per_op\": \(self.number(comparison.baselineMedian))",
+                "\"\(measure)\": \(self.number(comparison.oursMedian))",
+                "\"baseline_\(measure)\": \(self.number(comparison.baselineMedian))",
                 "\"ratio\": \(self.number(comparison.ratio, decimals: 3))",
                 "\"goal\": \(self.number(comparison.metric.goal, decimals: 3))",
                 "\"recorded_ratio\": \(self.number(comparison.metric.recorded, decimals: 3))",
@@ -22,7 +24,7 @@ enum Report {
     }
 
     /// A table: medians, rates, ratio, spread, the goal and the recorded ratio, then the
-    /// baselines.
+    /// baselines. A size metric's medians are bytes per unit, marked `B`, with no rate.
     /// - Parameter comparisons: The comparisons.
     /// - Returns: The table's text.
     static func table(_ comparisons: [Comparison]) -> String {
@@ -32,10 +34,10 @@ enum Report {
             return [
                 metric.name,
                 metric.unit,
-                self.fixed(comparison.oursMedian, decimals: 1),
-                metric.isLatency ? "-" : self.rate(comparison.oursMedian),
-                self.fixed(comparison.baselineMedian, decimals: 1),
-                metric.isLatency ? "-" : self.rate(comparison.baselineMedian),
+                self.value(comparison.oursMedian, of: metric),
+                metric.kind == .throughput ? self.rate(comparison.oursMedian) : "-",
+                self.value(comparison.baselineMedian, of: metric),
+                metric.kind == .throughput ? self.rate(comparison.baselineMedian) : "-",
                 self.fixed(comparison.ratio, decimals: 2) + "x",
                 self.spread(comparison),
                 metric.goal.map { self.fixed($0, decimals: 2) + "x" } ?? "-",
@@ -57,6 +59,9 @@ enum Report {
         lines += rows.map(line)
         lines.append("")
         lines.append("ns: median ns per unit over rounds. ratio: ours / baseline; above 1 is slower.")
+        if comparisons.contains(where: { $0.metric.kind == .size }) {
+            lines.append("B: bytes per unit, for a size; its ratio above 1 is larger.")
+        }
         lines.append("spread: (max - min) / median over rounds, ours | baseline.")
         lines.append("goal: the README's goal for the ratio. rec: the ratio recorded on a 2-vCPU machine.")
         lines.append("")
@@ -73,6 +78,11 @@ enum Report {
             return self.fixed((high - low) / Statistics.median(values) * 100, decimals: 0) + "%"
         }
         return relative(comparison.ours) + " | " + relative(comparison.baseline)
+    }
+
+    /// A median as the table prints it: nanoseconds, or bytes marked `B` for a size.
+    private static func value(_ median: Double, of metric: Metric) -> String {
+        self.fixed(median, decimals: 1) + (metric.kind == .size ? " B" : "")
     }
 
     private static func rate(_ nanosecondsPerUnit: Double) -> String {

@@ -23,6 +23,16 @@
 /// ratio, 0.73, is the median of 18 full runs on 2026-12-06 (0.67 to 0.79, load average 0.4 to
 /// 1.4); a one-round quick run reads lower (0.36 to 0.49 at load 0.6, 0.13 to 0.69 at load 2.2),
 /// and so do full runs under load (0.46 to 0.55 at load 2.2), so the largest median is recorded.
+///
+/// `projection.rebuild.1m` has rebuilt over a `FileEventStore` into a `FileStateStore` since
+/// 2026-12-06. Its goal, 1.5, is the state-store issue's; its recorded ratio, 3.7, is the full
+/// run's on that day at load 3.9 to 4.9 (7 rounds); one-round quick runs at load 4.1 read 2.77 to
+/// 4.87 (median 3.35), at load 6.4 4.32 to 6.44 (median 4.8) and once 9.94, inside the bound.
+/// The `projection.checkpoint.growth` metrics are sizes, the same on every run of a given length:
+/// their goals (the state store's file after compaction within 2 times the live read models; an
+/// event log that projections do not grow) are the same issue's, and their recorded ratios those
+/// of the full and quick runs (the larger where they differ: 1.04 full against 1.02 quick for the
+/// file before its final compaction).
 enum Catalog {
     /// Makes fresh instances of every scenario.
     /// - Returns: The scenarios.
@@ -58,7 +68,14 @@ enum Catalog {
             StoreAppendScenario(recorded: 1.0),
             StoreGroupCommitScenario(goal: 0.67, recorded: 0.73),
             StoreReplayScenario(recorded: 1.15),
-            ProjectionRebuildScenario(recorded: 3.0),
+            ProjectionRebuildScenario(goal: 1.5, recorded: 3.7),
+            ProjectionCheckpointGrowthScenario(
+                goal: 2.0,
+                recorded: 1.0,
+                recordedUncompacted: 1.04,
+                eventLogGoal: 1.0,
+                eventLogRecorded: 1.0
+            ),
         ]
     }
 }

@@ -34,14 +34,14 @@ final class LatencyScenario: Scenario {
                 name: "\(prefix).p50",
                 baseline: "\(baseline) (p50)",
                 unit: "sample",
-                isLatency: true,
+                kind: .latency,
                 recorded: recordedP50
             ),
             Metric(
                 name: "\(prefix).p99",
                 baseline: "\(baseline) (p99)",
                 unit: "sample",
-                isLatency: true,
+                kind: .latency,
                 recorded: recordedP99
             ),
         ]
