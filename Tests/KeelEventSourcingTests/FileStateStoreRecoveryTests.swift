@@ -22,7 +22,9 @@ struct FileStateStoreRecoveryTests {
         var frames: [(Int, Int)] = []
         var offset = StateFile.headerSize
         while offset + 8 <= bytes.count {
-            let length = Int(bytes[offset]) | Int(bytes[offset + 1]) << 8 | Int(bytes[offset + 2]) << 16 | Int(bytes[offset + 3]) << 24
+            let length =
+                Int(bytes[offset]) | Int(bytes[offset + 1]) << 8 | Int(bytes[offset + 2]) << 16 | Int(bytes[offset + 3])
+                << 24
             guard offset + 8 + length <= bytes.count else { break }
             frames.append((offset, 8 + length))
             offset += 8 + length
@@ -49,8 +51,15 @@ struct FileStateStoreRecoveryTests {
             let file = try #require(Support.stateFiles(directory).last)
             // As after a crash: the last mark written covers only the start of the file (the
             // close wrote one covering all of it; write an older-looking one over it).
-            let mark = try #require(try HighWaterMark.read(directory: directory.path, fileName: FileStateStore.markFileName))
-            let early = FileStateStore.mark(sequence: mark.sequence + 1, generation: UInt64(mark.segment), size: 100, batches: 0)
+            let mark = try #require(
+                try HighWaterMark.read(directory: directory.path, fileName: FileStateStore.markFileName)
+            )
+            let early = FileStateStore.mark(
+                sequence: mark.sequence + 1,
+                generation: UInt64(mark.segment),
+                size: 100,
+                batches: 0
+            )
             let markFile = try FileDescriptor.open(directory.path + "/STATEMARK", flags: O_RDWR)
             try early.write(to: markFile)
             markFile.close()
@@ -92,7 +101,10 @@ struct FileStateStoreRecoveryTests {
         directory.write(bytes, to: file)
         Support.expectCorrupted(directory, mentioning: "\(file)@\(damaged.offset)")
 
-        let repaired = try FileStateStore(directory: directory.path, configuration: Support.configuration(recovery: .repair))
+        let repaired = try FileStateStore(
+            directory: directory.path,
+            configuration: Support.configuration(recovery: .repair)
+        )
         let cut = try #require(repaired.recoveryReport.cuts.first)
         #expect(cut.reason == .repaired)
         #expect(cut.offset == damaged.offset)
@@ -184,7 +196,10 @@ struct FileStateStoreRecoveryTests {
             let directory = TemporaryDirectory("state-faults")
             defer { directory.remove() }
             let faults = FileStoreFaults()
-            let store = try FileStateStore(directory: directory.path, configuration: Support.configuration(faults: faults))
+            let store = try FileStateStore(
+                directory: directory.path,
+                configuration: Support.configuration(faults: faults)
+            )
             try await Support.populate(store, count: 3)
             if failSync {
                 faults.failSync(number: faults.syncs + 1, code: EIO)

@@ -120,7 +120,10 @@ struct FileStateStoreTests {
                     if random.next() % 4 == 0 {
                         batch.delete(key)
                     } else {
-                        batch.put((0..<Int(random.next() % 64)).map { _ in UInt8(truncatingIfNeeded: random.next()) }, forKey: key)
+                        batch.put(
+                            (0..<Int(random.next() % 64)).map { _ in UInt8(truncatingIfNeeded: random.next()) },
+                            forKey: key
+                        )
                     }
                 }
                 changes.append(batch, in: "ns\(random.next() % 3)")
@@ -175,7 +178,10 @@ struct FileStateStoreTests {
     func tooLarge() async throws {
         let directory = TemporaryDirectory("state-too-large")
         defer { directory.remove() }
-        let store = try FileStateStore(directory: directory.path, configuration: Self.configuration(maxRecordSize: 4_096))
+        let store = try FileStateStore(
+            directory: directory.path,
+            configuration: Self.configuration(maxRecordSize: 4_096)
+        )
         var batch = KeyValueBatch()
         batch.put([1], forKey: "small")
         batch.put([UInt8](repeating: 7, count: 5_000), forKey: "big")
@@ -223,7 +229,10 @@ struct FileStateStoreTests {
         let before = Self.contents(store)
         await store.close()
 
-        let reopened = try FileStateStore(directory: directory.path, configuration: Self.configuration(maxRecordSize: 8 << 10))
+        let reopened = try FileStateStore(
+            directory: directory.path,
+            configuration: Self.configuration(maxRecordSize: 8 << 10)
+        )
         #expect(reopened.recoveryReport.isClean)
         #expect(Self.contents(reopened) == before)
         #expect(reopened.value(forKey: "key7", in: "model") == value + [5])
@@ -234,7 +243,10 @@ struct FileStateStoreTests {
     func contention() async throws {
         let directory = TemporaryDirectory("state-contention")
         defer { directory.remove() }
-        let store = try FileStateStore(directory: directory.path, configuration: Self.configuration(minimumBytes: 8_192))
+        let store = try FileStateStore(
+            directory: directory.path,
+            configuration: Self.configuration(minimumBytes: 8_192)
+        )
         let writers = 8
         let perWriter = TestEnvironment.scaled(60)
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -255,8 +267,12 @@ struct FileStateStoreTests {
             group.addTask {
                 for _ in 0..<200 {
                     for writer in 0..<writers {
-                        let left = store.value(forKey: "w\(writer)", in: "left").flatMap { Int(String(decoding: $0, as: UTF8.self)) }
-                        let right = store.value(forKey: "w\(writer)", in: "right").flatMap { Int(String(decoding: $0, as: UTF8.self)) }
+                        let left = store.value(forKey: "w\(writer)", in: "left").flatMap {
+                            Int(String(decoding: $0, as: UTF8.self))
+                        }
+                        let right = store.value(forKey: "w\(writer)", in: "right").flatMap {
+                            Int(String(decoding: $0, as: UTF8.self))
+                        }
                         // Reads are not atomic across namespaces, but never go backwards.
                         if let left, let right { #expect(right >= left - 1) }
                     }

@@ -63,7 +63,8 @@ struct PowerLossTests {
                                 ),
                                 payload: FileStoreCrashTrialTests.payload(
                                     for: "\(task)-\(sequence)-\(index)",
-                                    count: random.next(upperBound: 10) == 0 ? random.next(upperBound: 16 << 10) : random.next(upperBound: 400)
+                                    count: random.next(upperBound: 10) == 0
+                                        ? random.next(upperBound: 16 << 10) : random.next(upperBound: 400)
                                 )
                             )
                         }
@@ -74,7 +75,16 @@ struct PowerLossTests {
                                 expecting: version.map { .exactly($0) } ?? .noStream
                             )
                             version = result.streamVersion
-                            acks.withLock { $0.append(Ack(task: task, sequence: sequence, position: result.positions.lowerBound, count: count)) }
+                            acks.withLock {
+                                $0.append(
+                                    Ack(
+                                        task: task,
+                                        sequence: sequence,
+                                        position: result.positions.lowerBound,
+                                        count: count
+                                    )
+                                )
+                            }
                         } catch {
                             return  // the power is off
                         }
@@ -131,7 +141,8 @@ struct PowerLossTests {
                 let index = Int(id.low & 0xFF)
                 let tag = "\(id.high)-\(id.low >> 8)"
                 #expect(
-                    event.payload == FileStoreCrashTrialTests.payload(for: "\(tag)-\(index)", count: event.payload.count),
+                    event.payload
+                        == FileStoreCrashTrialTests.payload(for: "\(tag)-\(index)", count: event.payload.count),
                     "trial \(trial): \(tag)-\(index) differs"
                 )
                 appends[tag, default: []].append(event)
@@ -146,7 +157,10 @@ struct PowerLossTests {
                 // Acknowledged means synced, unless the store does not sync.
                 guard durability != .none else { continue }
                 let members = appends["\(ack.task)-\(ack.sequence)"] ?? []
-                #expect(members.count == ack.count, "trial \(trial) (\(outcome)): acknowledged \(ack.task)-\(ack.sequence) lost")
+                #expect(
+                    members.count == ack.count,
+                    "trial \(trial) (\(outcome)): acknowledged \(ack.task)-\(ack.sequence) lost"
+                )
                 #expect(members.first?.position == ack.position, "trial \(trial): \(ack.task)-\(ack.sequence) moved")
             }
             for tag in appends.keys {
@@ -192,7 +206,13 @@ struct PowerLossTests {
                             var batch = KeyValueBatch()
                             batch.put(Array("\(sequence)".utf8), forKey: "last")
                             changes.append(batch, in: "t\(task)-a")
-                            batch.put(FileStoreCrashTrialTests.payload(for: "\(task)-\(sequence)", count: sequence * 97 % 3_000), forKey: "blob")
+                            batch.put(
+                                FileStoreCrashTrialTests.payload(
+                                    for: "\(task)-\(sequence)",
+                                    count: sequence * 97 % 3_000
+                                ),
+                                forKey: "blob"
+                            )
                             changes.append(batch, in: "t\(task)-b")
                             do {
                                 try await store.commit(changes)
@@ -211,7 +231,9 @@ struct PowerLossTests {
             do {
                 reopened = try FileStateStore(directory: directory.path, configuration: configuration)
             } catch {
-                Issue.record("trial \(trial) (\(simulator.outcome.map { "\($0)" } ?? "no cut")): a strict open after the cut failed: \(error)")
+                Issue.record(
+                    "trial \(trial) (\(simulator.outcome.map { "\($0)" } ?? "no cut")): a strict open after the cut failed: \(error)"
+                )
                 continue
             }
             if !reopened.recoveryReport.isClean { tailsCut += 1 }
@@ -224,7 +246,10 @@ struct PowerLossTests {
                 #expect(a == b, "trial \(trial) task \(task): a commit is there in part")
                 let last = a.flatMap { Int(String(decoding: $0, as: UTF8.self)) } ?? -1
                 if durability != .none {
-                    #expect(last >= lastAcked[task], "trial \(trial) task \(task): acknowledged \(lastAcked[task]), found \(last)")
+                    #expect(
+                        last >= lastAcked[task],
+                        "trial \(trial) task \(task): acknowledged \(lastAcked[task]), found \(last)"
+                    )
                 }
                 #expect(last <= lastAcked[task] + 1, "trial \(trial) task \(task): \(last) was never in flight")
                 if last >= 0 {

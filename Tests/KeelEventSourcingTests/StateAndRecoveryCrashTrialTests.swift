@@ -123,7 +123,10 @@ struct StateAndRecoveryCrashTrialTests {
             let store = try FileStateStore(directory: directory.path)
             if !store.recoveryReport.isClean { tailsCut += 1 }
             if store.recoveryReport.generation > 0 { compacted += 1 }
-            #expect(store.recoveryReport.cuts.allSatisfy { $0.reason == .tornTail }, "trial \(trial): \(store.recoveryReport)")
+            #expect(
+                store.recoveryReport.cuts.allSatisfy { $0.reason == .tornTail },
+                "trial \(trial): \(store.recoveryReport)"
+            )
             var lastAcked = [Int](repeating: -1, count: Self.tasks)
             for ack in acks {
                 let parts = ack.tag.split(separator: "-").compactMap { Int($0) }
@@ -134,12 +137,16 @@ struct StateAndRecoveryCrashTrialTests {
                 // One commit wrote all three: they agree.
                 #expect(values[0] == values[1] && values[1] == values[2], "trial \(trial) task \(task): \(values)")
                 let last = values[0].flatMap { Int(String(decoding: $0, as: UTF8.self)) } ?? -1
-                #expect(last >= lastAcked[task], "trial \(trial) task \(task): acknowledged \(lastAcked[task]), found \(last)")
+                #expect(
+                    last >= lastAcked[task],
+                    "trial \(trial) task \(task): acknowledged \(lastAcked[task]), found \(last)"
+                )
                 #expect(last <= lastAcked[task] + 1, "trial \(trial) task \(task): \(last) was never in flight")
                 // The blobs of the last two commits, byte for byte.
                 for sequence in max(0, last - 1)...max(0, last) where last >= 0 {
                     #expect(
-                        store.value(forKey: "blob\(sequence % 2)", in: "t\(task)-a") == Self.stateBlob(task: task, sequence: sequence),
+                        store.value(forKey: "blob\(sequence % 2)", in: "t\(task)-a")
+                            == Self.stateBlob(task: task, sequence: sequence),
                         "trial \(trial) task \(task): blob of commit \(sequence)"
                     )
                 }
@@ -153,7 +160,10 @@ struct StateAndRecoveryCrashTrialTests {
         #expect(compacted > 0, "no trial reached a compaction")
     }
 
-    @Test("an event store killed while recovery cuts or repairs it opens to the same events", arguments: ["strict", "repair"])
+    @Test(
+        "an event store killed while recovery cuts or repairs it opens to the same events",
+        arguments: ["strict", "repair"]
+    )
     func killedDuringRecovery(mode: String) async throws {
         let seed = Self.seed
         TestLog.line("recovery kill trials (\(mode)): seed \(seed) (KEEL_CRASH_SEED to replay)")
@@ -168,7 +178,9 @@ struct StateAndRecoveryCrashTrialTests {
         populating.durability = .none
         let store = try FileEventStore(directory: directory.path, configuration: populating)
         for index in 0..<3_000 {
-            let events = (0..<(1 + index % 3)).map { FileStoreFixtures.event(index * 4 + $0, payloadSize: 1_000 + index % 50) }
+            let events = (0..<(1 + index % 3)).map {
+                FileStoreFixtures.event(index * 4 + $0, payloadSize: 1_000 + index % 50)
+            }
             try await store.append(events, to: StreamID("kill-\(index % 7)"), expecting: .any)
         }
         await store.close()
@@ -191,15 +203,21 @@ struct StateAndRecoveryCrashTrialTests {
         await expected.close()
 
         let killed = try await Self.killOpens(directory, ["0", "open", mode, String(segmentSize)], random: random) {
-            copy, trial in
+            copy,
+            trial in
             let reopened = try FileEventStore(directory: copy.path, configuration: configuration)
             #expect(try await reopened.readAll(from: 0, limit: .max) == expectedEvents, "trial \(trial)")
             await reopened.close()
         }
-        TestLog.line("recovery kill trials (\(mode)): \(Self.trials) trials, \(killed) opens killed before they were ready")
+        TestLog.line(
+            "recovery kill trials (\(mode)): \(Self.trials) trials, \(killed) opens killed before they were ready"
+        )
     }
 
-    @Test("a state store killed while recovery cuts or repairs it opens to the same entries", arguments: ["strict", "repair"])
+    @Test(
+        "a state store killed while recovery cuts or repairs it opens to the same entries",
+        arguments: ["strict", "repair"]
+    )
     func stateKilledDuringRecovery(mode: String) async throws {
         let seed = Self.seed
         TestLog.line("state recovery kill trials (\(mode)): seed \(seed) (KEEL_CRASH_SEED to replay)")
@@ -214,9 +232,12 @@ struct StateAndRecoveryCrashTrialTests {
         await store.close()
         // A torn tail, past an older mark; for repair also damage in the middle.
         let file = try #require(FileStateStoreTests.stateFiles(directory).last)
-        let mark = try #require(try HighWaterMark.read(directory: directory.path, fileName: FileStateStore.markFileName))
+        let mark = try #require(
+            try HighWaterMark.read(directory: directory.path, fileName: FileStateStore.markFileName)
+        )
         let markFile = try FileDescriptor.open(directory.path + "/STATEMARK", flags: O_RDWR)
-        try FileStateStore.mark(sequence: mark.sequence + 1, generation: UInt64(mark.segment), size: 100, batches: 0).write(to: markFile)
+        try FileStateStore.mark(sequence: mark.sequence + 1, generation: UInt64(mark.segment), size: 100, batches: 0)
+            .write(to: markFile)
         markFile.close()
         var bytes = directory.bytes(of: file)
         if mode == "repair" { bytes[bytes.count / 2] ^= 0x40 }
@@ -233,7 +254,8 @@ struct StateAndRecoveryCrashTrialTests {
 
         configuration.recovery = .strict
         let killed = try await Self.killOpens(directory, ["0", "state", "groupCommit", mode], random: random) {
-            copy, trial in
+            copy,
+            trial in
             // Strict: whatever a killed repair left is whole again or a torn tail past the mark.
             var reopening = configuration
             reopening.recovery = mode == "repair" ? .repair : .strict
@@ -241,6 +263,8 @@ struct StateAndRecoveryCrashTrialTests {
             #expect(FileStateStoreTests.contents(reopened) == expectedContents, "trial \(trial)")
             await reopened.close()
         }
-        TestLog.line("state recovery kill trials (\(mode)): \(Self.trials) trials, \(killed) opens killed before they were ready")
+        TestLog.line(
+            "state recovery kill trials (\(mode)): \(Self.trials) trials, \(killed) opens killed before they were ready"
+        )
     }
 }

@@ -98,7 +98,11 @@ public struct ServiceEnvironment: Sendable {
         let shared = try await self.hostStorage.sharedStore()
         let eventType = E.eventType
         let view = FilteredEventView(base: shared) { $0.type == eventType }
-        let checkpoints = try await self.hostStorage.stateNamespace("durable-\(name)", of: self.name, events: storage.events)
+        let checkpoints = try await self.hostStorage.stateNamespace(
+            "durable-\(name)",
+            of: self.name,
+            events: storage.events
+        )
         let runner = ProjectionRunner(
             projection: DeliveryProjection(name: name, serializer: EventSerializer(), handler: handler),
             eventStore: view,

@@ -115,14 +115,21 @@ actor HostStorage {
 
     /// The storage of `service`, opening the host's stores if this is the first request.
     func storage(for service: ServiceName) async throws -> ServiceStorage {
-        let events = NamespacedEventStore(namespace: Self.namespace(for: service), base: try await self.openStores().events)
+        let events = NamespacedEventStore(
+            namespace: Self.namespace(for: service),
+            base: try await self.openStores().events
+        )
         let keyValues = try await self.stateNamespace("state", of: service, events: events)
         return ServiceStorage(events: events, keyValues: keyValues, host: self, service: service)
     }
 
     /// The state namespace `name` of `service`, moved first from the service's event streams if
     /// an earlier version kept it there.
-    func stateNamespace(_ name: String, of service: ServiceName, events: NamespacedEventStore) async throws -> StateNamespace {
+    func stateNamespace(
+        _ name: String,
+        of service: ServiceName,
+        events: NamespacedEventStore
+    ) async throws -> StateNamespace {
         let state = try await self.openStores().state
         let namespace = state.namespace(Self.namespace(for: service) + "/" + name)
         let migration =

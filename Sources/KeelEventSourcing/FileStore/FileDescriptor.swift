@@ -21,7 +21,11 @@ struct FileDescriptor: Sendable {
         return try Self.openUnjournaled(path, flags: flags, mode: mode)
     }
 
-    private static func openUnjournaled(_ path: String, flags: Int32, mode: mode_t) throws(EventStoreError) -> FileDescriptor {
+    private static func openUnjournaled(
+        _ path: String,
+        flags: Int32,
+        mode: mode_t
+    ) throws(EventStoreError) -> FileDescriptor {
         let descriptor = path.withCString { Glibc.open($0, flags | O_CLOEXEC, mode) }
         guard descriptor >= 0 else { throw Self.failure("open", path) }
         return FileDescriptor(raw: descriptor, path: path)

@@ -178,7 +178,11 @@ package enum FileRecord: Sendable, Equatable {
         _ bytes: UnsafeRawBufferPointer,
         maxRecordSize: Int
     ) throws(DecodingFailure) -> (record: FileRecord, size: Int) {
-        let (body, size) = try Self.checkFrame(bytes, minimumBodySize: Self.minimumBodySize, maxRecordSize: maxRecordSize)
+        let (body, size) = try Self.checkFrame(
+            bytes,
+            minimumBodySize: Self.minimumBodySize,
+            maxRecordSize: maxRecordSize
+        )
         return (try Self.decodeBody(body), size)
     }
 

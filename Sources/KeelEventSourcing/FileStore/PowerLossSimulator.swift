@@ -92,7 +92,10 @@ package final class PowerLossSimulator: Sendable {
                 guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { continue }
                 let descriptor = try FileDescriptor.open(path, flags: O_RDONLY)
                 defer { descriptor.close() }
-                files[path] = File(durable: try descriptor.read(count: try descriptor.size(), at: 0), entryIsDurable: true)
+                files[path] = File(
+                    durable: try descriptor.read(count: try descriptor.size(), at: 0),
+                    entryIsDurable: true
+                )
             }
         }
         self.state.withLock { $0.files = files }
@@ -148,9 +151,16 @@ package final class PowerLossSimulator: Sendable {
         }
     }
 
-    func wrote(_ path: String, offset: Int, bytes: UnsafeRawBufferPointer, _ body: () throws(EventStoreError) -> Void) throws(EventStoreError) {
+    func wrote(
+        _ path: String,
+        offset: Int,
+        bytes: UnsafeRawBufferPointer,
+        _ body: () throws(EventStoreError) -> Void
+    ) throws(EventStoreError) {
         try self.journal("pwrite", path, body) { state in
-            state.files[path, default: File(entryIsDurable: true)].pending.append(.write(offset: offset, bytes: Array(bytes)))
+            state.files[path, default: File(entryIsDurable: true)].pending.append(
+                .write(offset: offset, bytes: Array(bytes))
+            )
             state.writes += 1
             if let trigger = state.cutAtWrite, trigger.number == state.writes {
                 state.outcome = Self.cut(&state, random: trigger.random)
@@ -168,7 +178,8 @@ package final class PowerLossSimulator: Sendable {
         try self.journal("fsync", path, body) { state in
             // A directory's entries are on disk: creations and removals in it count from now on.
             let prefix = path + "/"
-            for (name, file) in state.files where name.hasPrefix(prefix) && !name.dropFirst(prefix.count).contains("/") {
+            for (name, file) in state.files where name.hasPrefix(prefix) && !name.dropFirst(prefix.count).contains("/")
+            {
                 if file.isRemoved {
                     state.files[name] = nil
                 } else {
@@ -254,7 +265,11 @@ package final class PowerLossSimulator: Sendable {
 
     /// `durable` with `operations` applied in order, the last one, if a write, cut to the
     /// fraction `tear` of its bytes.
-    private static func apply(_ operations: ArraySlice<Operation>, to durable: [UInt8], tearingLastAt tear: Double?) -> [UInt8] {
+    private static func apply(
+        _ operations: ArraySlice<Operation>,
+        to durable: [UInt8],
+        tearingLastAt tear: Double?
+    ) -> [UInt8] {
         var image = durable
         for (index, operation) in zip(operations.indices, operations) {
             switch operation {

@@ -4,6 +4,10 @@ import KeelCore
 /// A ``KeyValueStore`` kept durably in an ``EventStore``: one stream per namespace, one event per
 /// committed batch.
 ///
+/// Service state belongs in a ``StateStore`` (``FileStateStore``) beside the event log, which
+/// reclaims space and does not wake projections; this store remains for stores written by
+/// earlier versions, and ``migrate(namespace:from:to:)`` moves a namespace out of it.
+///
 /// The namespace's entries live in memory; the stream `keel.kv-<namespace>` is their log. Each
 /// ``commit(_:)`` appends its batch as one event (type `keel.kv.batch`), so the batch is exactly
 /// as atomic and as durable as an append to the underlying store: with a ``FileEventStore`` it
@@ -184,7 +188,12 @@ public actor EventStoreKeyValueStore: KeyValueStore {
         do {
             version = try await store.streamVersion(stream)
         } catch {
-            throw KeyValueStoreError(code: .storeFailed, namespace: namespace, message: "cannot read \(stream)", cause: error)
+            throw KeyValueStoreError(
+                code: .storeFailed,
+                namespace: namespace,
+                message: "cannot read \(stream)",
+                cause: error
+            )
         }
         guard let version else { return 0 }
         var moved = 0

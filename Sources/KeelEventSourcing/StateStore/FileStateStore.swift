@@ -245,7 +245,8 @@ public final class FileStateStore: StateStore {
             throw KeyValueStoreError(
                 code: .tooLarge,
                 namespace: namespace,
-                message: "a commit of \(body.count) bytes is larger than maxRecordSize (\(self.configuration.maxRecordSize))"
+                message:
+                    "a commit of \(body.count) bytes is larger than maxRecordSize (\(self.configuration.maxRecordSize))"
             )
         }
         let result = await withCheckedContinuation { continuation in

@@ -216,7 +216,11 @@ enum StateFile {
             }
             record = .snapshot(sequence: sequence, chunk: chunk, entries: entries)
         case .snapshotEnd:
-            record = .snapshotEnd(sequence: sequence, chunks: try reader.read(UInt64.self), entries: try reader.read(UInt64.self))
+            record = .snapshotEnd(
+                sequence: sequence,
+                chunks: try reader.read(UInt64.self),
+                entries: try reader.read(UInt64.self)
+            )
         }
         guard reader.isAtEnd else { throw .malformedBody("\(reader.remaining) bytes left over") }
         return record

@@ -30,7 +30,10 @@ struct StateRecovery {
         case incompleteSnapshot(offset: Int, detail: String)
     }
 
-    static func run(directory: String, configuration: FileStateStore.Configuration) throws(EventStoreError) -> StateRecovery {
+    static func run(
+        directory: String,
+        configuration: FileStateStore.Configuration
+    ) throws(EventStoreError) -> StateRecovery {
         var recovery = StateRecovery()
         recovery.mark = try HighWaterMark.read(directory: directory, fileName: FileStateStore.markFileName)
         let repair = configuration.recovery == .repair
@@ -44,7 +47,14 @@ struct StateRecovery {
                     )
                 }
                 recovery.cuts.append(
-                    Cut(file: name, offset: 0, droppedBytes: 0, removedFile: false, reason: .repaired, detail: "ignored a misnamed file")
+                    Cut(
+                        file: name,
+                        offset: 0,
+                        droppedBytes: 0,
+                        removedFile: false,
+                        reason: .repaired,
+                        detail: "ignored a misnamed file"
+                    )
                 )
                 continue
             }
@@ -100,7 +110,14 @@ struct StateRecovery {
                 "no state file is left, but the high-water mark names generation \(mark.segment) of \(mark.segmentSize) bytes"
             guard repair else { throw EventStoreError(code: .corrupted, message: "\(directory): \(detail)") }
             recovery.cuts.append(
-                Cut(file: FileStateStore.markFileName, offset: 0, droppedBytes: 0, removedFile: false, reason: .repaired, detail: detail)
+                Cut(
+                    file: FileStateStore.markFileName,
+                    offset: 0,
+                    droppedBytes: 0,
+                    removedFile: false,
+                    reason: .repaired,
+                    detail: detail
+                )
             )
         }
         recovery.generation = recovery.mark.map { UInt64($0.segment) + 1 } ?? 0
@@ -150,7 +167,11 @@ struct StateRecovery {
                 let rest = UnsafeRawBufferPointer(rebasing: raw[offset...])
                 let frame: (body: UnsafeRawBufferPointer, size: Int)
                 do {
-                    frame = try FileRecord.checkFrame(rest, minimumBodySize: StateFile.minimumBodySize, maxRecordSize: Int(UInt32.max))
+                    frame = try FileRecord.checkFrame(
+                        rest,
+                        minimumBodySize: StateFile.minimumBodySize,
+                        maxRecordSize: Int(UInt32.max)
+                    )
                 } catch {
                     // What can follow the last write: nothing valid after it, and past the mark.
                     damage = (offset, "\(error)", !Self.hasValidFrame(after: rest))
@@ -163,7 +184,13 @@ struct StateRecovery {
                     damage = (offset, "\(error)", false)
                     return
                 }
-                if let problem = Self.apply(record, to: &entries, live: &liveBytes, snapshot: &snapshot, sequence: &sequence) {
+                if let problem = Self.apply(
+                    record,
+                    to: &entries,
+                    live: &liveBytes,
+                    snapshot: &snapshot,
+                    sequence: &sequence
+                ) {
                     damage = (offset, problem, false)
                     return
                 }
@@ -249,7 +276,8 @@ struct StateRecovery {
                 return "the end of the snapshot at batch \(snapshotSequence) in that at batch \(seen.sequence)"
             }
             guard seen.chunks == chunks, seen.entries == count else {
-                return "the snapshot's end counts \(chunks) chunks and \(count) entries, but \(seen.chunks) and \(seen.entries) came before it"
+                return
+                    "the snapshot's end counts \(chunks) chunks and \(count) entries, but \(seen.chunks) and \(seen.entries) came before it"
             }
             seen.isComplete = true
             snapshot = seen
@@ -289,7 +317,11 @@ struct StateRecovery {
         var offset = 1
         while offset + FileRecord.frameHeaderSize + StateFile.minimumBodySize <= rest.count {
             let candidate = UnsafeRawBufferPointer(rebasing: rest[offset...])
-            if (try? FileRecord.checkFrame(candidate, minimumBodySize: StateFile.minimumBodySize, maxRecordSize: candidate.count)) != nil {
+            if (try? FileRecord.checkFrame(
+                candidate,
+                minimumBodySize: StateFile.minimumBodySize,
+                maxRecordSize: candidate.count
+            )) != nil {
                 return true
             }
             offset += 1
@@ -303,8 +335,11 @@ struct StateRecovery {
         guard let mark = self.mark else { return }
         let detail: String
         if UInt64(mark.segment) > self.generation {
-            detail = "the high-water mark names generation \(mark.segment), but the newest whole one is \(self.generation)"
-        } else if UInt64(mark.segment) == self.generation && (self.size < mark.segmentSize || self.sequence < mark.events) {
+            detail =
+                "the high-water mark names generation \(mark.segment), but the newest whole one is \(self.generation)"
+        } else if UInt64(mark.segment) == self.generation
+            && (self.size < mark.segmentSize || self.sequence < mark.events)
+        {
             detail =
                 "the file ends at \(self.size) bytes (batch \(self.sequence)), short of the high-water mark's \(mark.segmentSize) bytes (batch \(mark.events))"
         } else {

@@ -54,8 +54,10 @@ struct StateWriter: Sendable {
             lastBatch = batch.count
             if !batch.isEmpty { self.write(batch, progress) }
             let due = self.state.withLock { state in
-                state.failure == nil && state.fileSize >= max(progress.compactionFloor, self.configuration.compactionMinimumBytes)
-                    && Double(state.fileSize) > self.configuration.compactionRatio * Double(state.liveBytes + StateFile.headerSize)
+                state.failure == nil
+                    && state.fileSize >= max(progress.compactionFloor, self.configuration.compactionMinimumBytes)
+                    && Double(state.fileSize) > self.configuration.compactionRatio
+                        * Double(state.liveBytes + StateFile.headerSize)
             }
             if due || !requests.isEmpty {
                 let result = self.compact(progress)
@@ -154,7 +156,12 @@ struct StateWriter: Sendable {
         guard let file, !failed else { return }
         progress.markSequence += 1
         progress.bytesSinceMark = 0
-        let mark = FileStateStore.mark(sequence: progress.markSequence, generation: generation, size: size, batches: sequence)
+        let mark = FileStateStore.mark(
+            sequence: progress.markSequence,
+            generation: generation,
+            size: size,
+            batches: sequence
+        )
         do throws(EventStoreError) {
             if self.configuration.durability == .none { try self.sync(file) }
             try mark.write(to: self.markFile)
