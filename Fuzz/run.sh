@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes the file store's record decoder with libFuzzer and AddressSanitizer.
+# Fuzzes the file stores' record decoders (event log and state store) with libFuzzer and AddressSanitizer.
 #
 #   bash Fuzz/run.sh [seconds]      # default 30
 #

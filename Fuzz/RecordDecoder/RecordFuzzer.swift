@@ -2,8 +2,9 @@
 //
 // Built by Fuzz/run.sh with `swift build --sanitize=fuzzer --sanitize=address -Xswiftc -DKEEL_FUZZING`,
 // this file has no `main`: libFuzzer calls `LLVMFuzzerTestOneInput` with each input. Every input
-// is decoded as a sequence of frames the way recovery scans a segment; a frame that decodes must
-// re-encode to exactly the same bytes. Any crash, sanitizer report or trap is a bug.
+// is decoded as a sequence of frames the way recovery scans a segment, once as event-log records
+// and once as state-store records (`FileStateStore`'s batches and snapshots); a frame that decodes
+// must re-encode to the same record. Any crash, sanitizer report or trap is a bug.
 //
 // Built normally (as `swift build` does for every target), it is a replayer instead:
 // `KeelRecordFuzzer <file>…` runs the same check on each file, and
@@ -27,6 +28,7 @@ func check(_ bytes: UnsafeRawBufferPointer) {
         let again = body.withUnsafeBytes { try? FileRecord.decodeBody($0) }
         precondition(again == record, "a decoded body does not survive re-encoding")
     }
+    checkState(bytes)
     var offset = 0
     while offset < bytes.count {
         let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
@@ -46,6 +48,33 @@ func check(_ bytes: UnsafeRawBufferPointer) {
             precondition(again?.record == decoded.record, "a decoded record does not survive re-encoding")
         }
         offset += decoded.size
+    }
+}
+
+/// The same for the state store's records: as a body, then as frames.
+func checkState(_ bytes: UnsafeRawBufferPointer) {
+    if let record = try? StateFile.decode(bytes) {
+        let again = StateFile.encode(record).withUnsafeBytes { try? StateFile.decode($0) }
+        precondition(again == record, "a decoded state record does not survive re-encoding")
+    }
+    var offset = 0
+    while offset < bytes.count {
+        let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
+        guard
+            let frame = try? FileRecord.checkFrame(
+                rest,
+                minimumBodySize: StateFile.minimumBodySize,
+                maxRecordSize: 1 << 20
+            ),
+            let record = try? StateFile.decode(frame.body)
+        else { return }
+        var encoded: [UInt8] = []
+        FileRecord.appendFrame(of: StateFile.encode(record), to: &encoded)
+        precondition(
+            encoded == Array(UnsafeRawBufferPointer(rebasing: rest[0..<frame.size])),
+            "a state frame does not re-encode to the same bytes"
+        )
+        offset += frame.size
     }
 }
 
@@ -145,6 +174,28 @@ enum RecordFuzzerReplay {
             save(frame, to: "\(directory)/seed-\(index)")
         }
         save(all, to: "\(directory)/seed-all")
+        let stateRecords: [StateFile.Record] = [
+            .batch(
+                sequence: 3,
+                changes: [
+                    (
+                        "orders-by-customer",
+                        [.put(key: "m/c-1/o-7", value: Array("{}".utf8)), .delete(key: "m/c-1/o-6")]
+                    ),
+                    ("checkpoints", [.put(key: "c", value: [9, 0, 0, 0, 0, 0, 0, 0])]),
+                ]
+            ),
+            .snapshot(sequence: 2, chunk: 0, entries: [("settings", "theme", Array("dark".utf8)), ("a", "", [])]),
+            .snapshotEnd(sequence: 2, chunks: 1, entries: 2),
+        ]
+        var allState: [UInt8] = []
+        for (index, record) in stateRecords.enumerated() {
+            var frame: [UInt8] = []
+            FileRecord.appendFrame(of: StateFile.encode(record), to: &frame)
+            allState += frame
+            save(frame, to: "\(directory)/state-seed-\(index)")
+        }
+        save(allState, to: "\(directory)/state-seed-all")
     }
 
     static func save(_ bytes: [UInt8], to path: String) {

@@ -14,7 +14,7 @@ import Darwin
 /// ``Record/snapshotEnd`` — and goes on with ``Record/batch`` records, one per commit, each
 /// carrying the next sequence number. Compaction writes generation `g + 1` (a snapshot of the live
 /// entries, synced) and then removes generation `g`.
-enum StateFile {
+package enum StateFile {
     /// The header: `magic "KEELSTA1" | format version u32 | reserved u32 | generation u64 |
     /// reserved u32 | CRC-32C of the first 28 bytes u32`.
     static let headerSize = 32
@@ -23,7 +23,7 @@ enum StateFile {
     /// Snapshot chunks are cut after this many bytes of entries (one entry is never split).
     static let snapshotChunkSize = 1 << 20
     /// The smallest valid body: a kind and a sequence.
-    static let minimumBodySize = 9
+    package static let minimumBodySize = 9
 
     static func name(generation: UInt64) -> String {
         let digits = String(generation, radix: 16)
@@ -67,7 +67,7 @@ enum StateFile {
     }
 
     /// One record's body, decoded.
-    enum Record: Equatable {
+    package enum Record: Equatable {
         /// One commit: its sequence (1, 2, 3, … over the store's life) and its writes.
         case batch(sequence: UInt64, changes: [(namespace: String, operations: [KeyValueBatch.Operation])])
         /// Entries of the snapshot that holds every batch up to `sequence`; chunks count from 0.
@@ -75,7 +75,7 @@ enum StateFile {
         /// The end of a snapshot: how many chunks and entries it had.
         case snapshotEnd(sequence: UInt64, chunks: UInt64, entries: UInt64)
 
-        static func == (lhs: Record, rhs: Record) -> Bool {
+        package static func == (lhs: Record, rhs: Record) -> Bool {
             switch (lhs, rhs) {
             case (.batch(let a, let x), .batch(let b, let y)):
                 a == b && x.map(\.namespace) == y.map(\.namespace) && x.map(\.operations) == y.map(\.operations)
@@ -98,25 +98,48 @@ enum StateFile {
 
     /// The body of a batch record.
     static func batchBody(sequence: UInt64, changes: StateChanges) -> [UInt8] {
+        let sections = changes.batches.filter { !$0.batch.isEmpty }.map { ($0.namespace, $0.batch.operations) }
+        return Self.encode(.batch(sequence: sequence, changes: sections))
+    }
+
+    /// The body of `record`, as ``decode(_:)`` reads it.
+    package static func encode(_ record: Record) -> [UInt8] {
         var writer = ByteWriter(capacity: 64)
-        writer.write(Kind.batch.rawValue)
-        writer.write(sequence)
-        let batches = changes.batches.filter { !$0.batch.isEmpty }
-        writer.write(UInt32(batches.count))
-        for (namespace, batch) in batches {
-            writer.writeLong(Array(namespace.utf8))
-            writer.write(UInt32(batch.operations.count))
-            for operation in batch.operations {
-                switch operation {
-                case .put(let key, let value):
-                    writer.write(UInt8(1))
-                    writer.writeLong(Array(key.utf8))
-                    writer.writeLong(value)
-                case .delete(let key):
-                    writer.write(UInt8(2))
-                    writer.writeLong(Array(key.utf8))
+        switch record {
+        case .batch(let sequence, let changes):
+            writer.write(Kind.batch.rawValue)
+            writer.write(sequence)
+            writer.write(UInt32(changes.count))
+            for (namespace, operations) in changes {
+                writer.writeLong(Array(namespace.utf8))
+                writer.write(UInt32(operations.count))
+                for operation in operations {
+                    switch operation {
+                    case .put(let key, let value):
+                        writer.write(UInt8(1))
+                        writer.writeLong(Array(key.utf8))
+                        writer.writeLong(value)
+                    case .delete(let key):
+                        writer.write(UInt8(2))
+                        writer.writeLong(Array(key.utf8))
+                    }
                 }
             }
+        case .snapshot(let sequence, let chunk, let entries):
+            writer.write(Kind.snapshot.rawValue)
+            writer.write(sequence)
+            writer.write(chunk)
+            writer.write(UInt32(entries.count))
+            for (namespace, key, value) in entries {
+                writer.writeLong(Array(namespace.utf8))
+                writer.writeLong(Array(key.utf8))
+                writer.writeLong(value)
+            }
+        case .snapshotEnd(let sequence, let chunks, let entries):
+            writer.write(Kind.snapshotEnd.rawValue)
+            writer.write(sequence)
+            writer.write(chunks)
+            writer.write(entries)
         }
         return writer.bytes
     }
@@ -135,30 +158,17 @@ enum StateFile {
     ) throws(EventStoreError) {
         var chunk: UInt64 = 0
         var count: UInt64 = 0
-        var inChunk: UInt32 = 0
-        var chunkEntries: [(String, String, [UInt8])] = []
+        var chunkEntries: [(namespace: String, key: String, value: [UInt8])] = []
         func flush() throws(EventStoreError) {
             guard !chunkEntries.isEmpty else { return }
-            var writer = ByteWriter(capacity: Self.snapshotChunkSize + 64)
-            writer.write(Kind.snapshot.rawValue)
-            writer.write(sequence)
-            writer.write(chunk)
-            writer.write(inChunk)
-            for (namespace, key, value) in chunkEntries {
-                writer.writeLong(Array(namespace.utf8))
-                writer.writeLong(Array(key.utf8))
-                writer.writeLong(value)
-            }
-            try emit(writer.bytes)
+            try emit(Self.encode(.snapshot(sequence: sequence, chunk: chunk, entries: chunkEntries)))
             chunk += 1
-            inChunk = 0
             chunkEntries.removeAll(keepingCapacity: true)
         }
         var bytes = 0
         for namespace in entries.keys.sorted() {
             for (key, value) in entries[namespace]!.sorted(by: { $0.key < $1.key }) {
                 chunkEntries.append((namespace, key, value))
-                inChunk += 1
                 count += 1
                 bytes += Self.entrySize(namespace: namespace, key: key, value: value)
                 if bytes >= Self.snapshotChunkSize {
@@ -168,16 +178,11 @@ enum StateFile {
             }
         }
         try flush()
-        var end = ByteWriter(capacity: 25)
-        end.write(Kind.snapshotEnd.rawValue)
-        end.write(sequence)
-        end.write(chunk)
-        end.write(count)
-        try emit(end.bytes)
+        try emit(Self.encode(.snapshotEnd(sequence: sequence, chunks: chunk, entries: count)))
     }
 
     /// Decodes a body whose frame checksum has been verified.
-    static func decode(_ body: UnsafeRawBufferPointer) throws(FileRecord.DecodingFailure) -> Record {
+    package static func decode(_ body: UnsafeRawBufferPointer) throws(FileRecord.DecodingFailure) -> Record {
         var reader = ByteReader(body)
         let kindByte = try reader.read(UInt8.self)
         guard let kind = Kind(rawValue: kindByte) else { throw .malformedBody("unknown record kind \(kindByte)") }

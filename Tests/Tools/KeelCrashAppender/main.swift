@@ -13,7 +13,7 @@
 //
 // In `multi` mode the store has segments of <segment size> bytes and the given durability
 // (fsyncEachAppend, groupCommit or none); each append holds 1 to 8 events of 0 bytes to 256 KiB
-// (mostly small), drawn from <seed> and the task, with the stream's expected version, and its
+// (`KEEL_CRASH_MAX_EVENT` bytes when set; mostly small), drawn from <seed> and the task, with the stream's expected version, and its
 // line says how many events it held:
 //
 //     ack <task>-<sequence> <first position> <count>
@@ -156,6 +156,10 @@ do {
 // A test that stops reading (it failed or was killed) must not leave the appender running.
 alarm(60)
 say("ready \(store.recoveryReport.eventCount)")
+/// The largest event of multi mode: 256 KiB, or `KEEL_CRASH_MAX_EVENT` bytes (the longer opt-in
+/// run uses 1 MiB).
+let largestEvent = getenv("KEEL_CRASH_MAX_EVENT").flatMap { Int(String(cString: $0)) } ?? (256 << 10)
+
 /// Appends forever from `task` in multi mode: 1 to 8 events per append, mostly small, now and then
 /// up to 256 KiB, each append with the stream's expected version.
 func appendMulti(task: Int) async throws {
@@ -168,7 +172,7 @@ func appendMulti(task: Int) async throws {
         let events = (0..<count).map { index in
             let size =
                 switch random.next(upperBound: 10) {
-                case 0: random.next(upperBound: 256 << 10)
+                case 0: random.next(upperBound: largestEvent + 1)
                 case 1, 2: random.next(upperBound: 16 << 10)
                 default: random.next(upperBound: 512)
                 }
