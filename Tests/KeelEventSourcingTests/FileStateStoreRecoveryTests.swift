@@ -150,7 +150,9 @@ struct FileStateStoreRecoveryTests {
         // The next generation, with a header and half a snapshot chunk, as a crash leaves it.
         var next = StateFile.header(generation: generation + 1)
         var chunk: [UInt8] = []
-        try StateFile.snapshotBodies(sequence: 10, entries: ["a": ["k": [1, 2, 3]]]) { body throws(EventStoreError) in
+        var entries = StateEntries()
+        entries.apply([.put(key: "k", value: [1, 2, 3])], in: "a")
+        try StateFile.snapshotBodies(sequence: 10, entries: entries) { body throws(EventStoreError) in
             FileRecord.appendFrame(of: body, to: &chunk)
         }
         next += chunk.prefix(chunk.count / 2)

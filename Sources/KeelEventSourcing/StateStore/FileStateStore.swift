@@ -71,8 +71,7 @@ public final class FileStateStore: StateStore {
     }
 
     struct State {
-        var entries: [String: [String: [UInt8]]]
-        var liveBytes: Int
+        var entries: StateEntries
         var generation: UInt64
         var file: FileDescriptor?
         var fileSize: Int
@@ -136,12 +135,11 @@ public final class FileStateStore: StateStore {
                 cuts: recovery.cuts,
                 generation: recovery.generation,
                 batches: recovery.sequence,
-                entries: recovery.entries.values.reduce(0) { $0 + $1.count }
+                entries: recovery.entries.count
             )
             self.state = ConditionLock(
                 State(
                     entries: recovery.entries,
-                    liveBytes: recovery.liveBytes,
                     generation: recovery.generation,
                     file: file,
                     fileSize: recovery.size,
@@ -209,7 +207,7 @@ public final class FileStateStore: StateStore {
     ///   - namespace: The namespace.
     /// - Returns: The value, or `nil`.
     public func value(forKey key: String, in namespace: String) -> [UInt8]? {
-        self.state.withLock { $0.entries[namespace]?[key] }
+        self.state.withLock { $0.entries.value(forKey: key, in: namespace) }
     }
 
     /// The keys of `namespace` starting with `prefix`, sorted; see
@@ -219,14 +217,14 @@ public final class FileStateStore: StateStore {
     ///   - namespace: The namespace.
     /// - Returns: The keys.
     public func keys(withPrefix prefix: String, in namespace: String) -> [String] {
-        let keys = self.state.withLock { $0.entries[namespace].map { Array($0.keys) } ?? [] }
+        let keys = self.state.withLock { $0.entries.keys(in: namespace) }
         return keys.filter { $0.hasPrefix(prefix) }.sorted()
     }
 
     /// The namespaces that hold a key, sorted.
     /// - Returns: The namespaces.
     public func namespaces() -> [String] {
-        self.state.withLock { Array($0.entries.keys) }.sorted()
+        self.state.withLock { Array($0.entries.namespaces.keys) }.sorted()
     }
 
     /// Writes `changes` as one record and returns once it is durable per
@@ -300,8 +298,8 @@ public final class FileStateStore: StateStore {
             Statistics(
                 generation: state.generation,
                 fileBytes: state.fileSize,
-                liveBytes: state.liveBytes,
-                entries: state.entries.values.reduce(0) { $0 + $1.count },
+                liveBytes: state.entries.liveBytes,
+                entries: state.entries.count,
                 commits: state.sequence,
                 compactions: state.compactions
             )

@@ -14,7 +14,7 @@ import Synchronization
 /// ```
 public final class InMemoryStateStore: StateStore {
     private struct State {
-        var entries: [String: [String: [UInt8]]] = [:]
+        var entries = StateEntries()
         var isClosed = false
     }
 
@@ -29,7 +29,7 @@ public final class InMemoryStateStore: StateStore {
     ///   - namespace: The namespace.
     /// - Returns: The value, or `nil`.
     public func value(forKey key: String, in namespace: String) -> [UInt8]? {
-        self.state.withLock { $0.entries[namespace]?[key] }
+        self.state.withLock { $0.entries.value(forKey: key, in: namespace) }
     }
 
     /// The keys of `namespace` starting with `prefix`, sorted; see
@@ -39,14 +39,14 @@ public final class InMemoryStateStore: StateStore {
     ///   - namespace: The namespace.
     /// - Returns: The keys.
     public func keys(withPrefix prefix: String, in namespace: String) -> [String] {
-        let keys = self.state.withLock { $0.entries[namespace].map { Array($0.keys) } ?? [] }
+        let keys = self.state.withLock { $0.entries.keys(in: namespace) }
         return keys.filter { $0.hasPrefix(prefix) }.sorted()
     }
 
     /// The namespaces that hold a key, sorted.
     /// - Returns: The namespaces.
     public func namespaces() -> [String] {
-        self.state.withLock { Array($0.entries.keys) }.sorted()
+        self.state.withLock { Array($0.entries.namespaces.keys) }.sorted()
     }
 
     /// Applies `changes` at once; see ``StateStore/commit(_:)``.
@@ -55,7 +55,7 @@ public final class InMemoryStateStore: StateStore {
     public func commit(_ changes: StateChanges) async throws(KeyValueStoreError) {
         let closed = self.state.withLock { state in
             guard !state.isClosed else { return true }
-            changes.apply(to: &state.entries)
+            state.entries.apply(changes)
             return false
         }
         if closed {

@@ -153,7 +153,7 @@ package enum StateFile {
     /// ``snapshotChunkSize`` bytes, then the end record.
     static func snapshotBodies(
         sequence: UInt64,
-        entries: [String: [String: [UInt8]]],
+        entries: StateEntries,
         _ emit: ([UInt8]) throws(EventStoreError) -> Void
     ) throws(EventStoreError) {
         var chunk: UInt64 = 0
@@ -166,8 +166,8 @@ package enum StateFile {
             chunkEntries.removeAll(keepingCapacity: true)
         }
         var bytes = 0
-        for namespace in entries.keys.sorted() {
-            for (key, value) in entries[namespace]!.sorted(by: { $0.key < $1.key }) {
+        for namespace in entries.namespaces.keys.sorted() {
+            for (key, value) in entries.namespaces[namespace]!.sorted(by: { $0.key < $1.key }) {
                 chunkEntries.append((namespace, key, value))
                 count += 1
                 bytes += Self.entrySize(namespace: namespace, key: key, value: value)

@@ -14,8 +14,7 @@ struct StateRecovery {
     var generation: UInt64 = 0
     var descriptor: FileDescriptor?
     var size = StateFile.headerSize
-    var entries: [String: [String: [UInt8]]] = [:]
-    var liveBytes = 0
+    var entries = StateEntries()
     /// The last batch's sequence.
     var sequence: UInt64 = 0
     var mark: HighWaterMark?
@@ -124,7 +123,7 @@ struct StateRecovery {
         let descriptor = try StateFile.create(generation: recovery.generation, directory: directory)
         do throws(EventStoreError) {
             var buffer: [UInt8] = []
-            try StateFile.snapshotBodies(sequence: 0, entries: [:]) { body throws(EventStoreError) in
+            try StateFile.snapshotBodies(sequence: 0, entries: StateEntries()) { body throws(EventStoreError) in
                 FileRecord.appendFrame(of: body, to: &buffer)
             }
             try descriptor.write(buffer, at: StateFile.headerSize)
@@ -152,8 +151,7 @@ struct StateRecovery {
         var keep = false
         defer { if !keep { descriptor.close() } }
         let bytes = try descriptor.read(count: try descriptor.size(), at: 0)
-        var entries: [String: [String: [UInt8]]] = [:]
-        var liveBytes = 0
+        var entries = StateEntries()
         var snapshot: SnapshotProgress?
         var sequence: UInt64 = 0
         var damage: (offset: Int, detail: String, isTail: Bool)?
@@ -187,7 +185,6 @@ struct StateRecovery {
                 if let problem = Self.apply(
                     record,
                     to: &entries,
-                    live: &liveBytes,
                     snapshot: &snapshot,
                     sequence: &sequence
                 ) {
@@ -231,7 +228,6 @@ struct StateRecovery {
         self.descriptor = descriptor
         self.size = offset
         self.entries = entries
-        self.liveBytes = liveBytes
         self.sequence = sequence
         return .complete
     }
@@ -249,8 +245,7 @@ struct StateRecovery {
     /// Applies one record; returns what is wrong with its place in the file, if anything.
     private static func apply(
         _ record: StateFile.Record,
-        to entries: inout [String: [String: [UInt8]]],
-        live: inout Int,
+        to entries: inout StateEntries,
         snapshot: inout SnapshotProgress?,
         sequence: inout UInt64
     ) -> String? {
@@ -263,8 +258,7 @@ struct StateRecovery {
             }
             guard chunk == seen.chunks else { return "snapshot chunk \(chunk) where chunk \(seen.chunks) belongs" }
             for (namespace, key, value) in chunkEntries {
-                entries[namespace, default: [:]][key] = value
-                live += StateFile.entrySize(namespace: namespace, key: key, value: value)
+                entries.apply([.put(key: key, value: value)], in: namespace)
             }
             seen.chunks += 1
             seen.entries += UInt64(chunkEntries.count)
@@ -291,21 +285,7 @@ struct StateRecovery {
             }
             sequence = batchSequence
             for (namespace, operations) in changes {
-                var map = entries.removeValue(forKey: namespace) ?? [:]
-                for operation in operations {
-                    switch operation {
-                    case .put(let key, let value):
-                        if let old = map.updateValue(value, forKey: key) {
-                            live -= StateFile.entrySize(namespace: namespace, key: key, value: old)
-                        }
-                        live += StateFile.entrySize(namespace: namespace, key: key, value: value)
-                    case .delete(let key):
-                        if let old = map.removeValue(forKey: key) {
-                            live -= StateFile.entrySize(namespace: namespace, key: key, value: old)
-                        }
-                    }
-                }
-                if !map.isEmpty { entries[namespace] = map }
+                entries.apply(operations, in: namespace)
             }
         }
         return nil

@@ -110,16 +110,6 @@ public struct StateChanges: Sendable, Hashable {
         }
     }
 
-    /// Applies the changes to `entries` (namespace, then key).
-    func apply(to entries: inout [String: [String: [UInt8]]]) {
-        for namespace in self.order {
-            guard let batch = self.byNamespace[namespace], !batch.isEmpty else { continue }
-            var map = entries.removeValue(forKey: namespace) ?? [:]
-            batch.apply(to: &map)
-            if !map.isEmpty { entries[namespace] = map }
-        }
-    }
-
     /// Two sets of changes are equal when they write the same operations to the same namespaces
     /// in the same order.
     public static func == (lhs: StateChanges, rhs: StateChanges) -> Bool {

@@ -57,7 +57,7 @@ struct StateWriter: Sendable {
                 state.failure == nil
                     && state.fileSize >= max(progress.compactionFloor, self.configuration.compactionMinimumBytes)
                     && Double(state.fileSize) > self.configuration.compactionRatio
-                        * Double(state.liveBytes + StateFile.headerSize)
+                        * Double(state.entries.liveBytes + StateFile.headerSize)
             }
             if due || !requests.isEmpty {
                 let result = self.compact(progress)
@@ -115,7 +115,7 @@ struct StateWriter: Sendable {
         }
         self.state.withLock { state in
             for pending in batch {
-                Self.apply(pending.changes, to: &state)
+                state.entries.apply(pending.changes)
             }
             state.fileSize = size + buffer.count
             state.sequence = next
@@ -124,26 +124,6 @@ struct StateWriter: Sendable {
         progress.bytesSinceMark += buffer.count
         if progress.bytesSinceMark >= Self.markInterval {
             self.writeMark(progress)
-        }
-    }
-
-    private static func apply(_ changes: StateChanges, to state: inout State) {
-        for (namespace, batch) in changes.batches where !batch.isEmpty {
-            var map = state.entries.removeValue(forKey: namespace) ?? [:]
-            for operation in batch.operations {
-                switch operation {
-                case .put(let key, let value):
-                    if let old = map.updateValue(value, forKey: key) {
-                        state.liveBytes -= StateFile.entrySize(namespace: namespace, key: key, value: old)
-                    }
-                    state.liveBytes += StateFile.entrySize(namespace: namespace, key: key, value: value)
-                case .delete(let key):
-                    if let old = map.removeValue(forKey: key) {
-                        state.liveBytes -= StateFile.entrySize(namespace: namespace, key: key, value: old)
-                    }
-                }
-            }
-            if !map.isEmpty { state.entries[namespace] = map }
         }
     }
 
