@@ -79,6 +79,12 @@ struct ServiceStorageTests {
                 try await storage.keyValues.put(Array("value \(index)".utf8), forKey: "key\(index % 5)")
             }
             try await storage.events.append(Self.event("only event"), to: "log-1", expecting: .noStream)
+            for reserved in ["", "state", "durable-mails"] {
+                let error = await #expect(throws: KeyValueStoreError.self) {
+                    _ = try await storage.keyValues(named: reserved)
+                }
+                #expect(error?.code == .invalidNamespace)
+            }
             let model = try await storage.keyValues(named: "model")
             try await model.put([7], forKey: "key0")
             #expect(await storage.keyValues.value(forKey: "key0") == Array("value 45".utf8))

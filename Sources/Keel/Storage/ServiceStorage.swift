@@ -49,13 +49,18 @@ public struct ServiceStorage: Sendable {
     ///   (that is ``keyValues``), and not starting with `durable-` (durable subscriptions'
     ///   checkpoints).
     /// - Returns: The namespace.
-    /// - Throws: What opening the host's stores throws, or a ``/KeelEventSourcing/KeyValueStoreError``
-    ///   from moving an earlier version's namespace.
+    /// - Throws: ``/KeelEventSourcing/KeyValueStoreError`` with
+    ///   ``/KeelEventSourcing/KeyValueStoreError/Code/invalidNamespace`` for an empty or reserved
+    ///   name; what opening the host's stores throws; or a
+    ///   ``/KeelEventSourcing/KeyValueStoreError`` from moving an earlier version's namespace.
     public func keyValues(named name: String) async throws -> StateNamespace {
-        precondition(
-            !name.isEmpty && name != "state" && !name.hasPrefix("durable-"),
-            "key-value namespace \(name) is empty or reserved"
-        )
+        guard !name.isEmpty, name != "state", !name.hasPrefix("durable-") else {
+            throw KeyValueStoreError(
+                code: .invalidNamespace,
+                namespace: name,
+                message: "a service's key-value namespace must not be empty, `state` or start with `durable-`"
+            )
+        }
         return try await self.host.stateNamespace(name, of: self.service, events: self.events)
     }
 }

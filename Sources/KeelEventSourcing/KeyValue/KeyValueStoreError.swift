@@ -8,6 +8,7 @@ public struct KeyValueStoreError: Error, Sendable, CustomStringConvertible {
             case storeFailed = "store failed"
             case closed
             case tooLarge = "too large"
+            case invalidNamespace = "invalid namespace"
         }
 
         private let base: Base
@@ -31,6 +32,8 @@ public struct KeyValueStoreError: Error, Sendable, CustomStringConvertible {
         /// A commit larger than the largest record the store writes
         /// (``FileStateStore/Configuration/maxRecordSize``).
         public static let tooLarge = Code(.tooLarge)
+        /// A namespace name that is empty or reserved.
+        public static let invalidNamespace = Code(.invalidNamespace)
 
         /// The code in words.
         public var description: String { self.base.rawValue }
