@@ -85,6 +85,7 @@ struct KeelBench {
             StandardError.writeLine(gate.line(for: current, attempt: attempt))
             while !gate.passes(current) && attempt <= Gate.retries {
                 attempt += 1
+                try? await Task.sleep(for: Gate.retryPause)
                 let name = current.metric.name
                 guard let scenario = Catalog.makeScenarios().first(where: { $0.metrics.contains { $0.name == name } })
                 else { break }

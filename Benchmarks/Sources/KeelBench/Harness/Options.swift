@@ -30,8 +30,8 @@ struct Options: Sendable {
           --filter PREFIX   Run only scenarios whose name starts with PREFIX; repeatable.
           --rounds N        Measured rounds per scenario (default 7; 1 with --quick).
           --check           Ratio gate: exit with status 3 when a metric's ratio exceeds 3 times
-                            its recorded goal or ratio, in its first measurement and in two
-                            more (5 rounds each); one line per metric on stderr.
+                            its recorded goal or ratio, in its first measurement and in four
+                            more (5 rounds each, 3 s apart); one line per metric on stderr.
           --max-regression FACTOR
                             The same gate with another factor (above 0).
           -h, --help        Print this help.
