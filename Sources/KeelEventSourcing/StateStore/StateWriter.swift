@@ -182,8 +182,19 @@ struct StateWriter: Sendable {
             // From the mark on, recovery expects the new generation whole.
             progress.markSequence += 1
             progress.bytesSinceMark = 0
-            try FileStateStore.mark(sequence: progress.markSequence, generation: next, size: size, batches: sequence)
-                .write(to: self.markFile)
+            do throws(EventStoreError) {
+                try FileStateStore.mark(sequence: progress.markSequence, generation: next, size: size, batches: sequence)
+                    .write(to: self.markFile)
+            } catch {
+                // The mark naming the new generation may be on disk although its write failed:
+                // keep that generation (it is whole, and recovery prefers it) and fail the store,
+                // as a failed mark does.
+                file.close()
+                created = nil
+                let failure = FileStateStore.error(error, namespace: "")
+                self.state.withLock { $0.failure = failure }
+                return .failure(failure)
+            }
             self.state.withLock { state in
                 state.file = file
                 state.generation = next
