@@ -183,8 +183,13 @@ struct StateWriter: Sendable {
             progress.markSequence += 1
             progress.bytesSinceMark = 0
             do throws(EventStoreError) {
-                try FileStateStore.mark(sequence: progress.markSequence, generation: next, size: size, batches: sequence)
-                    .write(to: self.markFile)
+                try FileStateStore.mark(
+                    sequence: progress.markSequence,
+                    generation: next,
+                    size: size,
+                    batches: sequence
+                )
+                .write(to: self.markFile)
             } catch {
                 // The mark naming the new generation may be on disk although its write failed:
                 // keep that generation (it is whole, and recovery prefers it) and fail the store,
