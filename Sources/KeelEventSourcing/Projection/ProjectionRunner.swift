@@ -13,6 +13,12 @@ import Synchronization
 /// events before the stored checkpoint; on restart the runner goes on from there, so no event
 /// is applied twice and none is skipped.
 ///
+/// A page's commit runs while the runner reads and handles the next page, so the store's write
+/// and `fsync` overlap the projection's work. The next page reads the committing page's writes
+/// before the store, and is committed only once that commit succeeded: commits stay in page
+/// order, and when one fails the runner discards the page after it and fails. The checkpoint is
+/// published (and ``waitUntilCaughtUp(to:)`` callers resumed) only when its commit returned.
+///
 /// ```swift
 /// let keyValueStore = try await EventStoreKeyValueStore.open(store: store, namespace: "projection.users-by-domain")
 /// let runner = ProjectionRunner(
@@ -337,24 +343,83 @@ public actor ProjectionRunner {
 
     // MARK: The loop
 
-    private enum PageOutcome {
-        case committed(UInt64)
-        case cancelled
-        case failed(ProjectionError)
+    /// A handled page, ready to commit.
+    private struct HandledPage: Sendable {
+        /// The page's writes, in order.
+        var writes = KeyValueBatch()
+        /// The page's writes by key (`nil`: deleted), which the next page reads before the store.
+        var overlay: [String: [UInt8]?] = [:]
+        var parked: [DeadLetter] = []
+        /// The position after the page's last event: the checkpoint its commit stores.
+        var next: UInt64
+        /// Whether the page held only the key-value store's own events: nothing to commit.
+        var isInternal = true
     }
 
+    private enum PageOutcome {
+        case handled(HandledPage)
+        /// The poison event under ``PoisonEventPolicy/stop``: the events before it are in the page.
+        case poisoned(HandledPage, ProjectionError)
+        case cancelled
+    }
+
+    /// The page whose commit runs, in the loop's task group, while the next page is handled.
+    private struct InFlight {
+        /// The committed page's writes, which the next page reads before the store.
+        let overlay: [String: [UInt8]?]
+        /// The checkpoint to publish once the commit returns: the page's, or later over pages of
+        /// the key-value store's own events handled meanwhile.
+        var publishes: UInt64
+    }
+
+    private typealias Commits = TaskGroup<Result<Void, ProjectionError>>
+
     private func loop() async -> Result<Void, ProjectionError> {
-        var checkpoint: UInt64
+        let checkpoint: UInt64
         do {
             checkpoint = try await self.checkpoint()
         } catch {
             return .failure(error)
         }
         self.publish(checkpoint)
+        return await withTaskGroup(of: Result<Void, ProjectionError>.self) { commits in
+            var inFlight: InFlight?
+            var holdsTurn = false
+            let result = await self.follow(from: checkpoint, &commits, &inFlight, &holdsTurn)
+            // Every exit settles the commit in flight: its page was handled whole, so a success
+            // moves the checkpoint even when the loop was cancelled.
+            let settled = await self.settle(&inFlight, &commits)
+            if holdsTurn { self.endTurn() }
+            if case .failure = result { return result }
+            if let settled { return .failure(settled) }
+            return result
+        }
+    }
+
+    /// Reads, handles and commits pages until cancelled or failed.
+    ///
+    /// Page N's commit runs in `commits` while page N+1 is read and handled, so the state store's
+    /// write and `fsync` overlap the projection's work. Page N+1 reads page N's writes from its
+    /// overlay until they are committed, and is committed only after page N's commit succeeded:
+    /// commits stay in order, and when one fails the page after it is discarded. The loop holds
+    /// the turn while it handles pages and a commit is in flight; it settles the commit and lets
+    /// a waiting dead-letter retry go between pages, and before it waits for new events.
+    private func follow(
+        from start: UInt64,
+        _ commits: inout Commits,
+        _ inFlight: inout InFlight?,
+        _ holdsTurn: inout Bool
+    ) async -> Result<Void, ProjectionError> {
+        var checkpoint = start
         // Where reading goes on: the checkpoint, or past it over positions that the store hides
         // from this runner (a filtered view), which it would otherwise wait for forever.
-        var cursor = checkpoint
+        var cursor = start
         while !Task.isCancelled {
+            if holdsTurn && !self.turnWaiters.isEmpty {
+                if let failure = await self.settle(&inFlight, &commits) { return .failure(failure) }
+                self.endTurn()
+                holdsTurn = false
+            }
             let head: UInt64
             do {
                 head = try await self.eventStore.headPosition()
@@ -376,54 +441,115 @@ public actor ProjectionRunner {
                 return Task.isCancelled ? .success(()) : .failure(error)
             }
             if page.isEmpty {
-                // Nothing visible before `head`: wait until the store holds an event at or after
-                // it, or for cancellation.
+                // Nothing visible before `head`: settle, let others take their turn, and wait
+                // until the store holds an event at or after it, or for cancellation.
+                if let failure = await self.settle(&inFlight, &commits) { return .failure(failure) }
+                if holdsTurn {
+                    self.endTurn()
+                    holdsTurn = false
+                }
                 cursor = Swift.max(cursor, head)
                 await self.eventStore.waitForHead(beyond: cursor)
                 continue
             }
-            await self.takeTurn()
-            let outcome = await self.handle(page, from: checkpoint)
-            self.endTurn()
-            switch outcome {
-            case .committed(let next):
-                checkpoint = next
-                cursor = Swift.max(cursor, next)
-                self.publish(next)
+            if !holdsTurn {
+                await self.takeTurn()
+                holdsTurn = true
+            }
+            switch await self.handle(page, from: checkpoint, committing: inFlight?.overlay ?? [:]) {
             case .cancelled:
                 return .success(())
-            case .failed(let error):
+            case .poisoned(let handled, let error):
+                if let failure = await self.settle(&inFlight, &commits) { return .failure(failure) }
+                if let failure = await self.commitOrFail(handled.writes, handled.next, handled.parked) {
+                    return .failure(failure)
+                }
+                self.publish(handled.next)
                 return .failure(error)
+            case .handled(let handled):
+                checkpoint = handled.next
+                cursor = Swift.max(cursor, handled.next)
+                // A page of key-value events alone is not committed: committing it would append
+                // another such event, and the runner would chase its own tail. Re-reading them
+                // after a restart changes nothing.
+                if handled.isInternal {
+                    if inFlight == nil { self.publish(handled.next) } else { inFlight?.publishes = handled.next }
+                    continue
+                }
+                if let failure = await self.settle(&inFlight, &commits) { return .failure(failure) }
+                let store = self.projectionStore
+                let name = self.name
+                commits.addTask {
+                    do {
+                        try await store.commit(
+                            handled.writes,
+                            checkpoint: handled.next,
+                            parking: handled.parked,
+                            removing: []
+                        )
+                        return .success(())
+                    } catch {
+                        return .failure(
+                            ProjectionError(
+                                code: .storage,
+                                projection: name,
+                                message: "cannot commit the read model",
+                                cause: error
+                            )
+                        )
+                    }
+                }
+                inFlight = InFlight(overlay: handled.overlay, publishes: handled.next)
             }
         }
         return .success(())
     }
 
-    /// Handles `page` and commits its writes, dead letters and checkpoint together.
-    private func handle(_ page: [RecordedEvent], from checkpoint: UInt64) async -> PageOutcome {
-        var writes = KeyValueBatch()
-        var overlay: [String: [UInt8]?] = [:]
-        var parked: [DeadLetter] = []
-        var next = checkpoint
-        var isInternal = true
+    /// Waits for the commit in flight, if any, and publishes its checkpoint when it succeeded.
+    /// - Returns: The commit's error, if it failed.
+    private func settle(_ inFlight: inout InFlight?, _ commits: inout Commits) async -> ProjectionError? {
+        guard let settling = inFlight else { return nil }
+        inFlight = nil
+        guard let result = await commits.next() else { preconditionFailure("a commit in flight without a task") }
+        switch result {
+        case .success:
+            self.publish(settling.publishes)
+            return nil
+        case .failure(let error):
+            return error
+        }
+    }
+
+    /// Calls the projection for each event of `page`, which reads `committing` (the writes of the
+    /// page whose commit is in flight) before the store.
+    private func handle(
+        _ page: [RecordedEvent],
+        from checkpoint: UInt64,
+        committing: [String: [UInt8]?]
+    ) async -> PageOutcome {
+        var handled = HandledPage(next: checkpoint)
         for event in page {
             if event.stream.category == EventStoreKeyValueStore.streamCategory {
                 // The read model's own commits, when the key-value store shares the event store.
-                next = event.position + 1
+                handled.next = event.position + 1
                 continue
             }
-            isInternal = false
+            handled.isInternal = false
             var attempt = 1
             while true {
-                var transaction = ReadModelTransaction(store: self.projectionStore, earlier: overlay)
+                var transaction = ReadModelTransaction(
+                    store: self.projectionStore,
+                    earlier: handled.overlay,
+                    committing: committing
+                )
                 do {
                     try await self.projection.apply(event, to: &transaction)
-                    writes.append(contentsOf: transaction.batch)
+                    handled.writes.append(contentsOf: transaction.batch)
                     let changed = transaction.writes
                     // Let go of the transaction's reference to the overlay first: merging into a
                     // shared dictionary would copy all of it, once per event.
                     transaction = ReadModelTransaction(store: self.projectionStore, earlier: [:])
-                    overlay.merge(changed) { _, new in new }
+                    handled.overlay.merge(changed) { _, new in new }
                     break
                 } catch {
                     if error is CancellationError || Task.isCancelled { return .cancelled }
@@ -440,9 +566,8 @@ public actor ProjectionRunner {
                         continue
                     }
                     if self.configuration.poisonEvents == .stop {
-                        if let failure = await self.commitOrFail(writes, next, parked) { return .failed(failure) }
-                        self.publish(next)
-                        return .failed(
+                        return .poisoned(
+                            handled,
                             ProjectionError(
                                 code: .handlerFailed,
                                 projection: self.name,
@@ -452,7 +577,7 @@ public actor ProjectionRunner {
                             )
                         )
                     }
-                    parked.append(
+                    handled.parked.append(
                         DeadLetter(
                             position: event.position,
                             stream: event.stream,
@@ -465,14 +590,9 @@ public actor ProjectionRunner {
                     break
                 }
             }
-            next = event.position + 1
+            handled.next = event.position + 1
         }
-        // A page of key-value events alone is not committed: committing it would append another
-        // such event, and the runner would chase its own tail. Re-reading them after a restart
-        // changes nothing.
-        if isInternal { return .committed(next) }
-        if let failure = await self.commitOrFail(writes, next, parked) { return .failed(failure) }
-        return .committed(next)
+        return .handled(handled)
     }
 
     private func commitOrFail(
@@ -546,17 +666,22 @@ public actor ProjectionRunner {
     /// turn lasts one page (bounded by its retries' backoff) and the waiter must not lose its
     /// place.
     private func takeTurn() async {
-        while self.isBusy {
-            await withCheckedContinuation { continuation in
-                self.turnWaiters.append(continuation)
-            }
+        guard self.isBusy else {
+            self.isBusy = true
+            return
         }
-        self.isBusy = true
+        // `endTurn()` hands the turn over: resumed, this caller holds it.
+        await withCheckedContinuation { continuation in
+            self.turnWaiters.append(continuation)
+        }
     }
 
+    /// Ends the caller's turn, handing it to the first waiter, if any, so that a caller that
+    /// takes its turn again right away waits behind it.
     private func endTurn() {
-        self.isBusy = false
-        if !self.turnWaiters.isEmpty {
+        if self.turnWaiters.isEmpty {
+            self.isBusy = false
+        } else {
             self.turnWaiters.removeFirst().resume()
         }
     }

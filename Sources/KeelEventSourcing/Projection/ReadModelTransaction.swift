@@ -1,22 +1,26 @@
 /// The writes one event makes to a projection's read model, and reads that see them.
 ///
 /// A ``Projection`` receives one per event. Reads return the transaction's own writes first,
-/// then the writes of earlier events of the same uncommitted page, then the committed read
-/// model, so a projection always reads the state as of the event before. Writes are recorded,
+/// then the writes of earlier events of the same uncommitted page, then those of the page before
+/// it while its commit is in flight, then the committed read model, so a projection always reads
+/// the state as of the event before. Writes are recorded,
 /// not applied: the ``ProjectionRunner`` commits them with the checkpoint, or discards them when
 /// the projection throws.
 public struct ReadModelTransaction: Sendable {
     let store: ProjectionStore
-    /// The uncommitted writes of earlier events (`nil`: deleted).
+    /// The uncommitted writes of earlier events of the page (`nil`: deleted).
     let earlier: [String: [UInt8]?]
+    /// The writes of the previous page, whose commit may be in flight (`nil`: deleted).
+    let committing: [String: [UInt8]?]
     /// This event's writes (`nil`: deleted).
     private(set) var writes: [String: [UInt8]?] = [:]
     /// This event's writes, in order.
     public private(set) var batch = KeyValueBatch()
 
-    init(store: ProjectionStore, earlier: [String: [UInt8]?]) {
+    init(store: ProjectionStore, earlier: [String: [UInt8]?], committing: [String: [UInt8]?] = [:]) {
         self.store = store
         self.earlier = earlier
+        self.committing = committing
     }
 
     /// The read model's value under `key`, as of this event's writes so far.
@@ -25,6 +29,7 @@ public struct ReadModelTransaction: Sendable {
     public func value(forKey key: String) async -> [UInt8]? {
         if let write = self.writes[key] { return write }
         if let write = self.earlier[key] { return write }
+        if let write = self.committing[key] { return write }
         return await self.store.value(forKey: key)
     }
 
@@ -33,6 +38,9 @@ public struct ReadModelTransaction: Sendable {
     /// - Returns: The keys.
     public func keys(withPrefix prefix: String) async -> [String] {
         var keys = Set(await self.store.keys(withPrefix: prefix))
+        for (key, value) in self.committing where key.hasPrefix(prefix) {
+            if value == nil { keys.remove(key) } else { keys.insert(key) }
+        }
         for (key, value) in self.earlier where key.hasPrefix(prefix) {
             if value == nil { keys.remove(key) } else { keys.insert(key) }
         }

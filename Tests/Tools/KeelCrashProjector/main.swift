@@ -9,14 +9,16 @@
 //
 //     ready
 //     applied <position>       the projection has built its writes for the event (not committed)
-//     committed <n>            the runner's n-th commit (read model and checkpoint) is durable
+//     committed <n> <c>        the runner's n-th commit (read model and checkpoint) is durable;
+//                              it stored checkpoint <c>: every event before it is in the model
 //
 // <stop> chooses where the process stops to be killed, or `none` to run free:
 //
 //     apply:<n>    after the n-th `applied` line, the projection never returns: a kill lands
 //                  between the projection's apply and the checkpoint's commit
-//     commit:<n>   after the `committed <n>` line, the commit never returns to the runner: a
+//     commit:<n>   after the `committed <n> <c>` line, the commit never returns to the runner: a
 //                  kill lands after the commit's append is durable, before the runner goes on
+//                  (it may be handling the next page meanwhile, which it never commits)
 //
 // and says `stopped` there. The test kills this process with SIGKILL, reopens the store and
 // checks that the read model and the checkpoint are in step. An alarm ends the process after 60
@@ -108,12 +110,12 @@ final class Steps: Sendable {
         if case .apply(let chosen) = self.stop, chosen == count { await stopHere() }
     }
 
-    func didCommit() async {
+    func didCommit(checkpoint: UInt64) async {
         let count = self.committed.withLock { count in
             count += 1
             return count
         }
-        say("committed \(count)")
+        say("committed \(count) \(checkpoint)")
         if case .commit(let chosen) = self.stop, chosen == count { await stopHere() }
     }
 }
@@ -154,20 +156,31 @@ struct UsersByEmailDomain: Projection {
     }
 }
 
-/// The store under the read model's key-value namespace: reports each durable commit, and stops
-/// after the chosen one.
-struct CommitReportingStore: ForwardingEventStore {
-    let base: any EventStore
+/// The read model's key-value store: reports each durable commit with the checkpoint it stored,
+/// and stops after the chosen one.
+struct CommitReportingStore: KeyValueStore {
+    let base: EventStoreKeyValueStore
     let steps: Steps
 
-    func append(
-        _ events: [EventData],
-        to stream: StreamID,
-        expecting expected: ExpectedVersion
-    ) async throws(EventStoreError) -> AppendResult {
-        let result = try await self.base.append(events, to: stream, expecting: expected)
-        await self.steps.didCommit()
-        return result
+    var namespace: String { self.base.namespace }
+
+    func value(forKey key: String) async -> [UInt8]? { await self.base.value(forKey: key) }
+
+    func keys(withPrefix prefix: String) async -> [String] { await self.base.keys(withPrefix: prefix) }
+
+    func commit(_ batch: KeyValueBatch) async throws(KeyValueStoreError) {
+        try await self.base.commit(batch)
+        // ProjectionStore keeps the checkpoint under "c", 8 bytes little-endian. Its commits
+        // always store one, except a dead-letter retry's (which this child never makes).
+        var checkpoint: UInt64?
+        for case .put(let key, let value) in batch.operations where key == "c" && value.count == 8 {
+            checkpoint = value.reversed().reduce(0) { $0 << 8 | UInt64($1) }
+        }
+        guard let checkpoint else {
+            say("error: a commit without a checkpoint")
+            exit(1)
+        }
+        await self.steps.didCommit(checkpoint: checkpoint)
     }
 }
 
@@ -208,9 +221,9 @@ let runner: ProjectionRunner
 let store: FileEventStore
 do {
     store = try FileEventStore(directory: arguments[1])
-    let keyValueStore = try await EventStoreKeyValueStore.open(
-        store: CommitReportingStore(base: store, steps: steps),
-        namespace: "projection.users"
+    let keyValueStore = CommitReportingStore(
+        base: try await EventStoreKeyValueStore.open(store: store, namespace: "projection.users"),
+        steps: steps
     )
     var configuration = ProjectionRunner.Configuration()
     configuration.pageSize = pageSize
