@@ -71,6 +71,36 @@ struct FileStoreHighWaterMarkTests {
         #expect(faults.syncs < appends * 3 / 4, "\(faults.syncs) syncs for \(appends) appends")
     }
 
+    @Test("the appenders of a batch wake the writer once, not once per append")
+    func appendersWakeTheWriterOncePerWait() async throws {
+        let directory = TemporaryDirectory("mark-wakeups")
+        defer { directory.remove() }
+        var configuration = Fixtures.configuration(durability: .groupCommit)
+        let faults = FileStoreFaults()
+        configuration.faults = faults
+        let store = try FileEventStore(directory: directory.path, configuration: configuration)
+        let appenders = 16
+        let perAppender = 20
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for appender in 0..<appenders {
+                group.addTask {
+                    for index in 0..<perAppender {
+                        try await store.append(Fixtures.event(appender * 100 + index), to: StreamID("w-\(appender)"))
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        await store.close()
+        let appends = appenders * perAppender
+        // The writer sleeps at most twice per batch (for a first append, then for the rest of the
+        // batch), and only the append it waits for signals it; signalling it on every append would
+        // make this `appends`.
+        let counts = "\(faults.writerWakeups) writer wakeups, \(faults.writes) batches, \(appends) appends"
+        #expect(faults.writerWakeups <= 2 * faults.writes + 2, "\(counts)")
+        #expect(faults.writerWakeups < appends, "\(counts)")
+    }
+
     @Test(
         "an append cut off below the high-water mark is damage, not a torn tail, even where its torn record lies past it"
     )

@@ -91,6 +91,19 @@ public final class FileEventStore: EventStore {
 
         var lastVersion: UInt64? { self.positions.isEmpty ? nil : UInt64(self.positions.count - 1) }
         var currentVersion: UInt64? { self.isDeleted ? nil : self.lastVersion }
+
+        /// Records that the events at `positions` were committed as versions from `firstVersion` on.
+        mutating func commit(firstVersion: UInt64, positions: Range<UInt64>) {
+            precondition(UInt64(self.positions.count) == firstVersion, "records committed out of version order")
+            self.positions.append(contentsOf: positions)
+            self.isDeleted = false
+        }
+
+        /// Records a committed soft deletion.
+        mutating func delete(truncateBefore: UInt64) {
+            self.isDeleted = true
+            self.metadata.truncateBefore = truncateBefore
+        }
     }
 
     /// A stream as writers see it: including appends that are queued but not yet durable.
@@ -137,6 +150,10 @@ public final class FileEventStore: EventStore {
         var closedWhileReading: [Segment] = []
         var headWaiters: [UInt64: (head: UInt64, continuation: CheckedContinuation<Void, Never>)] = [:]
         var nextWaiterID: UInt64 = 0
+        /// How many queued appends the sleeping writer waits for; 0 while it is not asleep waiting
+        /// for appends. Only the append that reaches it signals the writer: while the writer
+        /// gathers a batch, the appends before the last one do not wake it for nothing.
+        var writerWaitsFor = 0
         /// The writer thread; taken (to be joined) by the first close.
         var writerThread: JoinableThread?
 
@@ -150,6 +167,16 @@ public final class FileEventStore: EventStore {
         mutating func takeChangeSequence() -> UInt64 {
             defer { self.assignedChanges += 1 }
             return self.assignedChanges
+        }
+
+        /// Queues an append for the writer.
+        /// - Returns: Whether the writer sleeps until this append: the caller signals it after
+        ///   releasing the lock.
+        mutating func enqueue(_ pending: Pending) -> Bool {
+            self.queue.append(pending)
+            guard self.writerWaitsFor > 0, self.queue.count >= self.writerWaitsFor else { return false }
+            self.writerWaitsFor = 0
+            return true
         }
 
         mutating func takeSatisfiedWaiters() -> [CheckedContinuation<Void, Never>] {
@@ -533,18 +560,18 @@ public final class FileEventStore: EventStore {
         let barrier = ConflictBarrier()
         let result = await withCheckedContinuation {
             (continuation: CheckedContinuation<Result<AppendResult, EventStoreError>, Never>) in
-            let immediate = self.state.withLock { state -> Result<AppendResult, EventStoreError>? in
+            let outcome = self.state.withLock { state -> Enqueued in
                 if let failure = state.failure { return .failure(failure) }
                 guard !state.isClosing else { return .failure(Self.closedError) }
                 do throws(EventStoreError) {
                     switch try admit(&state) {
                     case .done(let result):
-                        return .success(result)
+                        return .done(.success(result))
                     case .queue(let bodies, let change, let result):
-                        state.queue.append(
+                        let wakesWriter = state.enqueue(
                             Pending(bodies: bodies, change: change, result: result, continuation: continuation)
                         )
-                        return nil
+                        return wakesWriter ? .queuedWakingWriter : .queued
                     }
                 } catch {
                     // A conflict with appends that are queued but not yet durable is reported once
@@ -556,9 +583,11 @@ public final class FileEventStore: EventStore {
                     return .failure(error)
                 }
             }
-            if let immediate {
-                continuation.resume(returning: immediate)
-            } else {
+            switch outcome {
+            case .done(let immediate): continuation.resume(returning: immediate)
+            case .queued: break
+            case .queuedWakingWriter:
+                self.configuration.faults?.countWriterWakeup()
                 self.state.signal()
             }
         }
@@ -566,6 +595,18 @@ public final class FileEventStore: EventStore {
             await self.waitForHead(beyond: head - 1)
         }
         return try result.get()
+    }
+
+    /// What ``enqueue(_:)`` did under the lock.
+    private enum Enqueued {
+        /// Not queued: resume the caller with this result now.
+        case done(Result<AppendResult, EventStoreError>)
+        /// Queued; the writer is busy or waits for more appends.
+        case queued
+        /// Queued, and the writer sleeps until this append: signal it once the lock is released.
+        case queuedWakingWriter
+
+        static func failure(_ error: EventStoreError) -> Self { .done(.failure(error)) }
     }
 
     /// Carries the head a conflict must wait for out of the lock's closure.

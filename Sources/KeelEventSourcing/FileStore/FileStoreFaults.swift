@@ -16,11 +16,13 @@ import Darwin
 /// scheduled for the n-th write (counting from 1, since the store opened) writes the first
 /// `keepingBytes` of the buffer for real, then fails with the given `errno`, as a disk that fills
 /// up part-way through a write does. The counts also tell a test how many writes and syncs the
-/// store made (for example, that concurrent appends shared one `fsync`).
+/// store made (for example, that concurrent appends shared one `fsync`), and how often appenders
+/// woke the writer.
 package final class FileStoreFaults: Sendable {
     private struct State {
         var writes = 0
         var syncs = 0
+        var writerWakeups = 0
         var writeFaults: [Int: (keepingBytes: Int, code: Int32)] = [:]
         var syncFaults: [Int: Int32] = [:]
         var readHook: (@Sendable () -> Void)?
@@ -35,6 +37,9 @@ package final class FileStoreFaults: Sendable {
     package var writes: Int { self.state.withLock { $0.writes } }
     /// The syncs of segment files made so far.
     package var syncs: Int { self.state.withLock { $0.syncs } }
+
+    /// The times an appender woke the writer thread so far.
+    package var writerWakeups: Int { self.state.withLock { $0.writerWakeups } }
 
     /// Makes the `number`-th write keep only its first `keepingBytes` bytes and fail with `code`.
     package func failWrite(number: Int, keepingBytes: Int = 0, code: Int32 = ENOSPC) {
@@ -69,6 +74,11 @@ package final class FileStoreFaults: Sendable {
             guard let fault = state.writeFaults.removeValue(forKey: state.writes) else { return nil }
             return (min(fault.keepingBytes, count), fault.code)
         }
+    }
+
+    /// Counts a wakeup of the writer by an appender.
+    func countWriterWakeup() {
+        self.state.withLock { $0.writerWakeups += 1 }
     }
 
     /// Counts a sync; returns the error scheduled for it, if any.

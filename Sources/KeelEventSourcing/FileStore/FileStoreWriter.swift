@@ -30,16 +30,18 @@ struct Writer: Sendable {
         var markSequence = self.firstMarkSequence
         var markedSegment = self.state.withLock { $0.segments.count - 1 }
         var bytesSinceMark = 0
+        var buffer: [UInt8] = []
         defer {
             if bytesSinceMark > 0 { _ = self.writeMark(sequence: markSequence + 1, syncingFrom: markedSegment) }
         }
         while true {
-            let queued = self.state.wait(until: { !$0.queue.isEmpty || $0.isClosing }) { $0.queue.count }
+            let queued = self.waitForAppends()
             if self.configuration.durability == .groupCommit, queued > 0, queued < lastBatch {
-                self.state.wait(until: { $0.queue.count >= lastBatch || $0.isClosing }, timeout: Self.gatherTimeout)
+                self.gather(lastBatch, timeout: Self.gatherTimeout)
             }
-            let batch = self.state.wait(until: { !$0.queue.isEmpty || $0.isClosing }) {
-                state -> [FileEventStore.Pending]? in
+            let batch = self.state.withLock { state -> [FileEventStore.Pending]? in
+                // A gather that timed out leaves its count behind.
+                state.writerWaitsFor = 0
                 guard !state.queue.isEmpty else { return nil }  // closing, and drained
                 if self.configuration.durability == .fsyncEachAppend {
                     return [state.queue.removeFirst()]
@@ -49,13 +51,39 @@ struct Writer: Sendable {
             }
             guard let batch else { return }
             lastBatch = batch.count
-            guard let written = self.write(batch) else { continue }
+            guard let written = self.write(batch, buffer: &buffer) else { continue }
             bytesSinceMark += written.bytes
             if written.startedSegment || bytesSinceMark >= Self.markInterval {
                 markSequence += 1
                 bytesSinceMark = 0
                 markedSegment = self.writeMark(sequence: markSequence, syncingFrom: markedSegment)
             }
+        }
+    }
+
+    /// Sleeps until an append is queued or the store is closing.
+    /// - Returns: How many appends are queued.
+    private func waitForAppends() -> Int {
+        let isReady = { (state: State) in !state.queue.isEmpty || state.isClosing }
+        if let queued = self.queued(ifReady: isReady, elseWaitingFor: 1) { return queued }
+        return self.state.wait(until: isReady) { $0.queue.count }
+    }
+
+    /// Sleeps until `count` appends are queued, the store is closing, or `timeout` has passed.
+    private func gather(_ count: Int, timeout: Duration) {
+        let isReady = { (state: State) in state.queue.count >= count || state.isClosing }
+        guard self.queued(ifReady: isReady, elseWaitingFor: count) == nil else { return }
+        self.state.wait(until: isReady, timeout: timeout)
+    }
+
+    /// The number of queued appends if `isReady`; otherwise `nil`, and the writer is about to sleep
+    /// until `count` appends are queued: only the append that reaches that count signals it (see
+    /// `State.enqueue(_:)`), so that the appends of a batch do not wake it one by one.
+    private func queued(ifReady isReady: (State) -> Bool, elseWaitingFor count: Int) -> Int? {
+        self.state.withLock { state in
+            guard !isReady(state) else { return state.queue.count }
+            state.writerWaitsFor = count
+            return nil
         }
     }
 
@@ -88,18 +116,22 @@ struct Writer: Sendable {
     }
 
     /// Writes a batch; returns the bytes written and whether a segment was started, or `nil` when
-    /// the batch failed.
-    private func write(_ batch: [FileEventStore.Pending]) -> (bytes: Int, startedSegment: Bool)? {
+    /// the batch failed. `buffer` is empty on return; it is the writer's, kept with its capacity
+    /// from batch to batch.
+    private func write(
+        _ batch: [FileEventStore.Pending],
+        buffer: inout [UInt8]
+    ) -> (bytes: Int, startedSegment: Bool)? {
         var segments = self.state.withLock { $0.segments }
         // Where the log ended before this batch: a failed batch is cut back to it.
         let committedSegments = segments.count
         let committedSize = segments.last?.size ?? 0
-        var locations: [[FileEventStore.Location]] = []
-        locations.reserveCapacity(batch.count)
+        // Every record's location, in batch order.
+        var locations: [FileEventStore.Location] = []
+        locations.reserveCapacity(batch.reduce(0) { $0 + $1.bodies.count })
         do throws(EventStoreError) {
             guard !segments.isEmpty else { throw FileEventStore.closedError }
             let sync = self.configuration.durability != .none
-            var buffer: [UInt8] = []
             for pending in batch {
                 // An append never spans two segments: when it does not fit in what is left of the
                 // current one, it starts a new one (alone, if it is larger than a segment), so that
@@ -114,27 +146,27 @@ struct Writer: Sendable {
                     segments.append(try SegmentHeader.create(index: segments.count, directory: self.directory))
                 }
                 let segment = segments.count - 1
-                var placed: [FileEventStore.Location] = []
-                placed.reserveCapacity(pending.bodies.count)
                 for body in pending.bodies {
                     let frameSize = FileRecord.frameHeaderSize + body.count
-                    placed.append(
+                    locations.append(
                         .init(segment: segment, offset: segments[segment].size + buffer.count, size: frameSize)
                     )
                     FileRecord.appendFrame(of: body, to: &buffer)
                 }
-                locations.append(placed)
             }
             try self.flush(&buffer, into: &segments[segments.count - 1], sync: sync)
         } catch {
+            buffer.removeAll(keepingCapacity: true)
             Self.cutBack(&segments, toSegments: committedSegments, size: committedSize)
             self.fail(batch, with: error, segments: segments)
             return nil
         }
         let waiters = self.state.withLock { state in
             state.segments = segments
-            for (pending, placed) in zip(batch, locations) {
-                Self.apply(pending.change, placed, to: &state)
+            var next = 0
+            for pending in batch {
+                Self.apply(pending.change, locations[next..<next + pending.bodies.count], to: &state)
+                next += pending.bodies.count
             }
             return state.takeSatisfiedWaiters()
         }
@@ -206,28 +238,24 @@ struct Writer: Sendable {
 
     private static func apply(
         _ change: FileEventStore.Pending.Change,
-        _ placed: [FileEventStore.Location],
+        _ placed: ArraySlice<FileEventStore.Location>,
         to state: inout State
     ) {
         switch change {
         case .events(let stream, let firstVersion, let firstPosition):
             precondition(state.committedHead == firstPosition, "records committed out of position order")
-            var entry = state.streams[stream] ?? FileEventStore.CommittedStream()
-            precondition(UInt64(entry.positions.count) == firstVersion, "records committed out of version order")
-            for (offset, location) in placed.enumerated() {
-                entry.positions.append(firstPosition + UInt64(offset))
-                state.locations.append(location)
-            }
-            entry.isDeleted = false
-            state.streams[stream] = entry
+            // Changed in place: a copy of the entry would share its positions with the dictionary,
+            // and appending to them would copy all of the stream's positions on every append.
+            state.streams[stream, default: FileEventStore.CommittedStream()].commit(
+                firstVersion: firstVersion,
+                positions: firstPosition..<firstPosition + UInt64(placed.count)
+            )
+            state.locations.append(contentsOf: placed)
         case .metadata(let stream, let metadata):
             state.streams[stream, default: FileEventStore.CommittedStream()].metadata = metadata
             state.committedChanges += 1
         case .deleted(let stream, let truncateBefore):
-            var entry = state.streams[stream] ?? FileEventStore.CommittedStream()
-            entry.isDeleted = true
-            entry.metadata.truncateBefore = truncateBefore
-            state.streams[stream] = entry
+            state.streams[stream, default: FileEventStore.CommittedStream()].delete(truncateBefore: truncateBefore)
             state.committedChanges += 1
         }
     }
