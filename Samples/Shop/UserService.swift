@@ -103,7 +103,7 @@ struct CustomersByEmailDomain: Projection {
             email = try self.serializer.decode(event, as: CustomerEmailChanged.self).email
         default: return
         }
-        if let old = await transaction.value(forKey: "customer/\(id)") {
+        if let old = try await transaction.value(forKey: "customer/\(id)") {
             transaction.delete("domain/\(Self.domain(of: String(decoding: old, as: UTF8.self)))/\(id)")
         }
         transaction.put(Array(email.utf8), forKey: "customer/\(id)")

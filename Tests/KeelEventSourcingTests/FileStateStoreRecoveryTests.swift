@@ -77,14 +77,14 @@ struct FileStateStoreRecoveryTests {
             #expect(cut.reason == .tornTail)
             #expect(cut.offset == last.offset)
             #expect(reopened.recoveryReport.batches == 9)
-            #expect(reopened.value(forKey: "k8", in: "a") == Support.bytes("value 8"))
-            #expect(reopened.value(forKey: "k9", in: "a") == nil)
-            #expect(reopened.value(forKey: "k9", in: "b") == nil)  // the torn commit is gone whole
+            #expect(try reopened.value(forKey: "k8", in: "a") == Support.bytes("value 8"))
+            #expect(try reopened.value(forKey: "k9", in: "a") == nil)
+            #expect(try reopened.value(forKey: "k9", in: "b") == nil)  // the torn commit is gone whole
             try await reopened.namespace("a").put([1], forKey: "after")
             await reopened.close()
             let again = try FileStateStore(directory: directory.path)
             #expect(again.recoveryReport.isClean)
-            #expect(again.value(forKey: "after", in: "a") == [1])
+            #expect(try again.value(forKey: "after", in: "a") == [1])
             await again.close()
         }
     }
@@ -174,7 +174,7 @@ struct FileStateStoreRecoveryTests {
         #expect(reopened.recoveryReport.isClean)
         #expect(reopened.recoveryReport.generation == generation + 1)
         #expect(Support.stateFiles(directory).count == 1)
-        #expect(reopened.value(forKey: "k9", in: "b") == Support.bytes("twin 9"))
+        #expect(try reopened.value(forKey: "k9", in: "b") == Support.bytes("twin 9"))
         await reopened.close()
     }
 
@@ -216,13 +216,13 @@ struct FileStateStoreRecoveryTests {
                 try await store.namespace("a").put([1], forKey: "later")
             }
             #expect(later?.code == .storeFailed)
-            #expect(store.value(forKey: "k3", in: "a") == nil)
+            #expect(try store.value(forKey: "k3", in: "a") == nil)
             await store.close()
             let reopened = try FileStateStore(directory: directory.path)
             #expect(reopened.recoveryReport.isClean, "\(reopened.recoveryReport)")
             #expect(reopened.recoveryReport.batches == 3)
-            #expect(reopened.value(forKey: "k2", in: "b") == Support.bytes("twin 2"))
-            #expect(reopened.value(forKey: "k3", in: "a") == nil)
+            #expect(try reopened.value(forKey: "k2", in: "b") == Support.bytes("twin 2"))
+            #expect(try reopened.value(forKey: "k3", in: "a") == nil)
             await reopened.close()
         }
     }

@@ -32,11 +32,11 @@ struct FileStateStoreTests {
     static func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 
     /// Every entry of every namespace.
-    static func contents(_ store: some StateStore) -> [String: [String: [UInt8]]] {
+    static func contents(_ store: some StateStore) throws(KeyValueStoreError) -> [String: [String: [UInt8]]] {
         var result: [String: [String: [UInt8]]] = [:]
         for namespace in store.namespaces() {
             for key in store.keys(withPrefix: "", in: namespace) {
-                result[namespace, default: [:]][key] = store.value(forKey: key, in: namespace)
+                result[namespace, default: [:]][key] = try store.value(forKey: key, in: namespace)
             }
         }
         return result
@@ -86,19 +86,19 @@ struct FileStateStoreTests {
         try await settings.delete("theme")
         try await settings.put(Self.bytes("light"), forKey: "theme")
         try await store.namespace("a").delete("k3")
-        #expect(await settings.value(forKey: "theme") == Self.bytes("light"))
-        #expect(await store.namespace("a").value(forKey: "theme") == nil)
+        #expect(try await settings.value(forKey: "theme") == Self.bytes("light"))
+        #expect(try await store.namespace("a").value(forKey: "theme") == nil)
         #expect(store.keys(withPrefix: "k1", in: "b") == ["k1"] + (10..<20).map { "k\($0)" })
-        let before = Self.contents(store)
+        let before = try Self.contents(store)
         await store.close()
 
         let reopened = try FileStateStore(directory: directory.path)
         #expect(reopened.recoveryReport.isClean)
         #expect(reopened.recoveryReport.batches == 24)
-        #expect(Self.contents(reopened) == before)
+        #expect(try Self.contents(reopened) == before)
         #expect(reopened.namespaces() == ["a", "b", "settings"])
-        #expect(reopened.value(forKey: "k3", in: "a") == nil)
-        #expect(reopened.value(forKey: "k3", in: "b") == Self.bytes("twin 3"))
+        #expect(try reopened.value(forKey: "k3", in: "a") == nil)
+        #expect(try reopened.value(forKey: "k3", in: "b") == Self.bytes("twin 3"))
         await reopened.close()
     }
 
@@ -131,11 +131,11 @@ struct FileStateStoreTests {
             try await file.commit(changes)
             try await memory.commit(changes)
         }
-        #expect(Self.contents(file) == Self.contents(memory))
+        #expect(try Self.contents(file) == Self.contents(memory))
         #expect(file.statistics.compactions > 0)
         await file.close()
         let reopened = try FileStateStore(directory: directory.path)
-        #expect(Self.contents(reopened) == Self.contents(memory))
+        #expect(try Self.contents(reopened) == Self.contents(memory))
         await reopened.close()
     }
 
@@ -154,7 +154,7 @@ struct FileStateStoreTests {
                 try await store.namespace("n").put([2], forKey: "k")
             }
             #expect(error?.code == .closed)
-            #expect(store.value(forKey: "k", in: "n") == [1])
+            #expect(try store.value(forKey: "k", in: "n") == [1])
         }
         await file.close()  // again: nothing happens
     }
@@ -189,9 +189,9 @@ struct FileStateStoreTests {
             try await store.commit(batch, in: "n")
         }
         #expect(error?.code == .tooLarge)
-        #expect(store.value(forKey: "small", in: "n") == nil)
+        #expect(try store.value(forKey: "small", in: "n") == nil)
         try await store.namespace("n").put([2], forKey: "small")
-        #expect(store.value(forKey: "small", in: "n") == [2])
+        #expect(try store.value(forKey: "small", in: "n") == [2])
         await store.close()
     }
 
@@ -226,7 +226,7 @@ struct FileStateStoreTests {
         #expect(store.statistics.generation == statistics.generation + 1)
         #expect(Self.stateFiles(directory).count == 1)
         #expect(store.statistics.fileBytes < statistics.liveBytes + 4_096)
-        let before = Self.contents(store)
+        let before = try Self.contents(store)
         await store.close()
 
         let reopened = try FileStateStore(
@@ -234,8 +234,8 @@ struct FileStateStoreTests {
             configuration: Self.configuration(maxRecordSize: 8 << 10)
         )
         #expect(reopened.recoveryReport.isClean)
-        #expect(Self.contents(reopened) == before)
-        #expect(reopened.value(forKey: "key7", in: "model") == value + [5])
+        #expect(try Self.contents(reopened) == before)
+        #expect(try reopened.value(forKey: "key7", in: "model") == value + [5])
         await reopened.close()
     }
 
@@ -267,10 +267,10 @@ struct FileStateStoreTests {
             group.addTask {
                 for _ in 0..<200 {
                     for writer in 0..<writers {
-                        let left = store.value(forKey: "w\(writer)", in: "left").flatMap {
+                        let left = try store.value(forKey: "w\(writer)", in: "left").flatMap {
                             Int(String(decoding: $0, as: UTF8.self))
                         }
-                        let right = store.value(forKey: "w\(writer)", in: "right").flatMap {
+                        let right = try store.value(forKey: "w\(writer)", in: "right").flatMap {
                             Int(String(decoding: $0, as: UTF8.self))
                         }
                         // Reads are not atomic across namespaces, but never go backwards.
@@ -283,12 +283,12 @@ struct FileStateStoreTests {
         }
         #expect(store.statistics.commits == UInt64(writers * perWriter))
         for writer in 0..<writers {
-            #expect(store.value(forKey: "w\(writer)", in: "left") == Self.bytes("\(perWriter - 1)"))
+            #expect(try store.value(forKey: "w\(writer)", in: "left") == Self.bytes("\(perWriter - 1)"))
         }
-        let before = Self.contents(store)
+        let before = try Self.contents(store)
         await store.close()
         let reopened = try FileStateStore(directory: directory.path)
-        #expect(Self.contents(reopened) == before)
+        #expect(try Self.contents(reopened) == before)
         await reopened.close()
     }
 

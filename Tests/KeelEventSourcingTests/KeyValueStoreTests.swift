@@ -198,12 +198,12 @@ struct KeyValueStoreTests {
         let target = state.namespace("svc/settings")
         #expect(try await EventStoreKeyValueStore.migrate(namespace: "settings", from: events, to: target) == 3)
         #expect(await target.keys(withPrefix: "") == ["a", "b", "theme"])
-        #expect(await target.value(forKey: "theme") == Array("dark".utf8))
+        #expect(try await target.value(forKey: "theme") == Array("dark".utf8))
         #expect(try await events.streamVersion(EventStoreKeyValueStore.stream(for: "settings")) == nil)
         // Nothing left to move: a second call changes nothing.
         try await target.put([9], forKey: "a")
         #expect(try await EventStoreKeyValueStore.migrate(namespace: "settings", from: events, to: target) == 0)
-        #expect(await target.value(forKey: "a") == [9])
+        #expect(try await target.value(forKey: "a") == [9])
 
         // As after a crash between the move and the deletion: the target holds the entries and the
         // stream is still there. Only the deletion happens.
@@ -212,7 +212,7 @@ struct KeyValueStoreTests {
         let moved = state.namespace("svc/other")
         try await moved.put([6], forKey: "x")
         #expect(try await EventStoreKeyValueStore.migrate(namespace: "other", from: events, to: moved) == 0)
-        #expect(await moved.value(forKey: "x") == [6])
+        #expect(try await moved.value(forKey: "x") == [6])
         #expect(try await events.streamVersion(EventStoreKeyValueStore.stream(for: "other")) == nil)
     }
 }

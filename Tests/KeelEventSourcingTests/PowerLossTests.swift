@@ -241,8 +241,8 @@ struct PowerLossTests {
             #expect(reopened.recoveryReport.cuts.allSatisfy { $0.reason == .tornTail }, "trial \(trial)")
             let lastAcked = acked.withLock { $0 }
             for task in 0..<Self.tasks {
-                let a = reopened.value(forKey: "last", in: "t\(task)-a")
-                let b = reopened.value(forKey: "last", in: "t\(task)-b")
+                let a = try reopened.value(forKey: "last", in: "t\(task)-a")
+                let b = try reopened.value(forKey: "last", in: "t\(task)-b")
                 #expect(a == b, "trial \(trial) task \(task): a commit is there in part")
                 let last = a.flatMap { Int(String(decoding: $0, as: UTF8.self)) } ?? -1
                 if durability != .none {
@@ -254,7 +254,7 @@ struct PowerLossTests {
                 #expect(last <= lastAcked[task] + 1, "trial \(trial) task \(task): \(last) was never in flight")
                 if last >= 0 {
                     #expect(
-                        reopened.value(forKey: "blob", in: "t\(task)-b")
+                        try reopened.value(forKey: "blob", in: "t\(task)-b")
                             == FileStoreCrashTrialTests.payload(for: "\(task)-\(last)", count: last * 97 % 3_000)
                     )
                 }

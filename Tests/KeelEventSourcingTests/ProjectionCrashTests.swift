@@ -13,7 +13,7 @@ struct ProjectionCrashTests {
         let checkpoint = try await projectionStore.checkpoint()
         let userEvents = try await events.readAll(from: 0, limit: .max)
             .filter { $0.position < checkpoint && $0.stream.category == "user" }
-        #expect(await UsersByEmailDomain.applied(in: projectionStore) == userEvents.count)
+        #expect(try await UsersByEmailDomain.applied(in: projectionStore) == userEvents.count)
         #expect(await UsersByEmailDomain.seen(in: projectionStore) == userEvents.map(\.position))
         for domain in ["example.com", "keel.dev", "moved.org"] {
             #expect(
@@ -189,7 +189,7 @@ struct ProjectionCrashTests {
         let lastUserEvent = try #require(userEvents.last?.position)
         try await resumed.waitUntilCaughtUp(to: lastUserEvent)
         await resumed.stop()
-        #expect(await UsersByEmailDomain.applied(in: projectionStore) == userEvents.count, "\(trial)")
+        #expect(try await UsersByEmailDomain.applied(in: projectionStore) == userEvents.count, "\(trial)")
         #expect(await UsersByEmailDomain.seen(in: projectionStore) == userEvents.map(\.position), "\(trial)")
         await store.close()
         TestLog.line(

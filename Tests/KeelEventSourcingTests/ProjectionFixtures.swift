@@ -78,7 +78,7 @@ struct UsersByEmailDomain: Projection {
         case ProjectedUserEmailChanged.eventType:
             let changed = try self.serializer.decode(event, as: ProjectedUserEmailChanged.self)
             try self.poison.check(changed.userID, at: event.position)
-            if let old = await transaction.value(forKey: "user/\(changed.userID)") {
+            if let old = try await transaction.value(forKey: "user/\(changed.userID)") {
                 let oldDomain = Self.domain(of: String(decoding: old, as: UTF8.self))
                 transaction.delete("domain/\(oldDomain)/\(changed.userID)")
             }
@@ -88,7 +88,7 @@ struct UsersByEmailDomain: Projection {
             return
         }
         let applied =
-            await transaction.value(forKey: "applied").map { Int(String(decoding: $0, as: UTF8.self)) ?? 0 } ?? 0
+            try await transaction.value(forKey: "applied").map { Int(String(decoding: $0, as: UTF8.self)) ?? 0 } ?? 0
         transaction.put(Array(String(applied + 1).utf8), forKey: "applied")
         transaction.put([], forKey: "seen/\(event.position)")
     }
@@ -99,8 +99,8 @@ struct UsersByEmailDomain: Projection {
         return await store.keys(withPrefix: prefix).map { String($0.dropFirst(prefix.count)) }
     }
 
-    static func applied(in store: ProjectionStore) async -> Int {
-        await store.value(forKey: "applied").map { Int(String(decoding: $0, as: UTF8.self)) ?? -1 } ?? 0
+    static func applied(in store: ProjectionStore) async throws -> Int {
+        try await store.value(forKey: "applied").map { Int(String(decoding: $0, as: UTF8.self)) ?? -1 } ?? 0
     }
 
     static func seen(in store: ProjectionStore) async -> [UInt64] {

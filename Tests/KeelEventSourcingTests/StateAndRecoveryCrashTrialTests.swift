@@ -133,7 +133,7 @@ struct StateAndRecoveryCrashTrialTests {
                 lastAcked[parts[0]] = max(lastAcked[parts[0]], parts[1])
             }
             for task in 0..<Self.tasks {
-                let values = ["a", "b", "c"].map { store.value(forKey: "last", in: "t\(task)-\($0)") }
+                let values = try ["a", "b", "c"].map { try store.value(forKey: "last", in: "t\(task)-\($0)") }
                 // One commit wrote all three: they agree.
                 #expect(values[0] == values[1] && values[1] == values[2], "trial \(trial) task \(task): \(values)")
                 let last = values[0].flatMap { Int(String(decoding: $0, as: UTF8.self)) } ?? -1
@@ -145,7 +145,7 @@ struct StateAndRecoveryCrashTrialTests {
                 // The blobs of the last two commits, byte for byte.
                 for sequence in max(0, last - 1)...max(0, last) where last >= 0 {
                     #expect(
-                        store.value(forKey: "blob\(sequence % 2)", in: "t\(task)-a")
+                        try store.value(forKey: "blob\(sequence % 2)", in: "t\(task)-a")
                             == Self.stateBlob(task: task, sequence: sequence),
                         "trial \(trial) task \(task): blob of commit \(sequence)"
                     )
@@ -249,7 +249,7 @@ struct StateAndRecoveryCrashTrialTests {
         try Self.copy(directory, to: reference)
         let expected = try FileStateStore(directory: reference.path, configuration: configuration)
         #expect(!expected.recoveryReport.isClean)
-        let expectedContents = FileStateStoreTests.contents(expected)
+        let expectedContents = try FileStateStoreTests.contents(expected)
         await expected.close()
 
         configuration.recovery = .strict
@@ -260,7 +260,7 @@ struct StateAndRecoveryCrashTrialTests {
             var reopening = configuration
             reopening.recovery = mode == "repair" ? .repair : .strict
             let reopened = try FileStateStore(directory: copy.path, configuration: reopening)
-            #expect(FileStateStoreTests.contents(reopened) == expectedContents, "trial \(trial)")
+            #expect(try FileStateStoreTests.contents(reopened) == expectedContents, "trial \(trial)")
             await reopened.close()
         }
         TestLog.line(

@@ -93,7 +93,7 @@ struct CQRSTests {
             case UserEmailChanged.eventType: email = try self.serializer.decode(event, as: UserEmailChanged.self).email
             default: return
             }
-            if let old = await transaction.value(forKey: "user/\(userID)") {
+            if let old = try await transaction.value(forKey: "user/\(userID)") {
                 transaction.delete("domain/\(Self.domain(of: String(decoding: old, as: UTF8.self)))/\(userID)")
             }
             transaction.put(Array(email.utf8), forKey: "user/\(userID)")

@@ -31,8 +31,8 @@ struct ServiceStorageTests {
             try await mine.events.append(Self.event("note"), to: "doc-1", expecting: .noStream)
             try await theirs.events.append(Self.event("invoice"), to: "doc-1", expecting: .noStream)
 
-            #expect(await mine.keyValues.value(forKey: "shared-key") == Array("a".utf8))
-            #expect(await theirs.keyValues.value(forKey: "shared-key") == Array("b".utf8))
+            #expect(try await mine.keyValues.value(forKey: "shared-key") == Array("a".utf8))
+            #expect(try await theirs.keyValues.value(forKey: "shared-key") == Array("b".utf8))
             #expect(try await mine.events.readStream("doc-1").map(\.payload) == [Array("note".utf8)])
             #expect(try await theirs.events.readStream("doc-1").map(\.payload) == [Array("invoice".utf8)])
             let visible = try await mine.events.readAll(from: 0, limit: 100)
@@ -60,7 +60,7 @@ struct ServiceStorageTests {
         let second = Notes()
         try await TestHost.with(services: [second], configuration: configuration) { _ in
             let storage = try await second.storage()
-            #expect(await storage.keyValues.value(forKey: "greeting") == Array("kept".utf8))
+            #expect(try await storage.keyValues.value(forKey: "greeting") == Array("kept".utf8))
             #expect(try await storage.events.readStream("log-1").map(\.payload) == [Array("first run".utf8)])
         }
     }
@@ -87,16 +87,16 @@ struct ServiceStorageTests {
             }
             let model = try await storage.keyValues(named: "model")
             try await model.put([7], forKey: "key0")
-            #expect(await storage.keyValues.value(forKey: "key0") == Array("value 45".utf8))
+            #expect(try await storage.keyValues.value(forKey: "key0") == Array("value 45".utf8))
         }
         let events = try FileEventStore(directory: directory)
         #expect(try await events.readAll(from: 0, limit: 100).map(\.stream.name) == ["notes/log-1"])
         await events.close()
         let state = try FileStateStore(directory: directory + "/state")
         #expect(state.keys(withPrefix: "", in: "notes/state") == (0..<5).map { "key\($0)" })
-        #expect(state.value(forKey: "key4", in: "notes/state") == Array("value 49".utf8))
+        #expect(try state.value(forKey: "key4", in: "notes/state") == Array("value 49".utf8))
         #expect(state.namespaces() == ["notes/model", "notes/state"])
-        #expect(state.value(forKey: "key0", in: "notes/model") == [7])
+        #expect(try state.value(forKey: "key0", in: "notes/model") == [7])
         await state.close()
     }
 
@@ -122,7 +122,7 @@ struct ServiceStorageTests {
         let first = Notes()
         try await TestHost.with(services: [first], configuration: configuration) { _ in
             let storage = try await first.storage()
-            #expect(await storage.keyValues.value(forKey: "greeting") == Array("kept".utf8))
+            #expect(try await storage.keyValues.value(forKey: "greeting") == Array("kept".utf8))
             #expect(await storage.keyValues.keys(withPrefix: "") == ["greeting"])
             try await storage.keyValues.put(Array("changed".utf8), forKey: "greeting")
             let stream = EventStoreKeyValueStore.stream(for: "state")
@@ -131,7 +131,7 @@ struct ServiceStorageTests {
         let second = Notes()
         try await TestHost.with(services: [second], configuration: configuration) { _ in
             let storage = try await second.storage()
-            #expect(await storage.keyValues.value(forKey: "greeting") == Array("changed".utf8))
+            #expect(try await storage.keyValues.value(forKey: "greeting") == Array("changed".utf8))
         }
     }
 

@@ -318,6 +318,8 @@ struct ByteReader {
 
     var isAtEnd: Bool { self.offset == self.buffer.count }
     var remaining: Int { self.buffer.count - self.offset }
+    /// How many bytes have been read.
+    var position: Int { self.offset }
 
     mutating func read<T: FixedWidthInteger>(_: T.Type) throws(FileRecord.DecodingFailure) -> T {
         let size = MemoryLayout<T>.size
@@ -334,6 +336,16 @@ struct ByteReader {
         let bytes = Array(UnsafeRawBufferPointer(rebasing: self.buffer[self.offset..<self.offset + count]))
         self.offset += count
         return bytes
+    }
+
+    /// The next `count` bytes, in place (valid as long as the buffer is).
+    mutating func readSlice(_ count: Int) throws(FileRecord.DecodingFailure) -> UnsafeRawBufferPointer {
+        guard count >= 0, self.remaining >= count else {
+            throw .malformedBody("a field of \(count) bytes runs past the end")
+        }
+        let slice = UnsafeRawBufferPointer(rebasing: self.buffer[self.offset..<self.offset + count])
+        self.offset += count
+        return slice
     }
 
     mutating func readString() throws(FileRecord.DecodingFailure) -> String {

@@ -22,7 +22,11 @@ public protocol KeyValueStore: Sendable {
     /// The value stored under `key`, or `nil` when there is none.
     /// - Parameter key: The key.
     /// - Returns: The value.
-    func value(forKey key: String) async -> [UInt8]?
+    /// - Throws: ``KeyValueStoreError``: ``KeyValueStoreError/Code/corrupted`` when the stored
+    ///   value is damaged (a store never returns bytes other than those committed),
+    ///   ``KeyValueStoreError/Code/storeFailed`` when reading it fails. A store that holds its
+    ///   values in memory never throws.
+    func value(forKey key: String) async throws(KeyValueStoreError) -> [UInt8]?
 
     /// The keys that start with `prefix`, in ascending order; an empty prefix lists every key.
     /// - Parameter prefix: The prefix.

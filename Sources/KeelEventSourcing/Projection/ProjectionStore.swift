@@ -34,7 +34,7 @@ public struct ProjectionStore: Sendable {
     /// - Throws: ``KeyValueStoreError`` with ``KeyValueStoreError/Code/corrupted`` when the
     ///   stored checkpoint is not 8 bytes.
     public func checkpoint() async throws(KeyValueStoreError) -> UInt64 {
-        guard let bytes = await self.keyValueStore.value(forKey: Self.checkpointKey) else { return 0 }
+        guard let bytes = try await self.keyValueStore.value(forKey: Self.checkpointKey) else { return 0 }
         guard bytes.count == 8 else {
             throw KeyValueStoreError(
                 code: .corrupted,
@@ -48,8 +48,10 @@ public struct ProjectionStore: Sendable {
     /// The read model's value under `key`.
     /// - Parameter key: A read-model key.
     /// - Returns: The value, or `nil`.
-    public func value(forKey key: String) async -> [UInt8]? {
-        await self.keyValueStore.value(forKey: Self.modelPrefix + key)
+    /// - Throws: ``KeyValueStoreError`` when the store fails to read the value (see
+    ///   ``KeyValueStore/value(forKey:)``).
+    public func value(forKey key: String) async throws(KeyValueStoreError) -> [UInt8]? {
+        try await self.keyValueStore.value(forKey: Self.modelPrefix + key)
     }
 
     /// The read-model keys that start with `prefix`, sorted.
@@ -68,7 +70,7 @@ public struct ProjectionStore: Sendable {
     public func deadLetters() async throws(KeyValueStoreError) -> [DeadLetter] {
         var letters: [DeadLetter] = []
         for key in await self.keyValueStore.keys(withPrefix: Self.deadLetterPrefix) {
-            guard let bytes = await self.keyValueStore.value(forKey: key) else { continue }
+            guard let bytes = try await self.keyValueStore.value(forKey: key) else { continue }
             do {
                 letters.append(try JSONDecoder().decode(DeadLetter.self, from: Data(bytes)))
             } catch {

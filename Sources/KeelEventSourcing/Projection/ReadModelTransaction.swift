@@ -26,11 +26,13 @@ public struct ReadModelTransaction: Sendable {
     /// The read model's value under `key`, as of this event's writes so far.
     /// - Parameter key: A read-model key.
     /// - Returns: The value, or `nil`.
-    public func value(forKey key: String) async -> [UInt8]? {
+    /// - Throws: ``KeyValueStoreError`` when the read model's store fails to read the value (see
+    ///   ``KeyValueStore/value(forKey:)``).
+    public func value(forKey key: String) async throws(KeyValueStoreError) -> [UInt8]? {
         if let write = self.writes[key] { return write }
         if let write = self.earlier[key] { return write }
         if let write = self.committing[key] { return write }
-        return await self.store.value(forKey: key)
+        return try await self.store.value(forKey: key)
     }
 
     /// The read-model keys starting with `prefix`, as of this event's writes so far, sorted.

@@ -50,6 +50,10 @@ extension FileStateStore {
         /// The bytes the live entries take in a snapshot (namespace, key and value, with their
         /// lengths).
         public var liveBytes: Int
+        /// The bytes of values held in memory: only values of at most 12 bytes are, inside their
+        /// index entry; a larger value is read from the file each time. (What memory holds per
+        /// entry is described under "Memory" in ``FileStateStore``.)
+        public var inMemoryValueBytes: Int
         /// The entries, over every namespace.
         public var entries: Int
         /// The commits in the store's life.

@@ -66,14 +66,16 @@ public final class FileStateStore: StateStore {
     struct Pending {
         /// The batch record's body, its sequence left for the writer to fill in.
         var body: [UInt8]
-        var changes: StateChanges
+        /// The body's writes, their entries' offsets counted from the body's first byte.
+        var operations: [(namespace: String, operations: [StateIndex.Operation])]
         var continuation: CheckedContinuation<Result<Void, KeyValueStoreError>, Never>
     }
 
     struct State {
-        var entries: StateEntries
+        var index: StateIndex
         var generation: UInt64
-        var file: FileDescriptor?
+        /// The current generation's file: `nil` only once the store is released.
+        var file: StateFileHandle?
         var fileSize: Int
         var sequence: UInt64
         var compactions = 0
@@ -116,8 +118,10 @@ public final class FileStateStore: StateStore {
                 throw EventStoreError(code: .locked, message: "\(directory) is open in another state store")
             }
             let recovery = try StateRecovery.run(directory: directory, configuration: configuration)
-            guard let file = recovery.descriptor else { preconditionFailure("recovery left no state file open") }
-            opened.append(file)
+            guard let descriptor = recovery.descriptor else {
+                preconditionFailure("recovery left no state file open")
+            }
+            let file = StateFileHandle(descriptor)
             let markFile = try FileDescriptor.open(directory + "/" + Self.markFileName, flags: O_RDWR | O_CREAT)
             opened.append(markFile)
             let markSequence = (recovery.mark?.sequence ?? 0) + 1
@@ -135,11 +139,11 @@ public final class FileStateStore: StateStore {
                 cuts: recovery.cuts,
                 generation: recovery.generation,
                 batches: recovery.sequence,
-                entries: recovery.entries.count
+                entries: recovery.index.count
             )
             self.state = ConditionLock(
                 State(
-                    entries: recovery.entries,
+                    index: recovery.index,
                     generation: recovery.generation,
                     file: file,
                     fileSize: recovery.size,
@@ -162,29 +166,24 @@ public final class FileStateStore: StateStore {
 
     deinit {
         self.stopWriter()
-        self.state.withLock { state in
-            state.file?.close()
-            state.file = nil
-        }
+        self.state.withLock { $0.file = nil }
         self.markFile.close()
         self.lockFile.close()
         self.directoryLock.close()
     }
 
-    /// Finishes the queued commits, writes a last high-water mark, stops the writer thread,
-    /// closes the files and releases the directory. Later commits fail with
-    /// ``KeyValueStoreError/Code/closed``; reads go on answering from memory. Calling it again
-    /// does nothing.
+    /// Finishes the queued commits, writes a last high-water mark, stops the writer thread and
+    /// releases the directory. Later commits fail with ``KeyValueStoreError/Code/closed``; reads
+    /// go on answering, from the index in memory and the current generation's file, which stays
+    /// open (read only from here on) until the store is deinitialized. Calling it again does
+    /// nothing.
     public func close() async {
         self.stopWriter()
-        let file = self.state.withLock { state in
-            defer { state.file = nil }
+        self.state.withLock { state in
             if state.failure == nil {
                 state.failure = KeyValueStoreError(code: .closed, namespace: "", message: "the state store is closed")
             }
-            return state.file
         }
-        file?.close()
         _ = flock(self.lockFile.raw, LOCK_UN)
         _ = flock(self.directoryLock.raw, LOCK_UN)
     }
@@ -201,13 +200,27 @@ public final class FileStateStore: StateStore {
 
     // MARK: StateStore
 
-    /// The value under `key` in `namespace`, from memory; see ``StateStore/value(forKey:in:)``.
+    /// The value under `key` in `namespace`; see ``StateStore/value(forKey:in:)``.
+    ///
+    /// A value of at most 12 bytes is answered from memory. A larger one is read from the current
+    /// generation's file with one `pread`, on the calling thread and without the store's lock
+    /// (it does not suspend), and checked against the CRC-32C the index holds for it: a value
+    /// whose bytes changed on disk is never returned. Reads run concurrently with each other, with
+    /// commits, with compaction and with ``close()``.
     /// - Parameters:
     ///   - key: The key.
     ///   - namespace: The namespace.
     /// - Returns: The value, or `nil`.
-    public func value(forKey key: String, in namespace: String) -> [UInt8]? {
-        self.state.withLock { $0.entries.value(forKey: key, in: namespace) }
+    /// - Throws: ``KeyValueStoreError``: ``KeyValueStoreError/Code/corrupted`` when the value's
+    ///   bytes on disk fail their checksum or the file ends before them (the message names the
+    ///   file and offset; reopening reports the damaged record), ``KeyValueStoreError/Code/storeFailed``
+    ///   when the system refuses the read.
+    public func value(forKey key: String, in namespace: String) throws(KeyValueStoreError) -> [UInt8]? {
+        let (entry, file) = self.state.withLock { ($0.index.entry(forKey: key, in: namespace), $0.file) }
+        guard let entry else { return nil }
+        if entry.isInline { return entry.inlineValue }
+        guard let file else { preconditionFailure("a state store read without a file") }
+        return try file.value(of: entry, namespace: namespace, key: key)
     }
 
     /// The keys of `namespace` starting with `prefix`, sorted; see
@@ -217,14 +230,14 @@ public final class FileStateStore: StateStore {
     ///   - namespace: The namespace.
     /// - Returns: The keys.
     public func keys(withPrefix prefix: String, in namespace: String) -> [String] {
-        let keys = self.state.withLock { $0.entries.keys(in: namespace) }
+        let keys = self.state.withLock { $0.index.keys(in: namespace) }
         return keys.filter { $0.hasPrefix(prefix) }.sorted()
     }
 
     /// The namespaces that hold a key, sorted.
     /// - Returns: The namespaces.
     public func namespaces() -> [String] {
-        self.state.withLock { Array($0.entries.namespaces.keys) }.sorted()
+        self.state.withLock { Array($0.index.namespaces.keys) }.sorted()
     }
 
     /// Writes `changes` as one record and returns once it is durable per
@@ -247,13 +260,22 @@ public final class FileStateStore: StateStore {
                     "a commit of \(body.count) bytes is larger than maxRecordSize (\(self.configuration.maxRecordSize))"
             )
         }
+        let operations: [(namespace: String, operations: [StateIndex.Operation])]
+        do {
+            guard case .batch(_, let changes) = try body.withUnsafeBytes({ try StateFile.index($0, at: 0) }) else {
+                preconditionFailure("a batch body that does not decode as a batch")
+            }
+            operations = changes
+        } catch {
+            preconditionFailure("a batch body that does not decode: \(error)")
+        }
         let result = await withCheckedContinuation { continuation in
             let refused = self.state.withLock { state -> KeyValueStoreError? in
                 if let failure = state.failure { return failure }
                 if state.isClosing {
                     return KeyValueStoreError(code: .closed, namespace: namespace, message: "the state store is closed")
                 }
-                state.queue.append(Pending(body: body, changes: changes, continuation: continuation))
+                state.queue.append(Pending(body: body, operations: operations, continuation: continuation))
                 return nil
             }
             if let refused {
@@ -298,8 +320,9 @@ public final class FileStateStore: StateStore {
             Statistics(
                 generation: state.generation,
                 fileBytes: state.fileSize,
-                liveBytes: state.entries.liveBytes,
-                entries: state.entries.count,
+                liveBytes: state.index.liveBytes,
+                inMemoryValueBytes: state.index.inlineValueBytes,
+                entries: state.index.count,
                 commits: state.sequence,
                 compactions: state.compactions
             )

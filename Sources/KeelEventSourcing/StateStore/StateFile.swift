@@ -146,7 +146,12 @@ package enum StateFile {
 
     /// The size of `entry` in a snapshot chunk; also what the store counts as its live bytes.
     static func entrySize(namespace: String, key: String, value: [UInt8]) -> Int {
-        12 + namespace.utf8.count + key.utf8.count + value.count
+        Self.entrySize(namespace: namespace, key: key, length: value.count)
+    }
+
+    /// The size in a snapshot chunk of an entry whose value is `length` bytes.
+    static func entrySize(namespace: String, key: String, length: Int) -> Int {
+        12 + namespace.utf8.count + key.utf8.count + length
     }
 
     /// The bodies of a snapshot of `entries` holding every batch up to `sequence`: chunks of about
@@ -156,52 +161,102 @@ package enum StateFile {
         entries: StateEntries,
         _ emit: ([UInt8]) throws(EventStoreError) -> Void
     ) throws(EventStoreError) {
-        var chunk: UInt64 = 0
-        var count: UInt64 = 0
-        var chunkEntries: [(namespace: String, key: String, value: [UInt8])] = []
-        func flush() throws(EventStoreError) {
-            guard !chunkEntries.isEmpty else { return }
-            try emit(Self.encode(.snapshot(sequence: sequence, chunk: chunk, entries: chunkEntries)))
-            chunk += 1
-            chunkEntries.removeAll(keepingCapacity: true)
-        }
-        var bytes = 0
+        var writer = SnapshotWriter(sequence: sequence)
         for namespace in entries.namespaces.keys.sorted() {
             for (key, value) in entries.namespaces[namespace]!.sorted(by: { $0.key < $1.key }) {
-                chunkEntries.append((namespace, key, value))
-                count += 1
-                bytes += Self.entrySize(namespace: namespace, key: key, value: value)
-                if bytes >= Self.snapshotChunkSize {
-                    try flush()
-                    bytes = 0
-                }
+                try writer.append(namespace: namespace, key: key, value: value, emit)
             }
         }
-        try flush()
-        try emit(Self.encode(.snapshotEnd(sequence: sequence, chunks: chunk, entries: count)))
+        try writer.finish(emit)
     }
 
-    /// Decodes a body whose frame checksum has been verified.
-    package static func decode(_ body: UnsafeRawBufferPointer) throws(FileRecord.DecodingFailure) -> Record {
+    /// Cuts a snapshot's entries into chunks of about ``StateFile/snapshotChunkSize`` bytes.
+    struct SnapshotWriter {
+        let sequence: UInt64
+        private(set) var chunk: UInt64 = 0
+        private(set) var count: UInt64 = 0
+        private var entries: [(namespace: String, key: String, value: [UInt8])] = []
+        private var bytes = 0
+
+        init(sequence: UInt64) {
+            self.sequence = sequence
+        }
+
+        /// Adds an entry; emits the chunk's body when the chunk is full.
+        mutating func append(
+            namespace: String,
+            key: String,
+            value: [UInt8],
+            _ emit: ([UInt8]) throws(EventStoreError) -> Void
+        ) throws(EventStoreError) {
+            self.entries.append((namespace, key, value))
+            self.count += 1
+            self.bytes += StateFile.entrySize(namespace: namespace, key: key, value: value)
+            if self.bytes >= StateFile.snapshotChunkSize { try self.flush(emit) }
+        }
+
+        /// Emits the last chunk, if any, and the end record.
+        mutating func finish(_ emit: ([UInt8]) throws(EventStoreError) -> Void) throws(EventStoreError) {
+            try self.flush(emit)
+            try emit(StateFile.encode(.snapshotEnd(sequence: self.sequence, chunks: self.chunk, entries: self.count)))
+        }
+
+        private mutating func flush(_ emit: ([UInt8]) throws(EventStoreError) -> Void) throws(EventStoreError) {
+            guard !self.entries.isEmpty else { return }
+            try emit(StateFile.encode(.snapshot(sequence: self.sequence, chunk: self.chunk, entries: self.entries)))
+            self.chunk += 1
+            self.entries.removeAll(keepingCapacity: true)
+            self.bytes = 0
+        }
+    }
+
+    /// One record's body, as an index sees it: every value replaced by its ``StateIndex/Entry``.
+    enum IndexedRecord {
+        /// One commit: its sequence and its writes.
+        case batch(sequence: UInt64, changes: [(namespace: String, operations: [StateIndex.Operation])])
+        /// Entries of the snapshot that holds every batch up to `sequence`.
+        case snapshot(
+            sequence: UInt64,
+            chunk: UInt64,
+            entries: [(namespace: String, key: String, entry: StateIndex.Entry)]
+        )
+        /// The end of a snapshot: how many chunks and entries it had.
+        case snapshotEnd(sequence: UInt64, chunks: UInt64, entries: UInt64)
+    }
+
+    /// Decodes a body whose frame checksum has been verified, with values as index entries.
+    /// - Parameters:
+    ///   - body: The body.
+    ///   - base: The offset of the body's first byte in its file: the entries' offsets count from
+    ///     the file's start.
+    /// - Returns: The record.
+    /// - Throws: ``FileRecord/DecodingFailure`` for a body that is not a valid record.
+    static func index(_ body: UnsafeRawBufferPointer, at base: Int) throws(FileRecord.DecodingFailure) -> IndexedRecord
+    {
         var reader = ByteReader(body)
+        func entry() throws(FileRecord.DecodingFailure) -> StateIndex.Entry {
+            let count = Int(try reader.read(UInt32.self))
+            let offset = reader.position
+            return StateIndex.Entry(value: try reader.readSlice(count), at: base + offset)
+        }
         let kindByte = try reader.read(UInt8.self)
         guard let kind = Kind(rawValue: kindByte) else { throw .malformedBody("unknown record kind \(kindByte)") }
         let sequence = try reader.read(UInt64.self)
-        let record: Record
+        let record: IndexedRecord
         switch kind {
         case .batch:
             let sections = try reader.read(UInt32.self)
-            var changes: [(namespace: String, operations: [KeyValueBatch.Operation])] = []
+            var changes: [(namespace: String, operations: [StateIndex.Operation])] = []
             for _ in 0..<sections {
                 let namespace = try reader.readLongString()
                 let count = try reader.read(UInt32.self)
-                var operations: [KeyValueBatch.Operation] = []
+                var operations: [StateIndex.Operation] = []
                 operations.reserveCapacity(Int(min(count, 1 << 16)))
                 for _ in 0..<count {
                     let tag = try reader.read(UInt8.self)
                     let key = try reader.readLongString()
                     switch tag {
-                    case 1: operations.append(.put(key: key, value: try reader.readLongBytes()))
+                    case 1: operations.append(.put(key: key, entry: try entry()))
                     case 2: operations.append(.delete(key: key))
                     default: throw .malformedBody("unknown operation \(tag)")
                     }
@@ -212,12 +267,12 @@ package enum StateFile {
         case .snapshot:
             let chunk = try reader.read(UInt64.self)
             let count = try reader.read(UInt32.self)
-            var entries: [(namespace: String, key: String, value: [UInt8])] = []
+            var entries: [(namespace: String, key: String, entry: StateIndex.Entry)] = []
             entries.reserveCapacity(Int(min(count, 1 << 16)))
             for _ in 0..<count {
                 let namespace = try reader.readLongString()
                 let key = try reader.readLongString()
-                entries.append((namespace, key, try reader.readLongBytes()))
+                entries.append((namespace, key, try entry()))
             }
             record = .snapshot(sequence: sequence, chunk: chunk, entries: entries)
         case .snapshotEnd:
@@ -229,6 +284,40 @@ package enum StateFile {
         }
         guard reader.isAtEnd else { throw .malformedBody("\(reader.remaining) bytes left over") }
         return record
+    }
+
+    /// Decodes a body whose frame checksum has been verified.
+    package static func decode(_ body: UnsafeRawBufferPointer) throws(FileRecord.DecodingFailure) -> Record {
+        func value(_ entry: StateIndex.Entry) -> [UInt8] {
+            entry.isInline
+                ? entry.inlineValue
+                : Array(UnsafeRawBufferPointer(rebasing: body[entry.offset..<entry.offset + entry.length]))
+        }
+        switch try Self.index(body, at: 0) {
+        case .batch(let sequence, let changes):
+            return .batch(
+                sequence: sequence,
+                changes: changes.map { section in
+                    (
+                        section.namespace,
+                        section.operations.map { operation -> KeyValueBatch.Operation in
+                            switch operation {
+                            case .put(let key, let entry): .put(key: key, value: value(entry))
+                            case .delete(let key): .delete(key: key)
+                            }
+                        }
+                    )
+                }
+            )
+        case .snapshot(let sequence, let chunk, let entries):
+            return .snapshot(
+                sequence: sequence,
+                chunk: chunk,
+                entries: entries.map { ($0.namespace, $0.key, value($0.entry)) }
+            )
+        case .snapshotEnd(let sequence, let chunks, let entries):
+            return .snapshotEnd(sequence: sequence, chunks: chunks, entries: entries)
+        }
     }
 
     /// Creates generation `generation`'s file in `directory`, empty but for its header, and
@@ -256,12 +345,8 @@ extension ByteWriter {
 }
 
 extension ByteReader {
-    mutating func readLongBytes() throws(FileRecord.DecodingFailure) -> [UInt8] {
-        try self.readBytes(Int(try self.read(UInt32.self)))
-    }
-
     mutating func readLongString() throws(FileRecord.DecodingFailure) -> String {
-        let bytes = try self.readLongBytes()
+        let bytes = try self.readSlice(Int(try self.read(UInt32.self)))
         guard let string = String(validating: bytes, as: UTF8.self) else {
             throw .malformedBody("a string is not UTF-8")
         }

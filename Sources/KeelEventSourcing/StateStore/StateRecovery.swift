@@ -14,7 +14,7 @@ struct StateRecovery {
     var generation: UInt64 = 0
     var descriptor: FileDescriptor?
     var size = StateFile.headerSize
-    var entries = StateEntries()
+    var index = StateIndex()
     /// The last batch's sequence.
     var sequence: UInt64 = 0
     var mark: HighWaterMark?
@@ -144,55 +144,51 @@ struct StateRecovery {
         return try descriptor.size()
     }
 
-    /// Reads generation `generation`'s file into `entries`; on `.complete`, keeps it open in
-    /// `descriptor`, cut after its last whole batch.
+    /// Reads generation `generation`'s file, a window at a time, into `index`; on `.complete`,
+    /// keeps it open in `descriptor`, cut after its last whole batch.
     private mutating func replay(path: String, generation: UInt64, repair: Bool) throws(EventStoreError) -> Outcome {
         let descriptor = try FileDescriptor.open(path, flags: O_RDWR)
         var keep = false
         defer { if !keep { descriptor.close() } }
-        let bytes = try descriptor.read(count: try descriptor.size(), at: 0)
-        var entries = StateEntries()
+        let reader = StateFileReader(descriptor, size: try descriptor.size())
+        var index = StateIndex()
         var snapshot: SnapshotProgress?
         var sequence: UInt64 = 0
         var damage: (offset: Int, detail: String, isTail: Bool)?
         var offset = StateFile.headerSize
-        bytes.withUnsafeBytes { raw in
-            if let problem = StateFile.checkHeader(raw, generation: generation) {
-                damage = (0, problem, true)
-                return
+        if let problem = StateFile.checkHeader(
+            try reader.bytes(at: 0, count: StateFile.headerSize),
+            generation: generation
+        ) {
+            damage = (0, problem, true)
+        }
+        while damage == nil, offset < reader.size {
+            let frame: (body: UnsafeRawBufferPointer, size: Int)
+            switch try reader.frame(
+                at: offset,
+                minimumBodySize: StateFile.minimumBodySize,
+                maxRecordSize: Int(UInt32.max)
+            ) {
+            case .success(let found):
+                frame = found
+            case .failure(let error):
+                // What can follow the last write: nothing valid after it, and past the mark.
+                let isTail = !(try reader.hasValidFrame(after: offset, minimumBodySize: StateFile.minimumBodySize))
+                damage = (offset, "\(error)", isTail)
+                continue
             }
-            while offset < raw.count {
-                let rest = UnsafeRawBufferPointer(rebasing: raw[offset...])
-                let frame: (body: UnsafeRawBufferPointer, size: Int)
-                do {
-                    frame = try FileRecord.checkFrame(
-                        rest,
-                        minimumBodySize: StateFile.minimumBodySize,
-                        maxRecordSize: Int(UInt32.max)
-                    )
-                } catch {
-                    // What can follow the last write: nothing valid after it, and past the mark.
-                    damage = (offset, "\(error)", !Self.hasValidFrame(after: rest))
-                    return
-                }
-                let record: StateFile.Record
-                do {
-                    record = try StateFile.decode(frame.body)
-                } catch {
-                    damage = (offset, "\(error)", false)
-                    return
-                }
-                if let problem = Self.apply(
-                    record,
-                    to: &entries,
-                    snapshot: &snapshot,
-                    sequence: &sequence
-                ) {
-                    damage = (offset, problem, false)
-                    return
-                }
-                offset += frame.size
+            let record: StateFile.IndexedRecord
+            do {
+                record = try StateFile.index(frame.body, at: offset + FileRecord.frameHeaderSize)
+            } catch {
+                damage = (offset, "\(error)", false)
+                continue
             }
+            if let problem = Self.apply(record, to: &index, snapshot: &snapshot, sequence: &sequence) {
+                damage = (offset, problem, false)
+                continue
+            }
+            offset += frame.size
         }
         guard snapshot?.isComplete == true else {
             // The snapshot never ended: a generation file whose compaction did not finish.
@@ -215,7 +211,7 @@ struct StateRecovery {
                 Cut(
                     file: StateFile.name(generation: generation),
                     offset: damage.offset,
-                    droppedBytes: bytes.count - damage.offset,
+                    droppedBytes: reader.size - damage.offset,
                     removedFile: false,
                     reason: damage.isTail ? .tornTail : .repaired,
                     detail: damage.detail
@@ -227,7 +223,7 @@ struct StateRecovery {
         self.generation = generation
         self.descriptor = descriptor
         self.size = offset
-        self.entries = entries
+        self.index = index
         self.sequence = sequence
         return .complete
     }
@@ -244,8 +240,8 @@ struct StateRecovery {
 
     /// Applies one record; returns what is wrong with its place in the file, if anything.
     private static func apply(
-        _ record: StateFile.Record,
-        to entries: inout StateEntries,
+        _ record: StateFile.IndexedRecord,
+        to index: inout StateIndex,
         snapshot: inout SnapshotProgress?,
         sequence: inout UInt64
     ) -> String? {
@@ -257,8 +253,8 @@ struct StateRecovery {
                 return "a chunk of the snapshot at batch \(snapshotSequence) in that at batch \(seen.sequence)"
             }
             guard chunk == seen.chunks else { return "snapshot chunk \(chunk) where chunk \(seen.chunks) belongs" }
-            for (namespace, key, value) in chunkEntries {
-                entries.apply([.put(key: key, value: value)], in: namespace)
+            for (namespace, key, entry) in chunkEntries {
+                index.apply([.put(key: key, entry: entry)], in: namespace)
             }
             seen.chunks += 1
             seen.entries += UInt64(chunkEntries.count)
@@ -285,28 +281,10 @@ struct StateRecovery {
             }
             sequence = batchSequence
             for (namespace, operations) in changes {
-                entries.apply(operations, in: namespace)
+                index.apply(operations, in: namespace)
             }
         }
         return nil
-    }
-
-    /// Whether a frame with a valid checksum starts anywhere after the first byte of `rest`: then
-    /// the damage at its start is not a torn tail.
-    private static func hasValidFrame(after rest: UnsafeRawBufferPointer) -> Bool {
-        var offset = 1
-        while offset + FileRecord.frameHeaderSize + StateFile.minimumBodySize <= rest.count {
-            let candidate = UnsafeRawBufferPointer(rebasing: rest[offset...])
-            if (try? FileRecord.checkFrame(
-                candidate,
-                minimumBodySize: StateFile.minimumBodySize,
-                maxRecordSize: candidate.count
-            )) != nil {
-                return true
-            }
-            offset += 1
-        }
-        return false
     }
 
     /// Reports a log that ends short of the high-water mark: batches removed from the end of the

@@ -21,11 +21,17 @@
 /// returned.
 public protocol StateStore: Sendable {
     /// The value under `key` in `namespace`, or `nil` when there is none.
+    ///
+    /// Does not suspend; a store that keeps values on disk (``FileStateStore``) reads them on the
+    /// calling thread.
     /// - Parameters:
     ///   - key: The key.
     ///   - namespace: The namespace.
     /// - Returns: The value.
-    func value(forKey key: String, in namespace: String) -> [UInt8]?
+    /// - Throws: ``KeyValueStoreError``: ``KeyValueStoreError/Code/corrupted`` when the stored
+    ///   value is damaged (a store never returns bytes other than those committed),
+    ///   ``KeyValueStoreError/Code/storeFailed`` when reading it fails.
+    func value(forKey key: String, in namespace: String) throws(KeyValueStoreError) -> [UInt8]?
 
     /// The keys of `namespace` that start with `prefix`, in ascending order; an empty prefix lists
     /// every key.
@@ -140,8 +146,9 @@ public struct StateNamespace: KeyValueStore {
     /// The value under `key`; see ``KeyValueStore/value(forKey:)``.
     /// - Parameter key: The key.
     /// - Returns: The value, or `nil`.
-    public func value(forKey key: String) async -> [UInt8]? {
-        self.store.value(forKey: key, in: self.namespace)
+    /// - Throws: ``KeyValueStoreError``, as ``StateStore/value(forKey:in:)`` does.
+    public func value(forKey key: String) async throws(KeyValueStoreError) -> [UInt8]? {
+        try self.store.value(forKey: key, in: self.namespace)
     }
 
     /// The keys starting with `prefix`, sorted; see ``KeyValueStore/keys(withPrefix:)``.

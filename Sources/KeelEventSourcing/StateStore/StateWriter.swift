@@ -57,7 +57,7 @@ struct StateWriter: Sendable {
                 state.failure == nil
                     && state.fileSize >= max(progress.compactionFloor, self.configuration.compactionMinimumBytes)
                     && Double(state.fileSize) > self.configuration.compactionRatio
-                        * Double(state.entries.liveBytes + StateFile.headerSize)
+                        * Double(state.index.liveBytes + StateFile.headerSize)
             }
             if due || !requests.isEmpty {
                 let result = self.compact(progress)
@@ -85,22 +85,26 @@ struct StateWriter: Sendable {
         guard let file else { preconditionFailure("the state store's writer runs without a file") }
         var buffer: [UInt8] = []
         var next = sequence
+        /// Where each body starts in the file.
+        var bodyOffsets: [Int] = []
+        bodyOffsets.reserveCapacity(batch.count)
         for pending in batch {
             next += 1
             var body = pending.body
             withUnsafeBytes(of: next.littleEndian) { bytes in
                 for index in 0..<8 { body[1 + index] = bytes[index] }
             }
+            bodyOffsets.append(size + buffer.count + FileRecord.frameHeaderSize)
             FileRecord.appendFrame(of: body, to: &buffer)
         }
         do throws(EventStoreError) {
-            try self.write(buffer, to: file, at: size)
-            if self.configuration.durability != .none { try self.sync(file) }
+            try self.write(buffer, to: file.descriptor, at: size)
+            if self.configuration.durability != .none { try self.sync(file.descriptor) }
         } catch {
             // Nothing of a failed batch may stay: cut back to the last commit (best effort; if
             // this fails too, the next open cuts the torn record).
-            if (try? file.truncate(to: size)) != nil { _ = try? file.sync() }
-            let failure = FileStateStore.error(error, namespace: batch.first?.changes.batches.first?.namespace ?? "")
+            if (try? file.descriptor.truncate(to: size)) != nil { _ = try? file.descriptor.sync() }
+            let failure = FileStateStore.error(error, namespace: batch.first?.operations.first?.namespace ?? "")
             let stranded = self.state.withLock { state in
                 state.failure = failure
                 defer {
@@ -114,8 +118,10 @@ struct StateWriter: Sendable {
             return
         }
         self.state.withLock { state in
-            for pending in batch {
-                state.entries.apply(pending.changes)
+            for (pending, bodyOffset) in zip(batch, bodyOffsets) {
+                for (namespace, operations) in pending.operations {
+                    state.index.apply(operations.map { Self.moved($0, by: bodyOffset) }, in: namespace)
+                }
             }
             state.fileSize = size + buffer.count
             state.sequence = next
@@ -133,7 +139,7 @@ struct StateWriter: Sendable {
         let (file, generation, size, sequence, failed) = self.state.withLock {
             ($0.file, $0.generation, $0.fileSize, $0.sequence, $0.failure != nil)
         }
-        guard let file, !failed else { return }
+        guard let file = file?.descriptor, !failed else { return }
         progress.markSequence += 1
         progress.bytesSinceMark = 0
         let mark = FileStateStore.mark(
@@ -153,9 +159,15 @@ struct StateWriter: Sendable {
 
     /// Writes the next generation from the live entries, marks it, and removes the current one.
     /// On failure the current generation stays in use and the partial new file is removed.
+    ///
+    /// The values are copied from the current file, namespace by namespace in the order of their
+    /// offsets, through a window of ``StateFileReader/windowSize`` bytes; the next generation's
+    /// index is built from the chunks as they are written and replaces the current one, with the
+    /// file, in one step under the lock. Reads that took the current file before go on with it:
+    /// it is closed when the last of them lets it go.
     private func compact(_ progress: Progress) -> Result<Void, KeyValueStoreError> {
-        let (old, generation, entries, sequence, failure) = self.state.withLock {
-            ($0.file, $0.generation, $0.entries, $0.sequence, $0.failure)
+        let (old, generation, index, sequence, oldSize, failure) = self.state.withLock {
+            ($0.file, $0.generation, $0.index, $0.sequence, $0.fileSize, $0.failure)
         }
         if let failure { return .failure(failure) }
         guard let old else { preconditionFailure("the state store's writer runs without a file") }
@@ -167,7 +179,33 @@ struct StateWriter: Sendable {
             created = file
             var size = StateFile.headerSize
             var buffer: [UInt8] = []
-            try StateFile.snapshotBodies(sequence: sequence, entries: entries) { body throws(EventStoreError) in
+            var nextIndex = StateIndex()
+            /// The current entries of the chunk being filled, in order.
+            var copied: [StateIndex.Entry] = []
+            func emit(_ body: [UInt8]) throws(EventStoreError) {
+                let bodyOffset = size + buffer.count + FileRecord.frameHeaderSize
+                let record = body.withUnsafeBytes { try? StateFile.index($0, at: bodyOffset) }
+                switch record {
+                case .snapshot(_, _, let entries):
+                    precondition(entries.count == copied.count, "a snapshot chunk of other entries than were copied")
+                    for ((namespace, key, entry), current) in zip(entries, copied) {
+                        // The checksum of the copy is the one the index held: the bytes read are
+                        // those that were written.
+                        guard current.isInline || entry.checksum == current.checksum else {
+                            throw EventStoreError(
+                                code: .corrupted,
+                                message:
+                                    "\(old.descriptor.path)@\(current.offset): the \(current.length)-byte value of \(key) in \(namespace) fails its checksum"
+                            )
+                        }
+                        nextIndex.apply([.put(key: key, entry: entry)], in: namespace)
+                    }
+                    copied.removeAll(keepingCapacity: true)
+                case .snapshotEnd:
+                    break
+                case .batch, nil:
+                    preconditionFailure("a snapshot body that does not decode as a snapshot")
+                }
                 FileRecord.appendFrame(of: body, to: &buffer)
                 if buffer.count >= 4 * StateFile.snapshotChunkSize {
                     try self.write(buffer, to: file, at: size)
@@ -175,6 +213,31 @@ struct StateWriter: Sendable {
                     buffer.removeAll(keepingCapacity: true)
                 }
             }
+            let reader = StateFileReader(old.descriptor, size: oldSize)
+            var snapshot = StateFile.SnapshotWriter(sequence: sequence)
+            for namespace in index.namespaces.keys.sorted() {
+                let entries = index.namespaces[namespace]!.sorted {
+                    ($0.value.isInline ? -1 : $0.value.offset) < ($1.value.isInline ? -1 : $1.value.offset)
+                }
+                for (key, entry) in entries {
+                    let value: [UInt8]
+                    if entry.isInline {
+                        value = entry.inlineValue
+                    } else {
+                        value = Array(try reader.bytes(at: entry.offset, count: entry.length))
+                        guard value.count == entry.length else {
+                            throw EventStoreError(
+                                code: .corrupted,
+                                message:
+                                    "\(old.descriptor.path)@\(entry.offset): the file ends before the \(entry.length)-byte value of \(key) in \(namespace)"
+                            )
+                        }
+                    }
+                    copied.append(entry)
+                    try snapshot.append(namespace: namespace, key: key, value: value, emit)
+                }
+            }
+            try snapshot.finish(emit)
             try self.write(buffer, to: file, at: size)
             size += buffer.count
             try self.sync(file)
@@ -200,15 +263,17 @@ struct StateWriter: Sendable {
                 self.state.withLock { $0.failure = failure }
                 return .failure(failure)
             }
+            let handle = StateFileHandle(file)
             self.state.withLock { state in
-                state.file = file
+                state.file = handle
+                state.index = nextIndex
                 state.generation = next
                 state.fileSize = size
                 state.compactions += 1
             }
             created = nil
-            old.close()
             // The old generation is a whole copy from here on; recovery removes it if this fails.
+            // Its descriptor closes when the last read using it is done.
             try? FileDescriptor.remove(self.directory + "/" + StateFile.name(generation: generation))
             try? FileDescriptor.syncDirectory(self.directory)
             return .success(())
@@ -218,6 +283,13 @@ struct StateWriter: Sendable {
                 try? FileDescriptor.remove(path)
             }
             return .failure(FileStateStore.error(error, namespace: ""))
+        }
+    }
+
+    private static func moved(_ operation: StateIndex.Operation, by distance: Int) -> StateIndex.Operation {
+        switch operation {
+        case .put(let key, let entry): .put(key: key, entry: entry.moved(by: distance))
+        case .delete: operation
         }
     }
 

@@ -139,7 +139,7 @@ struct UsersByEmailDomain: Projection {
             transaction.put([], forKey: "domain/\(Self.domain(of: registered.email))/\(registered.userID)")
         case ProjectedUserEmailChanged.eventType:
             let changed = try self.serializer.decode(event, as: ProjectedUserEmailChanged.self)
-            if let old = await transaction.value(forKey: "user/\(changed.userID)") {
+            if let old = try await transaction.value(forKey: "user/\(changed.userID)") {
                 let oldDomain = Self.domain(of: String(decoding: old, as: UTF8.self))
                 transaction.delete("domain/\(oldDomain)/\(changed.userID)")
             }
@@ -149,7 +149,7 @@ struct UsersByEmailDomain: Projection {
             return
         }
         let applied =
-            await transaction.value(forKey: "applied").map { Int(String(decoding: $0, as: UTF8.self)) ?? 0 } ?? 0
+            try await transaction.value(forKey: "applied").map { Int(String(decoding: $0, as: UTF8.self)) ?? 0 } ?? 0
         transaction.put(Array(String(applied + 1).utf8), forKey: "applied")
         transaction.put([], forKey: "seen/\(event.position)")
         await self.steps.didApply(event.position)

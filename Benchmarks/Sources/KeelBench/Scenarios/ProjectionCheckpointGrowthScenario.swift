@@ -76,7 +76,7 @@ final class ProjectionCheckpointGrowthScenario: Scenario {
         func apply(_ event: RecordedEvent, to transaction: inout ReadModelTransaction) async throws {
             let user = try self.decoder.decode(BenchRegistered.self, from: Data(event.payload))
             let key = ProjectionCheckpointGrowthScenario.domain(of: user)
-            let count = ProjectionCheckpointGrowthScenario.count(await transaction.value(forKey: key)) + 1
+            let count = ProjectionCheckpointGrowthScenario.count(try await transaction.value(forKey: key)) + 1
             transaction.put((0..<8).map { UInt8(truncatingIfNeeded: count >> (8 * $0)) }, forKey: key)
         }
     }
@@ -235,7 +235,7 @@ final class ProjectionCheckpointGrowthScenario: Scenario {
         let counts = ProjectionStore(keyValueStore: state.namespace("count-per-domain"))
         var total: UInt64 = 0
         for key in await counts.keys(withPrefix: "") {
-            total += Self.count(await counts.value(forKey: key))
+            total += Self.count(try await counts.value(forKey: key))
         }
         let expected = 2 * count + min(count, Self.domains) + 3
         precondition(
