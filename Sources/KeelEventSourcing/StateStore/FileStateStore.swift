@@ -17,9 +17,10 @@ import Darwin
 /// **Compaction.** When the current file is larger than
 /// ``Configuration/compactionRatio`` times the live entries (and at least
 /// ``Configuration/compactionMinimumBytes``), or when ``compact()`` asks, the store writes the next
-/// generation — a snapshot of the live entries, synced, with its directory entry synced — records
-/// it in `STATEMARK`, and removes the previous generation's file, which frees its disk space.
-/// Commits wait while a compaction writes; reads do not.
+/// generation — a snapshot of the live entries, copied from the current file, synced, with its
+/// directory entry synced — records it in `STATEMARK`, and removes the previous generation's file,
+/// which frees its disk space. Commits wait while a compaction writes; reads do not: a read that
+/// began on the previous file finishes on it (its descriptor closes when the last such read ends).
 ///
 /// **Crashes and damage.** Opening finds the newest generation whose snapshot is whole (a newer
 /// one that a crash cut short is a compaction that did not finish: it is removed and reported),
@@ -32,9 +33,15 @@ import Darwin
 /// unless ``Configuration/recovery`` is ``FileEventStore/Recovery/repair``. A file that ends short
 /// of the mark is reported the same way.
 ///
-/// **Memory.** Every entry is held in memory (reads never touch the disk); opening reads the
-/// current generation's file once. The size of state is bounded by memory, not by a record size:
-/// snapshots are written in chunks, and one commit may be up to ``Configuration/maxRecordSize``.
+/// **Memory.** Values stay on disk. Memory holds an index with, per entry, its namespace and key
+/// and 16 bytes: the value's offset in the current generation's file (8 bytes), its CRC-32C (4)
+/// and its length (4). A value of at most 12 bytes is held in those 16 bytes instead
+/// (``Statistics/inMemoryValueBytes`` counts them); a larger value is read with one `pread` and
+/// checked against its checksum each time it is read. So the keys bound what fits, not the
+/// values. Opening reads the current generation's file through a 4 MiB window, and compaction
+/// copies values from the old file to the new one through the same window (it holds the old and
+/// the new index while it writes); one commit may be up to ``Configuration/maxRecordSize`` and is
+/// encoded in memory.
 ///
 /// **Concurrency.** Commits from many tasks are written by one thread in queue order; with
 /// ``FileEventStore/Durability/groupCommit`` the commits queued together share one `fsync`. A
