@@ -16,7 +16,7 @@ struct ProjectionPipelineTests {
         let applies: AsyncStream<UInt64>.Continuation
 
         func apply(_ event: RecordedEvent, to transaction: inout ReadModelTransaction) async throws {
-            let count = await transaction.value(forKey: "count").map { Self.number($0) } ?? 0
+            let count = try await transaction.value(forKey: "count").map { Self.number($0) } ?? 0
             guard await transaction.keys(withPrefix: "seen/").count == count else { throw Mismatch() }
             transaction.put(Array(String(count + 1).utf8), forKey: "count")
             transaction.put([], forKey: "seen/\(event.position)")
@@ -45,7 +45,9 @@ struct ProjectionPipelineTests {
             (self.entered, self.enteredContinuation) = AsyncStream.makeStream()
         }
 
-        func value(forKey key: String) async -> [UInt8]? { await self.base.value(forKey: key) }
+        func value(forKey key: String) async throws(KeyValueStoreError) -> [UInt8]? {
+            try await self.base.value(forKey: key)
+        }
 
         func keys(withPrefix prefix: String) async -> [String] { await self.base.keys(withPrefix: prefix) }
 
@@ -118,14 +120,14 @@ struct ProjectionPipelineTests {
         while applied.count < 6, let position = await iterator.next() { applied.append(position) }
         #expect(applied == Array(0..<6))
         #expect(try await runner.checkpoint() == 0)
-        #expect(await held.value(forKey: "m/count") == nil)
+        #expect(try await held.value(forKey: "m/count") == nil)
 
         await held.release()
         try await runner.waitUntilCaughtUp(to: last)
         await runner.stop()
         #expect(await runner.lastFailure == nil)
         let model = runner.projectionStore
-        #expect(await model.value(forKey: "count").map { Counting.number($0) } == 12)
+        #expect(try await model.value(forKey: "count").map { Counting.number($0) } == 12)
         #expect(await model.keys(withPrefix: "seen/").count == 12)
         #expect(try await runner.checkpoint() == last + 1)
     }
@@ -151,7 +153,7 @@ struct ProjectionPipelineTests {
         #expect(await runner.lastFailure?.code == .storage)
         // Only the first page is stored: neither the failed page nor the one handled during it.
         let model = runner.projectionStore
-        #expect(await model.value(forKey: "count").map { Counting.number($0) } == 3)
+        #expect(try await model.value(forKey: "count").map { Counting.number($0) } == 3)
         #expect(await model.keys(withPrefix: "seen/") == ["seen/0", "seen/1", "seen/2"])
         #expect(try await model.checkpoint() == 3)
     }

@@ -164,7 +164,9 @@ struct CommitReportingStore: KeyValueStore {
 
     var namespace: String { self.base.namespace }
 
-    func value(forKey key: String) async -> [UInt8]? { await self.base.value(forKey: key) }
+    func value(forKey key: String) async throws(KeyValueStoreError) -> [UInt8]? {
+        await self.base.value(forKey: key)
+    }
 
     func keys(withPrefix prefix: String) async -> [String] { await self.base.keys(withPrefix: prefix) }
 
