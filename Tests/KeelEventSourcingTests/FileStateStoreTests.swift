@@ -102,7 +102,9 @@ struct FileStateStoreTests {
         await reopened.close()
     }
 
-    @Test("the file and in-memory stores agree on a random history")
+    @Test(
+        "the file and in-memory stores agree with a plain model on a random history of puts, deletes and prefix deletes"
+    )
     func twins() async throws {
         let directory = TemporaryDirectory("state-twins")
         defer { directory.remove() }
@@ -111,32 +113,99 @@ struct FileStateStoreTests {
         let random = RandomSource(seed: seed)
         let file = try FileStateStore(directory: directory.path, configuration: Self.configuration(minimumBytes: 2_048))
         let memory = InMemoryStateStore()
+        // The plain model: a dictionary per namespace, prefix deletes by filtering.
+        var model: [String: [String: [UInt8]]] = [:]
+        var prefixDeletes = 0
         for _ in 0..<300 {
             var changes = StateChanges()
             for _ in 0..<Int(random.next() % 3 + 1) {
+                let namespace = "ns\(random.next() % 3)"
                 var batch = KeyValueBatch()
                 for _ in 0..<Int(random.next() % 4 + 1) {
                     let key = "key\(random.next() % 20)"
-                    if random.next() % 4 == 0 {
+                    switch random.next() % 16 {
+                    case 0:
+                        // "key1" also drops key10…key19; "" drops the whole namespace.
+                        let prefix = ["", "key", "key1", "key2", "other"][Int(random.next() % 5)]
+                        batch.deleteAll(withPrefix: prefix)
+                        model[namespace] = model[namespace]?.filter { !$0.key.hasPrefix(prefix) }
+                        prefixDeletes += 1
+                    case 1...4:
                         batch.delete(key)
-                    } else {
-                        batch.put(
-                            (0..<Int(random.next() % 64)).map { _ in UInt8(truncatingIfNeeded: random.next()) },
-                            forKey: key
-                        )
+                        model[namespace]?[key] = nil
+                    default:
+                        let value = (0..<Int(random.next() % 64)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+                        batch.put(value, forKey: key)
+                        model[namespace, default: [:]][key] = value
                     }
                 }
-                changes.append(batch, in: "ns\(random.next() % 3)")
+                changes.append(batch, in: namespace)
             }
             try await file.commit(changes)
             try await memory.commit(changes)
         }
-        #expect(try Self.contents(file) == Self.contents(memory))
+        model = model.filter { !$0.value.isEmpty }
+        #expect(prefixDeletes > 0)
+        #expect(try Self.contents(file) == model)
+        #expect(try Self.contents(memory) == model)
+        // What a snapshot of the model would take, entry by entry.
+        let liveBytes = model.reduce(0) { total, namespace in
+            namespace.value.reduce(total) { $0 + 12 + namespace.key.utf8.count + $1.key.utf8.count + $1.value.count }
+        }
+        #expect(file.statistics.liveBytes == liveBytes)
         #expect(file.statistics.compactions > 0)
         await file.close()
         let reopened = try FileStateStore(directory: directory.path)
-        #expect(try Self.contents(reopened) == Self.contents(memory))
+        #expect(try Self.contents(reopened) == model)
+        #expect(reopened.statistics.liveBytes == liveBytes)
         await reopened.close()
+    }
+
+    @Test(
+        "a prefix delete is one operation: it drops keys before it in its namespace only, and survives reopen and compaction"
+    )
+    func prefixDelete() async throws {
+        let directory = TemporaryDirectory("state-prefix-delete")
+        defer { directory.remove() }
+        let store = try FileStateStore(directory: directory.path)
+        for index in 0..<1_000 {
+            var changes = StateChanges()
+            var batch = KeyValueBatch()
+            batch.put(Array(repeating: UInt8(index % 256), count: 40), forKey: "m/\(index)")
+            changes.append(batch, in: "model")
+            changes.append(batch, in: "other")
+            try await store.commit(changes)
+        }
+        try await store.namespace("model").put([7], forKey: "c")
+        let fileBefore = store.statistics.fileBytes
+        var reset = KeyValueBatch()
+        reset.put([1], forKey: "m/early")
+        reset.deleteAll(withPrefix: "m/")
+        reset.put([2], forKey: "m/late")
+        try await store.namespace("model").commit(reset)
+        // One record of three operations, not a delete per key.
+        #expect(store.statistics.fileBytes - fileBefore < 200)
+        #expect(store.keys(withPrefix: "", in: "model") == ["c", "m/late"])
+        #expect(store.keys(withPrefix: "", in: "other").count == 1_000)
+        let expected = try Self.contents(store)
+        #expect(
+            store.statistics.liveBytes
+                == expected.reduce(0) { total, namespace in
+                    namespace.value.reduce(total) {
+                        $0 + 12 + namespace.key.utf8.count + $1.key.utf8.count + $1.value.count
+                    }
+                }
+        )
+        await store.close()
+
+        let reopened = try FileStateStore(directory: directory.path)
+        #expect(try Self.contents(reopened) == expected)
+        try await reopened.compact()
+        #expect(try Self.contents(reopened) == expected)
+        await reopened.close()
+        let compacted = try FileStateStore(directory: directory.path)
+        #expect(try Self.contents(compacted) == expected)
+        await compacted.close()
     }
 
     @Test("after close, commits fail as closed in both stores and reads still answer")

@@ -67,6 +67,32 @@ struct KeyValueStoreTests {
         await store.close()
     }
 
+    @Test("a prefix delete drops the keys before it, earlier puts of its batch included, keeps later puts, and replays")
+    func prefixDelete() async throws {
+        let store = InMemoryEventStore()
+        let keyValues = try await EventStoreKeyValueStore.open(store: store, namespace: "cart")
+        var setup = KeyValueBatch()
+        for key in ["item/1", "item/2", "items", "total"] { setup.put([1], forKey: key) }
+        try await keyValues.commit(setup)
+        var batch = KeyValueBatch()
+        batch.put([2], forKey: "item/3")
+        batch.deleteAll(withPrefix: "item/")
+        batch.put([3], forKey: "item/4")
+        try await keyValues.commit(batch)
+        #expect(await keyValues.keys(withPrefix: "") == ["item/4", "items", "total"])
+        let events = try await store.readStream(EventStoreKeyValueStore.stream(for: "cart"))
+        #expect(events.count == 2, "one event per batch, the prefix delete one operation in it")
+
+        let reopened = try await EventStoreKeyValueStore.open(store: store, namespace: "cart")
+        #expect(await reopened.keys(withPrefix: "") == ["item/4", "items", "total"])
+        var everything = KeyValueBatch()
+        everything.deleteAll(withPrefix: "")
+        try await reopened.commit(everything)
+        #expect(await reopened.keys(withPrefix: "").isEmpty)
+        let again = try await EventStoreKeyValueStore.open(store: store, namespace: "cart")
+        #expect(await again.keys(withPrefix: "").isEmpty)
+    }
+
     @Test("compaction snapshots the map; open starts at the snapshot and gives the same entries")
     func compaction() async throws {
         let directory = TemporaryDirectory("kv-compact")

@@ -206,6 +206,9 @@ struct PowerLossTests {
                             var batch = KeyValueBatch()
                             batch.put(Array("\(sequence)".utf8), forKey: "last")
                             changes.append(batch, in: "t\(task)-a")
+                            // Every third commit drops the earlier `seen/` keys with one prefix
+                            // delete before it adds its own.
+                            if sequence % 3 == 0 { batch.deleteAll(withPrefix: "seen/") }
                             batch.put(
                                 FileStoreCrashTrialTests.payload(
                                     for: "\(task)-\(sequence)",
@@ -213,6 +216,7 @@ struct PowerLossTests {
                                 ),
                                 forKey: "blob"
                             )
+                            batch.put([], forKey: "seen/\(sequence)")
                             changes.append(batch, in: "t\(task)-b")
                             do {
                                 try await store.commit(changes)
@@ -258,6 +262,9 @@ struct PowerLossTests {
                             == FileStoreCrashTrialTests.payload(for: "\(task)-\(last)", count: last * 97 % 3_000)
                     )
                 }
+                let seen = Set(reopened.keys(withPrefix: "seen/", in: "t\(task)-b"))
+                let expected = last < 0 ? [] : Set((last - last % 3...last).map { "seen/\($0)" })
+                #expect(seen == expected, "trial \(trial) task \(task): last \(last)")
             }
             await reopened.close()
         }

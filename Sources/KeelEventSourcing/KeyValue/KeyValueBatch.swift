@@ -13,12 +13,16 @@ public struct KeyValueBatch: Sendable, Hashable {
         case put(key: String, value: [UInt8])
         /// Remove `key` and its value.
         case delete(key: String)
+        /// Remove every key that starts with `prefix` (every key, for an empty prefix), as of this
+        /// point in the batch: puts earlier in the batch are removed too, later ones stay.
+        case deleteAll(prefix: String)
 
-        /// The key the operation writes.
+        /// The key the operation writes; for ``deleteAll(prefix:)``, the prefix.
         public var key: String {
             switch self {
             case .put(let key, _): key
             case .delete(let key): key
+            case .deleteAll(let prefix): prefix
             }
         }
     }
@@ -54,6 +58,15 @@ public struct KeyValueBatch: Sendable, Hashable {
         self.operations.append(.delete(key: key))
     }
 
+    /// Adds a delete of every key that starts with `prefix`, and of every key for an empty prefix.
+    ///
+    /// The keys go in one operation, however many there are: a store records the prefix, not each
+    /// key, and never lists the keys to its caller.
+    /// - Parameter prefix: The prefix.
+    public mutating func deleteAll(withPrefix prefix: String) {
+        self.operations.append(.deleteAll(prefix: prefix))
+    }
+
     /// Adds the operations of `other` after this batch's.
     /// - Parameter other: Another batch.
     public mutating func append(contentsOf other: KeyValueBatch) {
@@ -66,6 +79,12 @@ public struct KeyValueBatch: Sendable, Hashable {
             switch operation {
             case .put(let key, let value): entries[key] = value
             case .delete(let key): entries[key] = nil
+            case .deleteAll(let prefix):
+                if prefix.isEmpty {
+                    entries.removeAll()
+                } else {
+                    entries = entries.filter { !$0.key.hasPrefix(prefix) }
+                }
             }
         }
     }

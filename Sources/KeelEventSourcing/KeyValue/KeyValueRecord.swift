@@ -1,8 +1,8 @@
 /// The binary form of a key-value batch or snapshot as one event's payload.
 ///
-/// Little-endian: a `UInt32` operation count, then per operation a tag byte (1: put, 2: delete),
-/// a `UInt32` key length and the key's UTF-8 bytes, and for a put a `UInt32` value length and
-/// the value. A snapshot is a batch of puts that replaces the whole map.
+/// Little-endian: a `UInt32` operation count, then per operation a tag byte (1: put, 2: delete,
+/// 3: delete every key with a prefix), a `UInt32` key (or prefix) length and its UTF-8 bytes, and
+/// for a put a `UInt32` value length and the value. A snapshot is a batch of puts that replaces the whole map.
 enum KeyValueRecord {
     static let batchType = "keel.kv.batch"
     static let snapshotType = "keel.kv.snapshot"
@@ -19,6 +19,9 @@ enum KeyValueRecord {
             case .delete(let key):
                 bytes.append(2)
                 self.append(Array(key.utf8), to: &bytes)
+            case .deleteAll(let prefix):
+                bytes.append(3)
+                self.append(Array(prefix.utf8), to: &bytes)
             }
         }
         return bytes
@@ -40,6 +43,8 @@ enum KeyValueRecord {
                 operations.append(.put(key: key, value: value))
             case 2:
                 operations.append(.delete(key: key))
+            case 3:
+                operations.append(.deleteAll(prefix: key))
             default:
                 return nil
             }

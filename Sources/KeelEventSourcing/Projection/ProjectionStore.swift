@@ -107,6 +107,7 @@ public struct ProjectionStore: Sendable {
             switch operation {
             case .put(let key, let value): batch.put(value, forKey: Self.modelPrefix + key)
             case .delete(let key): batch.delete(Self.modelPrefix + key)
+            case .deleteAll(let prefix): batch.deleteAll(withPrefix: Self.modelPrefix + prefix)
             }
         }
         for letter in parking {
@@ -127,11 +128,12 @@ public struct ProjectionStore: Sendable {
     /// state before the first event.
     /// - Throws: ``KeyValueStoreError``; then nothing is deleted.
     public func reset() async throws(KeyValueStoreError) {
+        // Prefix deletes: the store drops the keys without listing them, and the commit records
+        // three operations however large the read model is.
         var batch = KeyValueBatch()
-        for key in await self.keyValueStore.keys(withPrefix: "")
-        where key.hasPrefix(Self.modelPrefix) || key.hasPrefix(Self.deadLetterPrefix) || key == Self.checkpointKey {
-            batch.delete(key)
-        }
+        batch.deleteAll(withPrefix: Self.modelPrefix)
+        batch.deleteAll(withPrefix: Self.deadLetterPrefix)
+        batch.delete(Self.checkpointKey)
         try await self.keyValueStore.commit(batch)
     }
 

@@ -33,6 +33,18 @@ struct StateEntries: Sendable {
                 if let old = map.removeValue(forKey: key) {
                     self.liveBytes -= StateFile.entrySize(namespace: namespace, key: key, value: old)
                 }
+            case .deleteAll(let prefix):
+                // The survivors are copied rather than the deleted keys removed one by one: a
+                // prefix delete usually drops most of a namespace (a read model's reset).
+                var kept: [String: [UInt8]] = [:]
+                for (key, value) in map {
+                    if key.hasPrefix(prefix) {
+                        self.liveBytes -= StateFile.entrySize(namespace: namespace, key: key, value: value)
+                    } else {
+                        kept[key] = value
+                    }
+                }
+                map = kept
             }
         }
         if !map.isEmpty { self.namespaces[namespace] = map }

@@ -122,6 +122,9 @@ package enum StateFile {
                     case .delete(let key):
                         writer.write(UInt8(2))
                         writer.writeLong(Array(key.utf8))
+                    case .deleteAll(let prefix):
+                        writer.write(UInt8(3))
+                        writer.writeLong(Array(prefix.utf8))
                     }
                 }
             }
@@ -258,6 +261,7 @@ package enum StateFile {
                     switch tag {
                     case 1: operations.append(.put(key: key, entry: try entry()))
                     case 2: operations.append(.delete(key: key))
+                    case 3: operations.append(.deleteAll(prefix: key))
                     default: throw .malformedBody("unknown operation \(tag)")
                     }
                 }
@@ -304,6 +308,7 @@ package enum StateFile {
                             switch operation {
                             case .put(let key, let entry): .put(key: key, value: value(entry))
                             case .delete(let key): .delete(key: key)
+                            case .deleteAll(let prefix): .deleteAll(prefix: prefix)
                             }
                         }
                     )

@@ -81,6 +81,7 @@ struct StateIndex: Sendable {
     enum Operation: Sendable {
         case put(key: String, entry: Entry)
         case delete(key: String)
+        case deleteAll(prefix: String)
     }
 
     /// Namespace, then key. A namespace with no key left is removed.
@@ -114,6 +115,18 @@ struct StateIndex: Sendable {
                 if entry.isInline { self.inlineValueBytes += entry.length }
             case .delete(let key):
                 if let old = map.removeValue(forKey: key) { self.remove(old, key: key, in: namespace) }
+            case .deleteAll(let prefix):
+                // The survivors are copied rather than the deleted keys removed one by one: a
+                // prefix delete usually drops most of a namespace (a read model's reset).
+                var kept: [String: Entry] = [:]
+                for (key, entry) in map {
+                    if key.hasPrefix(prefix) {
+                        self.remove(entry, key: key, in: namespace)
+                    } else {
+                        kept[key] = entry
+                    }
+                }
+                map = kept
             }
         }
         if !map.isEmpty { self.namespaces[namespace] = map }

@@ -289,7 +289,7 @@ struct StateWriter: Sendable {
     private static func moved(_ operation: StateIndex.Operation, by distance: Int) -> StateIndex.Operation {
         switch operation {
         case .put(let key, let entry): .put(key: key, entry: entry.moved(by: distance))
-        case .delete: operation
+        case .delete, .deleteAll: operation
         }
     }
 
