@@ -130,7 +130,18 @@ public final class FileEventStore: EventStore {
 
     struct Segment: Sendable {
         var descriptor: FileDescriptor
+        /// Where the segment's records end: the offset of the next record.
         var size: Int
+        /// Where the file ends. Past `size` it holds only zeros: the writer fills the last
+        /// segment ahead of its records (see `Writer.zeroAhead`), and recovery reads zeros from a
+        /// record boundary to the end of the last segment as that fill, not as a torn tail.
+        var fileSize: Int
+
+        init(descriptor: FileDescriptor, size: Int, fileSize: Int? = nil) {
+            self.descriptor = descriptor
+            self.size = size
+            self.fileSize = max(size, fileSize ?? size)
+        }
     }
 
     struct State: Sendable {

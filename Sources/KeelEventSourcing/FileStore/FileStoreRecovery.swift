@@ -185,6 +185,11 @@ struct FileStoreRecovery {
         self.lastSegmentFormatVersion = bytes.withUnsafeBytes { SegmentHeader.version(in: $0) }
         var offset = SegmentHeader.size
         var damage: (offset: Int, detail: String, isTail: Bool)?
+        // Where the records of the last segment end when zeros fill the rest of the file: the
+        // writer's fill ahead of its records (see `Writer.zeroAhead`), or bytes a crash never let
+        // reach the disk. Either way nothing was written there, so the log ends at the boundary;
+        // the high-water mark check still reports it if the log once reached further.
+        var zeroFillStart: Int?
         // The records of an append whose last record has not been read yet, with the offset of
         // its first: indexed only once the append is complete.
         var openAppend: [(record: RecordedEvent, offset: Int, size: Int)] = []
@@ -228,6 +233,10 @@ struct FileStoreRecovery {
                     }
                     offset += frameSize
                 } catch {
+                    if isLast && rest.allSatisfy({ $0 == 0 }) {
+                        zeroFillStart = offset
+                        return
+                    }
                     damage = (
                         offset, "\(error)",
                         isLast && !self.isMarked(segment: index, offset: offset)
@@ -241,7 +250,7 @@ struct FileStoreRecovery {
         // it is what a crash or a failed write leaves behind, and the whole append goes (never a
         // part of it); elsewhere appends never end a segment unfinished, so it is damage. A cut
         // never goes inside an append: it starts at the open append's first record.
-        var cut = damage?.offset ?? size
+        var cut = damage?.offset ?? zeroFillStart ?? size
         if let first = openAppend.first {
             cut = first.offset
             if let found = damage {
@@ -280,7 +289,9 @@ struct FileStoreRecovery {
             return damage.isTail
         }
         keep = true
-        self.segments.append(FileEventStore.Segment(descriptor: descriptor, size: size))
+        self.segments.append(
+            FileEventStore.Segment(descriptor: descriptor, size: zeroFillStart ?? size, fileSize: size)
+        )
         return true
     }
 

@@ -15,6 +15,14 @@ struct Writer: Sendable {
     /// written after every batch that starts a segment, and when the store closes.
     static let markInterval = 1 << 20
 
+    /// How far ahead of its records the writer keeps the last segment filled with zeros, when
+    /// appends are synced. Overwriting blocks that are already on disk lets an `fsync` flush the
+    /// data alone; appending past the end of the file makes each one also commit the file's new
+    /// size and blocks to the file system's journal (on ext4 about 95 µs against 125 µs per
+    /// 2 KiB append on the project's machine). The fill is written, and synced with the batch,
+    /// once per this many bytes of records.
+    static let zeroAhead = 1 << 20
+
     /// How long the writer waits for stragglers before a group commit (see ``run()``).
     static let gatherTimeout = Duration.microseconds(200)
 
@@ -140,9 +148,10 @@ struct Writer: Sendable {
                 let used = segments[segments.count - 1].size + buffer.count
                 if used + appendSize > self.configuration.segmentSize && used > SegmentHeader.size {
                     // Synced even when appends are not: a segment is whole on disk before the
-                    // next one exists, so that a power loss can only tear the last segment.
-                    try self.flush(&buffer, into: &segments[segments.count - 1], sync: sync)
-                    if !sync { try segments[segments.count - 1].descriptor.sync() }
+                    // next one exists, so that a power loss can only tear the last segment. Its
+                    // zero fill goes first: only the last segment has one.
+                    try self.flush(&buffer, into: &segments[segments.count - 1], sync: sync, fillAhead: false)
+                    try Self.seal(&segments[segments.count - 1], synced: sync)
                     segments.append(try SegmentHeader.create(index: segments.count, directory: self.directory))
                 }
                 let segment = segments.count - 1
@@ -179,7 +188,8 @@ struct Writer: Sendable {
     private func flush(
         _ buffer: inout [UInt8],
         into segment: inout FileEventStore.Segment,
-        sync: Bool
+        sync: Bool,
+        fillAhead: Bool = true
     ) throws(EventStoreError) {
         guard !buffer.isEmpty else { return }
         let descriptor = segment.descriptor
@@ -190,13 +200,40 @@ struct Writer: Sendable {
         }
         try descriptor.write(buffer, at: offset)
         segment.size += buffer.count
+        segment.fileSize = max(segment.fileSize, segment.size)
         buffer.removeAll(keepingCapacity: true)
         if sync {
+            if fillAhead { try self.fillAhead(&segment) }
             if let code = self.configuration.faults?.nextSync() {
                 throw FileDescriptor.failure("fsync (injected)", descriptor.path, errno: code)
             }
             try descriptor.sync()
         }
+    }
+
+    /// Keeps the segment's file filled with zeros at least ``zeroAhead`` / 2 bytes past its
+    /// records, up to the segment size (see ``zeroAhead``). The zeros are synced with the batch
+    /// just written.
+    private func fillAhead(_ segment: inout FileEventStore.Segment) throws(EventStoreError) {
+        let limit = self.configuration.segmentSize
+        guard segment.fileSize - segment.size < Self.zeroAhead / 2, segment.fileSize < limit else { return }
+        let end = min(limit, segment.size + Self.zeroAhead)
+        guard end > segment.fileSize else { return }
+        let zeros = [UInt8](repeating: 0, count: end - segment.fileSize)
+        try segment.descriptor.write(zeros, at: segment.fileSize)
+        segment.fileSize = end
+    }
+
+    /// Before the next segment is created: cuts a full segment's zero fill off, and syncs what
+    /// `flush` did not (`synced`: its records are synced already).
+    private static func seal(_ segment: inout FileEventStore.Segment, synced: Bool) throws(EventStoreError) {
+        if segment.fileSize > segment.size {
+            try segment.descriptor.truncate(to: segment.size)
+            segment.fileSize = segment.size
+        } else if synced {
+            return
+        }
+        try segment.descriptor.sync()
     }
 
     /// After a failed batch, cuts the log back to where it ended before the batch, so that no
@@ -213,6 +250,7 @@ struct Writer: Sendable {
             let descriptor = segments[index].descriptor
             if (try? descriptor.truncate(to: keep)) != nil { _ = try? descriptor.sync() }
             segments[index].size = keep
+            segments[index].fileSize = keep
         }
     }
 
