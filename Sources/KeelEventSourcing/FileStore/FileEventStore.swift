@@ -28,7 +28,9 @@ import Darwin
 /// across crashes, short writes, `ENOSPC` and `EIO` (see <doc:FileStoreDurability>). An append
 /// that does not fit in what is left of the current segment starts a new one (it never spans two
 /// files; see ``Configuration/segmentSize``); a new segment's file and the directory are synced
-/// before any record goes into it.
+/// before any record goes into it. When appends are synced, the last segment is kept filled with
+/// zeros up to 1 MiB past its last record, so that each `fsync` overwrites blocks already on disk;
+/// recovery reads zeros from a record boundary on as the end of the log.
 ///
 /// ## Durability
 ///
