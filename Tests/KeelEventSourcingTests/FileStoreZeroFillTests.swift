@@ -62,6 +62,19 @@ struct FileStoreZeroFillTests {
         await again.close()
     }
 
+    @Test("the zero check finds a non-zero byte at any offset, in the words and in the tail")
+    func zeroCheck() {
+        for count in 0..<40 {
+            var bytes = [UInt8](repeating: 0, count: count)
+            #expect(bytes.withUnsafeBytes { FileStoreRecovery.isAllZero($0) })
+            for index in 0..<count {
+                bytes[index] = 0x40
+                #expect(!bytes.withUnsafeBytes { FileStoreRecovery.isAllZero($0) }, "\(count) bytes, \(index) set")
+                bytes[index] = 0
+            }
+        }
+    }
+
     @Test("a segment the writer moves on from keeps no fill: only the last segment ends in zeros")
     func onlyTheLastSegmentIsFilled() async throws {
         let directory = TemporaryDirectory("zero-fill-segments")
