@@ -180,7 +180,10 @@ enum RecordFuzzerReplay {
                 changes: [
                     (
                         "orders-by-customer",
-                        [.put(key: "m/c-1/o-7", value: Array("{}".utf8)), .delete(key: "m/c-1/o-6")]
+                        [
+                            .put(key: "m/c-1/o-7", value: Array("{}".utf8)), .delete(key: "m/c-1/o-6"),
+                            .deleteAll(prefix: "m/c-2/"),
+                        ]
                     ),
                     ("checkpoints", [.put(key: "c", value: [9, 0, 0, 0, 0, 0, 0, 0])]),
                 ]
