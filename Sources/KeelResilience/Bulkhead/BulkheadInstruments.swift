@@ -1,4 +1,5 @@
 import KeelCore
+import Synchronization
 
 /// The metric handlers of one bulkhead, made once at construction.
 ///
@@ -17,6 +18,8 @@ struct BulkheadInstruments: Sendable {
         let inFlight: any GaugeHandler
         let queued: any GaugeHandler
         let utilisation: any GaugeHandler
+        /// The version of the state the gauges show.
+        private let shown = Lock<UInt64>(0)
 
         init(inFlight: any GaugeHandler, queued: any GaugeHandler, utilisation: any GaugeHandler) {
             self.inFlight = inFlight
@@ -24,10 +27,20 @@ struct BulkheadInstruments: Sendable {
             self.utilisation = utilisation
         }
 
-        func update(used: Int, queued: Int, capacity: Int) {
-            self.inFlight.set(Double(used))
-            self.queued.set(Double(queued))
-            self.utilisation.set(Double(used) / Double(capacity))
+        /// Sets the gauges to the state numbered `version`, unless they already show a later one.
+        ///
+        /// The bulkhead reads its state under its lock and sets the gauges after releasing it, so
+        /// two updates can arrive out of order (a release that hands its permit to a waiter, then
+        /// the waiter's own release, each on its own thread): without the version, the older
+        /// value could be set last and stay.
+        func update(version: UInt64, used: Int, queued: Int, capacity: Int) {
+            self.shown.withLock { shown in
+                guard version > shown else { return }
+                shown = version
+                self.inFlight.set(Double(used))
+                self.queued.set(Double(queued))
+                self.utilisation.set(Double(used) / Double(capacity))
+            }
         }
     }
 

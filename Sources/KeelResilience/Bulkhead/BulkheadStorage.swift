@@ -22,6 +22,9 @@ final class BulkheadStorage: Sendable {
     private struct Locked {
         var machine: Machine
         var timer: Task<Void, Never>?
+        /// Counts the states the gauges may be set to: they are set after the lock is released,
+        /// and only a newer state than the one they show replaces it (see `Gauges.update`).
+        var gaugeVersion: UInt64 = 0
         /// Tasks waiting for the queue to reach a length (a test handshake).
         var queueWatchers: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
 
@@ -98,21 +101,22 @@ final class BulkheadStorage: Sendable {
     /// - Throws: ``BulkheadError`` when refused at once.
     @usableFromInline
     func acquireOrEnqueue(weight: Int) throws -> Ticket? {
-        let (action, used, queued, watchers) = self.state.withLock { locked in
+        let (action, used, queued, watchers, version) = self.state.withLock { locked in
             // The clock is read only when the caller must queue.
             let action = locked.machine.acquire(weight: weight, now: { self.reader.now() })
             let watchers = locked.queueWatchers.isEmpty ? nil : locked.takeSatisfiedWatchers()
-            return (action, locked.machine.used, locked.machine.queued, watchers)
+            locked.gaugeVersion += 1
+            return (action, locked.machine.used, locked.machine.queued, watchers, locked.gaugeVersion)
         }
         switch action {
         case .acquired:
-            self.instruments.gauges?.update(used: used, queued: queued, capacity: self.capacity)
+            self.instruments.gauges?.update(version: version, used: used, queued: queued, capacity: self.capacity)
             return nil
         case .rejected(let rejection):
             throw self.rejectionError(rejection, weight: weight, used: used, queued: queued)
         case .enqueued(let id, let enqueuedAt, let startTimer):
             if startTimer { self.startTimer() }
-            self.instruments.gauges?.update(used: used, queued: queued, capacity: self.capacity)
+            self.instruments.gauges?.update(version: version, used: used, queued: queued, capacity: self.capacity)
             for watcher in watchers ?? [] { watcher.resume() }
             return Ticket(id: id, weight: weight, enqueuedAt: enqueuedAt)
         }
@@ -121,11 +125,14 @@ final class BulkheadStorage: Sendable {
     /// Gives back `weight` units held by one holder; they go to the waiters in line first.
     @usableFromInline
     func release(weight: Int) {
-        let (grants, used, queued) = self.state.withLock { locked in
-            (locked.machine.release(weight: weight), locked.machine.used, locked.machine.queued)
+        let (grants, used, queued, version) = self.state.withLock { locked in
+            locked.gaugeVersion += 1
+            return (
+                locked.machine.release(weight: weight), locked.machine.used, locked.machine.queued, locked.gaugeVersion
+            )
         }
+        self.instruments.gauges?.update(version: version, used: used, queued: queued, capacity: self.capacity)
         if case .none = grants {} else { Self.resume(grants) }
-        self.instruments.gauges?.update(used: used, queued: queued, capacity: self.capacity)
     }
 
     /// A snapshot of the state and totals.
@@ -252,14 +259,15 @@ final class BulkheadStorage: Sendable {
 
     /// Times out the due waiters; returns the next deadline, or `nil` when the timer must stop.
     private func expireDue(now: Duration) -> Duration? {
-        let (expiry, used, queued) = self.state.withLock { locked in
-            (locked.machine.expire(now: now), locked.machine.used, locked.machine.queued)
+        let (expiry, used, queued, version) = self.state.withLock { locked in
+            locked.gaugeVersion += 1
+            return (locked.machine.expire(now: now), locked.machine.used, locked.machine.queued, locked.gaugeVersion)
+        }
+        if !expiry.timedOut.isEmpty {
+            self.instruments.gauges?.update(version: version, used: used, queued: queued, capacity: self.capacity)
         }
         for waiter in expiry.timedOut { waiter.resume(returning: .timedOut) }
         Self.resume(expiry.grants)
-        if !expiry.timedOut.isEmpty {
-            self.instruments.gauges?.update(used: used, queued: queued, capacity: self.capacity)
-        }
         return expiry.nextDeadline
     }
 
