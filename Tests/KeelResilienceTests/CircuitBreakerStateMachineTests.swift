@@ -398,17 +398,36 @@ struct CircuitBreakerStateMachineTests {
         #expect(window.totals == .init(calls: 3, failures: 1, slowCalls: 0))
     }
 
-    @Test("a time-based window forgets whole buckets older than its span")
+    @Test("a time-based window forgets a bucket once all of it is as old as its span")
     func timeWindow() {
         var window = CircuitBreakerSlidingWindow(.lastDuration(.seconds(10), buckets: 5))
         window.record(isFailure: true, isSlow: false, now: .seconds(0))
         window.record(isFailure: false, isSlow: true, now: .seconds(3))
         window.record(isFailure: true, isSlow: false, now: .seconds(9))
         #expect(window.totals(at: .seconds(9)) == .init(calls: 3, failures: 2, slowCalls: 1))
-        #expect(window.totals(at: .seconds(10)) == .init(calls: 2, failures: 1, slowCalls: 1))
+        // The call at 0 s is 10 s old, but its bucket [0 s, 2 s) ends only 8 s ago.
+        #expect(window.totals(at: .seconds(10)) == .init(calls: 3, failures: 2, slowCalls: 1))
+        #expect(window.totals(at: .milliseconds(11_999)) == .init(calls: 3, failures: 2, slowCalls: 1))
+        #expect(window.totals(at: .seconds(12)) == .init(calls: 2, failures: 1, slowCalls: 1))
         #expect(window.totals(at: .seconds(14)) == .init(calls: 1, failures: 1, slowCalls: 0))
         #expect(window.totals(at: .seconds(100)) == .init())
         window.record(isFailure: true, isSlow: false, now: .seconds(100))
         #expect(window.totals(at: .seconds(100)) == .init(calls: 1, failures: 1, slowCalls: 0))
+    }
+
+    @Test(
+        "with the default 10 buckets of a 60 s window, a call counts for 60 s at least and leaves exactly when its bucket is 60 s old"
+    )
+    func timeWindowEdge() {
+        var window = CircuitBreakerSlidingWindow(.lastDuration(.seconds(60)))
+        // Buckets of 6 s: the call at 100 s is in [96 s, 102 s), which is all 60 s old at 162 s.
+        window.record(isFailure: true, isSlow: false, now: .seconds(100))
+        for seconds in [Duration.seconds(156), .seconds(159), .seconds(160), .milliseconds(161_999)] {
+            #expect(window.totals(at: seconds).calls == 1, "at \(seconds)")
+        }
+        #expect(window.totals(at: .seconds(162)).calls == 0)
+        // And in a long-quiet window, every bucket is cleared at once.
+        window.record(isFailure: false, isSlow: false, now: .seconds(1_000))
+        #expect(window.totals(at: .seconds(1_059)) == .init(calls: 1, failures: 0, slowCalls: 0))
     }
 }

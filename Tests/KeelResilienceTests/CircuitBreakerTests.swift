@@ -69,6 +69,38 @@ struct CircuitBreakerTests {
         #expect(breaker.state == .open, "9 of 10 failed")
     }
 
+    @Test("a count-based window smaller than the minimum number of calls opens once it is full")
+    func windowSmallerThanTheMinimum() async throws {
+        let clock = TestClock()
+        let breaker = Self.breaker(clock: clock) {
+            $0.failureRateThreshold = 0.5
+            $0.window = .lastCalls(2)
+            // The default minimum, 20, is more than the window can ever hold.
+        }
+        try await Fixtures.fail(breaker)
+        #expect(breaker.state == .closed)
+        #expect(breaker.metrics.failureRate == nil, "one call: not yet the window's two")
+        try await Fixtures.fail(breaker)
+        #expect(breaker.state == .open)
+    }
+
+    @Test("a time-based window keeps a call until its whole bucket is as old as the window")
+    func timeWindowEdge() async throws {
+        let clock = TestClock()
+        let breaker = Self.breaker(clock: clock) {
+            $0.failureRateThreshold = 0.5
+            $0.minimumNumberOfCalls = 4
+            $0.window = .lastDuration(.seconds(60))
+        }
+        try await Fixtures.fail(breaker, times: 3)
+        clock.advance(by: .seconds(56))
+        #expect(breaker.metrics.bufferedCalls == 3, "56 s old: inside a 60 s window")
+        clock.advance(by: .milliseconds(9_999))
+        #expect(breaker.metrics.bufferedCalls == 3, "their bucket [0 s, 6 s) is not all 60 s old yet")
+        clock.advance(by: .milliseconds(1))
+        #expect(breaker.metrics.bufferedCalls == 0)
+    }
+
     @Test("a time-based window forgets old calls as the clock moves")
     func timeWindowForgets() async throws {
         let clock = TestClock()
@@ -188,6 +220,47 @@ struct CircuitBreakerTests {
         #expect(breaker.metrics.halfOpenPermitsTaken == 0, "the cancelled probe gave its permit back")
         try await Fixtures.succeed(breaker)
         #expect(breaker.state == .closed)
+    }
+
+    @Test("re-opened from half-open, the metrics show the probes, not the calls of the first opening")
+    func reopenedMetricsShowTheProbes() async throws {
+        let clock = TestClock()
+        let breaker = Self.breaker(clock: clock) {
+            $0.failureRateThreshold = 0.5
+            $0.minimumNumberOfCalls = 4
+            $0.window = .lastCalls(10)
+            $0.permittedCallsInHalfOpen = 2
+            $0.openDuration = .fixed(.seconds(5))
+        }
+        try await Fixtures.succeed(breaker, times: 2)
+        try await Fixtures.fail(breaker, times: 2)
+        #expect(breaker.state == .open)
+        #expect(breaker.metrics.bufferedCalls == 4)
+        clock.advance(by: .seconds(5))
+        try await Fixtures.fail(breaker)
+        #expect(breaker.state == .open, "one failed probe of two is the threshold")
+        let metrics = breaker.metrics
+        #expect(metrics.bufferedCalls == 1)
+        #expect(metrics.failedCalls == 1)
+    }
+
+    @Test("forcing open and disabling forget the window and the consecutive failures")
+    func manualTransitionsForgetTheWindow() async throws {
+        let clock = TestClock()
+        let breaker = Self.breaker(clock: clock) {
+            $0.minimumNumberOfCalls = 10
+            $0.consecutiveFailureThreshold = 5
+        }
+        try await Fixtures.fail(breaker, times: 3)
+        #expect(breaker.metrics.bufferedCalls == 3)
+        await breaker.forceOpen()
+        #expect(breaker.metrics.bufferedCalls == 0)
+        #expect(breaker.metrics.consecutiveFailures == 0)
+        await breaker.reset()
+        try await Fixtures.fail(breaker, times: 3)
+        await breaker.disable()
+        #expect(breaker.metrics.bufferedCalls == 0)
+        #expect(breaker.metrics.consecutiveFailures == 0)
     }
 
     @Test("an ignored error gives back its half-open permit")

@@ -48,7 +48,20 @@ extension CircuitBreaker {
         public var window: Window = .lastCalls(100)
 
         /// The rates are not evaluated before the window holds this many calls. Default 20.
+        ///
+        /// A count-based window smaller than this could never hold that many, so the breaker
+        /// uses the window's size instead: with `.lastCalls(2)`, the rates are evaluated over the
+        /// last 2 calls. ``CircuitBreakerMetrics`` reports the same.
         public var minimumNumberOfCalls: Int = 20
+
+        /// The calls the window must hold before the rates are evaluated: ``minimumNumberOfCalls``,
+        /// or a smaller count-based window's size.
+        var effectiveMinimumNumberOfCalls: Int {
+            switch self.window.base {
+            case .count(let size): min(self.minimumNumberOfCalls, size)
+            case .time: self.minimumNumberOfCalls
+            }
+        }
 
         /// How long the breaker stays open each time it opens. Default: a fixed 30 seconds.
         public var openDuration: OpenDuration = .fixed(.seconds(30))
@@ -124,9 +137,11 @@ extension CircuitBreaker.Configuration {
             Window(base: .count(count))
         }
 
-        /// The calls recorded in the last `duration` (time-based), kept in `buckets` buckets of
-        /// `duration / buckets` each: a call leaves the window when its whole bucket is older than
-        /// `duration`. Memory is fixed whatever the call rate. Invariants: `duration > 0`,
+        /// The calls recorded in the last `duration` (time-based), kept in buckets of
+        /// `duration / buckets` each: a call leaves the window when its whole bucket is at least
+        /// `duration` old, so it counts for at least `duration` and less than
+        /// `duration + duration / buckets` after it was recorded (with `.lastDuration(.seconds(60))`,
+        /// a call counts for 60 to 66 seconds). Memory is fixed whatever the call rate. Invariants: `duration > 0`,
         /// `buckets >= 1`, and a bucket at least one nanosecond long.
         /// - Parameters:
         ///   - duration: How far back the window reaches.

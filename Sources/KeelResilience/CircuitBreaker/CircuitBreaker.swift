@@ -299,7 +299,7 @@ public actor CircuitBreaker {
     public nonisolated var metrics: CircuitBreakerMetrics {
         let now = self.now()
         return self.machine.withLock { machine in
-            let minimum = machine.configuration.minimumNumberOfCalls
+            let minimum = machine.configuration.effectiveMinimumNumberOfCalls
             var totals = machine.windowTotals(at: now)
             var taken = 0
             if case .halfOpen(let probes) = machine.state {
@@ -337,13 +337,15 @@ public actor CircuitBreaker {
 
     /// Opens the breaker until ``reset()``: every call is rejected with
     /// ``CircuitBreakerError/Code/forcedOpen``. Calls in flight finish; their outcomes no longer
-    /// count. Runs on the breaker's isolation; does not wait for anything.
+    /// count. The window and the consecutive-failure count are emptied (``metrics`` shows no
+    /// buffered calls). Runs on the breaker's isolation; does not wait for anything.
     public func forceOpen() {
         self.control { $0.forceOpen() }
     }
 
     /// Disables the breaker until ``reset()``: every call runs and nothing is recorded or
-    /// published. Runs on the breaker's isolation; does not wait for anything.
+    /// published; the window and the consecutive-failure count are emptied. Runs on the breaker's
+    /// isolation; does not wait for anything.
     public func disable() {
         self.control { $0.disable() }
     }

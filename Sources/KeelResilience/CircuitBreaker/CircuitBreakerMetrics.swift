@@ -1,8 +1,8 @@
 /// A snapshot of a ``CircuitBreaker``'s state and its window, taken at one instant.
 ///
 /// Read with ``CircuitBreaker/metrics``, which never suspends. Rates are `nil` until the window
-/// holds ``CircuitBreaker/Configuration/minimumNumberOfCalls`` calls, because the breaker does not
-/// act on them before that.
+/// holds ``CircuitBreaker/Configuration/minimumNumberOfCalls`` calls (or all the calls of a smaller
+/// count-based window), because the breaker does not act on them before that.
 public struct CircuitBreakerMetrics: Sendable, Hashable {
     /// The state.
     public var state: CircuitBreaker.State

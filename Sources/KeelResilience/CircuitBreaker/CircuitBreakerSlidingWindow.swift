@@ -1,6 +1,11 @@
 /// The recent calls a closed breaker's rates are computed over: count-based (the last N calls,
 /// a ring of outcomes) or time-based (the last T, in fixed buckets). Fixed memory, O(1) per
 /// record amortized. A pure value: no locks, no clock; time comes in as an offset.
+///
+/// A time-based window of `buckets` buckets of width `w = T / buckets` keeps `buckets + 1` of
+/// them: the current, partly elapsed one and the `buckets` before it. A bucket `[s, s + w)` is
+/// dropped once `now >= s + w + T` — once all of it is at least `T` old — so a call counts for at
+/// least `T` and less than `T + w` after it was recorded.
 struct CircuitBreakerSlidingWindow: Sendable {
     /// What the window holds now.
     struct Totals: Sendable, Equatable {
@@ -33,7 +38,8 @@ struct CircuitBreakerSlidingWindow: Sendable {
         case .time(let duration, let buckets):
             self.capacity = buckets
             self.bucketNanoseconds = max(Self.nanoseconds(duration / buckets), 1)
-            self.buckets = Array(repeating: Bucket(), count: buckets)
+            // One more than `buckets`: the current bucket is only partly elapsed.
+            self.buckets = Array(repeating: Bucket(), count: buckets + 1)
         }
     }
 

@@ -103,7 +103,7 @@ struct CircuitBreakerStateMachine: Sendable {
         self.failureRateThreshold = configuration.failureRateThreshold
         self.slowCallRateThreshold =
             configuration.slowCallDurationThreshold == nil ? nil : configuration.slowCallRateThreshold
-        self.minimumNumberOfCalls = configuration.minimumNumberOfCalls
+        self.minimumNumberOfCalls = configuration.effectiveMinimumNumberOfCalls
         self.permittedCallsInHalfOpen = configuration.permittedCallsInHalfOpen
     }
 
@@ -247,7 +247,7 @@ struct CircuitBreakerStateMachine: Sendable {
             return self.moveToHalfOpen(now: now)
         case .halfOpen(let probes):
             guard let deadline = probes.deadline, now >= deadline else { return nil }
-            return self.moveToOpen(now: now)
+            return self.reopen(after: probes, now: now)
         case .open, .closed, .forcedOpen, .disabled, .metricsOnly:
             return nil
         }
@@ -255,14 +255,21 @@ struct CircuitBreakerStateMachine: Sendable {
 
     // MARK: Manual control
 
-    /// Rejects every call until a reset.
+    /// Rejects every call until a reset; forgets the window (the calls before no longer describe
+    /// the state).
     mutating func forceOpen() -> Transition? {
-        self.move(to: .forcedOpen, publicState: .forcedOpen)
+        guard let transition = self.move(to: .forcedOpen, publicState: .forcedOpen) else { return nil }
+        self.window.removeAll()
+        self.consecutiveFailures = 0
+        return transition
     }
 
-    /// Admits every call and records nothing until a reset.
+    /// Admits every call and records nothing until a reset; forgets the window.
     mutating func disable() -> Transition? {
-        self.move(to: .disabled, publicState: .disabled)
+        guard let transition = self.move(to: .disabled, publicState: .disabled) else { return nil }
+        self.window.removeAll()
+        self.consecutiveFailures = 0
+        return transition
     }
 
     /// Admits every call and records it, never opening, until a reset.
@@ -308,16 +315,26 @@ struct CircuitBreakerStateMachine: Sendable {
         // Without a failure-rate threshold, any failed probe re-opens.
         let failureThreshold = self.failureRateThreshold ?? .leastNonzeroMagnitude
         if Double(probes.failures) / permitted >= failureThreshold {
-            return self.moveToOpen(now: now)
+            return self.reopen(after: probes, now: now)
         }
         if let threshold = self.slowCallRateThreshold, Double(probes.slowCalls) / permitted >= threshold {
-            return self.moveToOpen(now: now)
+            return self.reopen(after: probes, now: now)
         }
         guard probes.completed >= self.permittedCallsInHalfOpen else { return nil }
         self.consecutiveOpenings = 0
         self.consecutiveFailures = 0
         self.window.removeAll()
         return self.move(to: .closed, publicState: .closed)
+    }
+
+    /// Re-opens from half-open: the window then holds the completed probes (what the metrics of
+    /// the open breaker show), not the calls of the opening before.
+    private mutating func reopen(after probes: HalfOpen, now: Duration) -> Transition {
+        self.window.removeAll()
+        for index in 0..<probes.completed {
+            self.window.record(isFailure: index < probes.failures, isSlow: index < probes.slowCalls, now: now)
+        }
+        return self.moveToOpen(now: now)
     }
 
     private mutating func moveToOpen(now: Duration) -> Transition {
