@@ -1,5 +1,6 @@
 import KeelCore
 import KeelTesting
+import Synchronization
 import Testing
 
 @testable import KeelResilience
@@ -261,6 +262,44 @@ struct CircuitBreakerTests {
         await breaker.disable()
         #expect(breaker.metrics.bufferedCalls == 0)
         #expect(breaker.metrics.consecutiveFailures == 0)
+    }
+
+    @Test("every transition is visible in `state` before its event is published")
+    func stateBeforeEvent() async throws {
+        let breakerBox = Lock<CircuitBreaker?>(nil)
+        let stale = Lock<[String]>([])
+        var configuration = CircuitBreaker.Configuration()
+        configuration.failureRateThreshold = nil
+        configuration.consecutiveFailureThreshold = 1
+        configuration.permittedCallsInHalfOpen = 1
+        configuration.openDuration = .fixed(.seconds(5))
+        let clock = TestClock()
+        let breaker = CircuitBreaker(
+            name: "ordered",
+            configuration: configuration,
+            clock: clock,
+            random: RandomSource(seed: 1),
+            instrumentation: NoOpInstrumentation(),
+            taskExecutor: nil,
+            onPublish: { event in
+                guard event.kind == .stateTransition, let breaker = breakerBox.withLock({ $0 }) else { return }
+                // On the publishing thread, before any consumer can see the event.
+                let state = breaker.state
+                if state != event.toState {
+                    stale.withLock { $0.append("event to \(String(describing: event.toState)), state \(state)") }
+                }
+            }
+        )
+        breakerBox.withLock { $0 = breaker }
+        let events = breaker.events()
+        try await Fixtures.fail(breaker)  // closed → open
+        clock.advance(by: .seconds(5))
+        try await Fixtures.succeed(breaker)  // open → half-open → closed
+        await breaker.forceOpen()
+        await breaker.disable()
+        await breaker.reset()
+        #expect(stale.withLock { $0 }.isEmpty, "\(stale.withLock { $0 })")
+        _ = events
     }
 
     @Test("an ignored error gives back its half-open permit")

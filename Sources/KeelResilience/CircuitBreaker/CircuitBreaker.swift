@@ -63,7 +63,7 @@ public actor CircuitBreaker {
     private nonisolated let rejectsOpenWithoutClock: Atomic<Bool>
     /// The timer tasks the breaker owns.
     private nonisolated let timers = Lock(Timers())
-    private nonisolated let broadcaster = CircuitBreakerEvents.Broadcaster()
+    private nonisolated let broadcaster: CircuitBreakerEvents.Broadcaster
     private nonisolated let instruments: Instruments
 
     /// Time since the breaker was made, on its clock.
@@ -106,6 +106,28 @@ public actor CircuitBreaker {
         instrumentation: any Instrumentation = NoOpInstrumentation(),
         taskExecutor: (any TaskExecutor)? = nil
     ) {
+        self.init(
+            name: name,
+            configuration: configuration,
+            clock: clock,
+            random: random,
+            instrumentation: instrumentation,
+            taskExecutor: taskExecutor,
+            onPublish: nil
+        )
+    }
+
+    /// Tests: `onPublish` sees each event on the publishing thread, before any consumer can.
+    init(
+        name: String,
+        configuration: Configuration,
+        clock: some Clock<Duration>,
+        random: RandomSource,
+        instrumentation: any Instrumentation,
+        taskExecutor: (any TaskExecutor)?,
+        onPublish: (@Sendable (CircuitBreakerEvent) -> Void)?
+    ) {
+        self.broadcaster = CircuitBreakerEvents.Broadcaster(onPublish: onPublish)
         self.name = name
         self.configuration = configuration
         self.machine = Lock(CircuitBreakerStateMachine(configuration: configuration, random: random))
@@ -210,7 +232,8 @@ public actor CircuitBreaker {
     private nonisolated func admitSlowly() throws(CircuitBreakerError) -> Permit {
         let now = self.now()
         let admission = self.withMachine { machine in
-            let admission = machine.admit(now: now)
+            machine.admit(now: now)
+        } publishing: { admission in
             switch admission {
             case .permitted(_, let transition):
                 self.publish(transition)
@@ -218,7 +241,6 @@ public actor CircuitBreaker {
                 self.publish(transition)
                 self.publishRejection(code)
             }
-            return admission
         }
         switch admission {
         case .permitted(let permit, let transition):
@@ -267,12 +289,12 @@ public actor CircuitBreaker {
         let duration: Duration? = end.map { $0 - start }
         let isSlow = duration.map { $0 >= self.slowCallDurationThreshold } ?? false
         let transition = self.withMachine { machine in
-            let transition = machine.record(permit, outcome, isSlow: isSlow, now: end ?? self.now())
+            machine.record(permit, outcome, isSlow: isSlow, now: end ?? self.now())
+        } publishing: { transition in
             if self.broadcaster.hasConsumers {
                 self.publishOutcome(outcome, isSlow: isSlow, duration: duration, error: error)
                 self.publish(transition)
             }
-            return transition
         }
         self.instruments.report(outcome, isSlow: isSlow)
         if let transition { self.transitioned(transition) }
@@ -326,7 +348,8 @@ public actor CircuitBreaker {
     ///
     /// Each sequence has its own buffer of `bufferSize` events; when the consumer falls behind,
     /// the oldest buffered event is dropped (see ``CircuitBreakerEvents``). Publishing costs one
-    /// atomic load while nobody subscribes. Never suspends.
+    /// atomic load while nobody subscribes. Never suspends. A transition is visible in ``state``
+    /// before its event is published: a consumer that receives it reads that state or a later one.
     /// - Parameter bufferSize: The consumer's buffer, at least 1; default 256.
     /// - Returns: The events.
     public nonisolated func events(bufferSize: Int = 256) -> CircuitBreakerEvents {
@@ -363,10 +386,11 @@ public actor CircuitBreaker {
     public func reset() {
         self.control { machine in
             let transition = machine.reset()
+            return transition.from == transition.to ? nil : transition
+        } publishingFirst: {
             if self.broadcaster.hasConsumers {
                 self.broadcaster.publish(CircuitBreakerEvent(kind: .reset, breakerName: self.name))
             }
-            return transition.from == transition.to ? nil : transition
         }
     }
 
@@ -393,18 +417,28 @@ public actor CircuitBreaker {
 
     // MARK: Internals
 
-    private func control(_ body: (inout CircuitBreakerStateMachine) -> CircuitBreakerStateMachine.Transition?) {
-        let transition = self.withMachine { machine in
-            let transition = body(&machine)
+    private func control(
+        _ body: (inout CircuitBreakerStateMachine) -> CircuitBreakerStateMachine.Transition?,
+        publishingFirst: () -> Void = {}
+    ) {
+        let transition = self.withMachine(body) { transition in
+            publishingFirst()
             self.publish(transition)
-            return transition
         }
         guard let transition else { return }
         self.transitioned(transition)
     }
 
-    /// Runs `body` on the state machine under its lock and mirrors the state in the atomics.
-    private nonisolated func withMachine<R>(_ body: (inout CircuitBreakerStateMachine) -> R) -> R {
+    /// Runs `body` on the state machine under its lock, mirrors the state in the atomics, and
+    /// then, still under the lock, runs `publishing` with the result.
+    ///
+    /// The state word is stored before anything is published: a consumer that receives a
+    /// transition event (on another thread, as soon as it is published) reads ``state`` as the
+    /// event's state or a later one, never the one before.
+    private nonisolated func withMachine<R>(
+        _ body: (inout CircuitBreakerStateMachine) -> R,
+        publishing: (R) -> Void = { _ in }
+    ) -> R {
         self.machine.withLock { machine in
             let generation = machine.generation
             let result = body(&machine)
@@ -412,6 +446,7 @@ public actor CircuitBreaker {
                 let word = machine.generation << 8 | UInt64(machine.publicState.base.rawValue)
                 self.stateWord.store(word, ordering: .releasing)
             }
+            publishing(result)
             return result
         }
     }
@@ -458,9 +493,9 @@ public actor CircuitBreaker {
     private nonisolated func timerFired(generation: UInt64) {
         let now = self.now()
         let transition = self.withMachine { machine in
-            let transition = machine.timerFired(generation: generation, now: now)
+            machine.timerFired(generation: generation, now: now)
+        } publishing: { transition in
             self.publish(transition)
-            return transition
         }
         guard let transition else { return }
         self.transitioned(transition)

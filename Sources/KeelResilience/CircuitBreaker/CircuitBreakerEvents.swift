@@ -113,6 +113,12 @@ public struct CircuitBreakerEvents: AsyncSequence, Sendable {
         private let state = Lock(State())
         /// Mirrors `consumers.count`, so that publishing with nobody listening costs one load.
         private let consumerCount = Atomic<Int>(0)
+        /// Tests: sees each event on the publishing thread, before any consumer can.
+        private let onPublish: (@Sendable (CircuitBreakerEvent) -> Void)?
+
+        init(onPublish: (@Sendable (CircuitBreakerEvent) -> Void)? = nil) {
+            self.onPublish = onPublish
+        }
 
         var hasConsumers: Bool {
             self.consumerCount.load(ordering: .relaxed) > 0
@@ -134,6 +140,9 @@ public struct CircuitBreakerEvents: AsyncSequence, Sendable {
 
         func publish(_ events: CircuitBreakerEvent...) {
             guard self.hasConsumers else { return }
+            if let onPublish = self.onPublish {
+                for event in events { onPublish(event) }
+            }
             let resumptions = self.state.withLock { state in
                 var resumptions: [(CheckedContinuation<CircuitBreakerEvent?, Never>, CircuitBreakerEvent)] = []
                 guard !state.isFinished else { return resumptions }
