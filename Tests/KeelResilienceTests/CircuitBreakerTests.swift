@@ -302,6 +302,81 @@ struct CircuitBreakerTests {
         _ = events
     }
 
+    @Test("startHalfOpen() moves to half-open from closed and from open; the probes decide")
+    func manualHalfOpen() async throws {
+        let clock = TestClock()
+        let breaker = Self.breaker(clock: clock) {
+            $0.failureRateThreshold = nil
+            $0.consecutiveFailureThreshold = 1
+            $0.permittedCallsInHalfOpen = 1
+            $0.openDuration = .fixed(.seconds(30))
+        }
+        await breaker.startHalfOpen()
+        #expect(breaker.state == .halfOpen)
+        try await Fixtures.succeed(breaker)
+        #expect(breaker.state == .closed)
+        try await Fixtures.fail(breaker)
+        #expect(breaker.state == .open)
+        await breaker.startHalfOpen()
+        #expect(breaker.state == .halfOpen, "long before the 30 s are over")
+        try await Fixtures.fail(breaker)
+        #expect(breaker.state == .open)
+    }
+
+    @Test("open(for:) rejects for that long, then half-opens as after any opening, without advancing the backoff")
+    func openForADuration() async throws {
+        let clock = TestClock()
+        let breaker = Self.breaker(clock: clock) {
+            $0.permittedCallsInHalfOpen = 1
+            $0.openDuration = .exponential(initial: .seconds(1), multiplier: 2, maximum: .seconds(60))
+        }
+        await breaker.open(for: .seconds(10))
+        #expect(breaker.state == .open)
+        do {
+            _ = try breaker.acquirePermit()
+            Issue.record("an open breaker gave a permit")
+        } catch {
+            #expect(error.code == .open)
+            #expect(error.remainingOpenDuration == .seconds(10))
+        }
+        clock.advance(by: .milliseconds(9_999))
+        #expect(await Fixtures.rejection(breaker) == .open)
+        clock.advance(by: .milliseconds(1))
+        try await Fixtures.succeed(breaker)
+        #expect(breaker.state == .closed)
+        #expect(breaker.metrics.consecutiveOpenings == 0)
+    }
+
+    @Test(
+        "when maximumTimeInHalfOpen runs out, the breaker re-opens by default and closes with afterMaximumTimeInHalfOpen = .closed",
+        arguments: [CircuitBreaker.State.open, .closed]
+    )
+    func halfOpenTimesOut(after: CircuitBreaker.State) async throws {
+        let clock = TestClock()
+        let breaker = Self.breaker(clock: clock) {
+            $0.failureRateThreshold = nil
+            $0.consecutiveFailureThreshold = 1
+            $0.permittedCallsInHalfOpen = 1
+            $0.openDuration = .fixed(.seconds(5))
+            $0.maximumTimeInHalfOpen = .seconds(3)
+            if after == .closed { $0.afterMaximumTimeInHalfOpen = .closed }
+        }
+        try await Fixtures.fail(breaker)
+        clock.advance(by: .seconds(5))
+        // A probe that never comes back.
+        let probe = try breaker.acquirePermit()
+        #expect(breaker.state == .halfOpen)
+        clock.advance(by: .seconds(3))
+        if after == .closed {
+            try await Fixtures.succeed(breaker)
+            #expect(breaker.state == .closed)
+        } else {
+            #expect(await Fixtures.rejection(breaker) == .open)
+            #expect(breaker.state == .open)
+        }
+        probe.release()
+    }
+
     @Test("an ignored error gives back its half-open permit")
     func ignoredReleasesPermit() async throws {
         let clock = TestClock()

@@ -14,6 +14,7 @@ extension CircuitBreaker {
     /// - `minimumNumberOfCalls` is at least 1;
     /// - `permittedCallsInHalfOpen` is at least 1;
     /// - `slowCallDurationThreshold` and `maximumTimeInHalfOpen`, when set, are positive;
+    /// - `afterMaximumTimeInHalfOpen` is `open` or `closed`;
     /// - the window and the open duration satisfy their own documented invariants.
     ///
     /// ```swift
@@ -71,8 +72,16 @@ extension CircuitBreaker {
         public var permittedCallsInHalfOpen: Int = 5
 
         /// If set, a breaker still half-open after this long (because probes are slow or never
-        /// come) opens again. Default `nil`: half-open lasts until the probes decide.
+        /// come) leaves half-open as ``afterMaximumTimeInHalfOpen`` says. Default `nil`:
+        /// half-open lasts until the probes decide.
         public var maximumTimeInHalfOpen: Duration? = nil
+
+        /// Where a breaker goes when ``maximumTimeInHalfOpen`` runs out before its probes decide:
+        /// ``CircuitBreaker/State/open`` (the default: too few probes came back to trust the
+        /// dependency) or ``CircuitBreaker/State/closed`` (for a dependency that is called too
+        /// rarely for probes to complete in time, where staying shut would starve it of calls).
+        /// Any other state is a programming error.
+        public var afterMaximumTimeInHalfOpen: CircuitBreaker.State = .open
 
         /// When the breaker leaves the open state. Default ``HalfOpenTransition/onNextCall``.
         public var halfOpenTransition: HalfOpenTransition = .onNextCall
@@ -111,6 +120,10 @@ extension CircuitBreaker {
             )
             precondition(self.minimumNumberOfCalls >= 1, "minimumNumberOfCalls must be at least 1")
             precondition(self.permittedCallsInHalfOpen >= 1, "permittedCallsInHalfOpen must be at least 1")
+            precondition(
+                self.afterMaximumTimeInHalfOpen == .open || self.afterMaximumTimeInHalfOpen == .closed,
+                "afterMaximumTimeInHalfOpen must be open or closed, got \(self.afterMaximumTimeInHalfOpen)"
+            )
             if let maximum = self.maximumTimeInHalfOpen {
                 precondition(maximum > .zero, "maximumTimeInHalfOpen must be positive, got \(maximum)")
             }

@@ -373,6 +373,27 @@ public actor CircuitBreaker {
         self.control { $0.disable() }
     }
 
+    /// Moves the breaker to half-open now, from any state, as if its open duration had just
+    /// ended: the next ``Configuration/permittedCallsInHalfOpen`` calls are probes that close or
+    /// re-open it. Does nothing when it is half-open already. Runs on the breaker's isolation;
+    /// does not wait for anything. (To close it, call ``reset()``.)
+    public func startHalfOpen() {
+        let now = self.now()
+        self.control { $0.startHalfOpen(now: now) }
+    }
+
+    /// Opens the breaker now for `duration`, from any state (an open breaker's open time starts
+    /// over), then lets it go half-open as after any opening (see
+    /// ``Configuration/halfOpenTransition``). Calls are rejected with
+    /// ``CircuitBreakerError/Code/open``. The window is kept, and the open duration's backoff does
+    /// not advance. Runs on the breaker's isolation; does not wait for anything.
+    /// - Parameter duration: How long to stay open; positive.
+    public func open(for duration: Duration) {
+        precondition(duration > .zero, "open(for:) needs a positive duration, got \(duration)")
+        let now = self.now()
+        self.control { $0.open(for: duration, now: now) }
+    }
+
     /// Records every call (metrics and events) but never rejects or opens, until ``reset()``. Use
     /// it to observe a new breaker's thresholds in production before enforcing them. Runs on the
     /// breaker's isolation; does not wait for anything.

@@ -156,7 +156,10 @@ struct CircuitBreakerStateMachine: Sendable {
             return .permitted(Permit(generation: self.generation, kind: .halfOpen), transition)
         case .halfOpen(var probes):
             if let deadline = probes.deadline, now >= deadline {
-                let transition = self.moveToOpen(now: now)
+                let transition = self.halfOpenTimedOut(probes, now: now)
+                if transition.to == .closed {
+                    return .permitted(Permit(generation: self.generation, kind: .closed), transition)
+                }
                 return .rejected(.open, remainingOpenDuration: transition.openDuration, transition)
             }
             guard probes.admitted < self.permittedCallsInHalfOpen else {
@@ -247,7 +250,7 @@ struct CircuitBreakerStateMachine: Sendable {
             return self.moveToHalfOpen(now: now)
         case .halfOpen(let probes):
             guard let deadline = probes.deadline, now >= deadline else { return nil }
-            return self.reopen(after: probes, now: now)
+            return self.halfOpenTimedOut(probes, now: now)
         case .open, .closed, .forcedOpen, .disabled, .metricsOnly:
             return nil
         }
@@ -269,6 +272,28 @@ struct CircuitBreakerStateMachine: Sendable {
         guard let transition = self.move(to: .disabled, publicState: .disabled) else { return nil }
         self.window.removeAll()
         self.consecutiveFailures = 0
+        return transition
+    }
+
+    /// Half-open now, from any state: the next ``Configuration/permittedCallsInHalfOpen`` calls are
+    /// probes. `nil` when already half-open.
+    mutating func startHalfOpen(now: Duration) -> Transition? {
+        guard self.publicState != .halfOpen else { return nil }
+        return self.moveToHalfOpen(now: now)
+    }
+
+    /// Open now for `duration`, from any state (open again: the open time starts over), then
+    /// half-open as after any opening. The window is kept; the backoff history is not advanced.
+    mutating func open(for duration: Duration, now: Duration) -> Transition {
+        let from = self.publicState
+        let until = now + duration
+        self.state = .open(until: until)
+        self.generation &+= 1
+        var transition = Transition(from: from, to: .open, generation: self.generation)
+        transition.openDuration = duration
+        if self.configuration.halfOpenTransition == .automatic {
+            transition.timerDeadline = until
+        }
         return transition
     }
 
@@ -325,6 +350,21 @@ struct CircuitBreakerStateMachine: Sendable {
         self.consecutiveFailures = 0
         self.window.removeAll()
         return self.move(to: .closed, publicState: .closed)
+    }
+
+    /// ``Configuration/maximumTimeInHalfOpen`` ran out before the probes decided: closes or
+    /// re-opens, as ``Configuration/afterMaximumTimeInHalfOpen`` says.
+    private mutating func halfOpenTimedOut(_ probes: HalfOpen, now: Duration) -> Transition {
+        guard self.configuration.afterMaximumTimeInHalfOpen == .closed else {
+            return self.reopen(after: probes, now: now)
+        }
+        self.consecutiveOpenings = 0
+        self.consecutiveFailures = 0
+        self.window.removeAll()
+        guard let transition = self.move(to: .closed, publicState: .closed) else {
+            preconditionFailure("closing from half-open is not a transition")
+        }
+        return transition
     }
 
     /// Re-opens from half-open: the window then holds the completed probes (what the metrics of
