@@ -398,6 +398,21 @@ struct CircuitBreakerStateMachineTests {
         #expect(window.totals == .init(calls: 3, failures: 1, slowCalls: 0))
     }
 
+    @Test("both windows count the slow failures and forget them with their calls")
+    func slowFailures() {
+        var count = CircuitBreakerSlidingWindow(.lastCalls(2))
+        count.record(isFailure: true, isSlow: true, now: .zero)
+        count.record(isFailure: false, isSlow: true, now: .zero)
+        #expect(count.totals == .init(calls: 2, failures: 1, slowCalls: 2, slowFailures: 1))
+        count.record(isFailure: false, isSlow: false, now: .zero)
+        #expect(count.totals == .init(calls: 2, failures: 0, slowCalls: 1, slowFailures: 0))
+        var time = CircuitBreakerSlidingWindow(.lastDuration(.seconds(10), buckets: 5))
+        time.record(isFailure: true, isSlow: true, now: .seconds(0))
+        time.record(isFailure: true, isSlow: true, now: .seconds(5))
+        #expect(time.totals(at: .seconds(5)) == .init(calls: 2, failures: 2, slowCalls: 2, slowFailures: 2))
+        #expect(time.totals(at: .seconds(12)) == .init(calls: 1, failures: 1, slowCalls: 1, slowFailures: 1))
+    }
+
     @Test("a time-based window forgets a bucket once all of it is as old as its span")
     func timeWindow() {
         var window = CircuitBreakerSlidingWindow(.lastDuration(.seconds(10), buckets: 5))

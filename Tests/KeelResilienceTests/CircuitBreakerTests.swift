@@ -377,6 +377,34 @@ struct CircuitBreakerTests {
         probe.release()
     }
 
+    @Test("slow calls are told apart: slow failures and slow successes")
+    func slowFailuresAndSlowSuccesses() async throws {
+        let clock = TestClock()
+        let breaker = Self.breaker(clock: clock) {
+            $0.failureRateThreshold = nil
+            $0.slowCallDurationThreshold = .seconds(2)
+            $0.slowCallRateThreshold = 1.0
+        }
+        _ = try await breaker.run {
+            clock.advance(by: .seconds(3))
+            return 1
+        }
+        await #expect(throws: Failure.self) {
+            try await breaker.run { () async throws -> Int in
+                clock.advance(by: .seconds(3))
+                throw Failure()
+            }
+        }
+        try await Fixtures.fail(breaker)
+        try await Fixtures.succeed(breaker)
+        let metrics = breaker.metrics
+        #expect(metrics.bufferedCalls == 4)
+        #expect(metrics.failedCalls == 2)
+        #expect(metrics.slowCalls == 2)
+        #expect(metrics.slowFailedCalls == 1)
+        #expect(metrics.slowSuccessfulCalls == 1)
+    }
+
     @Test("an ignored error gives back its half-open permit")
     func ignoredReleasesPermit() async throws {
         let clock = TestClock()

@@ -325,7 +325,12 @@ public actor CircuitBreaker {
             var totals = machine.windowTotals(at: now)
             var taken = 0
             if case .halfOpen(let probes) = machine.state {
-                totals = .init(calls: probes.completed, failures: probes.failures, slowCalls: probes.slowCalls)
+                totals = .init(
+                    calls: probes.completed,
+                    failures: probes.failures,
+                    slowCalls: probes.slowCalls,
+                    slowFailures: probes.slowFailures
+                )
                 taken = probes.admitted
             }
             let enough = totals.calls >= minimum && totals.calls > 0
@@ -336,6 +341,7 @@ public actor CircuitBreaker {
                 bufferedCalls: totals.calls,
                 failedCalls: totals.failures,
                 slowCalls: totals.slowCalls,
+                slowFailedCalls: totals.slowFailures,
                 consecutiveFailures: machine.consecutiveFailures,
                 notPermittedCalls: self.notPermittedCount.load(ordering: .relaxed),
                 halfOpenPermitsTaken: taken,

@@ -15,8 +15,12 @@ public struct CircuitBreakerMetrics: Sendable, Hashable {
     public var bufferedCalls: Int
     /// The failed calls among ``bufferedCalls``.
     public var failedCalls: Int
-    /// The slow calls among ``bufferedCalls``.
+    /// The slow calls among ``bufferedCalls``: ``slowFailedCalls`` plus ``slowSuccessfulCalls``.
     public var slowCalls: Int
+    /// The slow calls that failed.
+    public var slowFailedCalls: Int
+    /// The slow calls that succeeded: the dependency answered, late.
+    public var slowSuccessfulCalls: Int { self.slowCalls - self.slowFailedCalls }
     /// Failures in a row, as the consecutive-failure policy counts them.
     public var consecutiveFailures: Int
     /// Calls rejected since the breaker was made.

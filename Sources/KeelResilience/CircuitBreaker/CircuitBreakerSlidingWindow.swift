@@ -12,6 +12,8 @@ struct CircuitBreakerSlidingWindow: Sendable {
         var calls = 0
         var failures = 0
         var slowCalls = 0
+        /// The slow calls that also failed.
+        var slowFailures = 0
     }
 
     private struct Bucket: Sendable {
@@ -51,6 +53,7 @@ struct CircuitBreakerSlidingWindow: Sendable {
             self.buckets[index].totals.calls += 1
             if isFailure { self.buckets[index].totals.failures += 1 }
             if isSlow { self.buckets[index].totals.slowCalls += 1 }
+            if isSlow && isFailure { self.buckets[index].totals.slowFailures += 1 }
         } else {
             let flags: UInt8 = (isFailure ? 1 : 0) | (isSlow ? 2 : 0)
             if self.ring.count < self.capacity {
@@ -60,6 +63,7 @@ struct CircuitBreakerSlidingWindow: Sendable {
                 self.totals.calls -= 1
                 if evicted & 1 != 0 { self.totals.failures -= 1 }
                 if evicted & 2 != 0 { self.totals.slowCalls -= 1 }
+                if evicted & 3 == 3 { self.totals.slowFailures -= 1 }
                 self.ring[self.next] = flags
                 self.next = self.next + 1 == self.capacity ? 0 : self.next + 1
             }
@@ -67,6 +71,7 @@ struct CircuitBreakerSlidingWindow: Sendable {
         self.totals.calls += 1
         if isFailure { self.totals.failures += 1 }
         if isSlow { self.totals.slowCalls += 1 }
+        if isSlow && isFailure { self.totals.slowFailures += 1 }
     }
 
     /// What the window holds at `now`: a time-based window first forgets buckets that aged out.
@@ -106,6 +111,7 @@ struct CircuitBreakerSlidingWindow: Sendable {
                         self.totals.calls -= old.totals.calls
                         self.totals.failures -= old.totals.failures
                         self.totals.slowCalls -= old.totals.slowCalls
+                        self.totals.slowFailures -= old.totals.slowFailures
                     }
                     self.buckets[index] = Bucket(epoch: passed, totals: Totals())
                 }

@@ -31,6 +31,8 @@ struct CircuitBreakerStateMachine: Sendable {
         var successes = 0
         var failures = 0
         var slowCalls = 0
+        /// The slow probes that also failed.
+        var slowFailures = 0
         /// When the phase ends by itself, if ``Configuration/maximumTimeInHalfOpen`` is set.
         var deadline: Duration?
         /// The most probes in flight at once, for tests and metrics.
@@ -234,6 +236,7 @@ struct CircuitBreakerStateMachine: Sendable {
                 probes.failures += 1
             }
             if isSlow { probes.slowCalls += 1 }
+            if isSlow && outcome == .failure { probes.slowFailures += 1 }
             self.state = .halfOpen(probes)
             return self.decideHalfOpen(probes, now: now())
         default:
@@ -371,8 +374,13 @@ struct CircuitBreakerStateMachine: Sendable {
     /// the open breaker show), not the calls of the opening before.
     private mutating func reopen(after probes: HalfOpen, now: Duration) -> Transition {
         self.window.removeAll()
+        // The failures first, the slow ones among them first; then the successes, the slow ones
+        // among them first: the window's totals are the probes'.
+        let slowSuccesses = probes.slowCalls - probes.slowFailures
         for index in 0..<probes.completed {
-            self.window.record(isFailure: index < probes.failures, isSlow: index < probes.slowCalls, now: now)
+            let isFailure = index < probes.failures
+            let isSlow = isFailure ? index < probes.slowFailures : index - probes.failures < slowSuccesses
+            self.window.record(isFailure: isFailure, isSlow: isSlow, now: now)
         }
         return self.moveToOpen(now: now)
     }
