@@ -405,6 +405,76 @@ struct CircuitBreakerTests {
         #expect(metrics.slowSuccessfulCalls == 1)
     }
 
+    @Test("an opening caused by a rate is announced with the rate, just before the transition")
+    func rateExceededEvents() async throws {
+        let clock = TestClock()
+        let breaker = Self.breaker(clock: clock) {
+            $0.failureRateThreshold = 0.5
+            $0.minimumNumberOfCalls = 4
+            $0.window = .lastCalls(10)
+            $0.permittedCallsInHalfOpen = 2
+            $0.openDuration = .fixed(.seconds(5))
+        }
+        let events = breaker.events()
+        var iterator = events.makeAsyncIterator()
+        try await Fixtures.succeed(breaker, times: 2)
+        try await Fixtures.fail(breaker, times: 2)
+        clock.advance(by: .seconds(5))
+        try await Fixtures.fail(breaker)  // one of two probes: 0.5 again
+        var kinds: [String] = []
+        var rates: [Double] = []
+        while kinds.filter({ $0 == "stateTransition" }).count < 3, let event = await iterator.next() {
+            guard event.kind != .success, event.kind != .failure else { continue }
+            kinds.append("\(event.kind)")
+            if let rate = event.rate { rates.append(rate) }
+        }
+        #expect(
+            kinds == [
+                "failureRateExceeded", "stateTransition",  // closed → open
+                "stateTransition",  // open → half-open
+                "failureRateExceeded", "stateTransition",  // half-open → open
+            ]
+        )
+        #expect(rates == [0.5, 0.5])
+
+        let slow = Self.breaker(clock: clock) {
+            $0.failureRateThreshold = nil
+            $0.consecutiveFailureThreshold = 3
+            $0.slowCallDurationThreshold = .seconds(2)
+            $0.slowCallRateThreshold = 0.5
+            $0.minimumNumberOfCalls = 2
+        }
+        var slowEvents = slow.events().makeAsyncIterator()
+        for _ in 0..<2 {
+            _ = try await slow.run {
+                clock.advance(by: .seconds(2))
+                return 1
+            }
+        }
+        #expect(slow.state == .open)
+        var slowKinds: [CircuitBreakerEvent.Kind] = []
+        while let event = await slowEvents.next() {
+            slowKinds.append(event.kind)
+            if event.kind == .slowCallRateExceeded { #expect(event.rate == 1.0) }
+            if event.kind == .stateTransition { break }
+        }
+        #expect(slowKinds.suffix(2) == [.slowCallRateExceeded, .stateTransition])
+
+        // Consecutive failures are not a rate: the transition alone.
+        let streak = Self.breaker(clock: clock) {
+            $0.failureRateThreshold = nil
+            $0.consecutiveFailureThreshold = 2
+        }
+        var streakEvents = streak.events().makeAsyncIterator()
+        try await Fixtures.fail(streak, times: 2)
+        var streakKinds: [CircuitBreakerEvent.Kind] = []
+        while let event = await streakEvents.next() {
+            streakKinds.append(event.kind)
+            if event.kind == .stateTransition { break }
+        }
+        #expect(streakKinds == [.failure, .failure, .stateTransition])
+    }
+
     @Test("an ignored error gives back its half-open permit")
     func ignoredReleasesPermit() async throws {
         let clock = TestClock()

@@ -534,6 +534,18 @@ public actor CircuitBreaker {
 
     private nonisolated func publish(_ transition: CircuitBreakerStateMachine.Transition?) {
         guard let transition, self.broadcaster.hasConsumers else { return }
+        switch transition.exceededRate {
+        case .failureRate(let rate):
+            self.broadcaster.publish(
+                CircuitBreakerEvent(kind: .failureRateExceeded, breakerName: self.name, rate: rate)
+            )
+        case .slowCallRate(let rate):
+            self.broadcaster.publish(
+                CircuitBreakerEvent(kind: .slowCallRateExceeded, breakerName: self.name, rate: rate)
+            )
+        case nil:
+            break
+        }
         self.broadcaster.publish(
             CircuitBreakerEvent(
                 kind: .stateTransition,

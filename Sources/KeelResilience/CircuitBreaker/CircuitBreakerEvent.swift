@@ -12,6 +12,8 @@ public struct CircuitBreakerEvent: Sendable, CustomStringConvertible {
             case notPermitted
             case slowCall
             case reset
+            case failureRateExceeded
+            case slowCallRateExceeded
         }
 
         private let base: Base
@@ -34,6 +36,13 @@ public struct CircuitBreakerEvent: Sendable, CustomStringConvertible {
         public static let slowCall = Kind(.slowCall)
         /// The breaker was reset (published besides the transition to closed, if any).
         public static let reset = Kind(.reset)
+        /// The failure rate reached its threshold (``CircuitBreakerEvent/rate``), in the window of a
+        /// closed breaker or among the probes of a half-open one; published just before the
+        /// transition to open it causes.
+        public static let failureRateExceeded = Kind(.failureRateExceeded)
+        /// The slow-call rate reached its threshold (``CircuitBreakerEvent/rate``); published just
+        /// before the transition to open it causes.
+        public static let slowCallRateExceeded = Kind(.slowCallRateExceeded)
 
         /// The kind's name.
         public var description: String {
@@ -45,6 +54,8 @@ public struct CircuitBreakerEvent: Sendable, CustomStringConvertible {
             case .notPermitted: "notPermitted"
             case .slowCall: "slowCall"
             case .reset: "reset"
+            case .failureRateExceeded: "failureRateExceeded"
+            case .slowCallRateExceeded: "slowCallRateExceeded"
             }
         }
     }
@@ -64,6 +75,8 @@ public struct CircuitBreakerEvent: Sendable, CustomStringConvertible {
     public var error: (any Error)?
     /// For a rejection, why.
     public var rejection: CircuitBreakerError.Code?
+    /// For ``Kind/failureRateExceeded`` and ``Kind/slowCallRateExceeded``, the rate (0 to 1).
+    public var rate: Double?
 
     /// Creates an event.
     /// - Parameters:
@@ -74,6 +87,7 @@ public struct CircuitBreakerEvent: Sendable, CustomStringConvertible {
     ///   - duration: A call's duration or an opening's length.
     ///   - error: The error of a failure or an ignored error.
     ///   - rejection: Why a call was rejected.
+    ///   - rate: The rate that reached its threshold.
     public init(
         kind: Kind,
         breakerName: String,
@@ -81,7 +95,8 @@ public struct CircuitBreakerEvent: Sendable, CustomStringConvertible {
         toState: CircuitBreaker.State? = nil,
         duration: Duration? = nil,
         error: (any Error)? = nil,
-        rejection: CircuitBreakerError.Code? = nil
+        rejection: CircuitBreakerError.Code? = nil,
+        rate: Double? = nil
     ) {
         self.kind = kind
         self.breakerName = breakerName
@@ -90,6 +105,7 @@ public struct CircuitBreakerEvent: Sendable, CustomStringConvertible {
         self.duration = duration
         self.error = error
         self.rejection = rejection
+        self.rate = rate
     }
 
     /// A one-line summary, such as `breaker 'payments': closed -> open`.
@@ -99,6 +115,7 @@ public struct CircuitBreakerEvent: Sendable, CustomStringConvertible {
         }
         var text = "breaker '\(self.breakerName)': \(self.kind)"
         if let rejection = self.rejection { text += " (\(rejection))" }
+        if let rate = self.rate { text += " (\(rate))" }
         if let error = self.error { text += " (\(error))" }
         return text
     }

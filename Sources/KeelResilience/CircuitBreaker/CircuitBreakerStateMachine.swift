@@ -72,6 +72,14 @@ struct CircuitBreakerStateMachine: Sendable {
         var openDuration: Duration?
         /// A timer the breaker must arm: at this offset, call ``timerFired(generation:now:)``.
         var timerDeadline: Duration?
+        /// For an opening that a rate caused, which rate and its value.
+        var exceededRate: ExceededRate?
+    }
+
+    /// A rate that reached its threshold and opened the breaker.
+    enum ExceededRate: Sendable, Equatable {
+        case failureRate(Double)
+        case slowCallRate(Double)
     }
 
     /// What ``admit(now:)`` decided.
@@ -220,7 +228,10 @@ struct CircuitBreakerStateMachine: Sendable {
             return nil
         case (.closed, .closed):
             guard self.count(outcome, isSlow: isSlow, now: now()) else { return nil }
-            return self.shouldOpenFromClosed() ? self.moveToOpen(now: now()) : nil
+            guard let reason = self.reasonToOpenFromClosed() else { return nil }
+            var transition = self.moveToOpen(now: now())
+            if case .rate(let rate) = reason { transition.exceededRate = rate }
+            return transition
         case (.metricsOnly, .metricsOnly):
             self.count(outcome, isSlow: isSlow, now: now())
             return nil
@@ -321,32 +332,49 @@ struct CircuitBreakerStateMachine: Sendable {
 
     // MARK: Transitions
 
-    private func shouldOpenFromClosed() -> Bool {
+    /// Why a closed breaker opens.
+    private enum OpenReason {
+        case consecutiveFailures
+        case rate(ExceededRate)
+    }
+
+    /// Why a closed breaker must open now, if it must.
+    private func reasonToOpenFromClosed() -> OpenReason? {
         if self.consecutiveFailures >= self.consecutiveFailureThreshold {
-            return true
+            return .consecutiveFailures
         }
         let totals = self.window.totals
-        guard totals.calls >= self.minimumNumberOfCalls else { return false }
+        guard totals.calls >= self.minimumNumberOfCalls else { return nil }
         let calls = Double(totals.calls)
-        if let threshold = self.failureRateThreshold, Double(totals.failures) / calls >= threshold {
-            return true
+        let failureRate = Double(totals.failures) / calls
+        if let threshold = self.failureRateThreshold, failureRate >= threshold {
+            return .rate(.failureRate(failureRate))
         }
-        if let threshold = self.slowCallRateThreshold, Double(totals.slowCalls) / calls >= threshold {
-            return true
+        let slowCallRate = Double(totals.slowCalls) / calls
+        if let threshold = self.slowCallRateThreshold, slowCallRate >= threshold {
+            return .rate(.slowCallRate(slowCallRate))
         }
-        return false
+        return nil
     }
 
     /// Closes or re-opens once the probes' outcome is certain.
     private mutating func decideHalfOpen(_ probes: HalfOpen, now: Duration) -> Transition? {
         let permitted = Double(self.permittedCallsInHalfOpen)
         // Without a failure-rate threshold, any failed probe re-opens.
-        let failureThreshold = self.failureRateThreshold ?? .leastNonzeroMagnitude
-        if Double(probes.failures) / permitted >= failureThreshold {
+        let failureRate = Double(probes.failures) / permitted
+        if let threshold = self.failureRateThreshold, failureRate >= threshold {
+            var transition = self.reopen(after: probes, now: now)
+            transition.exceededRate = .failureRate(failureRate)
+            return transition
+        }
+        if self.failureRateThreshold == nil && probes.failures > 0 {
             return self.reopen(after: probes, now: now)
         }
-        if let threshold = self.slowCallRateThreshold, Double(probes.slowCalls) / permitted >= threshold {
-            return self.reopen(after: probes, now: now)
+        let slowCallRate = Double(probes.slowCalls) / permitted
+        if let threshold = self.slowCallRateThreshold, slowCallRate >= threshold {
+            var transition = self.reopen(after: probes, now: now)
+            transition.exceededRate = .slowCallRate(slowCallRate)
+            return transition
         }
         guard probes.completed >= self.permittedCallsInHalfOpen else { return nil }
         self.consecutiveOpenings = 0
