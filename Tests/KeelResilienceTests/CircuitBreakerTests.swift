@@ -145,10 +145,14 @@ struct CircuitBreakerTests {
         }
         #expect(breaker.state == .open)
         var kinds: [CircuitBreakerEvent.Kind] = []
-        for _ in 0..<7 {
+        for _ in 0..<8 {
             if let event = await events.next() { kinds.append(event.kind) }
         }
-        #expect(kinds == [.success, .success, .slowCall, .success, .success, .slowCall, .stateTransition])
+        #expect(
+            kinds == [
+                .success, .success, .slowCall, .success, .success, .slowCall, .slowCallRateExceeded, .stateTransition,
+            ]
+        )
     }
 
     @Test("ignored errors do not count and pass through unchanged; unlisted errors count as successes")
