@@ -76,7 +76,7 @@ struct StockReservation: Sendable, Codable, Hashable {
 ///
 /// The route of this request carries a resilience pipeline (see `PaymentResilience`): a call may
 /// be retried, cut short by a timeout, or refused at once by an open circuit breaker or a full
-/// bulkhead, which the caller sees as a `RequestError` with code `rejected`.
+/// bulkhead, which the caller sees as a `RequestError` with code `circuitOpen` or `bulkheadFull`.
 struct ChargePayment: ServiceRequest {
     typealias Response = PaymentReceipt
     var userID: Int

@@ -148,7 +148,8 @@ do {
     try await host.register(OrderService())
     try await host.register(notifications)
     // Every call of `ChargePayment`, whoever makes it, runs through the pipeline; a refusal by one
-    // of its strategies reaches the caller as a `RequestError` with code `rejected`.
+    // of its strategies reaches the caller as a `RequestError` whose code names it: `circuitOpen`,
+    // `bulkheadFull` (or `deadlineExceeded` for the timeout).
     await host.setPolicy(payments.pipeline, for: ChargePayment.self)
     // Checks the dependency graph, then starts services in dependency order: user, catalog,
     // inventory and payment first (concurrently), then order and notification.
@@ -224,8 +225,8 @@ let openFor = milliseconds(PaymentResilience.openDuration)
 print("    a circuit breaker: opens for \(openFor) when half of the last 10 attempts failed;")
 print("    a bulkhead: 2 calls at the gateway at once, 1 more may wait 15 ms, the rest are turned away;")
 print("    a timeout of \(milliseconds(PaymentResilience.attemptTimeout)) per attempt.")
-print("  A refusal by one of them reaches the order service as a RequestError with code `rejected`,")
-print("  a timeout as `deadlineExceeded`.")
+print("  A refusal by one of them reaches the order service as a RequestError with code `circuitOpen`")
+print("  or `bulkheadFull`, a timeout as `deadlineExceeded`.")
 
 // The breaker publishes what happens to it as an `AsyncSequence`. A child task of this program
 // collects the state transitions while the orders run; the stream, and with it the task, ends

@@ -35,9 +35,49 @@ struct ResiliencePolicyTests {
             let rejected = try await #require(throws: RequestError.self) {
                 try await test.client.send(HostFixtures.Work(value: 99))
             }
-            #expect(rejected.code == .rejected)
+            #expect(rejected.code == .circuitOpen)
             #expect(rejected.underlying is CircuitBreakerError)
             #expect(calls.all == [0, 1, 2], "the open breaker did not call the handler")
+        }
+    }
+
+    @Test("a full bulkhead and a rate limit on a route reach the caller with codes of their own")
+    func bulkheadAndRateLimitCodes() async throws {
+        let gate = HostFixtures.Gate()
+        let worker = HostFixtures.Worker { request in
+            if request.value == 0 { try await gate.wait() }
+        }
+        let clock = TestClock()
+        var settings = TestHost.defaultConfiguration
+        settings.healthCheckTimeout = nil
+        try await TestHost.with(services: [worker], configuration: settings, clock: clock) { test in
+            let bulkhead = Bulkhead(name: "one", configuration: .init(maxConcurrent: 1, maxQueued: 0, maxWait: nil))
+            await test.host.setPolicy(ResiliencePipeline { bulkhead }, for: HostFixtures.Work.self)
+            async let held: Void = { _ = try? await test.client.send(HostFixtures.Work(value: 0)) }()
+            while bulkhead.metrics.inFlight < 1 { await Task.yield() }
+            let full = try await #require(throws: RequestError.self) {
+                try await test.client.send(HostFixtures.Work(value: 1))
+            }
+            #expect(full.code == .bulkheadFull)
+            #expect(full.underlying is BulkheadError)
+            gate.open()
+            await held
+
+            let limiter = RateLimiter(
+                name: "once",
+                configuration: .init(
+                    algorithm: .tokenBucket(capacity: 1, refillAmount: 1, refillInterval: .seconds(60)),
+                    maxWait: .zero
+                ),
+                clock: clock
+            )
+            await test.host.setPolicy(ResiliencePipeline { limiter }, for: HostFixtures.Work.self)
+            _ = try await test.client.send(HostFixtures.Work(value: 2))
+            let limited = try await #require(throws: RequestError.self) {
+                try await test.client.send(HostFixtures.Work(value: 3))
+            }
+            #expect(limited.code == .rateLimited)
+            #expect(limited.underlying is RateLimiterError)
         }
     }
 

@@ -9,6 +9,7 @@ public struct RequestError: Error, Sendable, CustomStringConvertible {
         private enum Base: String, Hashable, Sendable {
             case noHandler, undeclaredDependency, noHealthyInstance, deadlineExceeded
             case handlerFailed, shuttingDown, cancelled, rejected
+            case circuitOpen, bulkheadFull, rateLimited
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -28,9 +29,20 @@ public struct RequestError: Error, Sendable, CustomStringConvertible {
         public static let shuttingDown = Code(.shuttingDown)
         /// The caller's task was cancelled.
         public static let cancelled = Code(.cancelled)
-        /// The route's policy refused the call (a circuit breaker is open, a bulkhead is full…);
-        /// ``RequestError/underlying`` is the policy's error.
+        /// The route's policy refused the call for a reason of its own (not one of the three
+        /// below: a custom policy, a hedge or a fallback that gave up…); ``RequestError/underlying``
+        /// is the policy's error.
         public static let rejected = Code(.rejected)
+        /// A circuit breaker in the route's policy is open (or forced open, or its half-open
+        /// probes are all taken) and refused the call without running it;
+        /// ``RequestError/underlying`` is the `CircuitBreakerError`.
+        public static let circuitOpen = Code(.circuitOpen)
+        /// A bulkhead in the route's policy is full (its queue too, or the wait ran out);
+        /// ``RequestError/underlying`` is the `BulkheadError`.
+        public static let bulkheadFull = Code(.bulkheadFull)
+        /// A rate limiter in the route's policy refused the call; ``RequestError/underlying`` is
+        /// the `RateLimiterError`.
+        public static let rateLimited = Code(.rateLimited)
 
         /// The code's name.
         public var description: String { self.base.rawValue }

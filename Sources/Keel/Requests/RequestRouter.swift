@@ -301,13 +301,14 @@ final class RequestRouter: Sendable {
                     underlying: error
                 )
             }
-            throw RequestError(
-                code: .rejected,
-                request: R.name,
-                service: route.service,
-                message: "the route's policy refused the call",
-                underlying: error
-            )
+            let (code, message): (RequestError.Code, String) =
+                switch error {
+                case is CircuitBreakerError: (.circuitOpen, "a circuit breaker on the route refused the call")
+                case is BulkheadError: (.bulkheadFull, "a bulkhead on the route is full")
+                case is RateLimiterError: (.rateLimited, "a rate limiter on the route refused the call")
+                default: (.rejected, "the route's policy refused the call")
+                }
+            throw RequestError(code: code, request: R.name, service: route.service, message: message, underlying: error)
         }
     }
 
