@@ -322,6 +322,25 @@ struct RequestChannelTests {
         }
     }
 
+    @Test(
+        "a deadline made on another kind of clock than the host's fails the call as invalidDeadline, without running it"
+    )
+    func deadlineOnAnotherClock() async throws {
+        let worker = Worker()
+        try await TestHost.with(worker, clock: TestClock()) { test in
+            let foreign = Deadline.after(.seconds(5), on: ContinuousClock())
+            let error = try #require(
+                await HostFixtures.failure { try await test.client.send(Work(value: 1), deadline: foreign) }
+            )
+            #expect(error.code == .invalidDeadline)
+            #expect(error.service == "worker")
+            #expect(await worker.handled == 0)
+            // A deadline on the host's own clock runs.
+            _ = try await test.client.send(Work(value: 2), deadline: .after(.seconds(5), on: test.clock))
+            #expect(await worker.handled == 1)
+        }
+    }
+
     @Test("a policy's refusal reaches the caller as rejected, without calling the handler")
     func policyRejects() async throws {
         let rejection = HostFixtures.ProbePolicy.Rejection(reason: "circuit open")

@@ -9,7 +9,7 @@ public struct RequestError: Error, Sendable, CustomStringConvertible {
         private enum Base: String, Hashable, Sendable {
             case noHandler, undeclaredDependency, noHealthyInstance, deadlineExceeded
             case handlerFailed, shuttingDown, cancelled, rejected
-            case circuitOpen, bulkheadFull, rateLimited
+            case circuitOpen, bulkheadFull, rateLimited, invalidDeadline
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -25,6 +25,11 @@ public struct RequestError: Error, Sendable, CustomStringConvertible {
         public static let deadlineExceeded = Code(.deadlineExceeded)
         /// The handler threw; ``RequestError/underlying`` is what it threw.
         public static let handlerFailed = Code(.handlerFailed)
+        /// The call's deadline (its own or the one it inherited) was made on a clock of another
+        /// kind than the host's — a `ContinuousClock` deadline on a host driven by a test clock,
+        /// or the reverse — so the host cannot measure it; the call did not run. Make deadlines
+        /// with `RequestClient.send(_:timeout:)` or on the clock the host was given.
+        public static let invalidDeadline = Code(.invalidDeadline)
         /// The host is shutting down and takes no new requests.
         public static let shuttingDown = Code(.shuttingDown)
         /// The caller's task was cancelled.

@@ -212,11 +212,21 @@ final class RequestRouter: Sendable {
         caller: ServiceName?,
         deadline: Deadline?
     ) async throws(RequestError) -> R.Response {
-        guard let deadline, let remaining = deadline.remaining(onAny: self.clock) else {
+        guard let deadline else {
             if route.policy == nil {
                 return try await self.invoke(request, route: route)
             }
             return try await self.applyPolicy(request, route: route, caller: caller)
+        }
+        guard let remaining = deadline.remaining(onAny: self.clock) else {
+            // Running the call unbounded would drop the caller's deadline without a word.
+            throw RequestError(
+                code: .invalidDeadline,
+                request: R.name,
+                service: route.service,
+                message:
+                    "the deadline \(deadline) was made on another kind of clock than the host's (\(type(of: self.clock)))"
+            )
         }
         guard remaining > .zero else {
             throw RequestError(
