@@ -479,6 +479,45 @@ struct CircuitBreakerTests {
         #expect(streakKinds == [.failure, .failure, .stateTransition])
     }
 
+    @Test(
+        "an attempt cancelled after the caller's deadline passed is a failure by default; before it, or with the option off, it does not count",
+        arguments: [true, false]
+    )
+    func deadlineCutsAreFailures(counts: Bool) async throws {
+        let clock = TestClock()
+        let breaker = Self.breaker(clock: clock) {
+            $0.failureRateThreshold = nil
+            $0.consecutiveFailureThreshold = 2
+            $0.countsDeadlineExceededAsFailure = counts
+        }
+        var root = TraceContext.makeRoot(using: RandomSource(seed: 5))
+        root.deadline = Deadline.after(.seconds(1), on: clock)
+        let context = root
+        // What the request channel does when a deadline fires: it cancels the attempt's task.
+        @Sendable func attempt(passingTheDeadline: Bool) async {
+            let task = Task {
+                try await TraceContext.$current.withValue(context) {
+                    try await breaker.run { () async throws -> Int in
+                        if passingTheDeadline { clock.advance(by: .seconds(1)) }
+                        withUnsafeCurrentTask { $0?.cancel() }
+                        throw CancellationError()
+                    }
+                }
+            }
+            _ = await task.result
+        }
+        await attempt(passingTheDeadline: false)
+        #expect(breaker.metrics.consecutiveFailures == 0, "a caller that gave up early")
+        await attempt(passingTheDeadline: true)
+        await attempt(passingTheDeadline: false)  // the deadline has passed now: cut by it
+        if counts {
+            #expect(breaker.state == .open)
+        } else {
+            #expect(breaker.state == .closed)
+            #expect(breaker.metrics.bufferedCalls == 0)
+        }
+    }
+
     @Test("an ignored error gives back its half-open permit")
     func ignoredReleasesPermit() async throws {
         let clock = TestClock()

@@ -41,6 +41,38 @@ struct ResiliencePolicyTests {
         }
     }
 
+    @Test("calls cut by their deadline count as failures of a breaker on the route, and open it")
+    func deadlineCutsOpenTheBreaker() async throws {
+        let gate = HostFixtures.Gate()
+        let worker = HostFixtures.Worker { _ in try await gate.wait() }
+        let clock = TestClock()
+        var settings = TestHost.defaultConfiguration
+        settings.healthCheckTimeout = nil
+        try await TestHost.with(services: [worker], configuration: settings, clock: clock) { test in
+            var configuration = CircuitBreaker.Configuration()
+            configuration.failureRateThreshold = nil
+            configuration.consecutiveFailureThreshold = 2
+            let breaker = CircuitBreaker(name: "slow", configuration: configuration, clock: clock)
+            await test.host.setPolicy(ResiliencePipeline { breaker }, for: HostFixtures.Work.self)
+            for value in 0..<2 {
+                async let outcome: RequestError? = {
+                    do throws(RequestError) {
+                        _ = try await test.client.send(HostFixtures.Work(value: value), timeout: .milliseconds(50))
+                        return nil
+                    } catch {
+                        return error
+                    }
+                }()
+                await clock.waitForSleepers(count: 1)
+                clock.advance(by: .milliseconds(50))
+                let error = try #require(await outcome)
+                #expect(error.code == .deadlineExceeded)
+            }
+            #expect(breaker.state == .open, "two attempts cut by their deadlines")
+            gate.open()
+        }
+    }
+
     @Test("a full bulkhead and a rate limit on a route reach the caller with codes of their own")
     func bulkheadAndRateLimitCodes() async throws {
         let gate = HostFixtures.Gate()

@@ -89,8 +89,18 @@ extension CircuitBreaker {
         /// Which thrown errors count as failures. Default: ``ErrorClassification/allButRejections``,
         /// every error except the refusals of other strategies in the same pipeline (a full
         /// bulkhead, a rate limit, another breaker), which say nothing about the dependency's
-        /// health. `CancellationError` never counts, whatever the classification says.
+        /// health. `CancellationError` does not count, whatever the classification says, unless
+        /// the caller's deadline had passed (see ``countsDeadlineExceededAsFailure``).
         public var errorClassification: ErrorClassification = .allButRejections
+
+        /// Whether an attempt that ends cancelled after the caller's deadline has passed (the
+        /// deadline of the current `TraceContext`, read on the breaker's clock) counts as a
+        /// failure. Default `true`: a dependency that is always too slow for its callers'
+        /// deadlines is unhealthy for them, and the request channel cancels such an attempt when
+        /// the deadline fires, so counting it as a cancellation would never open the breaker.
+        /// `false` treats it as any other cancellation: not counted. A caller that gives up
+        /// before its deadline (task cancelled, deadline not passed) never counts either way.
+        public var countsDeadlineExceededAsFailure: Bool = true
 
         /// Whether a returned value counts as a failure (for example a response with status
         /// 503); `nil` (the default): every returned value is a success. Called on the caller's
@@ -273,8 +283,9 @@ extension CircuitBreaker.Configuration {
 
     /// Which thrown errors count as failures, and which are ignored.
     ///
-    /// The breaker classifies an error in this order: `CancellationError` is never a failure (it
-    /// is treated as ignored); an ignored error is neither a failure nor a success and gives back
+    /// The breaker classifies an error in this order: `CancellationError` is not a failure (it
+    /// is treated as ignored) unless the caller's deadline had passed
+    /// (``CircuitBreaker/Configuration/countsDeadlineExceededAsFailure``); an ignored error is neither a failure nor a success and gives back
     /// its half-open permit; a recorded error is a failure; any other error counts as a success
     /// (the remote side answered, if with an error of the caller's making). Classification runs on
     /// the caller's task, outside any lock.

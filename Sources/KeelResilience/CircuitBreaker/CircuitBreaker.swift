@@ -68,6 +68,9 @@ public actor CircuitBreaker {
 
     /// Time since the breaker was made, on its clock.
     private nonisolated let now: @Sendable () -> Duration
+    /// The clock, to read the caller's deadline on (see ``Configuration/countsDeadlineExceededAsFailure``).
+    private nonisolated let clock: any Clock<Duration>
+    private nonisolated let countsDeadlineExceededAsFailure: Bool
     /// Sleeps on the breaker's clock until the given offset.
     private nonisolated let sleepUntil: @Sendable (Duration) async throws -> Void
     private nonisolated let taskExecutor: (any TaskExecutor)?
@@ -133,6 +136,8 @@ public actor CircuitBreaker {
         self.machine = Lock(CircuitBreakerStateMachine(configuration: configuration, random: random))
         let origin = clock.now
         self.now = { origin.duration(to: clock.now) }
+        self.clock = clock
+        self.countsDeadlineExceededAsFailure = configuration.countsDeadlineExceededAsFailure
         self.sleepUntil = { offset in try await clock.sleep(until: origin.advanced(by: offset), tolerance: nil) }
         self.taskExecutor = taskExecutor
         self.measuresCallDuration = configuration.slowCallDurationThreshold != nil
@@ -158,8 +163,10 @@ public actor CircuitBreaker {
     /// suspend, and throws ``CircuitBreakerError``. An admitted call's outcome is classified on the
     /// calling task: a returned value is a success unless ``Configuration/isFailureResult`` says
     /// otherwise; a thrown error is classified by ``Configuration/errorClassification``, except
-    /// that `CancellationError` (or any error thrown while the calling task is cancelled) never
-    /// counts and gives back a half-open permit, as an ignored error does.
+    /// that `CancellationError` (or any error thrown while the calling task is cancelled) does not
+    /// count and gives back a half-open permit, as an ignored error does — unless the caller's
+    /// deadline had passed, which counts as a failure (see
+    /// ``Configuration/countsDeadlineExceededAsFailure``).
     ///
     /// The call suspends only inside `operation`: admission and recording are synchronous, and a
     /// transition that needs a timer starts it without waiting. `run` is ``acquirePermit()``
@@ -265,7 +272,16 @@ public actor CircuitBreaker {
 
     /// Classifies an error thrown by a permitted call.
     nonisolated func classify(_ error: any Error) -> CircuitBreakerStateMachine.Outcome {
-        if error is CancellationError || Task.isCancelled { return .cancelled }
+        if error is CancellationError || Task.isCancelled {
+            // Cut short by the caller's deadline, not by a caller that gave up: the dependency
+            // was too slow for it.
+            if self.countsDeadlineExceededAsFailure, let deadline = TraceContext.current?.deadline,
+                deadline.hasPassed(onAny: self.clock)
+            {
+                return .failure
+            }
+            return .cancelled
+        }
         if self.errorClassification.isIgnored(error) { return .ignored }
         return self.errorClassification.isRecorded(error) ? .failure : .success
     }
