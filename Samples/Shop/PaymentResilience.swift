@@ -97,8 +97,9 @@ struct PaymentResilience: Sendable {
         switch error {
         case is TimeoutError:
             true
-        case let error as RequestError:
-            error.underlying is GatewayError
+        case is GatewayError:
+            // The strategies of a route see the handler's own error, not the RequestError around it.
+            true
         default:
             false
         }

@@ -41,6 +41,41 @@ struct ResiliencePolicyTests {
         }
     }
 
+    @Test("strategies on a route classify the handler's own error; the caller still gets handlerFailed")
+    func strategiesSeeTheHandlersError() async throws {
+        struct Harmless: Error {}
+        let worker = HostFixtures.Worker { request in
+            if request.value < 2 { throw Outage() }
+            throw Harmless()
+        }
+        let clock = TestClock()
+        var settings = TestHost.defaultConfiguration
+        settings.healthCheckTimeout = nil
+        try await TestHost.with(services: [worker], configuration: settings, clock: clock) { test in
+            var configuration = CircuitBreaker.Configuration()
+            configuration.failureRateThreshold = nil
+            configuration.consecutiveFailureThreshold = 2
+            configuration.errorClassification = .lists(record: [Outage.self])
+            let breaker = CircuitBreaker(name: "typed", configuration: configuration, clock: clock)
+            await test.host.setPolicy(ResiliencePipeline { breaker }, for: HostFixtures.Work.self)
+            // An error the breaker does not record: a success for it, and the caller sees it as is.
+            let harmless = try await #require(throws: RequestError.self) {
+                try await test.client.send(HostFixtures.Work(value: 5))
+            }
+            #expect(harmless.code == .handlerFailed)
+            #expect(harmless.underlying is Harmless)
+            for value in 0..<2 {
+                let error = try await #require(throws: RequestError.self) {
+                    try await test.client.send(HostFixtures.Work(value: value))
+                }
+                #expect(error.code == .handlerFailed)
+                #expect(error.underlying is Outage)
+                #expect(error.service == "worker")
+            }
+            #expect(breaker.state == .open, "two recorded Outage failures in a row")
+        }
+    }
+
     @Test("calls cut by their deadline count as failures of a breaker on the route, and open it")
     func deadlineCutsOpenTheBreaker() async throws {
         let gate = HostFixtures.Gate()

@@ -8,10 +8,14 @@
 ///
 /// `operation` throws ``RequestError``: a handler's failure arrives as
 /// ``RequestError/Code-swift.struct/handlerFailed`` with the handler's error as
-/// ``RequestError/underlying``, so a policy can classify failures. Any error the policy throws
-/// that is not a `RequestError` reaches the caller as ``RequestError/Code-swift.struct/rejected``,
-/// except a KeelResilience `TimeoutError`, which reaches it as
-/// ``RequestError/Code-swift.struct/deadlineExceeded``; either way the policy's error is the cause.
+/// ``RequestError/underlying``, so a policy can classify failures (a `ResiliencePipeline` unwraps
+/// it for its strategies: see `ResiliencePipeline.execute(_:operation:)`). Any error the
+/// policy throws that is not a `RequestError` reaches the caller as
+/// ``RequestError/Code-swift.struct/circuitOpen``, ``RequestError/Code-swift.struct/bulkheadFull``
+/// or ``RequestError/Code-swift.struct/rateLimited`` for a KeelResilience breaker's, bulkhead's or
+/// rate limiter's refusal, ``RequestError/Code-swift.struct/deadlineExceeded`` for a
+/// `TimeoutError`, and ``RequestError/Code-swift.struct/rejected`` otherwise; the policy's error is
+/// the cause.
 /// `operation` may be run from child tasks (hedging, timeouts); it inherits the caller's trace
 /// context and deadline.
 ///
