@@ -322,6 +322,49 @@ struct RequestChannelTests {
         }
     }
 
+    struct Archive: ServiceRequest {
+        typealias Response = Done
+        var id: Int
+    }
+
+    struct Forget: ServiceRequest {
+        typealias Response = Done
+        var id: Int
+    }
+
+    struct Refused: Error {}
+
+    actor Archivist: ServiceActor {
+        static let name: ServiceName = "archivist"
+        private(set) var archived: [Int] = []
+        private(set) var forgotten: [String] = []
+
+        nonisolated func registerHandlers(_ handlers: inout RequestHandlers<Archivist>) {
+            handlers.on(Archive.self) { service, request in
+                service.archived.append(request.id)
+            }
+            handlers.on(Forget.self) { service, request, environment in
+                guard request.id >= 0 else { throw Refused() }
+                service.forgotten.append("\(environment.name)/\(request.id)")
+            }
+        }
+    }
+
+    @Test("a request can answer only done: its handler returns nothing, the caller gets Done once it has run")
+    func doneResponses() async throws {
+        let archivist = Archivist()
+        try await TestHost.with(archivist) { test in
+            let done: Done = try await test.client.send(Archive(id: 7))
+            #expect(done == Done())
+            #expect(await archivist.archived == [7])
+            _ = try await test.client.send(Forget(id: 3))
+            #expect(await archivist.forgotten == ["archivist/3"])
+            let error = try #require(await HostFixtures.failure { try await test.client.send(Forget(id: -1)) })
+            #expect(error.code == .handlerFailed)
+            #expect(error.underlying is Refused)
+        }
+    }
+
     @Test(
         "a deadline made on another kind of clock than the host's fails the call as invalidDeadline, without running it"
     )

@@ -36,6 +36,7 @@ public struct RequestHandlers<Service: ServiceActor> {
     /// - Parameters:
     ///   - type: The request type.
     ///   - handler: The handler, given the isolated service and the request.
+    @_disfavoredOverload  // for a `Done` response, the overload whose handler returns nothing
     public mutating func on<R: ServiceRequest>(
         _ type: R.Type,
         _ handler: @escaping @Sendable (isolated Service, R) async throws -> R.Response
@@ -61,6 +62,7 @@ public struct RequestHandlers<Service: ServiceActor> {
     /// - Parameters:
     ///   - type: The request type.
     ///   - handler: The handler, given the isolated service, the request and the environment.
+    @_disfavoredOverload  // for a `Done` response, the overload whose handler returns nothing
     public mutating func on<R: ServiceRequest>(
         _ type: R.Type,
         _ handler: @escaping @Sendable (isolated Service, R, ServiceEnvironment) async throws -> R.Response
@@ -69,6 +71,40 @@ public struct RequestHandlers<Service: ServiceActor> {
         self.on(type) { service, request in
             guard let environment = box.value else { throw EnvironmentBox.NotStarted(service: Service.name) }
             return try await handler(service, request, environment)
+        }
+    }
+}
+
+extension RequestHandlers {
+    /// Declares the handler for requests of type `type`, whose response is ``Done``: the handler
+    /// returns nothing, and the caller receives `Done()` once it has returned. Otherwise it is
+    /// the handler of any request: it runs on the service's actor in the caller's task, and what
+    /// it throws reaches the caller as ``RequestError/Code-swift.struct/handlerFailed``.
+    /// - Parameters:
+    ///   - type: The request type.
+    ///   - handler: The handler, given the isolated service and the request.
+    public mutating func on<R: ServiceRequest>(
+        _ type: R.Type,
+        _ handler: @escaping @Sendable (isolated Service, R) async throws -> Void
+    ) where R.Response == Done {
+        self.on(type) { (service: isolated Service, request: R) async throws -> Done in
+            try await handler(service, request)
+            return Done()
+        }
+    }
+
+    /// Declares the handler for requests of type `type`, whose response is ``Done``, with the
+    /// instance's ``ServiceEnvironment``; the handler returns nothing.
+    /// - Parameters:
+    ///   - type: The request type.
+    ///   - handler: The handler, given the isolated service, the request and the environment.
+    public mutating func on<R: ServiceRequest>(
+        _ type: R.Type,
+        _ handler: @escaping @Sendable (isolated Service, R, ServiceEnvironment) async throws -> Void
+    ) where R.Response == Done {
+        self.on(type) { (service: isolated Service, request: R, environment: ServiceEnvironment) async throws -> Done in
+            try await handler(service, request, environment)
+            return Done()
         }
     }
 }

@@ -24,3 +24,27 @@ extension ServiceRequest {
     /// The type's name.
     public static var name: String { String(describing: Self.self) }
 }
+
+/// The response of a request that answers only "done": its handler returns nothing.
+///
+/// A response must be `Codable`, and `Void` is not; a request that has nothing to return declares
+/// `Done` as its response and registers a handler that returns nothing:
+///
+/// ```swift
+/// struct ArchiveOrder: ServiceRequest {
+///     typealias Response = Done
+///     var orderID: Int
+/// }
+///
+/// handlers.on(ArchiveOrder.self) { service, request in
+///     service.archive(request.orderID)
+/// }
+/// _ = try await client.send(ArchiveOrder(orderID: 7))  // returns once the handler has
+/// ```
+public struct Done: Sendable, Codable, Hashable, CustomStringConvertible {
+    /// The one value.
+    public init() {}
+
+    /// `done`.
+    public var description: String { "done" }
+}
