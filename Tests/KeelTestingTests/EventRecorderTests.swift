@@ -129,7 +129,29 @@ struct EventRecorderTests {
                 #expect(error?.matched == 2)
                 #expect(error?.recordedTopics == [Ping.topic, Ping.topic])
                 #expect(error?.description.contains("expected 5 matching events, got 2") == true)
+                #expect(error?.realTimeLimit == nil, "the test clock's timeout, not the safety net")
             }
+        }
+    }
+
+    @Test("on a test clock nobody advances, waitFor gives up after its real-time limit and says so")
+    func realTimeSafetyNet() async throws {
+        try await self.withRecorder { bus, recorder, clock in
+            try await bus.publish(Ping(number: 1))
+            _ = try await recorder.waitFor(count: 1, of: Ping.self, timeout: .seconds(1), clock: clock)
+            let error = await #expect(throws: EventRecorder.TimeoutError.self) {
+                try await recorder.waitFor(
+                    count: 2,
+                    of: Ping.self,
+                    timeout: .seconds(5),
+                    clock: clock,
+                    realTimeLimit: .milliseconds(20)
+                )
+            }
+            #expect(error?.realTimeLimit == .milliseconds(20))
+            #expect(error?.matched == 1)
+            #expect(error?.description.contains("of real time") == true)
+            #expect(clock.now.offset == .zero, "the test clock did not move")
         }
     }
 

@@ -31,10 +31,18 @@ public final class EventRecorder: Sendable {
         public var matched: Int
         /// The topics of every event recorded so far.
         public var recordedTopics: [String]
+        /// When the wait ended by its real-time limit, not by its timeout on the given clock: how
+        /// long it waited in real time (a test clock that nobody advanced never reaches a timeout).
+        public var realTimeLimit: Duration?
 
         /// `expected N matching events, got M (topics…)`.
         public var description: String {
-            "expected \(self.expected) matching events, got \(self.matched); recorded: \(self.recordedTopics)"
+            var text =
+                "expected \(self.expected) matching events, got \(self.matched); recorded: \(self.recordedTopics)"
+            if let realTimeLimit = self.realTimeLimit {
+                text += "; gave up after \(realTimeLimit) of real time (the clock never reached the timeout)"
+            }
+            return text
         }
     }
 
@@ -102,10 +110,17 @@ public final class EventRecorder: Sendable {
     }
 
     /// Waits until `count` recorded events satisfy `predicate` (counting those already recorded).
+    ///
+    /// On a ``TestClock`` the timeout passes only when the test advances the clock, so a test
+    /// that waits for an event that never comes would hang until its time limit. Unless the
+    /// clock is a `ContinuousClock` or a `SuspendingClock`, the wait therefore also ends after
+    /// `realTimeLimit` of real time, with a ``TimeoutError`` that says so.
     /// - Parameters:
     ///   - count: How many.
     ///   - timeout: How long to wait on `clock`.
     ///   - clock: The clock that measures the timeout.
+    ///   - realTimeLimit: The real-time safety net on any other clock; `nil` for none. Default
+    ///     10 seconds.
     ///   - predicate: Which records count.
     /// - Returns: The first `count` matching records.
     /// - Throws: ``TimeoutError`` when time runs out; `CancellationError` when cancelled.
@@ -113,28 +128,44 @@ public final class EventRecorder: Sendable {
         count: Int,
         timeout: Duration,
         clock: C,
+        realTimeLimit: Duration? = .seconds(10),
         where predicate: @escaping @Sendable (Record) -> Bool
     ) async throws -> [Record] {
-        let result: [Record]? = try await withThrowingTaskGroup(of: [Record]?.self) { group in
-            group.addTask { await self.wait(count: count, predicate: predicate) }
+        let isRealTime = clock is ContinuousClock || clock is SuspendingClock
+        let safetyNet = isRealTime ? nil : realTimeLimit
+        let outcome: Outcome = try await withThrowingTaskGroup(of: Outcome.self) { group in
+            group.addTask { .matched(await self.wait(count: count, predicate: predicate)) }
             group.addTask {
                 try await clock.sleep(for: timeout)
-                return nil
+                return .timedOut
+            }
+            if let safetyNet {
+                group.addTask {
+                    try await ContinuousClock().sleep(for: safetyNet)
+                    return .realTimeLimit
+                }
             }
             let first = try await group.next()!
             group.cancelAll()
             return first
         }
-        guard let result, result.count >= count else {
-            try Task.checkCancellation()
-            let records = self.records
-            throw TimeoutError(
-                expected: count,
-                matched: records.filter(predicate).count,
-                recordedTopics: records.map(\.envelope.topic)
-            )
-        }
-        return result
+        if case .matched(let result) = outcome, result.count >= count { return result }
+        try Task.checkCancellation()
+        let records = self.records
+        var error = TimeoutError(
+            expected: count,
+            matched: records.filter(predicate).count,
+            recordedTopics: records.map(\.envelope.topic)
+        )
+        if case .realTimeLimit = outcome { error.realTimeLimit = safetyNet }
+        throw error
+    }
+
+    /// How a wait ended.
+    private enum Outcome: Sendable {
+        case matched([Record])
+        case timedOut
+        case realTimeLimit
     }
 
     /// Waits until `count` events of type `type` that satisfy `predicate` were recorded.
@@ -143,6 +174,9 @@ public final class EventRecorder: Sendable {
     ///   - type: The event type.
     ///   - timeout: How long to wait on `clock`.
     ///   - clock: The clock that measures the timeout.
+    ///   - realTimeLimit: The real-time safety net on a clock other than `ContinuousClock` and
+    ///     `SuspendingClock` (see ``waitFor(count:timeout:clock:realTimeLimit:where:)``); `nil` for
+    ///     none. Default 10 seconds.
     ///   - predicate: Which events count; all by default.
     /// - Returns: The first `count` matching events.
     /// - Throws: ``TimeoutError`` when time runs out; `CancellationError` when cancelled.
@@ -151,9 +185,10 @@ public final class EventRecorder: Sendable {
         of type: E.Type,
         timeout: Duration,
         clock: C,
+        realTimeLimit: Duration? = .seconds(10),
         where predicate: @escaping @Sendable (E) -> Bool = { _ in true }
     ) async throws -> [E] {
-        try await self.waitFor(count: count, timeout: timeout, clock: clock) { record in
+        try await self.waitFor(count: count, timeout: timeout, clock: clock, realTimeLimit: realTimeLimit) { record in
             (record.event as? E).map(predicate) ?? false
         }.compactMap { $0.event as? E }
     }
