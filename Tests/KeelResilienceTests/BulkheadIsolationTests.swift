@@ -262,6 +262,32 @@ struct BulkheadResourcePoolTests {
         )
     }
 
+    @Test("a test waits for a partition's queued callers; an unknown partition is a typed error")
+    func waitForQueuedCallers() async throws {
+        let factory = Factory()
+        let pool = self.makePool(factory)
+        let gate = TestGate()
+        let entered = BulkheadTestArrivals()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await pool.withResource(in: .background) { _ in
+                    entered.arrive()
+                    await gate.wait()
+                }
+            }
+            await entered.wait(for: 1)
+            group.addTask { try await pool.withResource(in: .background) { _ in } }
+            try await pool.waitForQueued(count: 1, in: .background)
+            try await pool.waitForQueued(count: 0, in: .critical)
+            gate.open()
+            try await group.waitForAll()
+        }
+        let error = await #expect(throws: BulkheadError.self) {
+            try await pool.waitForQueued(count: 1, in: BulkheadPartition("nowhere"))
+        }
+        #expect(error?.code == .unknownPartition)
+    }
+
     @Test func analyticsCannotExhaustTheCriticalConnections() async throws {
         let clock = TestClock()
         let factory = Factory()

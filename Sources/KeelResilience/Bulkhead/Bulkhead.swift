@@ -96,8 +96,13 @@ public final class Bulkhead: Sendable {
         self.storage.metrics()
     }
 
-    /// Suspends until at least `count` callers wait in the queue at once (a handshake for tests).
-    package func waitForQueued(count: Int) async {
+    /// Suspends until at least `count` callers wait in the queue at once.
+    ///
+    /// A handshake for tests: once it returns, the callers are queued, and the test can release
+    /// a holder, cancel a waiter or advance the clock past `maxWait` knowing where they stand.
+    /// Returns at once when that many already wait. It is not cancellable: it waits for the count.
+    /// - Parameter count: How many queued callers to wait for.
+    public func waitForQueued(count: Int) async {
         await self.storage.waitForQueued(count: count)
     }
 }

@@ -130,6 +130,25 @@ public final class ResourcePool<Resource: Sendable>: Sendable {
         self.discard = discard
     }
 
+    /// Suspends until at least `count` callers wait for a resource of `partition` at once: a
+    /// handshake for tests (see ``Bulkhead/waitForQueued(count:)``). Returns at once when that
+    /// many already wait.
+    /// - Parameters:
+    ///   - count: How many queued callers to wait for.
+    ///   - partition: A configured partition.
+    /// - Throws: ``BulkheadError`` with ``BulkheadError/Code/unknownPartition`` for a partition the
+    ///   pool was not configured with.
+    public func waitForQueued(count: Int, in partition: BulkheadPartition) async throws(BulkheadError) {
+        guard let pool = self.partitions[partition] else {
+            throw BulkheadError(
+                code: .unknownPartition,
+                bulkhead: self.name,
+                message: "no partition \"\(partition.name)\"; configured: \(self.partitions.keys.sorted().map(\.name))"
+            )
+        }
+        await pool.slots.waitForQueued(count: count)
+    }
+
     /// Lends a resource of `partition` to `body` for its scope.
     ///
     /// Waits (FIFO, up to `maxWait`) while the partition's resources are all lent out; then
