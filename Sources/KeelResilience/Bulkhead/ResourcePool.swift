@@ -139,6 +139,13 @@ public final class ResourcePool<Resource: Sendable>: Sendable {
     /// - Throws: ``BulkheadError`` with ``BulkheadError/Code/unknownPartition`` for a partition the
     ///   pool was not configured with.
     public func waitForQueued(count: Int, in partition: BulkheadPartition) async throws(BulkheadError) {
+        let pool = try self.pool(of: partition)
+        await pool.slots.waitForQueued(count: count)
+    }
+
+    /// The slots and idle resources of `partition`.
+    /// - Throws: ``BulkheadError/Code/unknownPartition`` for a partition not configured.
+    private func pool(of partition: BulkheadPartition) throws(BulkheadError) -> Partition {
         guard let pool = self.partitions[partition] else {
             throw BulkheadError(
                 code: .unknownPartition,
@@ -146,7 +153,7 @@ public final class ResourcePool<Resource: Sendable>: Sendable {
                 message: "no partition \"\(partition.name)\"; configured: \(self.partitions.keys.sorted().map(\.name))"
             )
         }
-        await pool.slots.waitForQueued(count: count)
+        return pool
     }
 
     /// Lends a resource of `partition` to `body` for its scope.
@@ -166,13 +173,7 @@ public final class ResourcePool<Resource: Sendable>: Sendable {
         in partition: BulkheadPartition,
         _ body: (Resource) async throws -> T
     ) async throws -> T {
-        guard let pool = self.partitions[partition] else {
-            throw BulkheadError(
-                code: .unknownPartition,
-                bulkhead: self.name,
-                message: "no partition \"\(partition.name)\"; configured: \(self.partitions.keys.sorted().map(\.name))"
-            )
-        }
+        let pool = try self.pool(of: partition)
         try await pool.slots.acquire(weight: 1)
         let resource: Resource
         do {
