@@ -48,7 +48,10 @@ let package = Package(
         ),
         .testTarget(
             name: "KeelTests",
-            dependencies: ["Keel", "KeelCore", "KeelResilience", "KeelTesting", "KeelTestSupport"],
+            dependencies: [
+                "Keel", "KeelCore", "KeelResilience", "KeelEventSourcing", "KeelTesting", "KeelTestSupport",
+                "KeelCrashSubscriber",
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -95,9 +98,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KeelTestingTests",
-            dependencies: [
-                "KeelTesting", "Keel", "KeelCore", "KeelEventSourcing", "KeelTestSupport", "KeelCrashSubscriber",
-            ],
+            dependencies: ["KeelTesting", "Keel", "KeelCore", "KeelEventSourcing", "KeelTestSupport"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -194,7 +194,7 @@ struct DurableSubscriptionTests {
     /// Subscribes durably to the user aggregate's registrations (the aggregate's own events).
     actor Welcomer: ServiceActor {
         static let name: ServiceName = "welcomer"
-        let welcomed = HarnessFixtures.Log()
+        let welcomed = HostFixtures.Values<String>()
         private(set) var subscription: DurableSubscription?
 
         func start(_ environment: ServiceEnvironment) async throws {
@@ -217,7 +217,7 @@ struct DurableSubscriptionTests {
             )
             let subscription = try #require(await welcomer.subscription)
             try await subscription.waitUntilDelivered(through: try #require(receipt.position))
-            #expect(welcomer.welcomed.values == ["Ada <ada@example.com> from user/user-ada"])
+            #expect(welcomer.welcomed.all == ["Ada <ada@example.com> from user/user-ada"])
 
             // No outbox write: besides the services' key-value records, the host's log holds the
             // aggregate's one event, and the user service has no outbox stream.
