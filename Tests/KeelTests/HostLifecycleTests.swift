@@ -140,10 +140,11 @@ struct HostLifecycleTests {
         #expect(error.underlying as? HostFixtures.Refusal == HostFixtures.Refusal(reason: "no disk"))
         #expect(await host.state == .stopped)
 
-        // Billing, which depends on the failed service, never starts; the failed one never stops.
+        // Billing, which depends on the failed service, never starts; the failed one is stopped
+        // too, with its level, so that what it set up before it threw is torn down.
         let expected: [Set<String>] = [
             ["start database#0", "start cache#0"], ["start users#0"], ["start payments#0"],
-            ["stop payments#0"], ["stop users#0"], ["stop cache#0", "stop database#0"],
+            ["stop payments#0", "stop orders#0"], ["stop users#0"], ["stop cache#0", "stop database#0"],
         ]
         #expect(HostFixtures.grouped(await log.entries, like: expected) == expected)
 
@@ -165,10 +166,10 @@ struct HostLifecycleTests {
         #expect(error.services == ["cache"])
         #expect(await host.state == .stopped)
 
-        // cache#0 started, so it must be stopped; cache#1 never started, so it must not be.
+        // cache#0 started and cache#1's start threw: both are stopped.
         let expected: [Set<String>] = [
             ["start database#0", "start cache#0"],
-            ["stop cache#0", "stop database#0"],
+            ["stop cache#1", "stop cache#0", "stop database#0"],
         ]
         #expect(HostFixtures.grouped(await log.entries, like: expected) == expected)
     }

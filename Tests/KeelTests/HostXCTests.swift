@@ -48,7 +48,10 @@ final class HostXCTests: TimeLimitedTestCase {
             XCTAssertEqual(error.services, ["users"])
             XCTAssertEqual(error.underlying as? HostFixtures.Refusal, HostFixtures.Refusal(reason: "no users table"))
         }
-        let expected: [Set<String>] = [["start database#0", "start cache#0"], ["stop cache#0", "stop database#0"]]
+        // Users, whose start threw, is stopped first, then what started before it.
+        let expected: [Set<String>] = [
+            ["start database#0", "start cache#0"], ["stop users#0"], ["stop cache#0", "stop database#0"],
+        ]
         let entries = await log.entries
         XCTAssertEqual(HostFixtures.grouped(entries, like: expected), expected)
         let state = await host.state

@@ -13,17 +13,23 @@ import KeelCore
 ///
 /// **Start.** ``start()`` refuses a missing dependency or a cycle with a ``HostError`` that names
 /// them, then starts services level by level in dependency order; services of one level (which
-/// do not depend on each other) start concurrently in a task group. If a start throws, every
-/// service that already started is stopped in reverse order and the first failure is reported.
+/// do not depend on each other) start concurrently in a task group, and their first health check
+/// runs before the next level starts. If a start throws, every service that already started and
+/// every instance whose start threw are stopped in reverse order, the host is torn down as by a
+/// shutdown, and the first failure is reported.
 ///
 /// **Shutdown.** ``shutdown(drainTimeout:)`` stops taking new requests and events from outside (work that
 /// in-flight handlers start is still accepted), waits for in-flight requests and event handlers
 /// up to ``Configuration/shutdownTimeout``, then stops services in reverse start order, ending
-/// each one's subscriptions first.
+/// each one's subscriptions first, and then what the host owns or was given: the policies of
+/// ``setPolicy(_:for:)`` (``RoutePolicy/shutdown()``, which stops a circuit breaker's timer), the
+/// bus, the storage (its file handles, writer threads and directory lock) and the health checks
+/// still in flight.
 ///
 /// **Health.** Every ``Configuration/healthCheckInterval`` on the host's clock, each instance's
 /// ``ServiceActor/health()`` is asked and the ``ServiceRegistry`` updated: an instance that is not
-/// live and ready gets no requests until a later check says it is.
+/// live and ready gets no requests until a later check says it is. Every check, the first one
+/// included, is bounded by ``Configuration/healthCheckTimeout``.
 public actor ServiceHost {
     /// A host's settings.
     public struct Configuration: Sendable {
@@ -33,7 +39,8 @@ public actor ServiceHost {
         public var healthCheckInterval: Duration? = .seconds(5)
         /// How long an instance may take to report its health before it is taken out of the
         /// rotation as dead; `nil` waits as long as it takes. A report that arrives later still
-        /// counts.
+        /// counts. Also how long shutdown waits for checks still in flight (with `nil`, up to
+        /// ``shutdownTimeout``).
         public var healthCheckTimeout: Duration? = .seconds(2)
         /// How requests choose among a service's instances, unless the service's registration
         /// says otherwise.
@@ -100,6 +107,11 @@ public actor ServiceHost {
     private var servicePolicies: [ServiceName: any RoutePolicy] = [:]
     private var loadBalancing: [ServiceName: LoadBalancing] = [:]
     private var healthTask: Task<Void, Never>?
+    /// The health checks in flight, one per instance at most: each runs in a task of its own, so
+    /// that a round can stop waiting for an instance that does not answer.
+    private var probes: [InstanceID: Task<Void, Never>] = [:]
+    /// The waits for health reports under way (rounds, and the end of shutdown).
+    private var rounds: [HealthRound] = []
     private var stateWaiters: [CheckedContinuation<Void, Never>] = []
     private var stopErrors: [HostError] = []
 
@@ -125,7 +137,7 @@ public actor ServiceHost {
         self.clock = clock
         self.instrumentation = instrumentation
         self.random = random
-        self.storage = HostStorage(location: configuration.storage)
+        self.storage = HostStorage(location: configuration.storage, executor: configuration.executor)
         let tracker = WorkTracker()
         self.tracker = tracker
         let registry = ServiceRegistry(random: random)
@@ -267,8 +279,13 @@ public actor ServiceHost {
 
     /// Verifies the dependency graph and starts every service in dependency order.
     ///
-    /// Services that do not depend on each other start concurrently. When one fails, services
-    /// that started are stopped in reverse order and the host ends ``State/stopped``.
+    /// Services that do not depend on each other start concurrently; each level's first health
+    /// check (bounded by ``Configuration/healthCheckTimeout``) runs before the next level starts.
+    /// When a start throws, the services that started and the instances whose start threw are
+    /// stopped in reverse order (a service's ``ServiceActor/stop()`` must therefore cope with a
+    /// partial start), the host's policies, bus and storage are shut down as by
+    /// ``shutdown(drainTimeout:)``, and the host ends ``State/stopped``: nothing it started is
+    /// left running, and a new host may open the same storage.
     /// - Throws: ``HostError`` with code ``HostError/Code-swift.struct/missingDependency``,
     ///   ``HostError/Code-swift.struct/dependencyCycle``, ``HostError/Code-swift.struct/startFailed``
     ///   or ``HostError/Code-swift.struct/invalidState``.
@@ -289,17 +306,24 @@ public actor ServiceHost {
         for level in graph.levels() {
             let members = self.instances.filter { level.contains($0.id.service) }
             let failures = await self.startConcurrently(members)
+            if failures.isEmpty {
+                // The level's first health check, bounded like every other, before the services
+                // that depend on it start and call it.
+                await self.checkHealth(of: members)
+            } else {
+                // An instance whose start threw is stopped too: what it set up before it threw
+                // (subscriptions, storage, tasks of its own) is torn down with the rest.
+                for failure in failures { self.startedInstances.insert(failure.id) }
+            }
             // A service counts as started when any of its instances did; only those instances
             // are stopped.
             for name in level where self.startedInstances.contains(where: { $0.service == name }) {
                 started.append(name)
             }
             if let failure = failures.first {
-                // Services of this level that did start are stopped too, in reverse.
+                // Services of this level are stopped too, in reverse.
                 self.startOrder = started
-                await self.stopServices()
-                await self.bus.shutdown()
-                self.finish(.stopped)
+                await self.tearDown()
                 throw HostError(
                     code: .startFailed,
                     services: [failure.service],
@@ -317,7 +341,9 @@ public actor ServiceHost {
         self.finish(.running)
     }
 
-    private func startConcurrently(_ members: [Instance]) async -> [(service: ServiceName, error: any Error)] {
+    private func startConcurrently(
+        _ members: [Instance]
+    ) async -> [(id: InstanceID, service: ServiceName, error: any Error)] {
         let results = await withTaskGroup(of: (Int, (any Error)?).self) { group in
             for (offset, instance) in members.enumerated() {
                 let environment = self.makeEnvironment(for: instance)
@@ -335,14 +361,13 @@ public actor ServiceHost {
             for await result in group { results.append(result) }
             return results.sorted { $0.0 < $1.0 }
         }
-        var failures: [(service: ServiceName, error: any Error)] = []
+        var failures: [(id: InstanceID, service: ServiceName, error: any Error)] = []
         for (offset, error) in results {
             let instance = members[offset]
             if let error {
-                failures.append((instance.id.service, error))
+                failures.append((instance.id, instance.id.service, error))
             } else {
                 self.startedInstances.insert(instance.id)
-                self.registry.setHealth(await instance.service.health(), for: instance.id)
             }
         }
         return failures
@@ -379,43 +404,88 @@ public actor ServiceHost {
     /// Asks every running instance for its health now, all at once, and updates the registry as
     /// each one answers.
     ///
-    /// An instance that does not answer within ``Configuration/healthCheckTimeout`` leaves the
-    /// rotation as dead at once; its report, if it comes later, still counts. The call returns when
-    /// every instance has answered (a `health()` that never returns holds up the next round of
-    /// checks, not the rotation).
+    /// Each check runs in a task of its own. An instance that does not answer within
+    /// ``Configuration/healthCheckTimeout`` leaves the rotation as dead when the timeout fires; its
+    /// report, if it comes later, still counts. The call returns when every instance has answered
+    /// or the timeout fired, whichever is first (with no timeout, when every instance has
+    /// answered), or when the calling task is cancelled. An instance whose earlier check has not
+    /// answered yet is not asked again: the round waits for that check.
+    ///
+    /// Tests call it to run a health round and see its outcome at once, without advancing a test
+    /// clock: when every `health()` answers, it returns without sleeping.
     public func checkHealth() async {
         guard self.state == .running else { return }
-        let instances = self.instances.filter { self.startedInstances.contains($0.id) }
-        let timeout = self.configuration.healthCheckTimeout
-        let clock = self.clock
-        await withTaskGroup(of: (id: InstanceID, report: HealthReport, isTimeout: Bool)?.self) { group in
-            for instance in instances {
-                group.addTask { (instance.id, await instance.service.health(), false) }
-                if let timeout {
-                    group.addTask {
-                        do {
-                            try await clock.sleep(for: timeout)
-                        } catch {
-                            return nil  // every instance answered in time
-                        }
-                        return (instance.id, .dead("no health report within \(timeout)"), true)
-                    }
-                }
-            }
-            var answered: Set<InstanceID> = []
-            while let result = await group.next() {
-                guard let result else { continue }
-                if !result.isTimeout {
-                    answered.insert(result.id)
-                    if answered.count == instances.count { group.cancelAll() }
-                } else if answered.contains(result.id) {
-                    continue
-                }
-                // The host may have begun stopping while it waited for the report.
-                guard self.state == .running else { continue }
-                self.registry.setHealth(result.report, for: result.id)
+        await self.checkHealth(of: self.instances.filter { self.startedInstances.contains($0.id) })
+    }
+
+    /// One health round over `instances`, bounded by the configured timeout.
+    private func checkHealth(of instances: [Instance]) async {
+        let round = HealthRound(pending: Set(instances.map(\.id)))
+        self.rounds.append(round)
+        defer { self.rounds.removeAll { $0 === round } }
+        for instance in instances where self.probes[instance.id] == nil {
+            let id = instance.id
+            let service = instance.service
+            self.probes[id] = TaskSpawner.spawn(executor: self.configuration.executor) { [self] in
+                let report = await service.health()
+                await self.healthAnswered(id, report)
             }
         }
+        let timeout = self.configuration.healthCheckTimeout
+        await Self.wait(for: round, timeout: timeout, on: self.clock)
+        guard let timeout, !Task.isCancelled, self.state == .running || self.state == .starting else { return }
+        for id in round.unanswered {
+            self.registry.setHealth(.dead("no health report within \(timeout)"), for: id)
+        }
+    }
+
+    private func healthAnswered(_ id: InstanceID, _ report: HealthReport) {
+        self.probes[id] = nil
+        // The host may have begun stopping while it waited for the report.
+        if self.state == .running || self.state == .starting {
+            self.registry.setHealth(report, for: id)
+        }
+        for round in self.rounds { round.answered(id) }
+    }
+
+    /// Waits until `round` has every answer, `timeout` has passed on `clock`, or the calling task
+    /// is cancelled. The round must be in ``rounds`` before any answer can arrive, that is,
+    /// before the caller first suspends.
+    private static func wait(for round: HealthRound, timeout: Duration?, on clock: any Clock<Duration>) async {
+        guard let timeout else { return await round.wait() }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await round.wait() }
+            group.addTask { try? await clock.sleep(for: timeout) }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    /// Cancels the health checks still in flight and waits for them, up to the health-check
+    /// timeout (the shutdown timeout when there is none), whether or not the calling task is
+    /// cancelled; a check still running after that is reported in ``stopFailures``.
+    private func endHealthChecks() async {
+        guard !self.probes.isEmpty else { return }
+        for probe in self.probes.values { probe.cancel() }
+        let round = HealthRound(pending: Set(self.probes.keys))
+        self.rounds.append(round)
+        defer { self.rounds.removeAll { $0 === round } }
+        let timeout = self.configuration.healthCheckTimeout ?? self.configuration.shutdownTimeout
+        let clock = self.clock
+        // Owned and awaited here, so that a cancelled shutdown still waits.
+        await TaskSpawner.spawn(executor: self.configuration.executor) {
+            await Self.wait(for: round, timeout: timeout, on: clock)
+        }.value
+        for id in round.unanswered.sorted(by: { $0.description < $1.description }) {
+            self.stopErrors.append(
+                HostError(
+                    code: .stopFailed,
+                    services: [id.service],
+                    message: "\(id) did not answer its health check within \(timeout) of being stopped"
+                )
+            )
+        }
+        self.probes = [:]
     }
 
     /// Suspends until no request, buffered event or event handler is in flight in the host.
@@ -433,9 +503,13 @@ public actor ServiceHost {
     /// Shuts the host down gracefully.
     ///
     /// Stops taking new work from outside, waits for in-flight requests and event handlers up to
-    /// ``Configuration/shutdownTimeout`` on the host's clock, then stops the services in reverse
-    /// start order, ending each service's subscriptions before calling its `stop`. Errors from
-    /// `stop` are collected in ``stopFailures``. Concurrent calls all return when shutdown is
+    /// ``Configuration/shutdownTimeout`` on the host's clock, ends the periodic health checks,
+    /// then stops the services in reverse start order, ending each service's subscriptions
+    /// (durable ones included) before calling its `stop`. Then it shuts down the policies it was
+    /// given (``RoutePolicy/shutdown()``), the bus and the storage, and waits up to
+    /// ``Configuration/healthCheckTimeout`` for health checks still in flight (a `health()` that
+    /// is still running then is left behind and reported). Errors from `stop`, and such health
+    /// checks, are collected in ``stopFailures``. Concurrent calls all return when shutdown is
     /// complete; calling it on a stopped host returns at once. Runs to completion even when the
     /// calling task is cancelled.
     ///
@@ -445,8 +519,7 @@ public actor ServiceHost {
     public func shutdown(drainTimeout: Duration? = nil) async {
         switch self.state {
         case .idle:
-            await self.bus.shutdown()
-            self.finish(.stopped)
+            await self.tearDown()
             return
         case .stopped:
             return
@@ -477,9 +550,19 @@ public actor ServiceHost {
         self.healthTask?.cancel()
         await self.healthTask?.value
         self.healthTask = nil
+        await self.tearDown()
+    }
+
+    /// Stops the services, then everything the host owns or was given: its policies, the bus,
+    /// the storage and the health checks still in flight.
+    private func tearDown() async {
+        self.state = .stopping
         await self.stopServices()
+        for policy in self.routePolicies.values { await policy.shutdown() }
+        for policy in self.servicePolicies.values { await policy.shutdown() }
         await self.bus.shutdown()
         await self.storage.close()
+        await self.endHealthChecks()
         self.finish(.stopped)
     }
 

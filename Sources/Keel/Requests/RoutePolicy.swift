@@ -46,6 +46,17 @@ public protocol RoutePolicy: Sendable {
         _ route: RouteDescriptor,
         operation: @escaping @Sendable () async throws -> Response
     ) async throws -> Response
+
+    /// Ends the tasks the policy keeps, such as a circuit breaker's timer, and waits for them.
+    /// The host calls it once for each policy it was given (``ServiceHost/setPolicy(_:for:)``,
+    /// ``ServiceHost/setPolicy(_:forService:)``) when it shuts down or fails to start, after its
+    /// services have stopped. The default does nothing.
+    func shutdown() async
+}
+
+extension RoutePolicy {
+    /// Does nothing: the policy keeps no task.
+    public func shutdown() async {}
 }
 
 /// Describes one route to a ``RoutePolicy``.

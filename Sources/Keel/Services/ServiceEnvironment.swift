@@ -108,10 +108,10 @@ public struct ServiceEnvironment: Sendable {
             eventStore: view,
             projectionStore: ProjectionStore(keyValueStore: checkpoints),
             configuration: configuration,
-            clock: self.clock
+            clock: self.clock,
+            executor: self.hostStorage.executor
         )
-        await runner.start()
-        await self.hostStorage.register(runner, for: self.name)
+        try await self.hostStorage.start(runner, for: self.name)
         return DurableSubscription(name: name, runner: runner, view: view)
     }
 

@@ -1,3 +1,4 @@
+import KeelCore
 import KeelEventSourcing
 
 /// A service's own durable storage, from ``ServiceEnvironment/storage()``.
@@ -113,9 +114,13 @@ actor HostStorage {
     private var migrations: [String: Task<Void, any Error>] = [:]
     private var subscriptions: [ServiceName: [ProjectionRunner]] = [:]
     private var isClosed = false
+    /// The task executor preference of the tasks the storage starts (migrations, durable
+    /// subscriptions' runners).
+    nonisolated let executor: (any TaskExecutor)?
 
-    init(location: StorageLocation) {
+    init(location: StorageLocation, executor: (any TaskExecutor)? = nil) {
         self.location = location
+        self.executor = executor
     }
 
     /// The storage of `service`, opening the host's stores if this is the first request.
@@ -139,7 +144,7 @@ actor HostStorage {
         let namespace = state.namespace(Self.namespace(for: service) + "/" + name)
         let migration =
             self.migrations[namespace.namespace]
-            ?? Task {
+            ?? TaskSpawner.spawn(executor: self.executor) {
                 try await EventStoreKeyValueStore.migrate(namespace: name, from: events, to: namespace)
             }
         self.migrations[namespace.namespace] = migration
@@ -159,9 +164,21 @@ actor HostStorage {
         try await self.openStores().events
     }
 
-    /// Keeps a durable subscription's runner, to stop it with its service.
-    func register(_ runner: ProjectionRunner, for service: ServiceName) {
+    /// Starts a durable subscription's runner and keeps it, to stop it with its service.
+    ///
+    /// A runner is never left running after ``close()``: it is kept before it starts, so a
+    /// `close` that runs while it starts either stops it or is seen here afterwards.
+    /// - Throws: ``/KeelEventSourcing/EventStoreError/Code/closed`` when the storage is closed.
+    func start(_ runner: ProjectionRunner, for service: ServiceName) async throws {
+        guard !self.isClosed else {
+            throw EventStoreError(code: .closed, message: "the host has shut down its storage")
+        }
         self.subscriptions[service, default: []].append(runner)
+        await runner.start()
+        if self.isClosed {
+            await runner.stop()
+            throw EventStoreError(code: .closed, message: "the host has shut down its storage")
+        }
     }
 
     /// Stops the durable subscriptions of `service` and waits for them.

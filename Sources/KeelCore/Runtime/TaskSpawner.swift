@@ -18,4 +18,17 @@ package enum TaskSpawner {
         // Unstructured by design: the caller keeps the handle, cancels it and awaits it.
         Task(executorPreference: executor, operation: operation)
     }
+
+    /// Starts `operation`, which returns a value or throws, as an unstructured task that prefers
+    /// `executor`.
+    /// - Parameters:
+    ///   - executor: The task executor preference, or `nil` for the global executor.
+    ///   - operation: The work.
+    /// - Returns: The task, which the caller owns.
+    package static func spawn<Success: Sendable>(
+        executor: (any TaskExecutor)?,
+        _ operation: sending @escaping @isolated(any) () async throws -> Success
+    ) -> Task<Success, any Error> {
+        Task(executorPreference: executor, operation: operation)
+    }
 }

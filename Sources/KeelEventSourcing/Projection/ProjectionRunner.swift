@@ -50,6 +50,8 @@ public actor ProjectionRunner {
     private let projection: any Projection
     private let eventStore: any EventStore
     private let sleep: @Sendable (Duration) async throws -> Void
+    /// The task executor preference of the task ``start()`` makes.
+    private let executor: (any TaskExecutor)?
     /// The published checkpoint and the ``waitUntilCaughtUp(to:)`` callers; a lock so that a
     /// cancellation handler can resume a waiter without hopping onto the actor.
     private let progress = Lock(CaughtUpWaiters())
@@ -71,12 +73,16 @@ public actor ProjectionRunner {
     ///     alone.
     ///   - configuration: Paging, retries and the poison-event policy.
     ///   - clock: The clock backoff pauses sleep on; default `ContinuousClock`.
+    ///   - executor: The task executor preference of the task ``start()`` makes (a host passes
+    ///     its own, so that a whole host can run on one executor); `nil`, the default, runs it on
+    ///     the global concurrent executor.
     public init(
         projection: some Projection,
         eventStore: any EventStore,
         projectionStore: ProjectionStore,
         configuration: Configuration = Configuration(),
-        clock: some Clock<Duration> = ContinuousClock()
+        clock: some Clock<Duration> = ContinuousClock(),
+        executor: (any TaskExecutor)? = nil
     ) {
         precondition(configuration.pageSize >= 1, "pageSize must be at least 1")
         precondition(configuration.maxAttempts >= 1, "maxAttempts must be at least 1")
@@ -86,6 +92,7 @@ public actor ProjectionRunner {
         self.projectionStore = projectionStore
         self.configuration = configuration
         self.sleep = { duration in try await clock.sleep(for: duration) }
+        self.executor = executor
     }
 
     // MARK: Lifecycle
@@ -142,7 +149,8 @@ public actor ProjectionRunner {
     /// Starts ``run()`` in a task the runner owns and returns; does nothing when running.
     ///
     /// The runner counts as running when this returns, so ``waitUntilCaughtUp(to:)`` may be
-    /// called at once. A failure ends the task; read it from ``lastFailure``.
+    /// called at once. A failure ends the task; read it from ``lastFailure``. The task prefers
+    /// the executor given to ``init(projection:eventStore:projectionStore:configuration:clock:executor:)``.
     public func start() async {
         if let task = self.runTask {
             if self.isRunning { return }
@@ -153,7 +161,7 @@ public actor ProjectionRunner {
         // Unstructured on purpose: the runner outlives the caller of `start()`. It owns the task:
         // `stop()` cancels it and awaits it.
         self.markRunning()
-        self.runTask = Task { try? await self.runMarked() }
+        self.runTask = TaskSpawner.spawn(executor: self.executor) { [self] in try? await self.runMarked() }
     }
 
     /// Cancels the task ``start()`` made and waits until it has ended. Concurrent calls all

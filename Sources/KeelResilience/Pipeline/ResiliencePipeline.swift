@@ -34,6 +34,12 @@ public struct ResiliencePipeline: ResilienceStrategy {
         self.strategies = build()
     }
 
+    /// Shuts down every strategy of the pipeline, outermost first (see
+    /// ``ResilienceStrategy/shutdown()``).
+    public func shutdown() async {
+        for strategy in self.strategies { await strategy.shutdown() }
+    }
+
     /// Runs `operation` through every strategy, outermost first.
     ///
     /// Each strategy's operation is the rest of the pipeline, so a retry re-runs the strategies

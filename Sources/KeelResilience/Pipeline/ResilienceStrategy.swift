@@ -13,4 +13,17 @@ public protocol ResilienceStrategy: Sendable {
     /// - Returns: What an attempt of `operation` returned.
     /// - Throws: What `operation` threw, or the strategy's own rejection.
     func execute<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T
+
+    /// Ends the tasks the strategy keeps (a circuit breaker's open timer and event streams) and
+    /// waits for them. The strategy keeps guarding calls afterwards, without those tasks.
+    ///
+    /// A ``/Keel/ServiceHost`` calls it on every policy it was given when it shuts down. Calling
+    /// it more than once does nothing more. The default does nothing: most strategies keep no
+    /// task.
+    func shutdown() async
+}
+
+extension ResilienceStrategy {
+    /// Does nothing: the strategy keeps no task.
+    public func shutdown() async {}
 }
