@@ -141,7 +141,7 @@ enum AggregateFixtures {
         store: any EventStore,
         snapshots: SnapshotPolicy = .never,
         seed: UInt64 = 1,
-        instrumentation: any Instrumentation = NoOpInstrumentation()
+        telemetry: any Telemetry = NoOpTelemetry()
     ) -> AggregateRepository<A> {
         let ticks = Atomic<Int64>(0)
         return AggregateRepository<A>(
@@ -150,7 +150,7 @@ enum AggregateFixtures {
             configuration: .init(snapshotPolicy: snapshots),
             random: RandomSource(seed: seed),
             wallClock: { epoch + ticks.add(1_000, ordering: .relaxed).newValue },
-            instrumentation: instrumentation
+            telemetry: telemetry
         )
     }
 

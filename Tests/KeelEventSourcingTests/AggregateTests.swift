@@ -308,7 +308,7 @@ struct AggregateTests {
             try await other.execute("1") { try $0.changeEmail(to: "other-\(interfering.value)@x") }
         }
         let recorder = InMemoryRecorder()
-        let users = AggregateFixtures.repository(store: store, instrumentation: recorder)
+        let users = AggregateFixtures.repository(store: store, telemetry: recorder)
         let runs = RunCounter()
         let error = await #expect(throws: AggregateError.self) {
             try await users.execute("1", retry: .attempts(attempts)) { user in

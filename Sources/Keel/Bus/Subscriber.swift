@@ -43,10 +43,10 @@ final class Subscriber: Sendable {
     private let deadLettered = Atomic<Int>(0)
     private let discarded = Atomic<Int>(0)
     private let peakBuffered = Atomic<Int>(0)
-    private let droppedCounter: any CounterHandler
-    private let deadLetterCounter: any CounterHandler
-    private let deliveredCounter: any CounterHandler
-    private let handlerTimer: any TimerHandler
+    private let droppedCounter: any TelemetryCounter
+    private let deadLetterCounter: any TelemetryCounter
+    private let deliveredCounter: any TelemetryCounter
+    private let handlerTimer: any TelemetryTimer
 
     init(
         id: SubscriptionID,
@@ -67,10 +67,10 @@ final class Subscriber: Sendable {
         self.spanName = "handle \(name)"
         self.mailbox = Lock(MailboxStateMachine(capacity: options.bufferCapacity, overflow: options.overflow))
         let dimensions = [("subscription", name)]
-        self.droppedCounter = bus.instrumentation.makeCounter(label: "keel.bus.dropped", dimensions: dimensions)
-        self.deadLetterCounter = bus.instrumentation.makeCounter(label: "keel.bus.dead_letters", dimensions: dimensions)
-        self.deliveredCounter = bus.instrumentation.makeCounter(label: "keel.bus.delivered", dimensions: dimensions)
-        self.handlerTimer = bus.instrumentation.makeTimer(label: "keel.bus.handler.duration", dimensions: dimensions)
+        self.droppedCounter = bus.telemetry.makeCounter(label: "keel.bus.dropped", dimensions: dimensions)
+        self.deadLetterCounter = bus.telemetry.makeCounter(label: "keel.bus.dead_letters", dimensions: dimensions)
+        self.deliveredCounter = bus.telemetry.makeCounter(label: "keel.bus.delivered", dimensions: dimensions)
+        self.handlerTimer = bus.telemetry.makeTimer(label: "keel.bus.handler.duration", dimensions: dimensions)
     }
 
     func matches(typeID: ObjectIdentifier, topic: String) -> Bool {
@@ -248,7 +248,7 @@ final class Subscriber: Sendable {
         let bus = self.bus
         let context = published.envelope.makeHandlerContext(using: bus.random)
         let span =
-            bus.isRecording ? bus.instrumentation.startSpan(self.spanName, context: context, kind: .consumer) : nil
+            bus.isRecording ? bus.telemetry.startSpan(self.spanName, context: context, kind: .consumer) : nil
         let started = span == nil ? .zero : bus.reader.now()
         defer {
             if let span {

@@ -2,7 +2,7 @@ import Foundation
 import KeelCore
 import KeelEventSourcing
 
-/// What a service receives when it starts: its identity, its clock, its instrumentation, the bus,
+/// What a service receives when it starts: its identity, its clock, its telemetry, the bus,
 /// a request client that reaches only the services it declared, and its own storage
 /// (``storage()``).
 ///
@@ -25,7 +25,7 @@ public struct ServiceEnvironment: Sendable {
     /// The host's clock; wait on it rather than on a clock of your own, so tests can drive time.
     public let clock: any Clock<Duration>
     /// Where metrics and spans go.
-    public let instrumentation: any Instrumentation
+    public let telemetry: any Telemetry
     /// The host's random source; draw from it so runs can be replayed from a seed.
     public let random: RandomSource
     /// The host's event bus.

@@ -37,7 +37,7 @@ import KeelCore
 /// the events after it, and applies them. A snapshot written at another
 /// ``Aggregate/snapshotSchemaVersion``, or one that does not decode, or one claiming a version the
 /// stream does not have, is ignored: the state is rebuilt from every event, and
-/// ``LoadedAggregate/snapshot`` and the instrumentation say why. A snapshot never makes an
+/// ``LoadedAggregate/snapshot`` and the telemetry say why. A snapshot never makes an
 /// aggregate unloadable. The events do: an event that does not decode fails the load with
 /// ``AggregateError``, since a state without it would be wrong.
 ///
@@ -63,7 +63,7 @@ import KeelCore
 /// task. Cancelling the task cancels nothing already appended; a cancelled task does not start
 /// another attempt after a conflict.
 ///
-/// ### Instrumentation
+/// ### Telemetry
 ///
 /// Counters, with dimension `category`: `keel.aggregate.conflicts` (every conflict, retried or
 /// not), `keel.aggregate.snapshot.written`, `keel.aggregate.snapshot.write_failed`, and
@@ -93,21 +93,21 @@ public struct AggregateRepository<A: Aggregate>: Sendable {
     ///   - random: The source of event ids.
     ///   - wallClock: The time stamped on events, in nanoseconds since 1970-01-01 00:00:00 UTC;
     ///     the system's real-time clock by default.
-    ///   - instrumentation: Where the counters go.
+    ///   - telemetry: Where the counters go.
     public init(
         store: any EventStore,
         serializer: EventSerializer,
         configuration: Configuration = Configuration(),
         random: RandomSource = RandomSource(),
         wallClock: @escaping @Sendable () -> Int64 = WallClock.nanosecondsSinceEpoch,
-        instrumentation: any Instrumentation = NoOpInstrumentation()
+        telemetry: any Telemetry = NoOpTelemetry()
     ) {
         self.store = store
         self.serializer = serializer
         self.configuration = configuration
         self.random = random
         self.wallClock = wallClock
-        self.metrics = Metrics(category: A.category, instrumentation: instrumentation)
+        self.metrics = Metrics(category: A.category, telemetry: telemetry)
     }
 
     /// The stream of aggregate `id`: `"\(A.category)-\(id)"`.
@@ -404,26 +404,26 @@ public struct AggregateRepository<A: Aggregate>: Sendable {
 extension AggregateRepository {
     /// The counters a repository reports to, made once.
     struct Metrics: Sendable {
-        let conflicts: any CounterHandler
-        let snapshotWritten: any CounterHandler
-        let snapshotWriteFailed: any CounterHandler
-        let snapshotStale: any CounterHandler
-        let snapshotUnreadable: any CounterHandler
-        let snapshotAheadOfStream: any CounterHandler
+        let conflicts: any TelemetryCounter
+        let snapshotWritten: any TelemetryCounter
+        let snapshotWriteFailed: any TelemetryCounter
+        let snapshotStale: any TelemetryCounter
+        let snapshotUnreadable: any TelemetryCounter
+        let snapshotAheadOfStream: any TelemetryCounter
 
-        init(category: String, instrumentation: any Instrumentation) {
+        init(category: String, telemetry: any Telemetry) {
             let dimensions = [("category", category)]
-            self.conflicts = instrumentation.makeCounter(label: "keel.aggregate.conflicts", dimensions: dimensions)
-            self.snapshotWritten = instrumentation.makeCounter(
+            self.conflicts = telemetry.makeCounter(label: "keel.aggregate.conflicts", dimensions: dimensions)
+            self.snapshotWritten = telemetry.makeCounter(
                 label: "keel.aggregate.snapshot.written",
                 dimensions: dimensions
             )
-            self.snapshotWriteFailed = instrumentation.makeCounter(
+            self.snapshotWriteFailed = telemetry.makeCounter(
                 label: "keel.aggregate.snapshot.write_failed",
                 dimensions: dimensions
             )
-            func ignored(_ reason: String) -> any CounterHandler {
-                instrumentation.makeCounter(
+            func ignored(_ reason: String) -> any TelemetryCounter {
+                telemetry.makeCounter(
                     label: "keel.aggregate.snapshot.ignored",
                     dimensions: dimensions + [("reason", reason)]
                 )

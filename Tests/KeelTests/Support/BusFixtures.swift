@@ -61,14 +61,14 @@ enum BusFixtures {
     static func withBus<T>(
         configuration: EventBus.Configuration = EventBus.Configuration(),
         clock: some Clock<Duration> = ContinuousClock(),
-        instrumentation: any Instrumentation = NoOpInstrumentation(),
+        telemetry: any Telemetry = NoOpTelemetry(),
         sourceLocation: SourceLocation = #_sourceLocation,
         _ body: (EventBus) async throws -> T
     ) async throws -> T {
         let bus = EventBus(
             configuration: configuration,
             clock: clock,
-            instrumentation: instrumentation,
+            telemetry: telemetry,
             random: RandomSource(seed: 42),
             wallClock: { publicationTime }
         )
