@@ -178,7 +178,7 @@ struct ProjectionRunnerTests {
         projection.poison.poison("u1")
         var configuration = ProjectionRunner.Configuration()
         configuration.maxAttempts = 3
-        configuration.backoff = .exponential(initial: .seconds(1), maximum: .seconds(10))
+        configuration.backoff = .exponential(initial: .seconds(1), maximum: .seconds(10), jitter: false)
         let runner = try await makeRunner(
             store: store,
             projection: projection,
@@ -247,7 +247,7 @@ struct ProjectionRunnerTests {
         projection.poison.poison("u3")
         var configuration = ProjectionRunner.Configuration()
         configuration.maxAttempts = 2
-        configuration.backoff = .none
+        configuration.backoff = .immediate
         configuration.poisonEvents = .stop
         let runner = try await makeRunner(store: store, projection: projection, configuration: configuration)
         var positions: [UInt64] = []
@@ -302,15 +302,65 @@ struct ProjectionRunnerTests {
         #expect(await runner.running == false)
     }
 
-    @Test("backoff schedules are pure and capped")
-    func backoff() {
-        let backoff = ProjectionRunner.Backoff.exponential(initial: .milliseconds(100), maximum: .seconds(1))
+    @Test("the default retries wait 100 ms doubling up to 5 s, as a Backoff without jitter")
+    func defaultBackoff() {
+        let backoff = ProjectionRunner.Configuration().backoff
+        #expect(backoff == .exponential(initial: .milliseconds(100), maximum: .seconds(5), jitter: false))
         #expect(
-            (1...6).map { backoff.delay(afterAttempt: $0) } == [
-                .milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(800), .seconds(1),
-                .seconds(1),
+            Array(backoff.makeDelays(using: RandomSource(seed: 1)).prefix(8)) == [
+                .milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(800),
+                .milliseconds(1600), .milliseconds(3200), .seconds(5), .seconds(5),
             ]
         )
-        #expect(ProjectionRunner.Backoff.none.delay(afterAttempt: 3) == .zero)
+    }
+
+    static let backoffs: [Backoff] = [
+        .constant(.milliseconds(250)),
+        .linear(initial: .milliseconds(100), increment: .milliseconds(50), maximum: .milliseconds(220)),
+        .exponential(initial: .milliseconds(100), multiplier: 3, maximum: .seconds(2), jitter: false),
+        .exponential(initial: .seconds(1), maximum: .seconds(8)),
+        .decorrelatedJitter(base: .milliseconds(50), maximum: .seconds(1)),
+    ]
+
+    @Test(
+        "a poison event's retries wait exactly the delays of the Backoff, jitter drawn from the runner's source",
+        arguments: ProjectionRunnerTests.backoffs
+    )
+    func retriesFollowTheBackoff(backoff: Backoff) async throws {
+        let store = InMemoryEventStore()
+        let clock = TestClock()
+        let projection = UsersByEmailDomain()
+        projection.poison.poison("u1")
+        var configuration = ProjectionRunner.Configuration()
+        configuration.maxAttempts = 5
+        configuration.backoff = backoff
+        let runner = try await makeRunner(
+            store: store,
+            projection: projection,
+            configuration: configuration,
+            clock: clock,
+            random: RandomSource(seed: 23)
+        )
+        let poison = try await store.append(UserEvents.registered(1, domain: "example.com"), to: "user-u1")
+            .positions.lowerBound
+        await runner.start()
+
+        // Step from each wait's end to the next: the clock stops exactly where each wait ends.
+        var ends: [Duration] = []
+        for attempt in 1..<configuration.maxAttempts {
+            await clock.waitForSleepers(count: 1)
+            #expect(projection.poison.calls(at: poison) == attempt)
+            clock.advanceToNextSleeper()
+            ends.append(clock.now.offset)
+        }
+        try await runner.waitUntilCaughtUp(to: poison)
+        #expect(projection.poison.calls(at: poison) == configuration.maxAttempts)
+        #expect(try await runner.deadLetters().map(\.position) == [poison])
+        await runner.stop()
+
+        let delays = Array(backoff.makeDelays(using: RandomSource(seed: 23)).prefix(configuration.maxAttempts - 1))
+        var expected: [Duration] = []
+        for delay in delays { expected.append((expected.last ?? .zero) + delay) }
+        #expect(ends == expected)
     }
 }

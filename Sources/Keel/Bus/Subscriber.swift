@@ -258,6 +258,8 @@ final class Subscriber: Sendable {
         }
         let policy = self.options.redelivery
         var attempt = 0
+        // Made at the first failure: most events never need it.
+        var delays: Backoff.Delays?
         while true {
             attempt += 1
             do {
@@ -291,8 +293,9 @@ final class Subscriber: Sendable {
                     self.deadLetterCounter.increment(by: 1)
                     return
                 }
+                if delays == nil { delays = policy.backoff.makeDelays(using: bus.random) }
                 do {
-                    try await bus.clock.sleep(for: policy.backoff(afterAttempt: attempt))
+                    try await bus.clock.sleep(for: delays?.next() ?? .zero)
                 } catch {
                     self.discarded.wrappingAdd(1, ordering: .relaxed)
                     return

@@ -82,8 +82,8 @@ public struct ServiceEnvironment: Sendable {
     /// - Parameters:
     ///   - type: The event type.
     ///   - name: The subscription's name, unique within this service; it names its checkpoint.
-    ///   - configuration: Attempts and backoff for a failing handler, and what to do after the
-    ///     last one.
+    ///   - configuration: Attempts and backoff for a failing handler (waits on the host's clock,
+    ///     jitter from its random source), and what to do after the last one.
     ///   - handler: Called once per event (again after a crash before its checkpoint was
     ///     committed: make it idempotent, for example by the event's id).
     /// - Returns: The subscription, to inspect and resubmit its publications.
@@ -108,7 +108,8 @@ public struct ServiceEnvironment: Sendable {
             eventStore: view,
             projectionStore: ProjectionStore(keyValueStore: checkpoints),
             configuration: configuration,
-            clock: self.clock
+            clock: self.clock,
+            random: self.random
         )
         await runner.start()
         await self.hostStorage.register(runner, for: self.name)

@@ -59,9 +59,10 @@ import KeelCore
 /// ### Concurrency
 ///
 /// The repository is an immutable value: use it from any number of tasks at once. Its methods
-/// suspend only while the store works; commands and `apply(_:)` run synchronously on the calling
-/// task. Cancelling the task cancels nothing already appended; a cancelled task does not start
-/// another attempt after a conflict.
+/// suspend only while the store works and, between the attempts of a ``ConflictRetry`` with a
+/// backoff, on its clock; commands and `apply(_:)` run synchronously on the calling task.
+/// Cancelling the task cancels nothing already appended; a cancelled task does not start
+/// another attempt after a conflict, and a backoff wait ends at once with `CancellationError`.
 ///
 /// ### Telemetry
 ///
@@ -77,6 +78,7 @@ public struct AggregateRepository<A: Aggregate>: Sendable {
     /// The snapshot settings.
     public let configuration: Configuration
 
+    let clock: any Clock<Duration>
     let random: RandomSource
     let wallClock: @Sendable () -> Int64
     let metrics: Metrics
@@ -90,7 +92,9 @@ public struct AggregateRepository<A: Aggregate>: Sendable {
     ///   - serializer: Encodes and decodes the events of `A`, whose types must be registered in
     ///     its registry (with their upcasters); its codec also encodes snapshots.
     ///   - configuration: The snapshot settings.
-    ///   - random: The source of event ids.
+    ///   - clock: The clock the waits of a ``ConflictRetry``'s backoff sleep on;
+    ///     `ContinuousClock` by default, a `TestClock` in tests.
+    ///   - random: The source of event ids and of the jitter of a ``ConflictRetry``'s backoff.
     ///   - wallClock: The time stamped on events, in nanoseconds since 1970-01-01 00:00:00 UTC;
     ///     the system's real-time clock by default.
     ///   - telemetry: Where the counters go.
@@ -98,6 +102,7 @@ public struct AggregateRepository<A: Aggregate>: Sendable {
         store: any EventStore,
         serializer: EventSerializer,
         configuration: Configuration = Configuration(),
+        clock: any Clock<Duration> = ContinuousClock(),
         random: RandomSource = RandomSource(),
         wallClock: @escaping @Sendable () -> Int64 = WallClock.nanosecondsSinceEpoch,
         telemetry: any Telemetry = NoOpTelemetry()
@@ -105,6 +110,7 @@ public struct AggregateRepository<A: Aggregate>: Sendable {
         self.store = store
         self.serializer = serializer
         self.configuration = configuration
+        self.clock = clock
         self.random = random
         self.wallClock = wallClock
         self.metrics = Metrics(category: A.category, telemetry: telemetry)
@@ -177,8 +183,9 @@ public struct AggregateRepository<A: Aggregate>: Sendable {
     /// synchronously on the calling task, and appends its events atomically with
     /// ``LoadedAggregate/expectedVersion``. When another writer appended meanwhile, the append
     /// fails with ``EventStoreError/Code/wrongExpectedVersion`` and writes nothing; if attempts
-    /// remain (and the task is not cancelled) the next attempt starts at once, so `command` may
-    /// run up to ``ConflictRetry/maxAttempts`` times, each time on the newer state. When `command`
+    /// remain (and the task is not cancelled) the next attempt starts after the next delay of
+    /// ``ConflictRetry/backoff`` (at once by default), so `command` may run up to
+    /// ``ConflictRetry/maxAttempts`` times, each time on the newer state. When `command`
     /// returns no events nothing is written and the result has the loaded version.
     ///
     /// After the append a snapshot is written if the ``SnapshotPolicy`` says one is due; its
@@ -191,7 +198,7 @@ public struct AggregateRepository<A: Aggregate>: Sendable {
     /// - Returns: The new state and version, the events appended, the attempts, the snapshot
     ///   outcome.
     /// - Throws: What `command` throws, unchanged; `CancellationError` when the task is cancelled
-    ///   before a retry; otherwise ``AggregateError``: ``AggregateError/Code/conflict`` after the
+    ///   before a retry or during its backoff wait; otherwise ``AggregateError``: ``AggregateError/Code/conflict`` after the
     ///   last attempt (carrying the store's error), ``AggregateError/Code/alreadyExists`` or
     ///   ``AggregateError/Code/notFound`` when `existence` is not satisfied, or as ``load(_:)``
     ///   and ``save(_:for:loaded:)``.
@@ -203,6 +210,8 @@ public struct AggregateRepository<A: Aggregate>: Sendable {
         _ command: (A) throws -> [A.Event]
     ) async throws -> SavedAggregate<A> {
         var attempt = 1
+        // Made at the first conflict: most commands never need it.
+        var delays: Backoff.Delays?
         while true {
             let loaded = try await self.load(id)
             guard existence.isSatisfied(by: loaded.version) else {
@@ -233,6 +242,11 @@ public struct AggregateRepository<A: Aggregate>: Sendable {
                 return saved
             case .failure(let error) where error.code == .conflict && attempt < retry.maxAttempts:
                 try Task.checkCancellation()
+                if delays == nil { delays = retry.backoff.makeDelays(using: self.random) }
+                let delay = delays?.next() ?? .zero
+                if delay > .zero {
+                    try await self.clock.sleep(for: delay)
+                }
                 attempt += 1
             case .failure(let error) where error.code == .conflict:
                 throw AggregateError(

@@ -50,6 +50,8 @@ public actor ProjectionRunner {
     private let projection: any Projection
     private let eventStore: any EventStore
     private let sleep: @Sendable (Duration) async throws -> Void
+    /// Where the jitter of ``Configuration/backoff`` is drawn from.
+    private let random: RandomSource
     /// The published checkpoint and the ``waitUntilCaughtUp(to:)`` callers; a lock so that a
     /// cancellation handler can resume a waiter without hopping onto the actor.
     private let progress = Lock(CaughtUpWaiters())
@@ -71,12 +73,15 @@ public actor ProjectionRunner {
     ///     alone.
     ///   - configuration: Paging, retries and the poison-event policy.
     ///   - clock: The clock backoff pauses sleep on; default `ContinuousClock`.
+    ///   - random: Where the backoff's jitter is drawn from; pass the host's source so that a
+    ///     seeded run repeats.
     public init(
         projection: some Projection,
         eventStore: any EventStore,
         projectionStore: ProjectionStore,
         configuration: Configuration = Configuration(),
-        clock: some Clock<Duration> = ContinuousClock()
+        clock: some Clock<Duration> = ContinuousClock(),
+        random: RandomSource = RandomSource()
     ) {
         precondition(configuration.pageSize >= 1, "pageSize must be at least 1")
         precondition(configuration.maxAttempts >= 1, "maxAttempts must be at least 1")
@@ -86,6 +91,7 @@ public actor ProjectionRunner {
         self.projectionStore = projectionStore
         self.configuration = configuration
         self.sleep = { duration in try await clock.sleep(for: duration) }
+        self.random = random
     }
 
     // MARK: Lifecycle
@@ -536,6 +542,8 @@ public actor ProjectionRunner {
             }
             handled.isInternal = false
             var attempt = 1
+            // Made at the first failure: most events never need it.
+            var delays: Backoff.Delays?
             while true {
                 var transaction = ReadModelTransaction(
                     store: self.projectionStore,
@@ -554,7 +562,8 @@ public actor ProjectionRunner {
                 } catch {
                     if error is CancellationError || Task.isCancelled { return .cancelled }
                     if attempt < self.configuration.maxAttempts {
-                        let delay = self.configuration.backoff.delay(afterAttempt: attempt)
+                        if delays == nil { delays = self.configuration.backoff.makeDelays(using: self.random) }
+                        let delay = delays?.next() ?? .zero
                         if delay > .zero {
                             do {
                                 try await self.sleep(delay)

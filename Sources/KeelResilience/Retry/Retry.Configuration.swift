@@ -1,3 +1,5 @@
+import KeelCore
+
 extension Retry {
     /// How often and how patiently a ``Retry`` retries, and which outcomes it retries.
     ///

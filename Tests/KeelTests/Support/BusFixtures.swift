@@ -62,6 +62,7 @@ enum BusFixtures {
         configuration: EventBus.Configuration = EventBus.Configuration(),
         clock: some Clock<Duration> = ContinuousClock(),
         telemetry: any Telemetry = NoOpTelemetry(),
+        random: RandomSource = RandomSource(seed: 42),
         sourceLocation: SourceLocation = #_sourceLocation,
         _ body: (EventBus) async throws -> T
     ) async throws -> T {
@@ -69,7 +70,7 @@ enum BusFixtures {
             configuration: configuration,
             clock: clock,
             telemetry: telemetry,
-            random: RandomSource(seed: 42),
+            random: random,
             wallClock: { publicationTime }
         )
         let result: T
