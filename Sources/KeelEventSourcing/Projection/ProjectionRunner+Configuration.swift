@@ -36,7 +36,7 @@ extension ProjectionRunner {
             self.base = base
         }
 
-        /// Record a ``DeadLetter`` and go on with the next event; the dead letter and the
+        /// Record a ``ParkedEvent`` and go on with the next event; the parked event and the
         /// checkpoint past the event are committed together.
         public static let park = PoisonEventPolicy(.park)
         /// Commit the events before it and stop with ``ProjectionError/Code/handlerFailed``;
