@@ -20,16 +20,16 @@ struct PaymentResilience: Sendable {
     /// Shared by every charge, so that a failing gateway sees at most a bounded share of extra
     /// calls, however many orders retry at once.
     let budget: RetryBudget
-    let retry: RetryPolicy
+    let retry: Retry
     let breaker: CircuitBreaker
     let bulkhead: Bulkhead
     let timeout: Timeout
     /// The four strategies, outermost first.
     let pipeline: ResiliencePipeline
 
-    init(clock: any Clock<Duration>, random: RandomSource, instrumentation: any Instrumentation) {
+    init(clock: any Clock<Duration>, random: RandomSource, telemetry: any Telemetry) {
         self.budget = RetryBudget(configuration: .init(ratio: 0.2, minimumRetries: 3), clock: clock)
-        self.retry = RetryPolicy(
+        self.retry = Retry(
             name: "payment",
             configuration: .init(
                 maxAttempts: 2,
@@ -39,7 +39,7 @@ struct PaymentResilience: Sendable {
             ),
             clock: clock,
             random: random,
-            instrumentation: instrumentation
+            telemetry: telemetry
         )
 
         var policy = CircuitBreaker.Configuration()
@@ -59,7 +59,7 @@ struct PaymentResilience: Sendable {
             configuration: policy,
             clock: clock,
             random: random,
-            instrumentation: instrumentation
+            telemetry: telemetry
         )
 
         // Two calls at the gateway at once, one more may wait a little, the rest are turned away.
@@ -67,7 +67,7 @@ struct PaymentResilience: Sendable {
             name: "payment-gateway",
             configuration: .init(maxConcurrent: 2, maxQueued: 1, maxWait: .milliseconds(15)),
             clock: clock,
-            instrumentation: instrumentation
+            telemetry: telemetry
         )
         self.timeout = Timeout(name: "payment-attempt", duration: Self.attemptTimeout, clock: clock, random: random)
 

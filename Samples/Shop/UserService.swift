@@ -152,6 +152,7 @@ actor UserService: ServiceActor {
         let customers = AggregateRepository<Customer>(
             store: storage.events,
             serializer: serializer,
+            clock: environment.clock,
             random: RandomSource(seed: 7)
         )
         self.customers = customers
@@ -159,7 +160,9 @@ actor UserService: ServiceActor {
         let directory = ProjectionRunner(
             projection: CustomersByEmailDomain(serializer: serializer),
             eventStore: storage.events,
-            projectionStore: ProjectionStore(keyValueStore: readModel)
+            projectionStore: ProjectionStore(keyValueStore: readModel),
+            clock: environment.clock,
+            random: environment.random
         )
         await directory.start()
         self.directory = directory

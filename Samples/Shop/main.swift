@@ -34,7 +34,7 @@ func placeOrder(
     let root = TraceContext.makeRoot(using: host.random, correlationID: correlationID)
     do {
         let order = try await TraceContext.$current.withValue(root) {
-            try await host.instrumentation.withSpan("checkout", kind: .client, random: host.random) { _ in
+            try await host.telemetry.withSpan("checkout", kind: .client, random: host.random) { _ in
                 try await host.client.send(request)
             }
         }
@@ -129,7 +129,7 @@ var configuration = ServiceHost.Configuration()
 configuration.healthCheckInterval = nil
 configuration.storage = .directory(storageDirectory)
 // A seeded random source makes trace and event ids the same from run to run.
-let host = ServiceHost(configuration: configuration, instrumentation: recorder, random: RandomSource(seed: 42))
+let host = ServiceHost(configuration: configuration, telemetry: recorder, random: RandomSource(seed: 42))
 
 // The program keeps a reference to the notification service to wait for its handlers; services
 // themselves reach each other only by request and event.
@@ -139,7 +139,7 @@ let notifications = NotificationService()
 let gateway = PaymentGateway(clock: host.clock, random: RandomSource(seed: 5))
 // Retry, breaker, bulkhead and timeout around every `ChargePayment`; the program keeps them to
 // watch the breaker and print their metrics.
-let payments = PaymentResilience(clock: host.clock, random: RandomSource(seed: 11), instrumentation: recorder)
+let payments = PaymentResilience(clock: host.clock, random: RandomSource(seed: 11), telemetry: recorder)
 do {
     try await host.register(UserService())
     try await host.register(CatalogService())

@@ -2,7 +2,7 @@ import KeelCore
 import KeelTesting
 import Testing
 
-@Suite("Instrumentation.withSpan", .timeLimit(.minutes(1)))
+@Suite("Telemetry.withSpan", .timeLimit(.minutes(1)))
 struct WithSpanTests {
     private struct Refused: Error, CustomStringConvertible {
         var description: String { "refused" }
@@ -166,22 +166,22 @@ struct WithSpanTests {
         #expect(Set(recorder.spans.map(\.context.spanID)).count == 8)
     }
 
-    @Test("withSpan on the no-op instrumentation still binds the context and returns the value")
-    func noOpInstrumentation() async throws {
-        let instrumentation = NoOpInstrumentation()
+    @Test("withSpan on the no-op telemetry still binds the context and returns the value")
+    func noOpTelemetry() async throws {
+        let telemetry = NoOpTelemetry()
         let random = RandomSource(seed: 9)
         let root = TraceContext.makeRoot(using: random)
         let (value, bound) = await TraceContext.$current.withValue(root) {
-            await instrumentation.withSpan("work", random: random) { span in
+            await telemetry.withSpan("work", random: random) { span in
                 (7, TraceContext.current == span.context)
             }
         }
         #expect(value == 7)
         #expect(bound)
         await #expect(throws: Refused.self) {
-            try await instrumentation.withSpan("fail", random: random) { _ in throw Refused() }
+            try await telemetry.withSpan("fail", random: random) { _ in throw Refused() }
         }
-        let handle = instrumentation.startSpan("x", context: root, kind: .client)
+        let handle = telemetry.startSpan("x", context: root, kind: .client)
         #expect(handle.context == root)
         handle.setAttribute("a", .string("b"))
         handle.recordError(Refused())

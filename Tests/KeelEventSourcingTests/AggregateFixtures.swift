@@ -141,16 +141,18 @@ enum AggregateFixtures {
         store: any EventStore,
         snapshots: SnapshotPolicy = .never,
         seed: UInt64 = 1,
-        instrumentation: any Instrumentation = NoOpInstrumentation()
+        clock: any Clock<Duration> = ContinuousClock(),
+        telemetry: any Telemetry = NoOpTelemetry()
     ) -> AggregateRepository<A> {
         let ticks = Atomic<Int64>(0)
         return AggregateRepository<A>(
             store: store,
             serializer: serializer(),
             configuration: .init(snapshotPolicy: snapshots),
+            clock: clock,
             random: RandomSource(seed: seed),
             wallClock: { epoch + ticks.add(1_000, ordering: .relaxed).newValue },
-            instrumentation: instrumentation
+            telemetry: telemetry
         )
     }
 
@@ -302,6 +304,19 @@ final class RecordingStore: ForwardingEventStore {
 }
 
 /// Counts how often a command runs, from any task.
+/// The clock's offsets at which something happened, shared by concurrent tasks.
+final class OffsetLog: Sendable {
+    private let offsets = Lock<[Duration]>([])
+
+    func record(_ offset: Duration) {
+        self.offsets.withLock { $0.append(offset) }
+    }
+
+    var values: [Duration] {
+        self.offsets.withLock { $0 }
+    }
+}
+
 final class RunCounter: Sendable {
     private let count = Lock(0)
 

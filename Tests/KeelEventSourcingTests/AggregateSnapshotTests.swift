@@ -32,7 +32,7 @@ struct AggregateSnapshotTests {
         try await kind.withStore { base in
             let store = RecordingStore(base)
             let recorder = InMemoryRecorder()
-            let users = AggregateFixtures.repository(store: store, snapshots: .every(3), instrumentation: recorder)
+            let users = AggregateFixtures.repository(store: store, snapshots: .every(3), telemetry: recorder)
             let saved = try await self.populate(users, changes: 6)
             #expect(saved.map(\.version) == Array(0...6))
             #expect(
@@ -108,7 +108,7 @@ struct AggregateSnapshotTests {
                 UserNextRelease.self,
                 store: store,
                 snapshots: .every(3),
-                instrumentation: recorder
+                telemetry: recorder
             )
             let loaded = try await newRelease.load("1")
             #expect("\(loaded.snapshot)" == "stale (version 1, current 2)")
@@ -139,7 +139,7 @@ struct AggregateSnapshotTests {
     func corruptSnapshot(_ corruption: String) async throws {
         let store = InMemoryEventStore()
         let recorder = InMemoryRecorder()
-        let users = AggregateFixtures.repository(store: store, snapshots: .every(100), instrumentation: recorder)
+        let users = AggregateFixtures.repository(store: store, snapshots: .every(100), telemetry: recorder)
         _ = try await self.populate(users, changes: 2)
         let bad: EventData
         switch corruption {
@@ -188,7 +188,7 @@ struct AggregateSnapshotTests {
     func snapshotAheadOfStream() async throws {
         let store = InMemoryEventStore()
         let recorder = InMemoryRecorder()
-        let users = AggregateFixtures.repository(store: store, snapshots: .every(100), instrumentation: recorder)
+        let users = AggregateFixtures.repository(store: store, snapshots: .every(100), telemetry: recorder)
         _ = try await self.populate(users, changes: 1)
         var wrong = User()
         wrong.email = "wrong@x"
@@ -213,7 +213,7 @@ struct AggregateSnapshotTests {
         let base = InMemoryEventStore()
         let recorder = InMemoryRecorder()
         let failing = RecordingStore(base, failSnapshotAppends: true)
-        let users = AggregateFixtures.repository(store: failing, snapshots: .every(2), instrumentation: recorder)
+        let users = AggregateFixtures.repository(store: failing, snapshots: .every(2), telemetry: recorder)
         try await users.execute("1") { try $0.register(email: "e0@x", name: "A") }
         let saved = try await users.execute("1") { try $0.changeEmail(to: "e1@x") }
         guard case .failed(let error) = saved.snapshot else {

@@ -1,5 +1,6 @@
 import KeelCore
 import KeelEventSourcing
+import KeelTesting
 import Synchronization
 import Testing
 
@@ -308,7 +309,7 @@ struct AggregateTests {
             try await other.execute("1") { try $0.changeEmail(to: "other-\(interfering.value)@x") }
         }
         let recorder = InMemoryRecorder()
-        let users = AggregateFixtures.repository(store: store, instrumentation: recorder)
+        let users = AggregateFixtures.repository(store: store, telemetry: recorder)
         let runs = RunCounter()
         let error = await #expect(throws: AggregateError.self) {
             try await users.execute("1", retry: .attempts(attempts)) { user in
@@ -323,6 +324,90 @@ struct AggregateTests {
         #expect(error?.storeError?.actualVersion == UInt64(attempts))
         #expect(recorder.counter("keel.aggregate.conflicts", dimensions: [("category", "user")]) == Int64(attempts))
         #expect(try await base.readStream("user-1").count == 1 + attempts, "only the other writer's events")
+    }
+
+    /// The clock's offsets at each run of a command whose every append conflicts, retried
+    /// `attempts` times in all with `backoff` by a repository drawing from `seed`. The clock moves
+    /// from the end of one wait to the end of the next, for each of the `attempts - 1` waits
+    /// unless `waits` is false (a backoff that never sleeps).
+    static func conflictRunTimes(
+        attempts: Int,
+        backoff: Backoff,
+        seed: UInt64,
+        waits: Bool = true
+    ) async throws -> [Duration] {
+        let base = InMemoryEventStore()
+        let other = AggregateFixtures.repository(store: base, seed: 2)
+        try await other.execute("1") { try $0.register(email: "a@x", name: "A") }
+        let interfering = RunCounter()
+        let store = RecordingStore(base, interferenceLimit: .max) {
+            interfering.increment()
+            try await other.execute("1") { try $0.changeEmail(to: "other-\(interfering.value)@x") }
+        }
+        let clock = TestClock()
+        let users = AggregateFixtures.repository(store: store, seed: seed, clock: clock)
+        let runs = OffsetLog()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                let error = await #expect(throws: AggregateError.self) {
+                    try await users.execute("1", retry: .attempts(attempts, backoff: backoff)) { user in
+                        runs.record(clock.now.offset)
+                        return try user.changeEmail(to: "mine@x")
+                    }
+                }
+                #expect(error?.code == .conflict)
+                #expect(error?.attempts == attempts)
+            }
+            for _ in 1..<attempts where waits {
+                await clock.waitForSleepers(count: 1)
+                clock.advanceToNextSleeper()
+            }
+            try await group.waitForAll()
+        }
+        return runs.values
+    }
+
+    static let conflictBackoffs: [Backoff] = [
+        .constant(.milliseconds(250)),
+        .linear(initial: .milliseconds(100), increment: .milliseconds(50), maximum: .milliseconds(220)),
+        .exponential(initial: .milliseconds(100), multiplier: 3, maximum: .seconds(2), jitter: false),
+    ]
+
+    @Test(
+        "conflict retries wait exactly the delays of their Backoff, on the repository's clock",
+        arguments: AggregateTests.conflictBackoffs
+    )
+    func conflictRetriesFollowTheBackoff(_ backoff: Backoff) async throws {
+        let times = try await Self.conflictRunTimes(attempts: 5, backoff: backoff, seed: 1)
+        var expected: [Duration] = [.zero]
+        for delay in backoff.makeDelays(using: RandomSource(seed: 1)).prefix(4) {
+            expected.append(expected.last! + delay)
+        }
+        #expect(times == expected)
+    }
+
+    @Test("by default a conflict is retried at once: the clock never moves")
+    func conflictRetriesAreImmediateByDefault() async throws {
+        #expect(ConflictRetry.attempts(5).backoff == .immediate)
+        let times = try await Self.conflictRunTimes(attempts: 5, backoff: .immediate, seed: 1, waits: false)
+        #expect(times == Array(repeating: .zero, count: 5))
+    }
+
+    @Test("a jittered conflict backoff draws from the repository's random source")
+    func conflictJitterComesFromTheRepository() async throws {
+        let backoff = Backoff.exponential(initial: .seconds(1), maximum: .seconds(8))
+        let first = try await Self.conflictRunTimes(attempts: 5, backoff: backoff, seed: 7)
+        let again = try await Self.conflictRunTimes(attempts: 5, backoff: backoff, seed: 7)
+        let other = try await Self.conflictRunTimes(attempts: 5, backoff: backoff, seed: 8)
+        #expect(first == again, "the same seed gives the same waits")
+        #expect(first != other, "another seed gives other waits")
+        // Full jitter: each wait is drawn below its cap (1, 2, 4, 8 s), not the cap itself.
+        let waits = zip(first.dropFirst(), first).map { $0 - $1 }
+        let caps: [Duration] = [.seconds(1), .seconds(2), .seconds(4), .seconds(8)]
+        #expect(waits.count == caps.count)
+        for (wait, cap) in zip(waits, caps) {
+            #expect(wait > .zero && wait < cap, "wait \(wait) under cap \(cap)")
+        }
     }
 
     @Test(
@@ -372,6 +457,12 @@ struct AggregateTests {
         #expect(ConflictRetry.disabled.maxAttempts == 1)
         #expect(ConflictRetry.attempts(5).maxAttempts == 5)
         #expect("\(ConflictRetry.attempts(5))" == "up to 5 attempts")
+        #expect(ConflictRetry.disabled.backoff == .immediate)
+        #expect(ConflictRetry.attempts(5).backoff == .immediate)
+        #expect(
+            "\(ConflictRetry.attempts(3, backoff: .constant(.milliseconds(5))))"
+                == "up to 3 attempts, backoff constant(0.005 seconds)"
+        )
         #expect(SnapshotPolicy.never.eventInterval == nil)
         #expect(!SnapshotPolicy.never.isDue(eventsSinceSnapshot: 1_000))
         #expect(SnapshotPolicy.every(3).isDue(eventsSinceSnapshot: 3))

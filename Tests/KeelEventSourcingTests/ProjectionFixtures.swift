@@ -205,7 +205,8 @@ func makeRunner(
     projection: UsersByEmailDomain = UsersByEmailDomain(),
     namespace: String = "projection.users",
     configuration: ProjectionRunner.Configuration = ProjectionRunner.Configuration(),
-    clock: some Clock<Duration> = ContinuousClock()
+    clock: some Clock<Duration> = ContinuousClock(),
+    random: RandomSource = RandomSource()
 ) async throws -> ProjectionRunner {
     let keyValueStore = try await EventStoreKeyValueStore.open(store: store, namespace: namespace)
     return ProjectionRunner(
@@ -213,6 +214,7 @@ func makeRunner(
         eventStore: store,
         projectionStore: ProjectionStore(keyValueStore: keyValueStore),
         configuration: configuration,
-        clock: clock
+        clock: clock,
+        random: random
     )
 }

@@ -1,3 +1,4 @@
+import Foundation
 import KeelCore
 import KeelEventSourcing
 import KeelTesting
@@ -178,7 +179,7 @@ struct ProjectionRunnerTests {
         projection.poison.poison("u1")
         var configuration = ProjectionRunner.Configuration()
         configuration.maxAttempts = 3
-        configuration.backoff = .exponential(initial: .seconds(1), maximum: .seconds(10))
+        configuration.backoff = .exponential(initial: .seconds(1), maximum: .seconds(10), jitter: false)
         let runner = try await makeRunner(
             store: store,
             projection: projection,
@@ -201,20 +202,20 @@ struct ProjectionRunnerTests {
         #expect(projection.poison.calls(at: poison) == 3)
         #expect(clock.now.offset == .seconds(3))
 
-        let letters = try await runner.deadLetters()
-        #expect(letters.count == 1)
-        let letter = try #require(letters.first)
-        #expect(letter.position == poison)
-        #expect(letter.stream == "user-u1")
-        #expect(letter.eventType == ProjectedUserRegistered.eventType)
-        #expect(letter.attempts == 3)
-        #expect(letter.error == "poisoned u1")
+        let parked = try await runner.parkedEvents()
+        #expect(parked.count == 1)
+        let event = try #require(parked.first)
+        #expect(event.position == poison)
+        #expect(event.stream == "user-u1")
+        #expect(event.eventType == ProjectedUserRegistered.eventType)
+        #expect(event.attempts == 3)
+        #expect(event.error == "poisoned u1")
         #expect(await UsersByEmailDomain.users(at: "example.com", in: runner.projectionStore) == ["u2"])
         await runner.stop()
     }
 
-    @Test("a dead letter can be retried: failing again updates it, succeeding applies and removes it")
-    func deadLetterRetry() async throws {
+    @Test("a parked event can be retried: failing again updates it, succeeding applies and removes it")
+    func parkedEventRetry() async throws {
         let store = InMemoryEventStore()
         let projection = UsersByEmailDomain()
         projection.poison.poison("u1")
@@ -226,18 +227,63 @@ struct ProjectionRunnerTests {
         let after = try await UserEvents.appendMix(count: 3, to: store, offset: 2)
         await runner.start()
         try await runner.waitUntilCaughtUp(to: after)
-        #expect(try await runner.deadLetters().map(\.position) == [poison])
+        #expect(try await runner.parkedEvents().map(\.position) == [poison])
 
-        #expect(try await runner.retryDeadLetter(at: poison) == false)
-        #expect(try await runner.deadLetters().map(\.attempts) == [2])
+        #expect(try await runner.retryParkedEvent(at: poison) == false)
+        #expect(try await runner.parkedEvents().map(\.attempts) == [2])
 
         projection.poison.cure("u1")
-        #expect(try await runner.retryDeadLetter(at: poison) == true)
-        #expect(try await runner.deadLetters().isEmpty)
+        #expect(try await runner.retryParkedEvent(at: poison) == true)
+        #expect(try await runner.parkedEvents().isEmpty)
         #expect(await UsersByEmailDomain.users(at: "example.com", in: runner.projectionStore).contains("u1"))
-        let missing = await #expect(throws: ProjectionError.self) { try await runner.retryDeadLetter(at: poison) }
-        #expect(missing?.code == .deadLetterNotFound)
+        let missing = await #expect(throws: ProjectionError.self) { try await runner.retryParkedEvent(at: poison) }
+        #expect(missing?.code == .parkedEventNotFound)
         await runner.stop()
+    }
+
+    @Test("a parked event stored when it was called a dead letter still reads, and retries")
+    func parkedEventStoredAsDeadLetter() async throws {
+        let store = InMemoryEventStore()
+        let poison = try await store.append(UserEvents.registered(1, domain: "example.com"), to: "user-u1")
+            .positions.lowerBound
+        #expect(poison == 0)
+        let keyValueStore = try await EventStoreKeyValueStore.open(store: InMemoryEventStore(), namespace: "old")
+        // Exactly what a release whose type was `DeadLetter` committed for this event.
+        var batch = KeyValueBatch()
+        batch.put(
+            Array(
+                #"{"position":0,"stream":{"name":"user-u1"},"version":0,"eventType":"user.registered","error":"poisoned u1","attempts":3}"#
+                    .utf8
+            ),
+            forKey: "d/00000000000000000000"
+        )
+        try await keyValueStore.commit(batch)
+
+        let runner = ProjectionRunner(
+            projection: UsersByEmailDomain(),
+            eventStore: store,
+            projectionStore: ProjectionStore(keyValueStore: keyValueStore)
+        )
+        let expected = ParkedEvent(
+            position: 0,
+            stream: "user-u1",
+            version: 0,
+            eventType: ProjectedUserRegistered.eventType,
+            error: "poisoned u1",
+            attempts: 3
+        )
+        #expect(try await runner.parkedEvents() == [expected])
+        #expect(try await runner.retryParkedEvent(at: poison))
+        #expect(try await runner.parkedEvents().isEmpty)
+        #expect(await UsersByEmailDomain.users(at: "example.com", in: runner.projectionStore) == ["u1"])
+
+        // What it writes now has the same fields, so an older reader still reads it.
+        let written = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(expected)) as? [String: Any]
+        #expect(
+            Set(written?.keys.map { $0 } ?? [])
+                == ["position", "stream", "version", "eventType", "error", "attempts"]
+        )
+        #expect((written?["stream"] as? [String: Any])?["name"] as? String == "user-u1")
     }
 
     @Test("under the stop policy a poison event stops the runner at it, committing the events before")
@@ -247,7 +293,7 @@ struct ProjectionRunnerTests {
         projection.poison.poison("u3")
         var configuration = ProjectionRunner.Configuration()
         configuration.maxAttempts = 2
-        configuration.backoff = .none
+        configuration.backoff = .immediate
         configuration.poisonEvents = .stop
         let runner = try await makeRunner(store: store, projection: projection, configuration: configuration)
         var positions: [UInt64] = []
@@ -302,15 +348,65 @@ struct ProjectionRunnerTests {
         #expect(await runner.running == false)
     }
 
-    @Test("backoff schedules are pure and capped")
-    func backoff() {
-        let backoff = ProjectionRunner.Backoff.exponential(initial: .milliseconds(100), maximum: .seconds(1))
+    @Test("the default retries wait 100 ms doubling up to 5 s, as a Backoff without jitter")
+    func defaultBackoff() {
+        let backoff = ProjectionRunner.Configuration().backoff
+        #expect(backoff == .exponential(initial: .milliseconds(100), maximum: .seconds(5), jitter: false))
         #expect(
-            (1...6).map { backoff.delay(afterAttempt: $0) } == [
-                .milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(800), .seconds(1),
-                .seconds(1),
+            Array(backoff.makeDelays(using: RandomSource(seed: 1)).prefix(8)) == [
+                .milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(800),
+                .milliseconds(1600), .milliseconds(3200), .seconds(5), .seconds(5),
             ]
         )
-        #expect(ProjectionRunner.Backoff.none.delay(afterAttempt: 3) == .zero)
+    }
+
+    static let backoffs: [Backoff] = [
+        .constant(.milliseconds(250)),
+        .linear(initial: .milliseconds(100), increment: .milliseconds(50), maximum: .milliseconds(220)),
+        .exponential(initial: .milliseconds(100), multiplier: 3, maximum: .seconds(2), jitter: false),
+        .exponential(initial: .seconds(1), maximum: .seconds(8)),
+        .decorrelatedJitter(base: .milliseconds(50), maximum: .seconds(1)),
+    ]
+
+    @Test(
+        "a poison event's retries wait exactly the delays of the Backoff, jitter drawn from the runner's source",
+        arguments: ProjectionRunnerTests.backoffs
+    )
+    func retriesFollowTheBackoff(backoff: Backoff) async throws {
+        let store = InMemoryEventStore()
+        let clock = TestClock()
+        let projection = UsersByEmailDomain()
+        projection.poison.poison("u1")
+        var configuration = ProjectionRunner.Configuration()
+        configuration.maxAttempts = 5
+        configuration.backoff = backoff
+        let runner = try await makeRunner(
+            store: store,
+            projection: projection,
+            configuration: configuration,
+            clock: clock,
+            random: RandomSource(seed: 23)
+        )
+        let poison = try await store.append(UserEvents.registered(1, domain: "example.com"), to: "user-u1")
+            .positions.lowerBound
+        await runner.start()
+
+        // Step from each wait's end to the next: the clock stops exactly where each wait ends.
+        var ends: [Duration] = []
+        for attempt in 1..<configuration.maxAttempts {
+            await clock.waitForSleepers(count: 1)
+            #expect(projection.poison.calls(at: poison) == attempt)
+            clock.advanceToNextSleeper()
+            ends.append(clock.now.offset)
+        }
+        try await runner.waitUntilCaughtUp(to: poison)
+        #expect(projection.poison.calls(at: poison) == configuration.maxAttempts)
+        #expect(try await runner.parkedEvents().map(\.position) == [poison])
+        await runner.stop()
+
+        let delays = Array(backoff.makeDelays(using: RandomSource(seed: 23)).prefix(configuration.maxAttempts - 1))
+        var expected: [Duration] = []
+        for delay in delays { expected.append((expected.last ?? .zero) + delay) }
+        #expect(ends == expected)
     }
 }

@@ -105,7 +105,7 @@ struct BulkheadTests {
             name: "timed",
             configuration: .init(maxConcurrent: 1, maxQueued: 4, maxWait: .seconds(5)),
             clock: clock,
-            instrumentation: recorder
+            telemetry: recorder
         )
         let gate = TestGate()
         let entered = BulkheadTestArrivals()
@@ -307,7 +307,7 @@ struct BulkheadTests {
         let bulkhead = Bulkhead(
             name: "metered",
             configuration: .init(maxConcurrent: 1, maxQueued: 0),
-            instrumentation: recorder
+            telemetry: recorder
         )
         let gate = TestGate()
         let entered = BulkheadTestArrivals()

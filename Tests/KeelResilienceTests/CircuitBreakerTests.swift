@@ -13,7 +13,7 @@ struct CircuitBreakerTests {
 
     static func breaker(
         clock: TestClock,
-        instrumentation: any Instrumentation = NoOpInstrumentation(),
+        telemetry: any Telemetry = NoOpTelemetry(),
         _ configure: (inout CircuitBreaker.Configuration) -> Void
     ) -> CircuitBreaker {
         var configuration = CircuitBreaker.Configuration()
@@ -23,7 +23,7 @@ struct CircuitBreakerTests {
             configuration: configuration,
             clock: clock,
             random: RandomSource(seed: 3),
-            instrumentation: instrumentation
+            telemetry: telemetry
         )
     }
 
@@ -283,7 +283,7 @@ struct CircuitBreakerTests {
             configuration: configuration,
             clock: clock,
             random: RandomSource(seed: 1),
-            instrumentation: NoOpInstrumentation(),
+            telemetry: NoOpTelemetry(),
             taskExecutor: nil,
             onPublish: { event in
                 guard event.kind == .stateTransition, let breaker = breakerBox.withLock({ $0 }) else { return }
@@ -797,11 +797,11 @@ struct CircuitBreakerTests {
         }
     }
 
-    @Test("events report transitions in order; metrics and instrumentation follow")
-    func eventsAndInstrumentation() async throws {
+    @Test("events report transitions in order; metrics and telemetry follow")
+    func eventsAndTelemetry() async throws {
         let clock = TestClock()
         let recorder = InMemoryRecorder()
-        let breaker = Self.breaker(clock: clock, instrumentation: recorder) {
+        let breaker = Self.breaker(clock: clock, telemetry: recorder) {
             $0.failureRateThreshold = nil
             $0.consecutiveFailureThreshold = 2
             $0.openDuration = .fixed(.seconds(1))

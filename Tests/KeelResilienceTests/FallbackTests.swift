@@ -92,7 +92,7 @@ struct FallbackTests {
 
     @Test func theFallbacksOwnErrorPropagates() async throws {
         let recorder = InMemoryRecorder()
-        let fallback = Fallback<Int>(name: "quotes", when: { _ in true }, instrumentation: recorder) { _ in
+        let fallback = Fallback<Int>(name: "quotes", when: { _ in true }, telemetry: recorder) { _ in
             throw FallbackFailed()
         }
         await #expect(throws: FallbackFailed()) {
@@ -114,7 +114,7 @@ struct FallbackTests {
 
     @Test func countsHandledFailures() async throws {
         let recorder = InMemoryRecorder()
-        let fallback = Fallback.onError(GatewayDown.self, name: "menu", instrumentation: recorder) { _ in "" }
+        let fallback = Fallback.onError(GatewayDown.self, name: "menu", telemetry: recorder) { _ in "" }
         for _ in 0..<3 {
             _ = try await fallback.run { throw GatewayDown() }
         }
@@ -155,7 +155,7 @@ struct FallbackTests {
 
     @Test func manyConcurrentCallsShareOneFallback() async throws {
         let recorder = InMemoryRecorder()
-        let fallback = Fallback.onError(GatewayDown.self, name: "shared", instrumentation: recorder) { _ in -1 }
+        let fallback = Fallback.onError(GatewayDown.self, name: "shared", telemetry: recorder) { _ in -1 }
         let sum = try await withThrowingTaskGroup(of: Int.self) { group in
             for index in 0..<1_000 {
                 group.addTask {

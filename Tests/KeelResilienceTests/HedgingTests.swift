@@ -13,7 +13,7 @@ struct HedgingTests {
             name: "fast",
             configuration: .init(maxAttempts: 3, delay: .milliseconds(100)),
             clock: clock,
-            instrumentation: recorder
+            telemetry: recorder
         )
         let value = try await hedging.run { attempt in attempt * 10 }
         #expect(value == 10)
@@ -53,7 +53,7 @@ struct HedgingTests {
             name: "race",
             configuration: .init(maxAttempts: 3, delay: .milliseconds(50)),
             clock: clock,
-            instrumentation: recorder
+            telemetry: recorder
         )
         async let result = hedging.run { try await probe.attempt($0) }
         for count in 1...2 {
@@ -100,7 +100,7 @@ struct HedgingTests {
             name: "failing",
             configuration: .init(maxAttempts: 3, delay: .seconds(10), hedgeOnFailure: true),
             clock: clock,
-            instrumentation: recorder
+            telemetry: recorder
         )
         async let result = hedging.run { try await probe.attempt($0) }
         for attempt in 1...3 {

@@ -37,7 +37,7 @@ struct PipelineDefaultsTests {
         let breaker = CircuitBreaker(name: "open", clock: clock)
         await breaker.forceOpen()
         let attempts = Atomic<Int>(0)
-        let retry = RetryPolicy(
+        let retry = Retry(
             configuration: .init(maxAttempts: 3, backoff: .constant(.milliseconds(10))),
             clock: clock
         )

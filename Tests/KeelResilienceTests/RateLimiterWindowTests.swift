@@ -254,7 +254,7 @@ struct RateLimiterWindowTests {
             name: "bounded",
             configuration: .init(algorithm: algorithm, maxWait: nil, maxQueued: 2),
             clock: clock,
-            instrumentation: recorder
+            telemetry: recorder
         )
         try await limiter.acquire()
         let grants = Grants(clock: clock)

@@ -40,8 +40,7 @@ final class RetryCounter: Sendable {
 
 /// Runs an always-failing operation under `policy`, stepping the clock through `delays`, and
 /// returns the offsets at which the attempts ran.
-private func attemptTimes(policy: RetryPolicy, clock: TestClock, stepping delays: [Duration]) async throws -> [Duration]
-{
+private func attemptTimes(policy: Retry, clock: TestClock, stepping delays: [Duration]) async throws -> [Duration] {
     let log = AttemptLog(clock: clock)
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask {
@@ -77,75 +76,11 @@ struct RetryTests {
         .decorrelatedJitter(base: .milliseconds(50), maximum: .seconds(1)),
     ]
 
-    @Test func backoffSchedulesAreExact() {
-        let random = RandomSource(seed: 1)
-        #expect(
-            Array(Backoff.constant(.seconds(1)).makeDelays(using: random).prefix(3)) == [
-                .seconds(1), .seconds(1), .seconds(1),
-            ]
-        )
-        #expect(
-            Array(
-                Backoff.linear(initial: .milliseconds(100), increment: .milliseconds(50), maximum: .milliseconds(220))
-                    .makeDelays(using: random).prefix(5)
-            ) == [.milliseconds(100), .milliseconds(150), .milliseconds(200), .milliseconds(220), .milliseconds(220)]
-        )
-        #expect(
-            Array(
-                Backoff.exponential(
-                    initial: .milliseconds(100),
-                    multiplier: 2,
-                    maximum: .milliseconds(700),
-                    jitter: false
-                )
-                .makeDelays(using: random).prefix(5)
-            ) == [.milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(700), .milliseconds(700)]
-        )
-    }
-
-    @Test func jitteredSchedulesFollowTheirFormulasWithASeededSource() {
-        let draws = RandomSource(seed: 99)
-        let full = Array(
-            Backoff.exponential(initial: .milliseconds(100), multiplier: 2, maximum: .milliseconds(700))
-                .makeDelays(using: RandomSource(seed: 99)).prefix(5)
-        )
-        let caps: [Duration] = [
-            .milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(700), .milliseconds(700),
-        ]
-        #expect(full == caps.map { $0 * draws.nextUnitDouble() })
-
-        let decorrelatedDraws = RandomSource(seed: 5)
-        var previous = Duration.milliseconds(50)
-        var expected: [Duration] = []
-        for _ in 0..<8 {
-            let upper = previous * 3
-            previous = min(
-                .milliseconds(900),
-                .milliseconds(50) + (upper - .milliseconds(50)) * decorrelatedDraws.nextUnitDouble()
-            )
-            expected.append(previous)
-        }
-        let decorrelated = Array(
-            Backoff.decorrelatedJitter(base: .milliseconds(50), maximum: .milliseconds(900))
-                .makeDelays(using: RandomSource(seed: 5)).prefix(8)
-        )
-        #expect(decorrelated == expected)
-        #expect(decorrelated.allSatisfy { $0 >= .milliseconds(50) && $0 <= .milliseconds(900) })
-        // The same seed gives the same schedule.
-        #expect(
-            decorrelated
-                == Array(
-                    Backoff.decorrelatedJitter(base: .milliseconds(50), maximum: .milliseconds(900))
-                        .makeDelays(using: RandomSource(seed: 5)).prefix(8)
-                )
-        )
-    }
-
     @Test(arguments: RetryTests.backoffs)
     func attemptsRunExactlyOnTheScheduleUnderTheTestClock(backoff: Backoff) async throws {
         let clock = TestClock()
         let delays = Array(backoff.makeDelays(using: RandomSource(seed: 42)).prefix(4))
-        let policy = RetryPolicy(
+        let policy = Retry(
             configuration: .init(maxAttempts: 5, backoff: backoff),
             clock: clock,
             random: RandomSource(seed: 42)
@@ -157,7 +92,7 @@ struct RetryTests {
     @Test func theBackoffDoesNotWakeEarly() async throws {
         let clock = TestClock()
         let log = AttemptLog(clock: clock)
-        let policy = RetryPolicy(configuration: .init(maxAttempts: 2, backoff: .constant(.seconds(1))), clock: clock)
+        let policy = Retry(configuration: .init(maxAttempts: 2, backoff: .constant(.seconds(1))), clock: clock)
         async let value = policy.run { () async throws -> String in
             if log.record() == 1 { throw Flaky(attempt: 1) }
             return "ok"
@@ -174,7 +109,7 @@ struct RetryTests {
     @Test func errorsThePredicateRejectsAreNotRetried() async throws {
         let clock = TestClock()
         let log = AttemptLog(clock: clock)
-        let policy = RetryPolicy(
+        let policy = Retry(
             configuration: .init(maxAttempts: 5, backoff: .constant(.zero), shouldRetryError: { !($0 is Flaky) }),
             clock: clock
         )
@@ -187,7 +122,7 @@ struct RetryTests {
     @Test func retriedResultsAreRetriedAndTheLastOneIsReturned() async throws {
         let clock = TestClock()
         let log = AttemptLog(clock: clock)
-        let policy = RetryPolicy(
+        let policy = Retry(
             configuration: .init(
                 maxAttempts: 3,
                 backoff: .constant(.zero),
@@ -209,11 +144,11 @@ struct RetryTests {
         let clock = TestClock()
         let log = AttemptLog(clock: clock)
         let recorder = InMemoryRecorder()
-        let policy = RetryPolicy(
+        let policy = Retry(
             name: "deadline",
             configuration: .init(maxAttempts: 10, backoff: .constant(.milliseconds(100))),
             clock: clock,
-            instrumentation: recorder
+            telemetry: recorder
         )
         var context = TraceContext.makeRoot(using: RandomSource(seed: 3))
         context.deadline = .after(.milliseconds(250), on: clock)
@@ -244,7 +179,7 @@ struct RetryTests {
     @Test func cancellationErrorIsNeverRetried() async throws {
         let clock = TestClock()
         let log = AttemptLog(clock: clock)
-        let policy = RetryPolicy(configuration: .init(maxAttempts: 5, backoff: .constant(.zero)), clock: clock)
+        let policy = Retry(configuration: .init(maxAttempts: 5, backoff: .constant(.zero)), clock: clock)
         await #expect(throws: CancellationError.self) {
             try await policy.run { () async throws -> Int in
                 _ = log.record()
@@ -257,7 +192,7 @@ struct RetryTests {
     @Test func cancellingTheCallerStopsRetrying() async throws {
         let clock = TestClock()
         let log = AttemptLog(clock: clock)
-        let policy = RetryPolicy(configuration: .init(maxAttempts: 5, backoff: .constant(.seconds(1))), clock: clock)
+        let policy = Retry(configuration: .init(maxAttempts: 5, backoff: .constant(.seconds(1))), clock: clock)
         let task = Task {
             try await policy.run { () async throws -> Int in throw Flaky(attempt: log.record()) }
         }
@@ -271,7 +206,7 @@ struct RetryTests {
     @Test func aCancelledCallerMakesNoFurtherAttempt() async throws {
         let clock = TestClock()
         let log = AttemptLog(clock: clock)
-        let policy = RetryPolicy(configuration: .init(maxAttempts: 5, backoff: .constant(.zero)), clock: clock)
+        let policy = Retry(configuration: .init(maxAttempts: 5, backoff: .constant(.zero)), clock: clock)
         await withTaskGroup(of: Void.self) { group in
             group.cancelAll()
             group.addTask {
@@ -287,11 +222,11 @@ struct RetryTests {
         let clock = TestClock()
         let recorder = InMemoryRecorder()
         let budget = RetryBudget(configuration: .init(ratio: 0.1, minimumRetries: 5), clock: clock)
-        let policy = RetryPolicy(
+        let policy = Retry(
             name: "storm",
             configuration: .init(maxAttempts: 5, backoff: .constant(.zero), budget: budget),
             clock: clock,
-            instrumentation: recorder
+            telemetry: recorder
         )
         let attempts = RetryCounter()
         await withDiscardingTaskGroup { group in
@@ -339,7 +274,7 @@ struct RetryTests {
     }
 
     @Test func executeIsTheStrategyForm() async throws {
-        let strategy: any ResilienceStrategy = RetryPolicy(
+        let strategy: any ResilienceStrategy = Retry(
             configuration: .init(maxAttempts: 3, backoff: .constant(.zero)),
             clock: TestClock()
         )

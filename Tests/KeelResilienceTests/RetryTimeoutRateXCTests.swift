@@ -11,7 +11,7 @@ final class RetryTimeoutRateXCTests: TimeLimitedTestCase {
     func testRetryFollowsItsScheduleOnTheTestClock() async throws {
         let clock = TestClock()
         let attempts = Lock<[Duration]>([])
-        let policy = RetryPolicy(
+        let policy = Retry(
             configuration: .init(
                 maxAttempts: 3,
                 backoff: .exponential(initial: .milliseconds(100), maximum: .seconds(1), jitter: false)

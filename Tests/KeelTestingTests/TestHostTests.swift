@@ -223,12 +223,12 @@ struct TestHostTests {
     }
 
     @Test("with records spans and metrics in its in-memory recorder")
-    func recordsInstrumentation() async throws {
+    func recordsTelemetry() async throws {
         try await TestHost.with { test in
             try await test.bus.publish(Ping(number: 1))
             _ = try await test.events.waitFor(count: 1, of: Ping.self, timeout: .seconds(1), clock: test.clock)
-            #expect(test.instrumentation.counterTotal("keel.bus.published") == 1)
-            #expect(test.instrumentation.spans.contains { $0.name == "publish \(Ping.topic)" })
+            #expect(test.telemetry.counterTotal("keel.bus.published") == 1)
+            #expect(test.telemetry.spans.contains { $0.name == "publish \(Ping.topic)" })
         }
     }
 }

@@ -22,9 +22,7 @@ struct BusDeadLetterTests {
 
     static let retryThreeTimes = RedeliveryPolicy(
         maxAttempts: 3,
-        initialBackoff: .seconds(1),
-        multiplier: 2,
-        maxBackoff: .seconds(10)
+        backoff: .exponential(initial: .seconds(1), maximum: .seconds(10), jitter: false)
     )
 
     /// Subscribes a handler that fails every non-marker event until `fixed` is set, recording
@@ -52,23 +50,84 @@ struct BusDeadLetterTests {
         }
     }
 
-    @Test("the backoff schedule doubles up to its cap")
-    func backoffSchedule() {
-        let policy = RedeliveryPolicy(
-            maxAttempts: 10,
-            initialBackoff: .milliseconds(100),
-            multiplier: 2,
-            maxBackoff: .milliseconds(500)
-        )
-        let waits = (1...5).map { policy.backoff(afterAttempt: $0) }
+    @Test("the default redelivery waits 10 ms doubling up to 1 s, as a Backoff without jitter")
+    func defaultBackoff() {
+        let policy = RedeliveryPolicy()
+        #expect(policy.maxAttempts == 3)
+        #expect(policy.backoff == .exponential(initial: .milliseconds(10), maximum: .seconds(1), jitter: false))
         #expect(
-            waits == [
-                .milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(500), .milliseconds(500),
+            Array(policy.backoff.makeDelays(using: RandomSource(seed: 1)).prefix(9)) == [
+                .milliseconds(10), .milliseconds(20), .milliseconds(40), .milliseconds(80), .milliseconds(160),
+                .milliseconds(320), .milliseconds(640), .seconds(1), .seconds(1),
             ]
         )
         #expect(RedeliveryPolicy.none.maxAttempts == 1)
-        #expect(Self.retryThreeTimes.backoff(afterAttempt: 1) == .seconds(1))
-        #expect(Self.retryThreeTimes.backoff(afterAttempt: 2) == .seconds(2))
+    }
+
+    /// The clock's offsets at the failed attempts of one event that is redelivered under `policy`
+    /// until it is dead-lettered; the clock moves from the end of one wait to the end of the next.
+    static func attemptTimes(policy: RedeliveryPolicy, random: RandomSource) async throws -> [Duration] {
+        let clock = TestClock()
+        return try await BusFixtures.withBus(clock: clock, random: random) { bus in
+            let attempts = Collector<Duration>()
+            let handled = Collector<Numbered>()
+            try Self.flakySubscriber(
+                on: bus,
+                name: "flaky",
+                policy: policy,
+                clock: clock,
+                fixed: Flag(),
+                attempts: attempts,
+                handled: handled
+            )
+            try await bus.publish(Numbered(sequence: 1))
+            for _ in 1..<policy.maxAttempts {
+                await clock.waitForSleepers(count: 1)
+                clock.advanceToNextSleeper()
+            }
+            // Published after the last wait, so that its ids are drawn after every jitter draw.
+            try await bus.publish(Numbered(publisher: Self.marker, sequence: 2))
+            await handled.waitFor(count: 1)
+            #expect(bus.deadLetters.map(\.attempts) == [policy.maxAttempts])
+            return attempts.values
+        }
+    }
+
+    static let backoffs: [Backoff] = [
+        .constant(.milliseconds(250)),
+        .linear(initial: .milliseconds(100), increment: .milliseconds(50), maximum: .milliseconds(220)),
+        .exponential(initial: .milliseconds(100), multiplier: 3, maximum: .seconds(2), jitter: false),
+        RedeliveryPolicy().backoff,
+    ]
+
+    @Test("redelivery waits exactly the delays of its Backoff", arguments: BusDeadLetterTests.backoffs)
+    func redeliveryFollowsTheBackoff(backoff: Backoff) async throws {
+        let times = try await Self.attemptTimes(
+            policy: RedeliveryPolicy(maxAttempts: 5, backoff: backoff),
+            random: RandomSource(seed: 42)
+        )
+        var expected: [Duration] = [.zero]
+        for delay in backoff.makeDelays(using: RandomSource(seed: 1)).prefix(4) {
+            expected.append(expected.last! + delay)
+        }
+        #expect(times == expected)
+    }
+
+    @Test("a jittered redelivery backoff draws from the bus's random source")
+    func redeliveryJitterComesFromTheBus() async throws {
+        let policy = RedeliveryPolicy(maxAttempts: 5, backoff: .exponential(initial: .seconds(1), maximum: .seconds(8)))
+        let first = try await Self.attemptTimes(policy: policy, random: RandomSource(seed: 7))
+        let again = try await Self.attemptTimes(policy: policy, random: RandomSource(seed: 7))
+        let other = try await Self.attemptTimes(policy: policy, random: RandomSource(seed: 8))
+        #expect(first == again, "the same seed gives the same waits")
+        #expect(first != other, "another seed gives other waits")
+        // Full jitter: each wait is drawn below its cap (1, 2, 4, 8 s), not the cap itself.
+        let waits = zip(first.dropFirst(), first).map { $0 - $1 }
+        let caps: [Duration] = [.seconds(1), .seconds(2), .seconds(4), .seconds(8)]
+        #expect(waits.count == caps.count)
+        for (wait, cap) in zip(waits, caps) {
+            #expect(wait > .zero && wait < cap, "wait \(wait) under cap \(cap)")
+        }
     }
 
     @Test("a failing handler is retried on the clock, dead-lettered, fixed, replayed and delivered")

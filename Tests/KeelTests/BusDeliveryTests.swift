@@ -153,7 +153,7 @@ struct BusDeliveryTests {
             #expect(envelope.correlationID == "order-42")
             #expect(envelope.causationID == "request-7")
             #expect(envelope.traceID == publisher.traceID)
-            #expect(envelope.spanID == publisher.spanID, "without instrumentation the publisher's span is its own")
+            #expect(envelope.spanID == publisher.spanID, "without telemetry the publisher's span is its own")
 
             let context = try #require(handled.context, "no trace context was bound around the handler")
             #expect(context.traceID == envelope.traceID)
@@ -219,11 +219,11 @@ struct BusDeliveryTests {
         }
     }
 
-    @Test("with instrumentation, the envelope names a producer span and the handler runs in a consumer span")
+    @Test("with telemetry, the envelope names a producer span and the handler runs in a consumer span")
     func spans() async throws {
         let recorder = InMemoryRecorder()
         let root = TraceContext(traceID: TraceID(high: 2, low: 3), spanID: SpanID(rawValue: 4), correlationID: "c")
-        let envelope = try await BusFixtures.withBus(instrumentation: recorder) { bus in
+        let envelope = try await BusFixtures.withBus(telemetry: recorder) { bus in
             let seen = Collector<EventEnvelope>()
             try bus.subscribe(to: OrderCreated.self, name: "billing") { _, envelope in seen.append(envelope) }
             try await TraceContext.$current.withValue(root) {

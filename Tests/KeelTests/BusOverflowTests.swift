@@ -45,7 +45,7 @@ struct BusOverflowTests {
     @Test("dropNewest keeps the first events, drops and counts the rest, and stays at capacity")
     func dropNewest() async throws {
         let recorder = InMemoryRecorder()
-        let subscription = try await BusFixtures.withBus(instrumentation: recorder) { bus in
+        let subscription = try await BusFixtures.withBus(telemetry: recorder) { bus in
             let gate = Gate()
             let received = Collector<Int>()
             let subscription = try await Self.stuckSubscriber(

@@ -62,7 +62,7 @@ final class BusXCTests: TimeLimitedTestCase {
         let bus = EventBus(clock: clock, random: RandomSource(seed: 3))
         let fixed = BusFixtures.Flag()
         let handled = Collector<Int>()
-        let policy = RedeliveryPolicy(maxAttempts: 2, initialBackoff: .seconds(5))
+        let policy = RedeliveryPolicy(maxAttempts: 2, backoff: .constant(.seconds(5)))
         try bus.subscribe(to: Numbered.self, options: SubscriptionOptions(redelivery: policy)) { event, _ in
             if event.publisher == 0 && !fixed.value { throw BusFixtures.HandlerFailure(sequence: event.sequence) }
             handled.append(event.sequence)

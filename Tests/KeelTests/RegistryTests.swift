@@ -303,7 +303,7 @@ struct RegistryTests {
             #expect(handled == [334, 333, 333])
             #expect(test.host.registry.instances(of: "worker").map(\.outstanding) == [0, 0, 0])
             let dimensions = [("service", "worker"), ("request", "Work")]
-            #expect(test.instrumentation.counter("keel.requests", dimensions: dimensions) == 1000)
+            #expect(test.telemetry.counter("keel.requests", dimensions: dimensions) == 1000)
         }
     }
 

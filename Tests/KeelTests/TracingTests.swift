@@ -20,7 +20,7 @@ struct TracingTests {
             await arrivals.wait(for: 1)
             let records = try await test.events.waitFor(count: 1, timeout: .seconds(1), clock: test.clock) { _ in true }
             // Returned so that the spans are read after shutdown, when every span has ended.
-            return (test.instrumentation, try #require(records.first).envelope)
+            return (test.telemetry, try #require(records.first).envelope)
         }
 
         let spans = recorder.spans
@@ -63,7 +63,7 @@ struct TracingTests {
         let worker = Worker { _ in seen.append(TraceContext.current) }
         let recorder = try await TestHost.with(HostFixtures.Caller<Front>(), worker) { test in
             _ = try await test.client.send(HostFixtures.Relay<Front>(value: 1))
-            return test.instrumentation
+            return test.telemetry
         }
         let spans = recorder.spans
         #expect(spans.map(\.name) == ["front.Relay<Front>", "worker.Work"])
@@ -86,7 +86,7 @@ struct TracingTests {
             try await TraceContext.$current.withValue(root) {
                 _ = try await test.client.send(Work(value: 1))
             }
-            let span = try #require(test.instrumentation.spans.first)
+            let span = try #require(test.telemetry.spans.first)
             #expect(span.context.traceID == root.traceID)
             #expect(span.context.parentSpanID == root.spanID)
             let context = try #require(seen.all.first ?? nil)
@@ -102,12 +102,12 @@ struct TracingTests {
         try await TestHost.with(worker) { test in
             let error = await HostFixtures.failure { try await test.client.send(Work(value: 1)) }
             #expect(error?.code == .handlerFailed)
-            let span = try #require(test.instrumentation.spans.first)
+            let span = try #require(test.telemetry.spans.first)
             #expect(span.errors.count == 1)
             #expect(span.errors.first?.contains("handlerFailed") == true)
             let dimensions = [("service", "worker"), ("request", "Work")]
-            #expect(test.instrumentation.counter("keel.requests", dimensions: dimensions) == 1)
-            #expect(test.instrumentation.counter("keel.requests.failed", dimensions: dimensions) == 1)
+            #expect(test.telemetry.counter("keel.requests", dimensions: dimensions) == 1)
+            #expect(test.telemetry.counter("keel.requests.failed", dimensions: dimensions) == 1)
         }
     }
 
@@ -123,8 +123,8 @@ struct TracingTests {
                 try await group.waitForAll()
             }
             let dimensions = [("service", "worker"), ("request", "Work")]
-            #expect(test.instrumentation.timer("keel.requests.duration", dimensions: dimensions) == [.seconds(3)])
-            #expect(test.instrumentation.spans.first?.duration == .seconds(3))
+            #expect(test.telemetry.timer("keel.requests.duration", dimensions: dimensions) == [.seconds(3)])
+            #expect(test.telemetry.spans.first?.duration == .seconds(3))
         }
     }
 }

@@ -61,7 +61,7 @@ public final class EventBus: Sendable {
     let configuration: Configuration
     let clock: any Clock<Duration>
     let reader: ClockReader
-    let instrumentation: any Instrumentation
+    let telemetry: any Telemetry
     let isRecording: Bool
     let random: RandomSource
     let wallClock: @Sendable () -> Date
@@ -69,20 +69,20 @@ public final class EventBus: Sendable {
     let tracker: WorkTracker
     let deadLetterQueue: DeadLetterQueue
     private let state = Lock(State())
-    private let publishedCounter: any CounterHandler
+    private let publishedCounter: any TelemetryCounter
 
     /// Creates a bus.
     /// - Parameters:
     ///   - configuration: The bus's settings.
     ///   - clock: The clock for redelivery backoff.
-    ///   - instrumentation: Where metrics and spans go.
+    ///   - telemetry: Where metrics and spans go.
     ///   - random: The source of event ids and span ids.
     ///   - wallClock: The source of envelope times.
     ///   - executor: The task executor preference of the subscription tasks.
     public convenience init(
         configuration: Configuration = Configuration(),
         clock: some Clock<Duration> = ContinuousClock(),
-        instrumentation: any Instrumentation = NoOpInstrumentation(),
+        telemetry: any Telemetry = NoOpTelemetry(),
         random: RandomSource = RandomSource(),
         wallClock: @escaping @Sendable () -> Date = { Date() },
         executor: (any TaskExecutor)? = nil
@@ -90,7 +90,7 @@ public final class EventBus: Sendable {
         self.init(
             configuration: configuration,
             clock: clock,
-            instrumentation: instrumentation,
+            telemetry: telemetry,
             random: random,
             wallClock: wallClock,
             executor: executor,
@@ -101,7 +101,7 @@ public final class EventBus: Sendable {
     package init(
         configuration: Configuration,
         clock: any Clock<Duration>,
-        instrumentation: any Instrumentation,
+        telemetry: any Telemetry,
         random: RandomSource,
         wallClock: @escaping @Sendable () -> Date,
         executor: (any TaskExecutor)?,
@@ -110,14 +110,14 @@ public final class EventBus: Sendable {
         self.configuration = configuration
         self.clock = clock
         self.reader = ClockReader(clock)
-        self.instrumentation = instrumentation
-        self.isRecording = !(instrumentation is NoOpInstrumentation)
+        self.telemetry = telemetry
+        self.isRecording = !(telemetry is NoOpTelemetry)
         self.random = random
         self.wallClock = wallClock
         self.executor = executor
         self.tracker = tracker
         self.deadLetterQueue = DeadLetterQueue(capacity: configuration.deadLetterCapacity)
-        self.publishedCounter = instrumentation.makeCounter(label: "keel.bus.published", dimensions: [])
+        self.publishedCounter = telemetry.makeCounter(label: "keel.bus.published", dimensions: [])
     }
 
     // MARK: Publishing
@@ -205,7 +205,7 @@ public final class EventBus: Sendable {
         )
         if self.isRecording {
             // A producer span, ended at once: it marks where in the trace the event was published.
-            let span = self.instrumentation.startSpan(
+            let span = self.telemetry.startSpan(
                 "publish \(topic)",
                 context: context.makeChild(using: self.random),
                 kind: .producer

@@ -43,10 +43,10 @@ final class Subscriber: Sendable {
     private let deadLettered = Atomic<Int>(0)
     private let discarded = Atomic<Int>(0)
     private let peakBuffered = Atomic<Int>(0)
-    private let droppedCounter: any CounterHandler
-    private let deadLetterCounter: any CounterHandler
-    private let deliveredCounter: any CounterHandler
-    private let handlerTimer: any TimerHandler
+    private let droppedCounter: any TelemetryCounter
+    private let deadLetterCounter: any TelemetryCounter
+    private let deliveredCounter: any TelemetryCounter
+    private let handlerTimer: any TelemetryTimer
 
     init(
         id: SubscriptionID,
@@ -67,10 +67,10 @@ final class Subscriber: Sendable {
         self.spanName = "handle \(name)"
         self.mailbox = Lock(MailboxStateMachine(capacity: options.bufferCapacity, overflow: options.overflow))
         let dimensions = [("subscription", name)]
-        self.droppedCounter = bus.instrumentation.makeCounter(label: "keel.bus.dropped", dimensions: dimensions)
-        self.deadLetterCounter = bus.instrumentation.makeCounter(label: "keel.bus.dead_letters", dimensions: dimensions)
-        self.deliveredCounter = bus.instrumentation.makeCounter(label: "keel.bus.delivered", dimensions: dimensions)
-        self.handlerTimer = bus.instrumentation.makeTimer(label: "keel.bus.handler.duration", dimensions: dimensions)
+        self.droppedCounter = bus.telemetry.makeCounter(label: "keel.bus.dropped", dimensions: dimensions)
+        self.deadLetterCounter = bus.telemetry.makeCounter(label: "keel.bus.dead_letters", dimensions: dimensions)
+        self.deliveredCounter = bus.telemetry.makeCounter(label: "keel.bus.delivered", dimensions: dimensions)
+        self.handlerTimer = bus.telemetry.makeTimer(label: "keel.bus.handler.duration", dimensions: dimensions)
     }
 
     func matches(typeID: ObjectIdentifier, topic: String) -> Bool {
@@ -248,7 +248,7 @@ final class Subscriber: Sendable {
         let bus = self.bus
         let context = published.envelope.makeHandlerContext(using: bus.random)
         let span =
-            bus.isRecording ? bus.instrumentation.startSpan(self.spanName, context: context, kind: .consumer) : nil
+            bus.isRecording ? bus.telemetry.startSpan(self.spanName, context: context, kind: .consumer) : nil
         let started = span == nil ? .zero : bus.reader.now()
         defer {
             if let span {
@@ -258,6 +258,8 @@ final class Subscriber: Sendable {
         }
         let policy = self.options.redelivery
         var attempt = 0
+        // Made at the first failure: most events never need it.
+        var delays: Backoff.Delays?
         while true {
             attempt += 1
             do {
@@ -291,8 +293,9 @@ final class Subscriber: Sendable {
                     self.deadLetterCounter.increment(by: 1)
                     return
                 }
+                if delays == nil { delays = policy.backoff.makeDelays(using: bus.random) }
                 do {
-                    try await bus.clock.sleep(for: policy.backoff(afterAttempt: attempt))
+                    try await bus.clock.sleep(for: delays?.next() ?? .zero)
                 } catch {
                     self.discarded.wrappingAdd(1, ordering: .relaxed)
                     return

@@ -1,3 +1,4 @@
+import KeelCore
 import KeelResilience
 
 /// What a subscriber's mailbox does when it is full.
@@ -22,51 +23,33 @@ public struct OverflowPolicy: Sendable, Hashable, CustomStringConvertible {
 
 /// How often and how patiently a failing event handler is retried before its event goes to the
 /// dead-letter queue.
+///
+/// The waits between attempts are a ``/KeelCore/Backoff``, the schedule every Keel retry uses;
+/// each event starts it again, and jitter (if the backoff has any) is drawn from the bus's
+/// ``/KeelCore/RandomSource``. The default waits 10 ms, then 20 ms, doubling up to 1 s, without
+/// jitter.
 public struct RedeliveryPolicy: Sendable, Hashable {
     /// Attempts in all, the first included; at least 1.
     public var maxAttempts: Int
-    /// The wait before the second attempt.
-    public var initialBackoff: Duration
-    /// The factor by which each later wait grows.
-    public var multiplier: Double
-    /// The longest wait.
-    public var maxBackoff: Duration
+    /// The waits between attempts, on the bus's clock. Default
+    /// `.exponential(initial: .milliseconds(10), maximum: .seconds(1), jitter: false)`.
+    public var backoff: Backoff
 
     /// Creates a policy.
     /// - Parameters:
     ///   - maxAttempts: Attempts in all, at least 1.
-    ///   - initialBackoff: The first wait.
-    ///   - multiplier: The growth factor, at least 1.
-    ///   - maxBackoff: The longest wait.
+    ///   - backoff: The waits between attempts.
     public init(
         maxAttempts: Int = 3,
-        initialBackoff: Duration = .milliseconds(10),
-        multiplier: Double = 2,
-        maxBackoff: Duration = .seconds(1)
+        backoff: Backoff = .exponential(initial: .milliseconds(10), maximum: .seconds(1), jitter: false)
     ) {
         precondition(maxAttempts >= 1, "maxAttempts must be at least 1, got \(maxAttempts)")
-        precondition(multiplier >= 1, "multiplier must be at least 1, got \(multiplier)")
         self.maxAttempts = maxAttempts
-        self.initialBackoff = initialBackoff
-        self.multiplier = multiplier
-        self.maxBackoff = maxBackoff
+        self.backoff = backoff
     }
 
     /// One attempt, no retry: a failure goes straight to the dead-letter queue.
     public static let none = RedeliveryPolicy(maxAttempts: 1)
-
-    /// The wait after failed attempt number `attempt` (1-based), before the next.
-    /// - Parameter attempt: The attempt that failed.
-    /// - Returns: The wait.
-    public func backoff(afterAttempt attempt: Int) -> Duration {
-        var wait = self.initialBackoff
-        var step = 1
-        while step < attempt && wait < self.maxBackoff {
-            wait = wait * self.multiplier
-            step += 1
-        }
-        return min(wait, self.maxBackoff)
-    }
 }
 
 /// How a subscription buffers, retries and guards its handler.

@@ -86,7 +86,7 @@ public actor ServiceHost {
     /// The host's clock.
     public nonisolated let clock: any Clock<Duration>
     /// Where metrics and spans go.
-    public nonisolated let instrumentation: any Instrumentation
+    public nonisolated let telemetry: any Telemetry
     /// The host's random source.
     public nonisolated let random: RandomSource
     /// The host's event bus.
@@ -125,17 +125,17 @@ public actor ServiceHost {
     /// - Parameters:
     ///   - configuration: The host's settings.
     ///   - clock: The clock for deadlines, health checks, backoff and shutdown.
-    ///   - instrumentation: Where metrics and spans go.
+    ///   - telemetry: Where metrics and spans go.
     ///   - random: The source of every id and random choice.
     public init(
         configuration: Configuration = Configuration(),
         clock: some Clock<Duration> = ContinuousClock(),
-        instrumentation: any Instrumentation = NoOpInstrumentation(),
+        telemetry: any Telemetry = NoOpTelemetry(),
         random: RandomSource = RandomSource()
     ) {
         self.configuration = configuration
         self.clock = clock
-        self.instrumentation = instrumentation
+        self.telemetry = telemetry
         self.random = random
         self.storage = HostStorage(location: configuration.storage, executor: configuration.executor)
         let tracker = WorkTracker()
@@ -145,7 +145,7 @@ public actor ServiceHost {
         self.bus = EventBus(
             configuration: configuration.bus,
             clock: clock,
-            instrumentation: instrumentation,
+            telemetry: telemetry,
             random: random,
             wallClock: configuration.wallClock,
             executor: configuration.executor,
@@ -155,7 +155,7 @@ public actor ServiceHost {
             registry: registry,
             tracker: tracker,
             clock: clock,
-            instrumentation: instrumentation,
+            telemetry: telemetry,
             random: random
         )
         self.router = router
@@ -202,7 +202,7 @@ public actor ServiceHost {
         }
         let index = self.instances.filter { $0.id.service == S.name }.count
         let id = InstanceID(service: S.name, index: index)
-        let instrumentation = self.instrumentation
+        let telemetry = self.telemetry
         let pool = self.registry.pool(for: S.name)
         try self.router.updateRoutes { (routes) throws(HostError) in
             // Check every route before changing any, so a refused registration leaves no trace.
@@ -221,14 +221,14 @@ public actor ServiceHost {
                 while list.count <= index { list.append(nil) }
                 list[index] = handler
                 routes[key] =
-                    routes[key]?.with(handlers: list, policy: .none, instrumentation: instrumentation)
+                    routes[key]?.with(handlers: list, policy: .none, telemetry: telemetry)
                     ?? Route(
                         requestName: handler.requestName,
                         service: S.name,
                         pool: pool,
                         handlers: list,
                         policy: self.routePolicies[key] ?? self.servicePolicies[S.name],
-                        instrumentation: instrumentation
+                        telemetry: telemetry
                     )
             }
         }
@@ -254,9 +254,9 @@ public actor ServiceHost {
     public func setPolicy<R: ServiceRequest>(_ policy: any RoutePolicy, for request: R.Type) {
         let key = ObjectIdentifier(request)
         self.routePolicies[key] = policy
-        let instrumentation = self.instrumentation
+        let telemetry = self.telemetry
         self.router.updateRoutes { routes in
-            routes[key] = routes[key]?.with(policy: .some(policy), instrumentation: instrumentation)
+            routes[key] = routes[key]?.with(policy: .some(policy), telemetry: telemetry)
         }
     }
 
@@ -266,11 +266,11 @@ public actor ServiceHost {
     ///   - service: The service.
     public func setPolicy(_ policy: any RoutePolicy, forService service: ServiceName) {
         self.servicePolicies[service] = policy
-        let instrumentation = self.instrumentation
+        let telemetry = self.telemetry
         let specific = self.routePolicies
         self.router.updateRoutes { routes in
             for (key, route) in routes where route.service == service && specific[key] == nil {
-                routes[key] = route.with(policy: .some(policy), instrumentation: instrumentation)
+                routes[key] = route.with(policy: .some(policy), telemetry: telemetry)
             }
         }
     }
@@ -378,7 +378,7 @@ public actor ServiceHost {
             name: instance.id.service,
             instanceID: instance.id,
             clock: self.clock,
-            instrumentation: self.instrumentation,
+            telemetry: self.telemetry,
             random: self.random,
             bus: self.bus,
             requests: RequestClient(router: self.router, caller: instance.id.service, allowed: instance.dependencies),

@@ -11,9 +11,9 @@ final class Route: Sendable {
     let handlers: [(any AnyBoundHandler)?]
     let policy: (any RoutePolicy)?
     let spanName: String
-    let requests: any CounterHandler
-    let failures: any CounterHandler
-    let latency: any TimerHandler
+    let requests: any TelemetryCounter
+    let failures: any TelemetryCounter
+    let latency: any TelemetryTimer
 
     init(
         requestName: String,
@@ -21,7 +21,7 @@ final class Route: Sendable {
         pool: ServiceRegistry.Pool,
         handlers: [(any AnyBoundHandler)?],
         policy: (any RoutePolicy)?,
-        instrumentation: any Instrumentation
+        telemetry: any Telemetry
     ) {
         self.requestName = requestName
         self.service = service
@@ -30,15 +30,15 @@ final class Route: Sendable {
         self.policy = policy
         self.spanName = "\(service).\(requestName)"
         let dimensions = [("service", service.rawValue), ("request", requestName)]
-        self.requests = instrumentation.makeCounter(label: "keel.requests", dimensions: dimensions)
-        self.failures = instrumentation.makeCounter(label: "keel.requests.failed", dimensions: dimensions)
-        self.latency = instrumentation.makeTimer(label: "keel.requests.duration", dimensions: dimensions)
+        self.requests = telemetry.makeCounter(label: "keel.requests", dimensions: dimensions)
+        self.failures = telemetry.makeCounter(label: "keel.requests.failed", dimensions: dimensions)
+        self.latency = telemetry.makeTimer(label: "keel.requests.duration", dimensions: dimensions)
     }
 
     func with(
         handlers: [(any AnyBoundHandler)?]? = nil,
         policy: (any RoutePolicy)??,
-        instrumentation: any Instrumentation
+        telemetry: any Telemetry
     )
         -> Route
     {
@@ -48,7 +48,7 @@ final class Route: Sendable {
             pool: self.pool,
             handlers: handlers ?? self.handlers,
             policy: policy ?? self.policy,
-            instrumentation: instrumentation
+            telemetry: telemetry
         )
     }
 }
@@ -62,7 +62,7 @@ final class RequestRouter: Sendable {
     let tracker: WorkTracker
     let clock: any Clock<Duration>
     let reader: ClockReader
-    let instrumentation: any Instrumentation
+    let telemetry: any Telemetry
     let isRecording: Bool
     let random: RandomSource
 
@@ -70,15 +70,15 @@ final class RequestRouter: Sendable {
         registry: ServiceRegistry,
         tracker: WorkTracker,
         clock: any Clock<Duration>,
-        instrumentation: any Instrumentation,
+        telemetry: any Telemetry,
         random: RandomSource
     ) {
         self.registry = registry
         self.tracker = tracker
         self.clock = clock
         self.reader = ClockReader(clock)
-        self.instrumentation = instrumentation
-        self.isRecording = !(instrumentation is NoOpInstrumentation)
+        self.telemetry = telemetry
+        self.isRecording = !(telemetry is NoOpTelemetry)
         self.random = random
     }
 
@@ -98,7 +98,7 @@ final class RequestRouter: Sendable {
     struct Call: Sendable {
         let route: Route
         @usableFromInline let context: TraceContext
-        let span: (any SpanHandle)?
+        let span: (any TelemetrySpan)?
         let started: Duration
         /// The chosen instance and its handler on the fast path (no policy, no deadline); `nil`
         /// when the call goes through ``RequestRouter/dispatch``.
@@ -150,7 +150,7 @@ final class RequestRouter: Sendable {
         }
         route.requests.increment(by: 1)
         let span =
-            self.isRecording ? self.instrumentation.startSpan(route.spanName, context: context, kind: .server) : nil
+            self.isRecording ? self.telemetry.startSpan(route.spanName, context: context, kind: .server) : nil
         let started = self.isRecording ? self.reader.now() : .zero
         var slot: ServiceRegistry.Slot?
         var handler: (any AnyBoundHandler)?
@@ -184,7 +184,7 @@ final class RequestRouter: Sendable {
         self.fail(route: call.route, span: call.span, self.handlerError(error, route: call.route, slot: call.slot!))
     }
 
-    private func fail(route: Route, span: (any SpanHandle)?, _ error: RequestError) -> RequestError {
+    private func fail(route: Route, span: (any TelemetrySpan)?, _ error: RequestError) -> RequestError {
         route.failures.increment(by: 1)
         span?.recordError(error)
         return error

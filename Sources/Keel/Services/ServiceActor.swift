@@ -41,7 +41,7 @@ public protocol ServiceActor: Actor {
     /// Subscribe to events and keep what the environment offers here. Throwing stops every
     /// service that already started, in reverse order, and fails ``ServiceHost/start()``.
     /// - Parameter environment: The service's identity, clock, bus, request client and
-    ///   instrumentation.
+    ///   telemetry.
     /// - Throws: Any error, to refuse to start.
     func start(_ environment: ServiceEnvironment) async throws
 

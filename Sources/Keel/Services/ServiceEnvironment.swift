@@ -2,7 +2,7 @@ import Foundation
 import KeelCore
 import KeelEventSourcing
 
-/// What a service receives when it starts: its identity, its clock, its instrumentation, the bus,
+/// What a service receives when it starts: its identity, its clock, its telemetry, the bus,
 /// a request client that reaches only the services it declared, and its own storage
 /// (``storage()``).
 ///
@@ -25,7 +25,7 @@ public struct ServiceEnvironment: Sendable {
     /// The host's clock; wait on it rather than on a clock of your own, so tests can drive time.
     public let clock: any Clock<Duration>
     /// Where metrics and spans go.
-    public let instrumentation: any Instrumentation
+    public let telemetry: any Telemetry
     /// The host's random source; draw from it so runs can be replayed from a seed.
     public let random: RandomSource
     /// The host's event bus.
@@ -82,8 +82,8 @@ public struct ServiceEnvironment: Sendable {
     /// - Parameters:
     ///   - type: The event type.
     ///   - name: The subscription's name, unique within this service; it names its checkpoint.
-    ///   - configuration: Attempts and backoff for a failing handler, and what to do after the
-    ///     last one.
+    ///   - configuration: Attempts and backoff for a failing handler (waits on the host's clock,
+    ///     jitter from its random source), and what to do after the last one.
     ///   - handler: Called once per event (again after a crash before its checkpoint was
     ///     committed: make it idempotent, for example by the event's id).
     /// - Returns: The subscription, to inspect and resubmit its publications.
@@ -109,6 +109,7 @@ public struct ServiceEnvironment: Sendable {
             projectionStore: ProjectionStore(keyValueStore: checkpoints),
             configuration: configuration,
             clock: self.clock,
+            random: self.random,
             executor: self.hostStorage.executor
         )
         try await self.hostStorage.start(runner, for: self.name)

@@ -32,7 +32,7 @@ public struct DurableSubscription: Sendable {
     public func status() async throws(ProjectionError) -> DurableSubscriptionStatus {
         let checkpoint = try await self.runner.checkpoint()
         let lag = try await self.runner.lag()
-        let failed = try await self.runner.deadLetters()
+        let failed = try await self.runner.parkedEvents()
         return DurableSubscriptionStatus(deliveredUpTo: checkpoint, positionsBehind: lag, failed: failed)
     }
 
@@ -57,11 +57,11 @@ public struct DurableSubscription: Sendable {
     /// Delivers a failed publication again; on success it leaves the failed list.
     /// - Parameter position: The failed publication's position.
     /// - Returns: Whether the handler succeeded this time.
-    /// - Throws: ``/KeelEventSourcing/ProjectionError`` (``/KeelEventSourcing/ProjectionError/Code/deadLetterNotFound``
+    /// - Throws: ``/KeelEventSourcing/ProjectionError`` (``/KeelEventSourcing/ProjectionError/Code/parkedEventNotFound``
     ///   when nothing failed at `position`).
     @discardableResult
     public func resubmit(position: UInt64) async throws(ProjectionError) -> Bool {
-        try await self.runner.retryDeadLetter(at: position)
+        try await self.runner.retryParkedEvent(at: position)
     }
 
     /// Waits until every publication up to `position` has been delivered (or parked as failed).
@@ -82,7 +82,7 @@ public struct DurableSubscriptionStatus: Sendable, Hashable {
     /// on the pending publications).
     public var positionsBehind: UInt64
     /// The publications whose delivery failed, parked with their error.
-    public var failed: [KeelEventSourcing.DeadLetter]
+    public var failed: [ParkedEvent]
 }
 
 /// One durable publication, as a subscription sees it.

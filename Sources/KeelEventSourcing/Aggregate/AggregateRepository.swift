@@ -37,7 +37,7 @@ import KeelCore
 /// the events after it, and applies them. A snapshot written at another
 /// ``Aggregate/snapshotSchemaVersion``, or one that does not decode, or one claiming a version the
 /// stream does not have, is ignored: the state is rebuilt from every event, and
-/// ``LoadedAggregate/snapshot`` and the instrumentation say why. A snapshot never makes an
+/// ``LoadedAggregate/snapshot`` and the telemetry say why. A snapshot never makes an
 /// aggregate unloadable. The events do: an event that does not decode fails the load with
 /// ``AggregateError``, since a state without it would be wrong.
 ///
@@ -59,11 +59,12 @@ import KeelCore
 /// ### Concurrency
 ///
 /// The repository is an immutable value: use it from any number of tasks at once. Its methods
-/// suspend only while the store works; commands and `apply(_:)` run synchronously on the calling
-/// task. Cancelling the task cancels nothing already appended; a cancelled task does not start
-/// another attempt after a conflict.
+/// suspend only while the store works and, between the attempts of a ``ConflictRetry`` with a
+/// backoff, on its clock; commands and `apply(_:)` run synchronously on the calling task.
+/// Cancelling the task cancels nothing already appended; a cancelled task does not start
+/// another attempt after a conflict, and a backoff wait ends at once with `CancellationError`.
 ///
-/// ### Instrumentation
+/// ### Telemetry
 ///
 /// Counters, with dimension `category`: `keel.aggregate.conflicts` (every conflict, retried or
 /// not), `keel.aggregate.snapshot.written`, `keel.aggregate.snapshot.write_failed`, and
@@ -77,6 +78,7 @@ public struct AggregateRepository<A: Aggregate>: Sendable {
     /// The snapshot settings.
     public let configuration: Configuration
 
+    let clock: any Clock<Duration>
     let random: RandomSource
     let wallClock: @Sendable () -> Int64
     let metrics: Metrics
@@ -90,24 +92,28 @@ public struct AggregateRepository<A: Aggregate>: Sendable {
     ///   - serializer: Encodes and decodes the events of `A`, whose types must be registered in
     ///     its registry (with their upcasters); its codec also encodes snapshots.
     ///   - configuration: The snapshot settings.
-    ///   - random: The source of event ids.
+    ///   - clock: The clock the waits of a ``ConflictRetry``'s backoff sleep on;
+    ///     `ContinuousClock` by default, a `TestClock` in tests.
+    ///   - random: The source of event ids and of the jitter of a ``ConflictRetry``'s backoff.
     ///   - wallClock: The time stamped on events, in nanoseconds since 1970-01-01 00:00:00 UTC;
     ///     the system's real-time clock by default.
-    ///   - instrumentation: Where the counters go.
+    ///   - telemetry: Where the counters go.
     public init(
         store: any EventStore,
         serializer: EventSerializer,
         configuration: Configuration = Configuration(),
+        clock: any Clock<Duration> = ContinuousClock(),
         random: RandomSource = RandomSource(),
         wallClock: @escaping @Sendable () -> Int64 = WallClock.nanosecondsSinceEpoch,
-        instrumentation: any Instrumentation = NoOpInstrumentation()
+        telemetry: any Telemetry = NoOpTelemetry()
     ) {
         self.store = store
         self.serializer = serializer
         self.configuration = configuration
+        self.clock = clock
         self.random = random
         self.wallClock = wallClock
-        self.metrics = Metrics(category: A.category, instrumentation: instrumentation)
+        self.metrics = Metrics(category: A.category, telemetry: telemetry)
     }
 
     /// The stream of aggregate `id`: `"\(A.category)-\(id)"`.
@@ -177,8 +183,9 @@ public struct AggregateRepository<A: Aggregate>: Sendable {
     /// synchronously on the calling task, and appends its events atomically with
     /// ``LoadedAggregate/expectedVersion``. When another writer appended meanwhile, the append
     /// fails with ``EventStoreError/Code/wrongExpectedVersion`` and writes nothing; if attempts
-    /// remain (and the task is not cancelled) the next attempt starts at once, so `command` may
-    /// run up to ``ConflictRetry/maxAttempts`` times, each time on the newer state. When `command`
+    /// remain (and the task is not cancelled) the next attempt starts after the next delay of
+    /// ``ConflictRetry/backoff`` (at once by default), so `command` may run up to
+    /// ``ConflictRetry/maxAttempts`` times, each time on the newer state. When `command`
     /// returns no events nothing is written and the result has the loaded version.
     ///
     /// After the append a snapshot is written if the ``SnapshotPolicy`` says one is due; its
@@ -191,7 +198,7 @@ public struct AggregateRepository<A: Aggregate>: Sendable {
     /// - Returns: The new state and version, the events appended, the attempts, the snapshot
     ///   outcome.
     /// - Throws: What `command` throws, unchanged; `CancellationError` when the task is cancelled
-    ///   before a retry; otherwise ``AggregateError``: ``AggregateError/Code/conflict`` after the
+    ///   before a retry or during its backoff wait; otherwise ``AggregateError``: ``AggregateError/Code/conflict`` after the
     ///   last attempt (carrying the store's error), ``AggregateError/Code/alreadyExists`` or
     ///   ``AggregateError/Code/notFound`` when `existence` is not satisfied, or as ``load(_:)``
     ///   and ``save(_:for:loaded:)``.
@@ -203,6 +210,8 @@ public struct AggregateRepository<A: Aggregate>: Sendable {
         _ command: (A) throws -> [A.Event]
     ) async throws -> SavedAggregate<A> {
         var attempt = 1
+        // Made at the first conflict: most commands never need it.
+        var delays: Backoff.Delays?
         while true {
             let loaded = try await self.load(id)
             guard existence.isSatisfied(by: loaded.version) else {
@@ -233,6 +242,11 @@ public struct AggregateRepository<A: Aggregate>: Sendable {
                 return saved
             case .failure(let error) where error.code == .conflict && attempt < retry.maxAttempts:
                 try Task.checkCancellation()
+                if delays == nil { delays = retry.backoff.makeDelays(using: self.random) }
+                let delay = delays?.next() ?? .zero
+                if delay > .zero {
+                    try await self.clock.sleep(for: delay)
+                }
                 attempt += 1
             case .failure(let error) where error.code == .conflict:
                 throw AggregateError(
@@ -404,26 +418,26 @@ public struct AggregateRepository<A: Aggregate>: Sendable {
 extension AggregateRepository {
     /// The counters a repository reports to, made once.
     struct Metrics: Sendable {
-        let conflicts: any CounterHandler
-        let snapshotWritten: any CounterHandler
-        let snapshotWriteFailed: any CounterHandler
-        let snapshotStale: any CounterHandler
-        let snapshotUnreadable: any CounterHandler
-        let snapshotAheadOfStream: any CounterHandler
+        let conflicts: any TelemetryCounter
+        let snapshotWritten: any TelemetryCounter
+        let snapshotWriteFailed: any TelemetryCounter
+        let snapshotStale: any TelemetryCounter
+        let snapshotUnreadable: any TelemetryCounter
+        let snapshotAheadOfStream: any TelemetryCounter
 
-        init(category: String, instrumentation: any Instrumentation) {
+        init(category: String, telemetry: any Telemetry) {
             let dimensions = [("category", category)]
-            self.conflicts = instrumentation.makeCounter(label: "keel.aggregate.conflicts", dimensions: dimensions)
-            self.snapshotWritten = instrumentation.makeCounter(
+            self.conflicts = telemetry.makeCounter(label: "keel.aggregate.conflicts", dimensions: dimensions)
+            self.snapshotWritten = telemetry.makeCounter(
                 label: "keel.aggregate.snapshot.written",
                 dimensions: dimensions
             )
-            self.snapshotWriteFailed = instrumentation.makeCounter(
+            self.snapshotWriteFailed = telemetry.makeCounter(
                 label: "keel.aggregate.snapshot.write_failed",
                 dimensions: dimensions
             )
-            func ignored(_ reason: String) -> any CounterHandler {
-                instrumentation.makeCounter(
+            func ignored(_ reason: String) -> any TelemetryCounter {
+                telemetry.makeCounter(
                     label: "keel.aggregate.snapshot.ignored",
                     dimensions: dimensions + [("reason", reason)]
                 )

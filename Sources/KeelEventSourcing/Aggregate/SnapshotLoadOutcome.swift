@@ -2,7 +2,7 @@
 ///
 /// A snapshot is a cache: whatever it holds, a load returns the state the events say. When the
 /// latest snapshot cannot be used the load rebuilds the state from the whole stream and says why
-/// here, and the repository counts it in its instrumentation; the next save writes a fresh
+/// here, and the repository counts it in its telemetry; the next save writes a fresh
 /// snapshot if the ``SnapshotPolicy`` says one is due.
 public enum SnapshotLoadOutcome: Sendable, CustomStringConvertible {
     /// The policy is ``SnapshotPolicy/never``: no snapshot was read.
@@ -55,7 +55,7 @@ public enum SnapshotLoadOutcome: Sendable, CustomStringConvertible {
 ///
 /// A snapshot is written after the events are appended, so a failure to write it never fails the
 /// save: the events are durable and the state is right. The failure is reported here and counted
-/// in the repository's instrumentation, and the next save tries again.
+/// in the repository's telemetry, and the next save tries again.
 public enum SnapshotWriteOutcome: Sendable, CustomStringConvertible {
     /// The ``SnapshotPolicy`` did not call for a snapshot.
     case notDue

@@ -82,10 +82,11 @@ final class JoinableThread: @unchecked Sendable {
         init(_ run: @escaping () -> Void) { self.run = run }
     }
 
-    #if canImport(Darwin)
-    private var thread: pthread_t?
-    #else
+    // Glibc's `pthread_t` is an integer; Darwin's and Musl's are pointers, imported as optionals.
+    #if canImport(Glibc)
     private var thread = pthread_t()
+    #else
+    private var thread: pthread_t?
     #endif
     private var isJoined = false
 
@@ -108,10 +109,10 @@ final class JoinableThread: @unchecked Sendable {
     func join() {
         guard !self.isJoined else { return }
         self.isJoined = true
-        #if canImport(Darwin)
-        if let thread = self.thread { pthread_join(thread, nil) }
-        #else
+        #if canImport(Glibc)
         pthread_join(self.thread, nil)
+        #else
+        if let thread = self.thread { pthread_join(thread, nil) }
         #endif
     }
 }

@@ -6,6 +6,17 @@ import Musl
 import Darwin
 #endif
 
+/// `open(2)` from the C library, under a name that no type's own `open` hides.
+func systemOpen(_ path: UnsafePointer<CChar>, _ flags: Int32, _ mode: mode_t) -> Int32 {
+    open(path, flags, mode)
+}
+
+/// `close(2)` from the C library, under a name that no type's own `close` hides.
+@discardableResult
+func systemClose(_ descriptor: Int32) -> Int32 {
+    close(descriptor)
+}
+
 /// A thin, throwing wrapper over the POSIX calls the file store makes. Every failure becomes an
 /// ``EventStoreError`` with code ``EventStoreError/Code/io`` naming the call, the path and errno.
 struct FileDescriptor: Sendable {
@@ -26,7 +37,7 @@ struct FileDescriptor: Sendable {
         flags: Int32,
         mode: mode_t
     ) throws(EventStoreError) -> FileDescriptor {
-        let descriptor = path.withCString { Glibc.open($0, flags | O_CLOEXEC, mode) }
+        let descriptor = path.withCString { systemOpen($0, flags | O_CLOEXEC, mode) }
         guard descriptor >= 0 else { throw Self.failure("open", path) }
         return FileDescriptor(raw: descriptor, path: path)
     }
@@ -37,7 +48,7 @@ struct FileDescriptor: Sendable {
     }
 
     func close() {
-        _ = Glibc.close(self.raw)
+        _ = systemClose(self.raw)
     }
 
     func size() throws(EventStoreError) -> Int {
@@ -109,6 +120,12 @@ struct FileDescriptor: Sendable {
     }
 
     private func syncUnjournaled() throws(EventStoreError) {
+        #if canImport(Darwin)
+        // Darwin's fsync(2) hands the data to the drive without making the drive write its cache
+        // to stable storage; F_FULLFSYNC does. A file system that does not support it refuses
+        // it, and fsync is the best there is.
+        if fcntl(self.raw, F_FULLFSYNC) == 0 { return }
+        #endif
         guard fsync(self.raw) == 0 else { throw Self.failure("fsync", self.path) }
     }
 

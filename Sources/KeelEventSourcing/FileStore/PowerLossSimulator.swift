@@ -255,10 +255,10 @@ package final class PowerLossSimulator: Sendable {
             }
             if file.isRemoved { outcome.filesRestored += 1 }
             if kept < file.pending.count || tear != nil { outcome.filesCut += 1 }
-            let descriptor = path.withCString { Glibc.open($0, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+            let descriptor = path.withCString { systemOpen($0, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
             guard descriptor >= 0 else { continue }
             _ = image.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) }
-            Glibc.close(descriptor)
+            systemClose(descriptor)
         }
         return outcome
     }

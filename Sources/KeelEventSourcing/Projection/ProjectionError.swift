@@ -9,7 +9,7 @@ public struct ProjectionError: Error, Sendable, CustomStringConvertible {
             case notRunning = "not running"
             case alreadyRunning = "already running"
             case stopped
-            case deadLetterNotFound = "dead letter not found"
+            case parkedEventNotFound = "parked event not found"
         }
 
         private let base: Base
@@ -31,8 +31,8 @@ public struct ProjectionError: Error, Sendable, CustomStringConvertible {
         public static let alreadyRunning = Code(.alreadyRunning)
         /// The runner stopped while the caller waited.
         public static let stopped = Code(.stopped)
-        /// No dead letter is parked at the position.
-        public static let deadLetterNotFound = Code(.deadLetterNotFound)
+        /// No event is parked at the position.
+        public static let parkedEventNotFound = Code(.parkedEventNotFound)
 
         /// The code in words.
         public var description: String { self.base.rawValue }

@@ -42,7 +42,7 @@ import Synchronization
 public actor ProjectionRunner {
     /// The projection's name.
     public nonisolated let name: String
-    /// Where the read model, checkpoint and dead letters live.
+    /// Where the read model, checkpoint and parked events live.
     public nonisolated let projectionStore: ProjectionStore
     /// The configuration.
     public nonisolated let configuration: Configuration
@@ -50,6 +50,8 @@ public actor ProjectionRunner {
     private let projection: any Projection
     private let eventStore: any EventStore
     private let sleep: @Sendable (Duration) async throws -> Void
+    /// Where the jitter of ``Configuration/backoff`` is drawn from.
+    private let random: RandomSource
     /// The task executor preference of the task ``start()`` makes.
     private let executor: (any TaskExecutor)?
     /// The published checkpoint and the ``waitUntilCaughtUp(to:)`` callers; a lock so that a
@@ -60,7 +62,7 @@ public actor ProjectionRunner {
     /// The task ``start()`` made; cancelled and awaited by ``stop()``.
     private var runTask: Task<Void, Never>?
     private var failure: ProjectionError?
-    /// Whether a page or a dead-letter retry is being handled and committed; the two never
+    /// Whether a page or a parked-event retry is being handled and committed; the two never
     /// interleave, so neither reads a read model the other is halfway through changing.
     private var isBusy = false
     private var turnWaiters: [CheckedContinuation<Void, Never>] = []
@@ -73,6 +75,8 @@ public actor ProjectionRunner {
     ///     alone.
     ///   - configuration: Paging, retries and the poison-event policy.
     ///   - clock: The clock backoff pauses sleep on; default `ContinuousClock`.
+    ///   - random: Where the backoff's jitter is drawn from; pass the host's source so that a
+    ///     seeded run repeats.
     ///   - executor: The task executor preference of the task ``start()`` makes (a host passes
     ///     its own, so that a whole host can run on one executor); `nil`, the default, runs it on
     ///     the global concurrent executor.
@@ -82,6 +86,7 @@ public actor ProjectionRunner {
         projectionStore: ProjectionStore,
         configuration: Configuration = Configuration(),
         clock: some Clock<Duration> = ContinuousClock(),
+        random: RandomSource = RandomSource(),
         executor: (any TaskExecutor)? = nil
     ) {
         precondition(configuration.pageSize >= 1, "pageSize must be at least 1")
@@ -92,6 +97,7 @@ public actor ProjectionRunner {
         self.projectionStore = projectionStore
         self.configuration = configuration
         self.sleep = { duration in try await clock.sleep(for: duration) }
+        self.random = random
         self.executor = executor
     }
 
@@ -150,7 +156,7 @@ public actor ProjectionRunner {
     ///
     /// The runner counts as running when this returns, so ``waitUntilCaughtUp(to:)`` may be
     /// called at once. A failure ends the task; read it from ``lastFailure``. The task prefers
-    /// the executor given to ``init(projection:eventStore:projectionStore:configuration:clock:executor:)``.
+    /// the executor given to ``init(projection:eventStore:projectionStore:configuration:clock:random:executor:)``.
     public func start() async {
         if let task = self.runTask {
             if self.isRunning { return }
@@ -173,7 +179,7 @@ public actor ProjectionRunner {
         if self.runTask == task { self.runTask = nil }
     }
 
-    /// Resets the read model, the checkpoint and the dead letters in one atomic commit and
+    /// Resets the read model, the checkpoint and the parked events in one atomic commit and
     /// replays every event from position 0.
     ///
     /// A running runner is stopped first and started again afterwards; a stopped one stays
@@ -282,30 +288,30 @@ public actor ProjectionRunner {
         }
     }
 
-    // MARK: Dead letters
+    // MARK: Parked events
 
     /// The parked poison events, by position.
-    /// - Returns: The dead letters.
+    /// - Returns: The parked events.
     /// - Throws: ``ProjectionError`` with ``ProjectionError/Code/storage``.
-    public func deadLetters() async throws(ProjectionError) -> [DeadLetter] {
+    public func parkedEvents() async throws(ProjectionError) -> [ParkedEvent] {
         do {
-            return try await self.projectionStore.deadLetters()
+            return try await self.projectionStore.parkedEvents()
         } catch {
-            throw self.storageError(error, "cannot read the dead letters")
+            throw self.storageError(error, "cannot read the parked events")
         }
     }
 
     /// Calls the projection once more with the parked event at `position`.
     ///
-    /// On success its writes are committed and the dead letter removed, atomically; on failure
-    /// the dead letter's error and attempt count are updated. The retry takes its turn with the
+    /// On success its writes are committed and the parked event removed, atomically; on failure
+    /// the parked event's error and attempt count are updated. The retry takes its turn with the
     /// running page, so the two never interleave. The checkpoint does not move.
-    /// - Parameter position: The dead letter's position.
+    /// - Parameter position: The parked event's position.
     /// - Returns: Whether the projection handled the event.
-    /// - Throws: ``ProjectionError`` with ``ProjectionError/Code/deadLetterNotFound``,
+    /// - Throws: ``ProjectionError`` with ``ProjectionError/Code/parkedEventNotFound``,
     ///   ``ProjectionError/Code/storage`` or ``ProjectionError/Code/eventStore``.
     @discardableResult
-    public func retryDeadLetter(at position: UInt64) async throws(ProjectionError) -> Bool {
+    public func retryParkedEvent(at position: UInt64) async throws(ProjectionError) -> Bool {
         await self.takeTurn()
         let result = await self.retry(position)
         self.endTurn()
@@ -314,12 +320,12 @@ public actor ProjectionRunner {
 
     private func retry(_ position: UInt64) async -> Result<Bool, ProjectionError> {
         do {
-            guard var letter = try await self.deadLetters().first(where: { $0.position == position }) else {
+            guard var parked = try await self.parkedEvents().first(where: { $0.position == position }) else {
                 throw ProjectionError(
-                    code: .deadLetterNotFound,
+                    code: .parkedEventNotFound,
                     projection: self.name,
                     position: position,
-                    message: "no dead letter is parked at this position"
+                    message: "no event is parked at this position"
                 )
             }
             let event = try await self.readPage(from: position, limit: 1).first
@@ -335,9 +341,9 @@ public actor ProjectionRunner {
             do {
                 try await self.projection.apply(event, to: &transaction)
             } catch {
-                letter.attempts += 1
-                letter.error = String(describing: error)
-                try await self.commit(KeyValueBatch(), checkpoint: nil, parking: [letter], removing: [])
+                parked.attempts += 1
+                parked.error = String(describing: error)
+                try await self.commit(KeyValueBatch(), checkpoint: nil, parking: [parked], removing: [])
                 return .success(false)
             }
             try await self.commit(transaction.batch, checkpoint: nil, parking: [], removing: [position])
@@ -357,7 +363,7 @@ public actor ProjectionRunner {
         var writes = KeyValueBatch()
         /// The page's writes by key (`nil`: deleted), which the next page reads before the store.
         var overlay: [String: [UInt8]?] = [:]
-        var parked: [DeadLetter] = []
+        var parked: [ParkedEvent] = []
         /// The position after the page's last event: the checkpoint its commit stores.
         var next: UInt64
         /// Whether the page held only the key-value store's own events: nothing to commit.
@@ -411,7 +417,7 @@ public actor ProjectionRunner {
     /// overlay until they are committed, and is committed only after page N's commit succeeded:
     /// commits stay in order, and when one fails the page after it is discarded. The loop holds
     /// the turn while it handles pages and a commit is in flight; it settles the commit and lets
-    /// a waiting dead-letter retry go between pages, and before it waits for new events.
+    /// a waiting parked-event retry go between pages, and before it waits for new events.
     private func follow(
         from start: UInt64,
         _ commits: inout Commits,
@@ -544,6 +550,8 @@ public actor ProjectionRunner {
             }
             handled.isInternal = false
             var attempt = 1
+            // Made at the first failure: most events never need it.
+            var delays: Backoff.Delays?
             while true {
                 var transaction = ReadModelTransaction(
                     store: self.projectionStore,
@@ -562,7 +570,8 @@ public actor ProjectionRunner {
                 } catch {
                     if error is CancellationError || Task.isCancelled { return .cancelled }
                     if attempt < self.configuration.maxAttempts {
-                        let delay = self.configuration.backoff.delay(afterAttempt: attempt)
+                        if delays == nil { delays = self.configuration.backoff.makeDelays(using: self.random) }
+                        let delay = delays?.next() ?? .zero
                         if delay > .zero {
                             do {
                                 try await self.sleep(delay)
@@ -586,7 +595,7 @@ public actor ProjectionRunner {
                         )
                     }
                     handled.parked.append(
-                        DeadLetter(
+                        ParkedEvent(
                             position: event.position,
                             stream: event.stream,
                             version: event.version,
@@ -606,7 +615,7 @@ public actor ProjectionRunner {
     private func commitOrFail(
         _ writes: KeyValueBatch,
         _ checkpoint: UInt64,
-        _ parked: [DeadLetter]
+        _ parked: [ParkedEvent]
     ) async
         -> ProjectionError?
     {
@@ -637,7 +646,7 @@ public actor ProjectionRunner {
     private func commit(
         _ writes: KeyValueBatch,
         checkpoint: UInt64?,
-        parking: [DeadLetter],
+        parking: [ParkedEvent],
         removing: [UInt64]
     ) async throws(ProjectionError) {
         do {

@@ -1,9 +1,9 @@
 import Foundation
 
-/// A projection's read model, checkpoint and dead letters, kept in one ``KeyValueStore`` so that
+/// A projection's read model, checkpoint and parked events, kept in one ``KeyValueStore`` so that
 /// they are always committed together.
 ///
-/// Read-model keys, the checkpoint and the dead letters live under separate prefixes of the
+/// Read-model keys, the checkpoint and the parked events live under separate prefixes of the
 /// store's namespace; give each projection a namespace of its own. ``commit(_:checkpoint:)``
 /// writes a batch of read-model writes and the new checkpoint as one atomic
 /// ``KeyValueStore/commit(_:)``: after a crash the read model holds exactly the events before
@@ -17,7 +17,9 @@ import Foundation
 public struct ProjectionStore: Sendable {
     private static let modelPrefix = "m/"
     private static let checkpointKey = "c"
-    private static let deadLetterPrefix = "d/"
+    /// `d/`, from when parked events were called dead letters: kept so that stores written then
+    /// still read.
+    private static let parkedEventPrefix = "d/"
 
     /// The store that holds everything.
     public let keyValueStore: any KeyValueStore
@@ -64,25 +66,25 @@ public struct ProjectionStore: Sendable {
     }
 
     /// The parked events, by position.
-    /// - Returns: The dead letters.
+    /// - Returns: The parked events.
     /// - Throws: ``KeyValueStoreError`` with ``KeyValueStoreError/Code/corrupted`` for an
     ///   unreadable entry.
-    public func deadLetters() async throws(KeyValueStoreError) -> [DeadLetter] {
-        var letters: [DeadLetter] = []
-        for key in await self.keyValueStore.keys(withPrefix: Self.deadLetterPrefix) {
+    public func parkedEvents() async throws(KeyValueStoreError) -> [ParkedEvent] {
+        var parked: [ParkedEvent] = []
+        for key in await self.keyValueStore.keys(withPrefix: Self.parkedEventPrefix) {
             guard let bytes = try await self.keyValueStore.value(forKey: key) else { continue }
             do {
-                letters.append(try JSONDecoder().decode(DeadLetter.self, from: Data(bytes)))
+                parked.append(try JSONDecoder().decode(ParkedEvent.self, from: Data(bytes)))
             } catch {
                 throw KeyValueStoreError(
                     code: .corrupted,
                     namespace: self.keyValueStore.namespace,
-                    message: "dead letter \(key) is unreadable",
+                    message: "parked event \(key) is unreadable",
                     cause: error
                 )
             }
         }
-        return letters
+        return parked
     }
 
     /// Commits read-model `writes` and the new `checkpoint` in one atomic batch.
@@ -95,11 +97,11 @@ public struct ProjectionStore: Sendable {
     }
 
     /// Commits, in one atomic batch, read-model `writes`, the checkpoint (when given), dead
-    /// letters to park (or replace) and positions whose dead letters to remove.
+    /// events to park (or replace) and positions whose parked events to remove.
     func commit(
         _ writes: KeyValueBatch,
         checkpoint: UInt64?,
-        parking: [DeadLetter],
+        parking: [ParkedEvent],
         removing: [UInt64]
     ) async throws(KeyValueStoreError) {
         var batch = KeyValueBatch()
@@ -110,13 +112,13 @@ public struct ProjectionStore: Sendable {
             case .deleteAll(let prefix): batch.deleteAll(withPrefix: Self.modelPrefix + prefix)
             }
         }
-        for letter in parking {
+        for event in parking {
             // A Codable struct of strings and integers always encodes.
-            let bytes = (try? JSONEncoder().encode(letter)).map { Array($0) } ?? []
-            batch.put(bytes, forKey: Self.deadLetterKey(letter.position))
+            let bytes = (try? JSONEncoder().encode(event)).map { Array($0) } ?? []
+            batch.put(bytes, forKey: Self.parkedEventKey(event.position))
         }
         for position in removing {
-            batch.delete(Self.deadLetterKey(position))
+            batch.delete(Self.parkedEventKey(position))
         }
         if let checkpoint {
             batch.put((0..<8).map { UInt8(truncatingIfNeeded: checkpoint >> (8 * $0)) }, forKey: Self.checkpointKey)
@@ -124,7 +126,7 @@ public struct ProjectionStore: Sendable {
         try await self.keyValueStore.commit(batch)
     }
 
-    /// Deletes the read model, the checkpoint and the dead letters in one atomic batch: the
+    /// Deletes the read model, the checkpoint and the parked events in one atomic batch: the
     /// state before the first event.
     /// - Throws: ``KeyValueStoreError``; then nothing is deleted.
     public func reset() async throws(KeyValueStoreError) {
@@ -132,14 +134,14 @@ public struct ProjectionStore: Sendable {
         // three operations however large the read model is.
         var batch = KeyValueBatch()
         batch.deleteAll(withPrefix: Self.modelPrefix)
-        batch.deleteAll(withPrefix: Self.deadLetterPrefix)
+        batch.deleteAll(withPrefix: Self.parkedEventPrefix)
         batch.delete(Self.checkpointKey)
         try await self.keyValueStore.commit(batch)
     }
 
-    /// Zero-padded so that dead letters sort by position.
-    private static func deadLetterKey(_ position: UInt64) -> String {
+    /// Zero-padded so that parked events sort by position.
+    private static func parkedEventKey(_ position: UInt64) -> String {
         let digits = String(position)
-        return deadLetterPrefix + String(repeating: "0", count: 20 - digits.count) + digits
+        return parkedEventPrefix + String(repeating: "0", count: 20 - digits.count) + digits
     }
 }

@@ -42,14 +42,14 @@ public final class Bulkhead: Sendable {
     ///   - configuration: The limits; checked with `precondition`.
     ///   - clock: The clock that measures `maxWait` and wait times; `ContinuousClock` by default,
     ///     a `TestClock` in tests.
-    ///   - instrumentation: Where metrics go (`keel.bulkhead.*`, with the dimension `bulkhead`);
+    ///   - telemetry: Where metrics go (`keel.bulkhead.*`, with the dimension `bulkhead`);
     ///     handlers are made here, once.
     ///   - taskExecutor: The executor preference for the timer task; `nil` for the global one.
     public init(
         name: String,
         configuration: Configuration = Configuration(),
         clock: any Clock<Duration> = ContinuousClock(),
-        instrumentation: any Instrumentation = NoOpInstrumentation(),
+        telemetry: any Telemetry = NoOpTelemetry(),
         taskExecutor: (any TaskExecutor)? = nil
     ) {
         configuration.validate()
@@ -62,7 +62,7 @@ public final class Bulkhead: Sendable {
             maxWait: configuration.maxWait,
             clock: clock,
             executor: taskExecutor,
-            instruments: .make(instrumentation, name: name)
+            instruments: .make(telemetry, name: name)
         )
     }
 

@@ -3,7 +3,7 @@ import Synchronization
 
 /// The metric handlers of one bulkhead, made once at construction.
 ///
-/// With ``NoOpInstrumentation`` every handler is `nil`, so the hot path pays one branch instead
+/// With ``NoOpTelemetry`` every handler is `nil`, so the hot path pays one branch instead
 /// of several existential calls.
 ///
 /// Metrics, each with the dimension `bulkhead` = name:
@@ -15,13 +15,13 @@ import Synchronization
 /// - `keel.bulkhead.wait` (timer): how long granted waiters waited.
 struct BulkheadInstruments: Sendable {
     final class Gauges: Sendable {
-        let inFlight: any GaugeHandler
-        let queued: any GaugeHandler
-        let utilisation: any GaugeHandler
+        let inFlight: any TelemetryGauge
+        let queued: any TelemetryGauge
+        let utilisation: any TelemetryGauge
         /// The version of the state the gauges show.
         private let shown = Lock<UInt64>(0)
 
-        init(inFlight: any GaugeHandler, queued: any GaugeHandler, utilisation: any GaugeHandler) {
+        init(inFlight: any TelemetryGauge, queued: any TelemetryGauge, utilisation: any TelemetryGauge) {
             self.inFlight = inFlight
             self.queued = queued
             self.utilisation = utilisation
@@ -45,16 +45,16 @@ struct BulkheadInstruments: Sendable {
     }
 
     final class Events: Sendable {
-        let queueFull: any CounterHandler
-        let exceedsCapacity: any CounterHandler
-        let timedOut: any CounterHandler
-        let wait: any TimerHandler
+        let queueFull: any TelemetryCounter
+        let exceedsCapacity: any TelemetryCounter
+        let timedOut: any TelemetryCounter
+        let wait: any TelemetryTimer
 
         init(
-            queueFull: any CounterHandler,
-            exceedsCapacity: any CounterHandler,
-            timedOut: any CounterHandler,
-            wait: any TimerHandler
+            queueFull: any TelemetryCounter,
+            exceedsCapacity: any TelemetryCounter,
+            timedOut: any TelemetryCounter,
+            wait: any TelemetryTimer
         ) {
             self.queueFull = queueFull
             self.exceedsCapacity = exceedsCapacity
@@ -73,29 +73,29 @@ struct BulkheadInstruments: Sendable {
     /// - Parameter withGauges: `false` for bulkheads that share a name (keyed ones), whose
     ///   gauges would overwrite each other.
     static func make(
-        _ instrumentation: any Instrumentation,
+        _ telemetry: any Telemetry,
         name: String,
         withGauges: Bool = true
     )
         -> BulkheadInstruments
     {
-        if instrumentation is NoOpInstrumentation { return .none }
+        if telemetry is NoOpTelemetry { return .none }
         let dimensions = [("bulkhead", name)]
-        func rejected(_ reason: String) -> any CounterHandler {
-            instrumentation.makeCounter(label: "keel.bulkhead.rejected", dimensions: dimensions + [("reason", reason)])
+        func rejected(_ reason: String) -> any TelemetryCounter {
+            telemetry.makeCounter(label: "keel.bulkhead.rejected", dimensions: dimensions + [("reason", reason)])
         }
         let gauges =
             withGauges
             ? Gauges(
-                inFlight: instrumentation.makeGauge(label: "keel.bulkhead.in_flight", dimensions: dimensions),
-                queued: instrumentation.makeGauge(label: "keel.bulkhead.queued", dimensions: dimensions),
-                utilisation: instrumentation.makeGauge(label: "keel.bulkhead.utilisation", dimensions: dimensions)
+                inFlight: telemetry.makeGauge(label: "keel.bulkhead.in_flight", dimensions: dimensions),
+                queued: telemetry.makeGauge(label: "keel.bulkhead.queued", dimensions: dimensions),
+                utilisation: telemetry.makeGauge(label: "keel.bulkhead.utilisation", dimensions: dimensions)
             ) : nil
         let events = Events(
             queueFull: rejected("queue_full"),
             exceedsCapacity: rejected("exceeds_capacity"),
             timedOut: rejected("wait_timed_out"),
-            wait: instrumentation.makeTimer(label: "keel.bulkhead.wait", dimensions: dimensions)
+            wait: telemetry.makeTimer(label: "keel.bulkhead.wait", dimensions: dimensions)
         )
         return BulkheadInstruments(gauges: gauges, events: events)
     }

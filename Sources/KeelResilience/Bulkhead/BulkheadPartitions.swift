@@ -30,13 +30,13 @@ public final class BulkheadPartitions: Sendable {
     ///   - name: The name of the set; each bulkhead is called `name.partition`.
     ///   - partitions: The limits of each partition; at least one.
     ///   - clock: The clock for `maxWait` and wait times; `ContinuousClock` by default.
-    ///   - instrumentation: Where metrics go; each partition reports under its own bulkhead name.
+    ///   - telemetry: Where metrics go; each partition reports under its own bulkhead name.
     ///   - taskExecutor: The executor preference for the bulkheads' timer tasks.
     public init(
         name: String,
         partitions: [BulkheadPartition: Bulkhead.Configuration],
         clock: any Clock<Duration> = ContinuousClock(),
-        instrumentation: any Instrumentation = NoOpInstrumentation(),
+        telemetry: any Telemetry = NoOpTelemetry(),
         taskExecutor: (any TaskExecutor)? = nil
     ) {
         precondition(!partitions.isEmpty, "BulkheadPartitions \"\(name)\" needs at least one partition")
@@ -47,7 +47,7 @@ public final class BulkheadPartitions: Sendable {
                 name: "\(name).\(partition.name)",
                 configuration: configuration,
                 clock: clock,
-                instrumentation: instrumentation,
+                telemetry: telemetry,
                 taskExecutor: taskExecutor
             )
         }

@@ -88,20 +88,20 @@ public final class KeyedBulkhead<Key: Hashable & Sendable>: Sendable {
     private let reader: ClockReader
     private let executor: (any TaskExecutor)?
     private let instruments: BulkheadInstruments
-    private let evictedCounter: (any CounterHandler)?
+    private let evictedCounter: (any TelemetryCounter)?
 
     /// Creates a keyed bulkhead with no keys.
     /// - Parameters:
     ///   - name: A name for errors and metrics.
     ///   - configuration: The limits; checked with `precondition`.
     ///   - clock: Measures `maxWait`, wait times and idleness; `ContinuousClock` by default.
-    ///   - instrumentation: Where metrics go; handlers are made here, once, shared by all keys.
+    ///   - telemetry: Where metrics go; handlers are made here, once, shared by all keys.
     ///   - taskExecutor: The executor preference for the keys' timer tasks.
     public init(
         name: String,
         configuration: Configuration = Configuration(),
         clock: any Clock<Duration> = ContinuousClock(),
-        instrumentation: any Instrumentation = NoOpInstrumentation(),
+        telemetry: any Telemetry = NoOpTelemetry(),
         taskExecutor: (any TaskExecutor)? = nil
     ) {
         configuration.validate()
@@ -110,10 +110,10 @@ public final class KeyedBulkhead<Key: Hashable & Sendable>: Sendable {
         self.clock = clock
         self.reader = ClockReader(clock)
         self.executor = taskExecutor
-        self.instruments = .make(instrumentation, name: name, withGauges: false)
+        self.instruments = .make(telemetry, name: name, withGauges: false)
         self.evictedCounter =
-            instrumentation is NoOpInstrumentation
-            ? nil : instrumentation.makeCounter(label: "keel.bulkhead.evicted", dimensions: [("bulkhead", name)])
+            telemetry is NoOpTelemetry
+            ? nil : telemetry.makeCounter(label: "keel.bulkhead.evicted", dimensions: [("bulkhead", name)])
     }
 
     /// Runs `operation` in `key`'s bulkhead, making it if it does not exist.

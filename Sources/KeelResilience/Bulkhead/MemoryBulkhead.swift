@@ -76,13 +76,13 @@ public final class MemoryBulkhead<Category: Hashable & Sendable>: Sendable {
     ///   - name: A name for errors and metrics.
     ///   - configuration: The budgets; checked with `precondition`.
     ///   - clock: Measures `maxWait` and wait times; `ContinuousClock` by default.
-    ///   - instrumentation: Where metrics go (`keel.bulkhead.*` in bytes, per category).
+    ///   - telemetry: Where metrics go (`keel.bulkhead.*` in bytes, per category).
     ///   - taskExecutor: The executor preference for the timer tasks.
     public init(
         name: String,
         configuration: Configuration,
         clock: any Clock<Duration> = ContinuousClock(),
-        instrumentation: any Instrumentation = NoOpInstrumentation(),
+        telemetry: any Telemetry = NoOpTelemetry(),
         taskExecutor: (any TaskExecutor)? = nil
     ) {
         configuration.validate()
@@ -97,7 +97,7 @@ public final class MemoryBulkhead<Category: Hashable & Sendable>: Sendable {
                 maxWait: configuration.maxWait,
                 clock: clock,
                 executor: taskExecutor,
-                instruments: .make(instrumentation, name: categoryName),
+                instruments: .make(telemetry, name: categoryName),
                 queueFullCode: .overBudget,
                 unit: "bytes"
             )

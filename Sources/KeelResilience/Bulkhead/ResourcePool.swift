@@ -90,7 +90,7 @@ public final class ResourcePool<Resource: Sendable>: Sendable {
     ///   - name: A name for errors and metrics.
     ///   - configuration: The limits; checked with `precondition`.
     ///   - clock: Measures `maxWait`; `ContinuousClock` by default.
-    ///   - instrumentation: Where metrics go, per partition.
+    ///   - telemetry: Where metrics go, per partition.
     ///   - taskExecutor: The executor preference for the timer tasks.
     ///   - make: Makes a resource for a partition; runs on the calling task while it holds a slot.
     ///   - validate: Says whether a returned resource may be lent again; `true` by default.
@@ -99,7 +99,7 @@ public final class ResourcePool<Resource: Sendable>: Sendable {
         name: String,
         configuration: Configuration,
         clock: any Clock<Duration> = ContinuousClock(),
-        instrumentation: any Instrumentation = NoOpInstrumentation(),
+        telemetry: any Telemetry = NoOpTelemetry(),
         taskExecutor: (any TaskExecutor)? = nil,
         make: @escaping @Sendable (BulkheadPartition) async throws -> Resource,
         validate: @escaping @Sendable (Resource) async -> Bool = { _ in true },
@@ -119,7 +119,7 @@ public final class ResourcePool<Resource: Sendable>: Sendable {
                     maxWait: configuration.maxWait,
                     clock: clock,
                     executor: taskExecutor,
-                    instruments: .make(instrumentation, name: partitionName),
+                    instruments: .make(telemetry, name: partitionName),
                     unit: "resources"
                 )
             )

@@ -98,7 +98,7 @@ public actor CircuitBreaker {
     ///   - configuration: The policies; its invariants are checked with `precondition`.
     ///   - clock: The clock for open durations, time-based windows, slow calls and timers.
     ///   - random: The source of open-duration jitter.
-    ///   - instrumentation: Where the breaker reports its counters and its state gauge; the
+    ///   - telemetry: Where the breaker reports its counters and its state gauge; the
     ///     handlers are made here, once.
     ///   - taskExecutor: The executor preference for the timer task, if any.
     public init(
@@ -106,7 +106,7 @@ public actor CircuitBreaker {
         configuration: Configuration = Configuration(),
         clock: some Clock<Duration> = ContinuousClock(),
         random: RandomSource = RandomSource(),
-        instrumentation: any Instrumentation = NoOpInstrumentation(),
+        telemetry: any Telemetry = NoOpTelemetry(),
         taskExecutor: (any TaskExecutor)? = nil
     ) {
         self.init(
@@ -114,7 +114,7 @@ public actor CircuitBreaker {
             configuration: configuration,
             clock: clock,
             random: random,
-            instrumentation: instrumentation,
+            telemetry: telemetry,
             taskExecutor: taskExecutor,
             onPublish: nil
         )
@@ -126,7 +126,7 @@ public actor CircuitBreaker {
         configuration: Configuration,
         clock: some Clock<Duration>,
         random: RandomSource,
-        instrumentation: any Instrumentation,
+        telemetry: any Telemetry,
         taskExecutor: (any TaskExecutor)?,
         onPublish: (@Sendable (CircuitBreakerEvent) -> Void)?
     ) {
@@ -144,7 +144,7 @@ public actor CircuitBreaker {
         self.slowCallDurationThreshold = configuration.slowCallDurationThreshold ?? .zero
         self.errorClassification = configuration.errorClassification
         self.isFailureResult = configuration.isFailureResult
-        self.instruments = Instruments(name: name, instrumentation: instrumentation)
+        self.instruments = Instruments(name: name, telemetry: telemetry)
         self.rejectsOpenWithoutClock = Atomic(configuration.halfOpenTransition == .automatic)
     }
 
@@ -605,17 +605,17 @@ public actor CircuitBreaker {
 extension CircuitBreaker {
     /// The metric handlers, made once per breaker.
     struct Instruments: Sendable {
-        let successes: any CounterHandler
-        let failures: any CounterHandler
-        let ignored: any CounterHandler
-        let notPermitted: any CounterHandler
-        let slowCalls: any CounterHandler
-        let transitions: any CounterHandler
-        let state: any GaugeHandler
+        let successes: any TelemetryCounter
+        let failures: any TelemetryCounter
+        let ignored: any TelemetryCounter
+        let notPermitted: any TelemetryCounter
+        let slowCalls: any TelemetryCounter
+        let transitions: any TelemetryCounter
+        let state: any TelemetryGauge
 
-        init(name: String, instrumentation: any Instrumentation) {
-            func calls(_ outcome: String) -> any CounterHandler {
-                instrumentation.makeCounter(
+        init(name: String, telemetry: any Telemetry) {
+            func calls(_ outcome: String) -> any TelemetryCounter {
+                telemetry.makeCounter(
                     label: "keel.breaker.calls",
                     dimensions: [("breaker", name), ("outcome", outcome)]
                 )
@@ -624,15 +624,15 @@ extension CircuitBreaker {
             self.failures = calls("failure")
             self.ignored = calls("ignored")
             self.notPermitted = calls("notPermitted")
-            self.slowCalls = instrumentation.makeCounter(
+            self.slowCalls = telemetry.makeCounter(
                 label: "keel.breaker.slow_calls",
                 dimensions: [("breaker", name)]
             )
-            self.transitions = instrumentation.makeCounter(
+            self.transitions = telemetry.makeCounter(
                 label: "keel.breaker.transitions",
                 dimensions: [("breaker", name)]
             )
-            self.state = instrumentation.makeGauge(label: "keel.breaker.state", dimensions: [("breaker", name)])
+            self.state = telemetry.makeGauge(label: "keel.breaker.state", dimensions: [("breaker", name)])
             self.state.set(Double(State.closed.base.rawValue))
         }
 

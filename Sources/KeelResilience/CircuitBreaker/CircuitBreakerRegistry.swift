@@ -5,7 +5,7 @@ import Synchronization
 ///
 /// Use one registry per host (or per downstream system) so that every caller of a dependency
 /// shares its breaker: `registry.breaker(named: "payments")` returns the same breaker every time.
-/// All breakers share the registry's clock, random source, instrumentation and executor
+/// All breakers share the registry's clock, random source, telemetry and executor
 /// preference.
 ///
 /// Thread-safe: every method may be called from any task; lookups take a short lock and never
@@ -28,13 +28,13 @@ public final class CircuitBreakerRegistry: Sendable {
     ///   - defaultConfiguration: The configuration of breakers made without one of their own.
     ///   - clock: The clock every breaker uses.
     ///   - random: The source of jitter every breaker draws from.
-    ///   - instrumentation: Where every breaker reports.
+    ///   - telemetry: Where every breaker reports.
     ///   - taskExecutor: The executor preference for the breakers' timer tasks.
     public init(
         defaultConfiguration: CircuitBreaker.Configuration = CircuitBreaker.Configuration(),
         clock: some Clock<Duration> = ContinuousClock(),
         random: RandomSource = RandomSource(),
-        instrumentation: any Instrumentation = NoOpInstrumentation(),
+        telemetry: any Telemetry = NoOpTelemetry(),
         taskExecutor: (any TaskExecutor)? = nil
     ) {
         defaultConfiguration.validate()
@@ -45,7 +45,7 @@ public final class CircuitBreakerRegistry: Sendable {
                 configuration: configuration,
                 clock: clock,
                 random: random,
-                instrumentation: instrumentation,
+                telemetry: telemetry,
                 taskExecutor: taskExecutor
             )
         }

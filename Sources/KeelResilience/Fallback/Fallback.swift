@@ -4,8 +4,8 @@ import KeelCore
 /// degraded result.
 ///
 /// A fallback handles the failures it is told to handle — errors of one type
-/// (``onError(_:name:where:instrumentation:_:)``) or errors a predicate accepts
-/// (``init(name:when:instrumentation:_:)``) — by calling its fallback closure with the error and
+/// (``onError(_:name:where:telemetry:_:)``) or errors a predicate accepts
+/// (``init(name:when:telemetry:_:)``) — by calling its fallback closure with the error and
 /// returning what the closure returns. Every other failure, and every success, passes through
 /// unchanged.
 ///
@@ -44,7 +44,7 @@ import KeelCore
 ///
 /// ## Metrics
 ///
-/// Through the `instrumentation` given at construction, each with the dimension `fallback` = name:
+/// Through the `telemetry` given at construction, each with the dimension `fallback` = name:
 /// - `keel.fallback.handled` (counter): failures answered by calling the fallback closure;
 /// - `keel.fallback.failed` (counter): calls whose fallback closure itself threw.
 public struct Fallback<Value: Sendable>: ResilienceStrategy {
@@ -62,20 +62,20 @@ public struct Fallback<Value: Sendable>: ResilienceStrategy {
     ///   - shouldHandle: Decides, on the calling task, whether an error is answered by the
     ///     fallback. It is never asked about `CancellationError` nor about errors thrown while the
     ///     calling task is cancelled. It must not block.
-    ///   - instrumentation: Where the counters go (`keel.fallback.*`); handlers are made here, once.
+    ///   - telemetry: Where the counters go (`keel.fallback.*`); handlers are made here, once.
     ///   - fallback: Produces the substitute value from the error. Called on the calling task, at
     ///     most once per call, only after the operation failed with a handled error; it may suspend
     ///     and may throw.
     public init(
         name: String = "fallback",
         when shouldHandle: @escaping @Sendable (any Error) -> Bool,
-        instrumentation: any Instrumentation = NoOpInstrumentation(),
+        telemetry: any Telemetry = NoOpTelemetry(),
         _ fallback: @escaping @Sendable (any Error) async throws -> Value
     ) {
         self.name = name
         self.shouldHandle = shouldHandle
         self.fallback = fallback
-        self.instruments = FallbackInstruments.make(instrumentation, name: name)
+        self.instruments = FallbackInstruments.make(telemetry, name: name)
     }
 
     /// Creates a fallback for errors of type `Failure` (optionally only those `predicate`
@@ -91,21 +91,21 @@ public struct Fallback<Value: Sendable>: ResilienceStrategy {
     ///   - name: A name for metrics.
     ///   - predicate: Narrows the handled errors of type `Failure`; all of them by default. Called
     ///     on the calling task; it must not block.
-    ///   - instrumentation: Where the counters go.
+    ///   - telemetry: Where the counters go.
     ///   - fallback: Produces the substitute value from the typed error; called as in
-    ///     ``init(name:when:instrumentation:_:)``.
+    ///     ``init(name:when:telemetry:_:)``.
     /// - Returns: The fallback.
     public static func onError<Failure: Error>(
         _ type: Failure.Type,
         name: String = "fallback",
         where predicate: @escaping @Sendable (Failure) -> Bool = { _ in true },
-        instrumentation: any Instrumentation = NoOpInstrumentation(),
+        telemetry: any Telemetry = NoOpTelemetry(),
         _ fallback: @escaping @Sendable (Failure) async throws -> Value
     ) -> Fallback {
         Fallback(
             name: name,
             when: { error in (error as? Failure).map(predicate) ?? false },
-            instrumentation: instrumentation
+            telemetry: telemetry
         ) { error in
             // `shouldHandle` admitted only errors of type `Failure`.
             try await fallback(error as! Failure)

@@ -45,7 +45,7 @@ import KeelCore
 ///
 /// ## Metrics
 ///
-/// Through the `instrumentation` given at construction, each with the dimension `hedging` = name:
+/// Through the `telemetry` given at construction, each with the dimension `hedging` = name:
 /// - `keel.hedging.attempts` (counter): attempts started, the first of each call included;
 /// - `keel.hedging.hedges` (counter, dimension `reason`: `delay` or `failure`): attempts started
 ///   after the first;
@@ -71,12 +71,12 @@ public struct Hedging: ResilienceStrategy {
     ///   - configuration: How many attempts, and when; checked with `precondition`.
     ///   - clock: The clock that measures ``Configuration/delay``; `ContinuousClock` by default, a
     ///     `TestClock` in tests.
-    ///   - instrumentation: Where the counters go (`keel.hedging.*`); handlers are made here, once.
+    ///   - telemetry: Where the counters go (`keel.hedging.*`); handlers are made here, once.
     public init(
         name: String = "hedging",
         configuration: Configuration = Configuration(),
         clock: some Clock<Duration> = ContinuousClock(),
-        instrumentation: any Instrumentation = NoOpInstrumentation()
+        telemetry: any Telemetry = NoOpTelemetry()
     ) {
         configuration.validate()
         self.name = name
@@ -84,7 +84,7 @@ public struct Hedging: ResilienceStrategy {
         let origin = clock.now
         self.now = { origin.duration(to: clock.now) }
         self.sleepUntil = { offset in try await clock.sleep(until: origin.advanced(by: offset), tolerance: nil) }
-        self.instruments = HedgingInstruments.make(instrumentation, name: name)
+        self.instruments = HedgingInstruments.make(telemetry, name: name)
     }
 
     /// Runs `operation` as hedged attempts and returns the first successful result.

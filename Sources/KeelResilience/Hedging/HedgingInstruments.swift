@@ -1,7 +1,7 @@
 import KeelCore
 
 /// The counters of one hedging strategy, made once at construction; `nil` with
-/// ``NoOpInstrumentation``, so that the hot path pays one branch.
+/// ``NoOpTelemetry``, so that the hot path pays one branch.
 ///
 /// Metrics, each with the dimension `hedging` = name:
 /// - `keel.hedging.attempts` (counter): attempts started, the first of each call included;
@@ -10,18 +10,18 @@ import KeelCore
 /// - `keel.hedging.hedge_won` (counter): calls won by an attempt other than the first;
 /// - `keel.hedging.exhausted` (counter): calls in which every attempt failed.
 final class HedgingInstruments: Sendable {
-    let attempts: any CounterHandler
-    let hedgedAfterDelay: any CounterHandler
-    let hedgedAfterFailure: any CounterHandler
-    let hedgeWon: any CounterHandler
-    let exhausted: any CounterHandler
+    let attempts: any TelemetryCounter
+    let hedgedAfterDelay: any TelemetryCounter
+    let hedgedAfterFailure: any TelemetryCounter
+    let hedgeWon: any TelemetryCounter
+    let exhausted: any TelemetryCounter
 
     private init(
-        attempts: any CounterHandler,
-        hedgedAfterDelay: any CounterHandler,
-        hedgedAfterFailure: any CounterHandler,
-        hedgeWon: any CounterHandler,
-        exhausted: any CounterHandler
+        attempts: any TelemetryCounter,
+        hedgedAfterDelay: any TelemetryCounter,
+        hedgedAfterFailure: any TelemetryCounter,
+        hedgeWon: any TelemetryCounter,
+        exhausted: any TelemetryCounter
     ) {
         self.attempts = attempts
         self.hedgedAfterDelay = hedgedAfterDelay
@@ -30,11 +30,11 @@ final class HedgingInstruments: Sendable {
         self.exhausted = exhausted
     }
 
-    static func make(_ instrumentation: any Instrumentation, name: String) -> HedgingInstruments? {
-        if instrumentation is NoOpInstrumentation { return nil }
+    static func make(_ telemetry: any Telemetry, name: String) -> HedgingInstruments? {
+        if telemetry is NoOpTelemetry { return nil }
         let dimensions = [("hedging", name)]
-        func counter(_ label: String, _ extra: [(String, String)] = []) -> any CounterHandler {
-            instrumentation.makeCounter(label: label, dimensions: dimensions + extra)
+        func counter(_ label: String, _ extra: [(String, String)] = []) -> any TelemetryCounter {
+            telemetry.makeCounter(label: label, dimensions: dimensions + extra)
         }
         return HedgingInstruments(
             attempts: counter("keel.hedging.attempts"),

@@ -49,14 +49,14 @@ public final class RateLimiter: ResilienceStrategy {
     ///     `precondition`.
     ///   - clock: The clock that refills permits and measures waits; `ContinuousClock` by default,
     ///     a `TestClock` in tests.
-    ///   - instrumentation: Where metrics go (`keel.ratelimiter.acquired`,
+    ///   - telemetry: Where metrics go (`keel.ratelimiter.acquired`,
     ///     `keel.ratelimiter.rejected` with `reason` `rate_limited`, `exceeds_capacity` or
     ///     `queue_full`, `keel.ratelimiter.wait`; dimension `limiter`); handlers are made here, once.
     public init(
         name: String = "ratelimiter",
         configuration: Configuration = Configuration(),
         clock: any Clock<Duration> = ContinuousClock(),
-        instrumentation: any Instrumentation = NoOpInstrumentation()
+        telemetry: any Telemetry = NoOpTelemetry()
     ) {
         configuration.validate()
         self.name = name
@@ -64,7 +64,7 @@ public final class RateLimiter: ResilienceStrategy {
         self.clock = clock
         self.reader = ClockReader(clock)
         self.state = Lock(RateLimiterStateMachine(algorithm: configuration.algorithm.initialState))
-        self.instruments = RateLimiterInstruments.make(instrumentation, name: name)
+        self.instruments = RateLimiterInstruments.make(telemetry, name: name)
     }
 
     /// Takes `permits`, waiting for them in line up to ``Configuration/maxWait``.
@@ -204,29 +204,29 @@ public final class RateLimiter: ResilienceStrategy {
     }
 }
 
-/// The metric handlers of one rate limiter, made once; `nil` with ``NoOpInstrumentation``.
+/// The metric handlers of one rate limiter, made once; `nil` with ``NoOpTelemetry``.
 struct RateLimiterInstruments: Sendable {
-    let acquired: any CounterHandler
-    let rateLimited: any CounterHandler
-    let exceedsCapacity: any CounterHandler
-    let queueFull: any CounterHandler
-    let wait: any TimerHandler
+    let acquired: any TelemetryCounter
+    let rateLimited: any TelemetryCounter
+    let exceedsCapacity: any TelemetryCounter
+    let queueFull: any TelemetryCounter
+    let wait: any TelemetryTimer
 
-    static func make(_ instrumentation: any Instrumentation, name: String) -> RateLimiterInstruments? {
-        if instrumentation is NoOpInstrumentation { return nil }
+    static func make(_ telemetry: any Telemetry, name: String) -> RateLimiterInstruments? {
+        if telemetry is NoOpTelemetry { return nil }
         let dimensions = [("limiter", name)]
-        func rejected(_ reason: String) -> any CounterHandler {
-            instrumentation.makeCounter(
+        func rejected(_ reason: String) -> any TelemetryCounter {
+            telemetry.makeCounter(
                 label: "keel.ratelimiter.rejected",
                 dimensions: dimensions + [("reason", reason)]
             )
         }
         return RateLimiterInstruments(
-            acquired: instrumentation.makeCounter(label: "keel.ratelimiter.acquired", dimensions: dimensions),
+            acquired: telemetry.makeCounter(label: "keel.ratelimiter.acquired", dimensions: dimensions),
             rateLimited: rejected("rate_limited"),
             exceedsCapacity: rejected("exceeds_capacity"),
             queueFull: rejected("queue_full"),
-            wait: instrumentation.makeTimer(label: "keel.ratelimiter.wait", dimensions: dimensions)
+            wait: telemetry.makeTimer(label: "keel.ratelimiter.wait", dimensions: dimensions)
         )
     }
 }

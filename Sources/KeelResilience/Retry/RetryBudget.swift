@@ -8,14 +8,14 @@ import Synchronization
 /// Without a budget, every caller of a dependency that starts failing retries up to its maximum
 /// attempts, multiplying the load on it exactly when it is weakest. With a budget of ratio 0.2,
 /// the retries of all the calls that share it add at most 20 % (plus
-/// ``Configuration/minimumRetries``) to the load, whatever the number of attempts each policy
+/// ``Configuration/minimumRetries``) to the load, whatever the number of attempts each retry
 /// allows. This is Finagle's retry budget, as gRPC's retry throttling also does.
 ///
-/// Share one budget among every ``RetryPolicy`` that calls the same dependency:
+/// Share one budget among every ``Retry`` that calls the same dependency:
 ///
 /// ```swift
 /// let budget = RetryBudget(configuration: .init(ratio: 0.1, minimumRetries: 5))
-/// let policy = RetryPolicy(configuration: .init(maxAttempts: 4, budget: budget))
+/// let retry = Retry(configuration: .init(maxAttempts: 4, budget: budget))
 /// ```
 ///
 /// ## Concurrency contract

@@ -27,8 +27,8 @@ public struct TestHost: Sendable {
     public let host: ServiceHost
     /// Its clock.
     public let clock: TestClock
-    /// Its instrumentation, timed by ``clock``.
-    public let instrumentation: InMemoryRecorder
+    /// Its telemetry, timed by ``clock``.
+    public let telemetry: InMemoryRecorder
     /// Every event published on its bus.
     public let events: EventRecorder
 
@@ -82,11 +82,11 @@ public struct TestHost: Sendable {
         seed: UInt64 = 1,
         _ body: (TestHost) async throws -> T
     ) async throws -> T {
-        let instrumentation = InMemoryRecorder(clock: clock)
+        let telemetry = InMemoryRecorder(clock: clock)
         let host = ServiceHost(
             configuration: configuration,
             clock: clock,
-            instrumentation: instrumentation,
+            telemetry: telemetry,
             random: RandomSource(seed: seed)
         )
         for service in services {
@@ -100,7 +100,7 @@ public struct TestHost: Sendable {
             await host.shutdown()
             throw error
         }
-        let test = TestHost(host: host, clock: clock, instrumentation: instrumentation, events: events)
+        let test = TestHost(host: host, clock: clock, telemetry: telemetry, events: events)
         do {
             let result = try await body(test)
             await host.shutdown()

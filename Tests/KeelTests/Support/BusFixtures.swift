@@ -61,15 +61,16 @@ enum BusFixtures {
     static func withBus<T>(
         configuration: EventBus.Configuration = EventBus.Configuration(),
         clock: some Clock<Duration> = ContinuousClock(),
-        instrumentation: any Instrumentation = NoOpInstrumentation(),
+        telemetry: any Telemetry = NoOpTelemetry(),
+        random: RandomSource = RandomSource(seed: 42),
         sourceLocation: SourceLocation = #_sourceLocation,
         _ body: (EventBus) async throws -> T
     ) async throws -> T {
         let bus = EventBus(
             configuration: configuration,
             clock: clock,
-            instrumentation: instrumentation,
-            random: RandomSource(seed: 42),
+            telemetry: telemetry,
+            random: random,
             wallClock: { publicationTime }
         )
         let result: T

@@ -3,8 +3,10 @@ import XCTest
 
 #if canImport(Glibc)
 import Glibc  // abort
+#elseif canImport(Musl)
+import Musl  // abort
 #elseif canImport(Darwin)
-import Darwin
+import Darwin  // abort
 #endif
 
 /// The base of Keel's XCTest suites: a test that runs past ``timeLimit`` ends the test process

@@ -31,6 +31,8 @@ import Synchronization
 
 #if canImport(Glibc)
 import Glibc
+#elseif canImport(Musl)
+import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
@@ -173,7 +175,7 @@ struct CommitReportingStore: KeyValueStore {
     func commit(_ batch: KeyValueBatch) async throws(KeyValueStoreError) {
         try await self.base.commit(batch)
         // ProjectionStore keeps the checkpoint under "c", 8 bytes little-endian. Its commits
-        // always store one, except a dead-letter retry's (which this child never makes).
+        // always store one, except a parked-event retry's (which this child never makes).
         var checkpoint: UInt64?
         for case .put(let key, let value) in batch.operations where key == "c" && value.count == 8 {
             checkpoint = value.reversed().reduce(0) { $0 << 8 | UInt64($1) }

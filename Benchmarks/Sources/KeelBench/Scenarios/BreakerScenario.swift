@@ -11,7 +11,7 @@ import KeelResilience
 /// the baseline makes none either: an ``OpenFlag`` whose `check()` (for the permit API) or
 /// `run { the call }` (for `.run`) loads a set atomic flag and throws a prebuilt error, caught
 /// as ours is caught. What ours does beyond that floor: counts the rejection, reports it to the
-/// instrumentation and the event stream, and makes a new ``CircuitBreakerError``.
+/// telemetry and the event stream, and makes a new ``CircuitBreakerError``.
 ///
 /// Two ways to guard the call are measured. With ``API/permit`` (the names without a suffix):
 /// `let permit = try breaker.acquirePermit()`, the call, `permit.recordSuccess()`: an atomic load

@@ -7,7 +7,7 @@ import Synchronization
 ///
 /// Ours is `bulkhead.run { … }`: the state machine's FIFO queue, cancellation handling, metrics
 /// totals and (when contended) the clock read for wait times; `maxWait` is off, as the baseline
-/// has no timeout, and the instrumentation is the default no-op. The baseline is
+/// has no timeout, and the telemetry is the default no-op. The baseline is
 /// ``MinimalSemaphore``: a counter and a ring-buffer FIFO of continuations in a `Mutex`, no
 /// cancellation, no timeout, no metrics. Contended, the 64 callers are child tasks of a task
 /// group on the cooperative pool (one thread per core), on both sides. Both report nanoseconds

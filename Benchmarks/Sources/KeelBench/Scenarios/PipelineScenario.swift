@@ -34,7 +34,7 @@ final class PipelineScenario: Scenario {
             )
         )
         self.pipeline = ResiliencePipeline {
-            RetryPolicy(name: name)
+            Retry(name: name)
             breaker
             limiter
             Bulkhead(name: name, configuration: .init(maxConcurrent: 8, maxQueued: 8, maxWait: nil))

@@ -7,7 +7,7 @@ import Keel
 /// Ours is `host.client.send(Ping())`: route lookup, work tracking, a child trace context bound
 /// as a task-local, instance choice (round-robin, the host's default, over the serving
 /// instances), then the handler on the chosen instance's actor. The baseline is `await
-/// service.ping()`, the hop onto an actor alone. The host uses the default `NoOpInstrumentation`;
+/// service.ping()`, the hop onto an actor alone. The host uses the default `NoOpTelemetry`;
 /// health checks are off so that no timer wakes up during a round.
 ///
 /// Concurrent callers are child tasks of a task group: tasks, not threads; all of them share the

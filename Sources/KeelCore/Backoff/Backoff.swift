@@ -1,15 +1,19 @@
-import KeelCore
-
 /// How long a retry waits before each new attempt: a pure, repeatable schedule of delays.
+///
+/// `Backoff` is Keel's one schedule for every kind of retry: KeelResilience's `Retry`, the event
+/// bus's redelivery of an event whose handler failed (`RedeliveryPolicy`), a projection's
+/// attempts at an event (`ProjectionRunner.Configuration`) and a command's attempts after an
+/// optimistic-concurrency conflict (`ConflictRetry`). Each draws its jitter from the
+/// ``RandomSource`` of the component that retries.
 ///
 /// A `Backoff` is a value; ``makeDelays(using:)`` turns it into ``Delays``, an endless sequence
 /// of durations whose first element is the wait before the second attempt. The schedule depends
-/// only on the backoff and on the values drawn from the ``/KeelCore/RandomSource`` it is given,
+/// only on the backoff and on the values drawn from the ``RandomSource`` it is given,
 /// so a seeded source gives the same delays every time (the model is grpc-swift's
 /// `RetryDelaySequence`).
 ///
 /// Four shapes, each capped by a maximum:
-/// - ``constant(_:)``: the same delay every time;
+/// - ``constant(_:)``: the same delay every time (``immediate`` is `constant(.zero)`);
 /// - ``linear(initial:increment:maximum:)``: `initial`, `initial + increment`, …;
 /// - ``exponential(initial:multiplier:maximum:jitter:)``: `initial × multiplierⁿ`, optionally with
 ///   full jitter (a uniform draw between zero and that value);
@@ -37,8 +41,11 @@ public struct Backoff: Sendable, Hashable, CustomStringConvertible {
         self.kind = kind
     }
 
+    /// No delay: every retry starts at once. The same as `constant(.zero)`.
+    public static let immediate = Backoff(.constant(.zero))
+
     /// The same delay before every retry.
-    /// - Parameter delay: The delay; not negative. `.zero` retries at once.
+    /// - Parameter delay: The delay; not negative. `.zero` retries at once (``immediate``).
     /// - Returns: The backoff.
     public static func constant(_ delay: Duration) -> Backoff {
         precondition(delay >= .zero, "delay must not be negative, got \(delay)")

@@ -5,7 +5,7 @@ import KeelCore
 ///
 /// An attempt that throws an error the configuration retries (or returns a value it retries) is
 /// followed, after the next delay of ``Configuration/backoff``, by another attempt, until one
-/// succeeds or the policy stops. It stops, and throws the last error (or returns the last value),
+/// succeeds or the retry stops. It stops, and throws the last error (or returns the last value),
 /// when:
 /// - ``Configuration/maxAttempts`` attempts were made;
 /// - the error is `CancellationError`, or the calling task is cancelled;
@@ -17,17 +17,17 @@ import KeelCore
 ///   ``RetryBudget/snapshot``.
 ///
 /// ```swift
-/// let policy = RetryPolicy(
+/// let retry = Retry(
 ///     name: "gateway",
 ///     configuration: .init(maxAttempts: 4, backoff: .decorrelatedJitter(base: .milliseconds(50), maximum: .seconds(2)))
 /// )
-/// let receipt = try await policy.run { try await gateway.charge(order) }
+/// let receipt = try await retry.run { try await gateway.charge(order) }
 /// ```
 ///
 /// Retry only idempotent operations: an attempt that timed out may still have taken effect.
 ///
 /// ## Concurrency contract
-/// `RetryPolicy` is `Sendable` and holds no per-call state: share one instance among callers.
+/// `Retry` is `Sendable` and holds no per-call state: share one instance among callers.
 /// ``run(_:)`` runs the attempts one after another on the calling task, in the caller's isolation,
 /// and suspends between them on the injected clock. Cancelling the calling task ends a backoff
 /// sleep at once with `CancellationError`, and no further attempt starts. Jitter is drawn from the
@@ -35,8 +35,8 @@ import KeelCore
 ///
 /// Metrics (dimension `retry` = ``name``): `keel.retry.calls`, `keel.retry.retries`, and
 /// `keel.retry.stopped` with `reason` = `attempts`, `budget` or `deadline`.
-public final class RetryPolicy: ResilienceStrategy {
-    /// The policy's name, used as the `retry` dimension of its metrics.
+public final class Retry: ResilienceStrategy {
+    /// The retry's name, used as the `retry` dimension of its metrics.
     public let name: String
     /// The attempts, backoff, predicates and budget it was made with.
     public let configuration: Configuration
@@ -45,37 +45,37 @@ public final class RetryPolicy: ResilienceStrategy {
     private let random: RandomSource
     private let instruments: RetryInstruments?
 
-    /// Creates a retry policy.
+    /// Creates a retry strategy.
     /// - Parameters:
     ///   - name: A name for metrics.
     ///   - configuration: Attempts, backoff, predicates and budget; checked with `precondition`.
     ///   - clock: The clock the backoff sleeps on and the deadline is read from;
     ///     `ContinuousClock` by default, a `TestClock` in tests.
     ///   - random: Where jitter is drawn from; seed it to repeat a schedule.
-    ///   - instrumentation: Where metrics go; handlers are made here, once.
+    ///   - telemetry: Where metrics go; handlers are made here, once.
     public init(
         name: String = "retry",
         configuration: Configuration = Configuration(),
         clock: any Clock<Duration> = ContinuousClock(),
         random: RandomSource = RandomSource(),
-        instrumentation: any Instrumentation = NoOpInstrumentation()
+        telemetry: any Telemetry = NoOpTelemetry()
     ) {
         configuration.validate()
         self.name = name
         self.configuration = configuration
         self.clock = clock
         self.random = random
-        self.instruments = RetryInstruments.make(instrumentation, name: name)
+        self.instruments = RetryInstruments.make(telemetry, name: name)
     }
 
-    /// Runs `operation`, and runs it again after a backoff delay while the policy allows.
+    /// Runs `operation`, and runs it again after a backoff delay while the configuration allows.
     ///
     /// Attempts run one at a time on the calling task; between them the call suspends on the
     /// clock. The call counts once in the ``Configuration/budget``; every retry takes one from it.
     /// - Parameter operation: The work to attempt; it may run up to
     ///   ``Configuration/maxAttempts`` times.
-    /// - Returns: The first value that is not retried, or the last value when the policy stops.
-    /// - Throws: The last error when the policy stops (attempts, deadline, budget, cancellation, or
+    /// - Returns: The first value that is not retried, or the last value when the retry stops.
+    /// - Throws: The last error when the retry stops (attempts, deadline, budget, cancellation, or
     ///   an error that is not retried); `CancellationError` when the task is cancelled during a
     ///   backoff sleep.
     public func run<T: Sendable>(_ operation: () async throws -> T) async throws -> T {
@@ -101,7 +101,7 @@ public final class RetryPolicy: ResilienceStrategy {
         }
     }
 
-    /// Runs `operation` under the policy: the ``ResilienceStrategy`` form of ``run(_:)``.
+    /// Runs `operation` under the retry strategy: the ``ResilienceStrategy`` form of ``run(_:)``.
     /// - Parameter operation: The work to attempt.
     /// - Returns: What ``run(_:)`` returns.
     /// - Throws: What ``run(_:)`` throws.
@@ -119,7 +119,7 @@ public final class RetryPolicy: ResilienceStrategy {
         }
     }
 
-    /// The delay before the next attempt, or `nil` when the policy stops here.
+    /// The delay before the next attempt, or `nil` when the retry stops here.
     private func permitRetry(after attempt: Int, delays: inout Backoff.Delays) -> Duration? {
         if attempt >= self.configuration.maxAttempts {
             self.instruments?.stoppedByAttempts.increment(by: 1)
@@ -142,23 +142,23 @@ public final class RetryPolicy: ResilienceStrategy {
     }
 }
 
-/// The metric handlers of one retry policy, made once; `nil` with ``NoOpInstrumentation``.
+/// The metric handlers of one retry strategy, made once; `nil` with ``NoOpTelemetry``.
 struct RetryInstruments: Sendable {
-    let calls: any CounterHandler
-    let retries: any CounterHandler
-    let stoppedByAttempts: any CounterHandler
-    let stoppedByBudget: any CounterHandler
-    let stoppedByDeadline: any CounterHandler
+    let calls: any TelemetryCounter
+    let retries: any TelemetryCounter
+    let stoppedByAttempts: any TelemetryCounter
+    let stoppedByBudget: any TelemetryCounter
+    let stoppedByDeadline: any TelemetryCounter
 
-    static func make(_ instrumentation: any Instrumentation, name: String) -> RetryInstruments? {
-        if instrumentation is NoOpInstrumentation { return nil }
+    static func make(_ telemetry: any Telemetry, name: String) -> RetryInstruments? {
+        if telemetry is NoOpTelemetry { return nil }
         let dimensions = [("retry", name)]
-        func stopped(_ reason: String) -> any CounterHandler {
-            instrumentation.makeCounter(label: "keel.retry.stopped", dimensions: dimensions + [("reason", reason)])
+        func stopped(_ reason: String) -> any TelemetryCounter {
+            telemetry.makeCounter(label: "keel.retry.stopped", dimensions: dimensions + [("reason", reason)])
         }
         return RetryInstruments(
-            calls: instrumentation.makeCounter(label: "keel.retry.calls", dimensions: dimensions),
-            retries: instrumentation.makeCounter(label: "keel.retry.retries", dimensions: dimensions),
+            calls: telemetry.makeCounter(label: "keel.retry.calls", dimensions: dimensions),
+            retries: telemetry.makeCounter(label: "keel.retry.retries", dimensions: dimensions),
             stoppedByAttempts: stopped("attempts"),
             stoppedByBudget: stopped("budget"),
             stoppedByDeadline: stopped("deadline")

@@ -9,86 +9,93 @@
 /// therefore do real work in the `make…` methods and must keep the handler methods cheap and
 /// non-blocking. Every method may be called from any task concurrently.
 ///
-/// The default is ``NoOpInstrumentation``; ``InMemoryRecorder`` records everything for tests
+/// The default is ``NoOpTelemetry``; ``InMemoryRecorder`` records everything for tests
 /// and samples.
-public protocol Instrumentation: Sendable {
+///
+/// The names of this protocol and its parts (``TelemetryCounter``, ``TelemetryGauge``,
+/// ``TelemetryTimer``, ``TelemetryHistogram``, ``TelemetrySpan``, ``TelemetrySpanKind``,
+/// ``TelemetryAttribute``) are Keel's own, so that a file importing KeelCore beside swift-metrics
+/// (`Counter`, `CounterHandler`, `TimerHandler`…) and swift-distributed-tracing (its
+/// `Instrumentation` module, `Span`, `SpanKind`, `SpanAttribute`…) needs no module qualification.
+public protocol Telemetry: Sendable {
     /// Makes a counter: a monotonically increasing integer.
     /// - Parameters:
     ///   - label: The metric name, dotted (`keel.bus.published`).
     ///   - dimensions: Key/value pairs that qualify the metric.
-    /// - Returns: The counter's handler.
-    func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler
+    /// - Returns: The counter.
+    func makeCounter(label: String, dimensions: [(String, String)]) -> any TelemetryCounter
 
     /// Makes a gauge: a value that goes up and down.
     /// - Parameters:
     ///   - label: The metric name.
     ///   - dimensions: Key/value pairs that qualify the metric.
-    /// - Returns: The gauge's handler.
-    func makeGauge(label: String, dimensions: [(String, String)]) -> any GaugeHandler
+    /// - Returns: The gauge.
+    func makeGauge(label: String, dimensions: [(String, String)]) -> any TelemetryGauge
 
     /// Makes a timer: a distribution of durations.
     /// - Parameters:
     ///   - label: The metric name.
     ///   - dimensions: Key/value pairs that qualify the metric.
-    /// - Returns: The timer's handler.
-    func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler
+    /// - Returns: The timer.
+    func makeTimer(label: String, dimensions: [(String, String)]) -> any TelemetryTimer
 
     /// Makes a histogram: a distribution of values.
     /// - Parameters:
     ///   - label: The metric name.
     ///   - dimensions: Key/value pairs that qualify the metric.
-    /// - Returns: The histogram's handler.
-    func makeHistogram(label: String, dimensions: [(String, String)]) -> any HistogramHandler
+    /// - Returns: The histogram.
+    func makeHistogram(label: String, dimensions: [(String, String)]) -> any TelemetryHistogram
 
     /// Starts a span for one unit of work.
     ///
     /// The caller has already made `context` (usually with ``TraceContext/makeChild(using:)``)
-    /// and is responsible for calling ``SpanHandle/end()`` exactly once.
+    /// and is responsible for calling ``TelemetrySpan/end()`` exactly once.
     /// - Parameters:
     ///   - operationName: What the work is (`request GetUser`, `handle order.created`).
     ///   - context: The span's own context: its trace id, span id and parent.
     ///   - kind: The span's role.
-    /// - Returns: The span's handle.
-    func startSpan(_ operationName: String, context: TraceContext, kind: SpanKind) -> any SpanHandle
+    /// - Returns: The span.
+    func startSpan(_ operationName: String, context: TraceContext, kind: TelemetrySpanKind) -> any TelemetrySpan
 }
 
-/// A counter's handler.
-public protocol CounterHandler: Sendable {
+/// A counter made by ``Telemetry/makeCounter(label:dimensions:)``: the handle a component keeps
+/// and increments on its hot path.
+public protocol TelemetryCounter: Sendable {
     /// Adds `amount` to the counter.
     /// - Parameter amount: The amount, not negative.
     func increment(by amount: Int64)
 }
 
-/// A gauge's handler.
-public protocol GaugeHandler: Sendable {
+/// A gauge made by ``Telemetry/makeGauge(label:dimensions:)``.
+public protocol TelemetryGauge: Sendable {
     /// Sets the gauge's current value.
     /// - Parameter value: The value.
     func set(_ value: Double)
 }
 
-/// A timer's handler.
-public protocol TimerHandler: Sendable {
+/// A timer made by ``Telemetry/makeTimer(label:dimensions:)``.
+public protocol TelemetryTimer: Sendable {
     /// Records one duration.
     /// - Parameter duration: The duration.
     func record(_ duration: Duration)
 }
 
-/// A histogram's handler.
-public protocol HistogramHandler: Sendable {
+/// A histogram made by ``Telemetry/makeHistogram(label:dimensions:)``.
+public protocol TelemetryHistogram: Sendable {
     /// Records one value.
     /// - Parameter value: The value.
     func record(_ value: Double)
 }
 
-/// A span in progress.
-public protocol SpanHandle: Sendable {
+/// A span in progress, started by ``Telemetry/startSpan(_:context:kind:)``.
+public protocol TelemetrySpan: Sendable {
     /// The span's own context.
     var context: TraceContext { get }
     /// Sets an attribute on the span.
     /// - Parameters:
     ///   - key: The attribute's name.
     ///   - value: Its value.
-    func setAttribute(_ key: String, _ value: SpanAttribute)
+    func setAttribute(_ key: String, _ value: TelemetryAttribute)
     /// Records that the work failed with `error`; the span's status becomes an error.
     /// - Parameter error: The error.
     func recordError(_ error: any Error)
@@ -97,7 +104,7 @@ public protocol SpanHandle: Sendable {
 }
 
 /// The role of a span, as in OpenTelemetry.
-public enum SpanKind: String, Sendable, Hashable, Codable {
+public enum TelemetrySpanKind: String, Sendable, Hashable, Codable {
     /// Work inside one component.
     case `internal`
     /// The handling side of a request.
@@ -111,7 +118,7 @@ public enum SpanKind: String, Sendable, Hashable, Codable {
 }
 
 /// A span attribute's value.
-public enum SpanAttribute: Sendable, Hashable, CustomStringConvertible {
+public enum TelemetryAttribute: Sendable, Hashable, CustomStringConvertible {
     /// A string.
     case string(String)
     /// An integer.
@@ -132,11 +139,11 @@ public enum SpanAttribute: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-extension Instrumentation {
+extension Telemetry {
     /// Makes a counter without dimensions.
     /// - Parameter label: The metric name.
-    /// - Returns: The counter's handler.
-    public func makeCounter(label: String) -> any CounterHandler {
+    /// - Returns: The counter.
+    public func makeCounter(label: String) -> any TelemetryCounter {
         self.makeCounter(label: label, dimensions: [])
     }
 
@@ -154,9 +161,9 @@ extension Instrumentation {
     /// - Throws: What `body` throws.
     public func withSpan<T, Failure: Error>(
         _ operationName: String,
-        kind: SpanKind = .internal,
+        kind: TelemetrySpanKind = .internal,
         random: RandomSource,
-        _ body: (any SpanHandle) async throws(Failure) -> T
+        _ body: (any TelemetrySpan) async throws(Failure) -> T
     ) async throws(Failure) -> T {
         let context = TraceContext.makeChildOfCurrent(using: random)
         let span = self.startSpan(operationName, context: context, kind: kind)

@@ -3,9 +3,14 @@
 /// ``ProjectionRunner`` records it, in the same atomic commit that moves the checkpoint past
 /// the event, when every attempt the ``ProjectionRunner/Configuration/maxAttempts`` allows has
 /// thrown and the policy is ``ProjectionRunner/PoisonEventPolicy/park``. List them with
-/// ``ProjectionRunner/deadLetters()`` and retry one with
-/// ``ProjectionRunner/retryDeadLetter(at:)`` once the cause is fixed.
-public struct DeadLetter: Sendable, Hashable, Codable {
+/// ``ProjectionRunner/parkedEvents()`` and retry one with
+/// ``ProjectionRunner/retryParkedEvent(at:)`` once the cause is fixed.
+///
+/// A parked event is stored in the projection's ``ProjectionStore``, as JSON whose keys are the
+/// property names; stores written when this type was called `DeadLetter` read unchanged. It is not
+/// the event bus's `DeadLetter` (module Keel), an event held in memory after a subscriber's
+/// handler kept failing: a parked event is durable and belongs to one projection.
+public struct ParkedEvent: Sendable, Hashable, Codable {
     /// The event's global position.
     public var position: UInt64
     /// The event's stream.
@@ -19,7 +24,7 @@ public struct DeadLetter: Sendable, Hashable, Codable {
     /// How many times the projection was called with the event.
     public var attempts: Int
 
-    /// Creates a dead letter.
+    /// Creates a parked event.
     /// - Parameters:
     ///   - position: The event's global position.
     ///   - stream: The event's stream.

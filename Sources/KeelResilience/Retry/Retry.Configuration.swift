@@ -1,5 +1,7 @@
-extension RetryPolicy {
-    /// How often and how patiently a ``RetryPolicy`` retries, and which outcomes it retries.
+import KeelCore
+
+extension Retry {
+    /// How often and how patiently a ``Retry`` retries, and which outcomes it retries.
     ///
     /// The defaults suit an idempotent call to a dependency: 3 attempts in all, exponential
     /// backoff from 100 ms doubling up to 5 seconds with full jitter, every error retried except

@@ -1,10 +1,8 @@
-import KeelCore
-
 extension Backoff {
     /// The delays of one retrying call, in order: an endless sequence that is its own iterator.
     ///
-    /// ``next()`` never returns `nil`; the retry policy stops drawing when it stops retrying. A
-    /// `Delays` is a value that draws jitter from the shared ``/KeelCore/RandomSource`` it was
+    /// ``next()`` never returns `nil`; the caller stops drawing when it stops retrying. A
+    /// `Delays` is a value that draws jitter from the shared ``RandomSource`` it was
     /// made with; use it from one task at a time.
     public struct Delays: Sequence, IteratorProtocol, Sendable {
         private let kind: Kind

@@ -1,5 +1,6 @@
 import Synchronization
-/// Instrumentation that keeps every metric and span in memory, for tests and samples.
+
+/// Telemetry that keeps every metric and span in memory, for tests and samples.
 ///
 /// It can list metric values and render a trace as an indented tree with durations:
 ///
@@ -16,13 +17,13 @@ import Synchronization
 /// span still running prints as `(running)`: render a trace once its work is done (for a host,
 /// after `waitUntilIdle()` or `shutdown()`).
 /// All methods are thread-safe; recording takes a short `Mutex` and never suspends.
-public final class InMemoryRecorder: Instrumentation {
+public final class InMemoryRecorder: Telemetry {
     /// One finished or running span.
     public struct RecordedSpan: Sendable, Hashable {
         /// The operation name.
         public var name: String
         /// The span's role.
-        public var kind: SpanKind
+        public var kind: TelemetrySpanKind
         /// The span's context.
         public var context: TraceContext
         /// When it started, measured from the recorder's creation.
@@ -30,7 +31,7 @@ public final class InMemoryRecorder: Instrumentation {
         /// When it ended, measured from the recorder's creation; `nil` while running.
         public var end: Duration?
         /// Its attributes.
-        public var attributes: [String: SpanAttribute]
+        public var attributes: [String: TelemetryAttribute]
         /// The errors recorded on it, as text.
         public var errors: [String]
 
@@ -90,30 +91,34 @@ public final class InMemoryRecorder: Instrumentation {
         self.init(clock: ContinuousClock())
     }
 
-    // MARK: Instrumentation
+    // MARK: Telemetry
 
     /// Makes a counter recorded in memory.
-    public func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
+    public func makeCounter(label: String, dimensions: [(String, String)]) -> any TelemetryCounter {
         Handler(recorder: self, key: MetricKey(label: label, dimensions: dimensions))
     }
 
     /// Makes a gauge recorded in memory.
-    public func makeGauge(label: String, dimensions: [(String, String)]) -> any GaugeHandler {
+    public func makeGauge(label: String, dimensions: [(String, String)]) -> any TelemetryGauge {
         Handler(recorder: self, key: MetricKey(label: label, dimensions: dimensions))
     }
 
     /// Makes a timer recorded in memory.
-    public func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
+    public func makeTimer(label: String, dimensions: [(String, String)]) -> any TelemetryTimer {
         Handler(recorder: self, key: MetricKey(label: label, dimensions: dimensions))
     }
 
     /// Makes a histogram recorded in memory.
-    public func makeHistogram(label: String, dimensions: [(String, String)]) -> any HistogramHandler {
+    public func makeHistogram(label: String, dimensions: [(String, String)]) -> any TelemetryHistogram {
         Handler(recorder: self, key: MetricKey(label: label, dimensions: dimensions))
     }
 
     /// Starts a span recorded in memory.
-    public func startSpan(_ operationName: String, context: TraceContext, kind: SpanKind) -> any SpanHandle {
+    public func startSpan(
+        _ operationName: String,
+        context: TraceContext,
+        kind: TelemetrySpanKind
+    ) -> any TelemetrySpan {
         self.storage.withLock { storage in
             // Read the time under the lock so that spans are stored in start order.
             let span = RecordedSpan(
@@ -268,7 +273,7 @@ public final class InMemoryRecorder: Instrumentation {
         return "\(sign)\(magnitude / 1000).\(padded) ms"
     }
 
-    private struct Handler: CounterHandler, GaugeHandler, TimerHandler, HistogramHandler {
+    private struct Handler: TelemetryCounter, TelemetryGauge, TelemetryTimer, TelemetryHistogram {
         let recorder: InMemoryRecorder
         let key: MetricKey
 
@@ -289,7 +294,7 @@ public final class InMemoryRecorder: Instrumentation {
         }
     }
 
-    private struct Span: SpanHandle {
+    private struct Span: TelemetrySpan {
         let recorder: InMemoryRecorder
         let context: TraceContext
 
@@ -300,7 +305,7 @@ public final class InMemoryRecorder: Instrumentation {
             }
         }
 
-        func setAttribute(_ key: String, _ value: SpanAttribute) {
+        func setAttribute(_ key: String, _ value: TelemetryAttribute) {
             self.update { $0.attributes[key] = value }
         }
 
