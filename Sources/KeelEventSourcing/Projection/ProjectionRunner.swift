@@ -202,7 +202,8 @@ public actor ProjectionRunner {
 
     /// The position of the first event the read model does not include: the stored checkpoint,
     /// or further when the runner has since passed events that change nothing (the key-value
-    /// store's own events, when it shares the event store).
+    /// store's own events, when it shares the event store) or positions its store hides from it
+    /// (the events of other namespaces or types, under a filtered view).
     /// - Returns: The checkpoint.
     /// - Throws: ``ProjectionError`` with ``ProjectionError/Code/storage``.
     public func checkpoint() async throws(ProjectionError) -> UInt64 {
@@ -449,6 +450,11 @@ public actor ProjectionRunner {
                     holdsTurn = false
                 }
                 cursor = Swift.max(cursor, head)
+                // Every event before `head` that this runner sees is committed, so the read model
+                // includes every position before it: publish that, so that a caller waiting for a
+                // position the store hides from this runner (another namespace's event, under a
+                // filtered view) is not kept waiting for the next event the runner sees.
+                if cursor > checkpoint { self.publish(cursor) }
                 await self.eventStore.waitForHead(beyond: cursor)
                 continue
             }
