@@ -20,16 +20,17 @@ import Synchronization
 /// published (and ``waitUntilCaughtUp(to:)`` callers resumed) only when its commit returned.
 ///
 /// ```swift
-/// let keyValueStore = try await EventStoreKeyValueStore.open(store: store, namespace: "projection.users-by-domain")
 /// let runner = ProjectionRunner(
 ///     projection: UsersByEmailDomain(serializer: serializer),
 ///     eventStore: store,
-///     projectionStore: ProjectionStore(keyValueStore: keyValueStore)
+///     projectionStore: ProjectionStore(keyValueStore: stateStore.namespace("users-by-email-domain"))
 /// )
 /// await runner.start()
-/// let written = try await store.append(registered, to: "user-42", expecting: .noStream)
-/// try await runner.waitUntilCaughtUp(to: written.positions.upperBound - 1)  // read your write
-/// let users = await runner.projectionStore.keys(withPrefix: "domain/example.com/")
+/// let saved = try await users.execute("42", expecting: .new) { user in
+///     try user.register(email: "ada@example.com", name: "Ada")
+/// }
+/// try await runner.waitUntilCaughtUp(to: saved.positions.upperBound - 1)  // read your write
+/// let atExample = await runner.projectionStore.keys(withPrefix: "domain/example.com/")
 /// await runner.stop()
 /// ```
 ///
