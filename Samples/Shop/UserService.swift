@@ -77,37 +77,53 @@ struct RegisterCustomer: CommandRequest {
     var email: String
 }
 
-/// Lists the ids of the customers whose email is at `domain` (the query side).
+/// Lists the customers whose email is at `domain` (the query side).
 struct CustomersByDomain: QueryRequest {
-    typealias Response = [String]
+    typealias Response = [CustomerListing]
     var domain: String
     var minimumPosition: UInt64?
 }
 
-/// The read model "customers by email domain", built from the customers' events.
-struct CustomersByEmailDomain: Projection {
-    let name = "customers-by-email-domain"
-    let serializer: EventSerializer
+/// One customer in the directory: a value of the read model, which stores it as JSON.
+struct CustomerListing: Codable, Sendable, Hashable {
+    var id: String
+    var name: String
+    var email: String
 
-    static func domain(of email: String) -> String {
-        String(email.split(separator: "@").last ?? "")
-    }
+    /// The part of the email after the `@`.
+    var domain: String { String(self.email.split(separator: "@").last ?? "") }
+}
+
+/// The read model "customers by email domain", built from the customers' events: each customer's
+/// listing under `customer/<id>`, and again under `domain/<domain>/<id>`, so that the customers of
+/// a domain are one prefix scan.
+struct CustomerDirectory: Projection {
+    let name = "customer-directory"
+    /// The customers' repository: its serializer decodes their events, and it names the customer
+    /// an event belongs to (the id the repository recorded on the event, or, for the events an
+    /// earlier version of the shop appended, the one in the event's stream name).
+    let customers: AggregateRepository<Customer>
 
     func apply(_ event: RecordedEvent, to transaction: inout ReadModelTransaction) async throws {
-        guard event.stream.category == Customer.category else { return }
-        let id = String(event.stream.name.dropFirst(Customer.category.count + 1))
-        let email: String
+        guard let id = self.customers.aggregateID(of: event) else { return }
+        let previous = try await transaction.value(CustomerListing.self, forKey: "customer/\(id)")
+        var listing: CustomerListing
         switch event.type {
-        case CustomerRegistered.eventType: email = try self.serializer.decode(event, as: CustomerRegistered.self).email
+        case CustomerRegistered.eventType:
+            let registered = try self.customers.serializer.decode(event, as: CustomerRegistered.self)
+            listing = CustomerListing(id: id, name: registered.name, email: registered.email)
         case CustomerEmailChanged.eventType:
-            email = try self.serializer.decode(event, as: CustomerEmailChanged.self).email
-        default: return
+            guard let previous else { return }
+            listing = previous
+            listing.email = try self.customers.serializer.decode(event, as: CustomerEmailChanged.self).email
+        default:
+            return
         }
-        if let old = try await transaction.value(forKey: "customer/\(id)") {
-            transaction.delete("domain/\(Self.domain(of: String(decoding: old, as: UTF8.self)))/\(id)")
+        if let previous {
+            transaction.delete("domain/\(previous.domain)/\(id)")
         }
-        transaction.put(Array(email.utf8), forKey: "customer/\(id)")
-        transaction.put([], forKey: "domain/\(Self.domain(of: email))/\(id)")
+        try transaction.set(listing, forKey: "customer/\(id)")
+        try transaction.set(listing, forKey: "domain/\(listing.domain)/\(id)")
     }
 }
 
@@ -137,8 +153,7 @@ actor UserService: ServiceActor {
             return [.registered(CustomerRegistered(name: request.name, email: request.email))]
         }
         handlers.query(CustomersByDomain.self, runner: { $0.directory }) { store, request in
-            let prefix = "domain/\(request.domain)/"
-            return await store.keys(withPrefix: prefix).map { String($0.dropFirst(prefix.count)) }
+            try await store.values(CustomerListing.self, withPrefix: "domain/\(request.domain)/").map(\.value)
         }
     }
 
@@ -156,9 +171,12 @@ actor UserService: ServiceActor {
             random: RandomSource(seed: 7)
         )
         self.customers = customers
-        let readModel = try await storage.keyValues(named: "customers-by-domain")
+        // The directory's own namespace. (Earlier versions of the shop kept the email alone, as
+        // bytes, in "customers-by-domain"; a read model of another shape gets a new namespace,
+        // which the runner builds from every stored event.)
+        let readModel = try await storage.keyValues(named: "customer-directory")
         let directory = ProjectionRunner(
-            projection: CustomersByEmailDomain(serializer: serializer),
+            projection: CustomerDirectory(customers: customers),
             eventStore: storage.events,
             projectionStore: ProjectionStore(keyValueStore: readModel),
             clock: environment.clock,

@@ -395,9 +395,9 @@ do {
 }
 for domain in ["example.com", "nasa.gov"] {
     do {
-        let ids = try await host.client.send(CustomersByDomain(domain: domain, minimumPosition: readPosition))
-        print("  customers at \(domain): \(ids.joined(separator: ", "))")
-        check(!ids.isEmpty, "no customers at \(domain)")
+        let customers = try await host.client.send(CustomersByDomain(domain: domain, minimumPosition: readPosition))
+        print("  customers at \(domain): \(customers.map { "\($0.name) (\($0.id))" }.joined(separator: ", "))")
+        check(!customers.isEmpty, "no customers at \(domain)")
     } catch {
         print("  customers at \(domain): the query failed: \(error)")
         surprises.append("the query for customers at \(domain) failed: \(error)")

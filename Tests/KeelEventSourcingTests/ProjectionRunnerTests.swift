@@ -53,6 +53,29 @@ struct ProjectionRunnerTests {
         await runner.stop()
     }
 
+    @Test("a wait for a position the runner's view hides returns once the runner has passed it")
+    func waitForAHiddenPosition() async throws {
+        let shared = InMemoryEventStore()
+        let mine = NamespacedEventStore(namespace: "mine", base: shared)
+        let theirs = NamespacedEventStore(namespace: "theirs", base: shared)
+        let runner = ProjectionRunner(
+            projection: UsersByEmailDomain(),
+            eventStore: mine,
+            projectionStore: ProjectionStore(keyValueStore: InMemoryStateStore().namespace("users"))
+        )
+        await runner.start()
+        try await mine.append(UserEvents.registered(1, domain: "example.com"), to: "user-u1")
+        // Another namespace's event, after the last one this runner sees: it never reaches the
+        // projection, yet a caller that holds its position (a command's receipt from another
+        // service) must not wait for the next event of this namespace.
+        let hidden = try await theirs.append(UserEvents.registered(2, domain: "example.com"), to: "user-u2")
+        try await runner.waitUntilCaughtUp(to: hidden.positions.lowerBound)
+        #expect(try await runner.checkpoint() == hidden.positions.upperBound)
+        #expect(try await runner.lag() == 0)
+        #expect(await UsersByEmailDomain.users(at: "example.com", in: runner.projectionStore) == ["u1"])
+        await runner.stop()
+    }
+
     @Test("the checkpoint survives a restart: no event applied twice, none skipped")
     func resumesAfterRestart() async throws {
         let store = InMemoryEventStore()

@@ -23,6 +23,30 @@ final class ProjectionXCTests: TimeLimitedTestCase {
         await runner.stop()
     }
 
+    func testTypedReadModelReadsBackCodableValues() async throws {
+        let store = InMemoryEventStore()
+        let users = AggregateFixtures.repository(store: store)
+        try await users.execute("ada") { try $0.register(email: "ada@example.com", name: "Ada") }
+        let changed = try await users.execute("ada") { try $0.changeEmail(to: "ada@example.org") }
+        let runner = ProjectionRunner(
+            projection: UserCards(),
+            eventStore: store,
+            projectionStore: ProjectionStore(keyValueStore: InMemoryStateStore().namespace("user-cards"))
+        )
+        await runner.start()
+        try await runner.waitUntilCaughtUp(to: changed.positions.upperBound - 1)
+        let card = try await runner.projectionStore.value(UserCard.self, forKey: "user/ada")
+        XCTAssertEqual(card, UserCard(name: "Ada", email: "ada@example.org", emailChanges: 1))
+        do {
+            _ = try await runner.projectionStore.value(String.self, forKey: "user/ada")
+            XCTFail("a UserCard decoded as a String")
+        } catch {
+            XCTAssertEqual(error.code, .decodingFailed)
+            XCTAssertEqual(error.key, "user/ada")
+        }
+        await runner.stop()
+    }
+
     func testRebuildGivesTheSameReadModel() async throws {
         let store = InMemoryEventStore()
         let last = try await UserEvents.appendMix(count: 10, to: store)

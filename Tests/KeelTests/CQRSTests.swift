@@ -85,18 +85,18 @@ struct CQRSTests {
         }
 
         func apply(_ event: RecordedEvent, to transaction: inout ReadModelTransaction) async throws {
-            guard event.stream.category == User.category else { return }
-            let userID = String(event.stream.name.dropFirst(User.category.count + 1))
+            // The repository records the user's id on each event: no stream name to parse.
+            guard let userID = event.aggregateID else { return }
             let email: String
             switch event.type {
             case UserRegistered.eventType: email = try self.serializer.decode(event, as: UserRegistered.self).email
             case UserEmailChanged.eventType: email = try self.serializer.decode(event, as: UserEmailChanged.self).email
             default: return
             }
-            if let old = try await transaction.value(forKey: "user/\(userID)") {
-                transaction.delete("domain/\(Self.domain(of: String(decoding: old, as: UTF8.self)))/\(userID)")
+            if let old = try await transaction.value(String.self, forKey: "user/\(userID)") {
+                transaction.delete("domain/\(Self.domain(of: old))/\(userID)")
             }
-            transaction.put(Array(email.utf8), forKey: "user/\(userID)")
+            try transaction.set(email, forKey: "user/\(userID)")
             transaction.put([], forKey: "domain/\(Self.domain(of: email))/\(userID)")
         }
     }

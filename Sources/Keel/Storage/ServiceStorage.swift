@@ -36,9 +36,9 @@ public struct ServiceStorage: Sendable {
     /// other name.
     ///
     /// ```swift
-    /// let readModel = try await storage.keyValues(named: "customers-by-domain")
+    /// let readModel = try await storage.keyValues(named: "customer-directory")
     /// let runner = ProjectionRunner(
-    ///     projection: CustomersByDomain(),
+    ///     projection: CustomerDirectory(customers: customers),
     ///     eventStore: storage.events,
     ///     projectionStore: ProjectionStore(keyValueStore: readModel)
     /// )

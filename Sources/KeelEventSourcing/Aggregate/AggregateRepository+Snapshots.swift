@@ -75,7 +75,7 @@ extension AggregateRepository {
     func writeSnapshot(of aggregate: A, id: String, streamVersion: UInt64) async -> SnapshotWriteOutcome {
         let stream = self.snapshotStreamID(for: id)
         do throws(AggregateError) {
-            let data = try self.encodeSnapshot(of: aggregate, stream: stream, streamVersion: streamVersion)
+            let data = try self.encodeSnapshot(of: aggregate, id: id, stream: stream, streamVersion: streamVersion)
             let result: AppendResult
             do {
                 result = try await self.store.append([data], to: stream, expecting: .any)
@@ -116,6 +116,7 @@ extension AggregateRepository {
 
     private func encodeSnapshot(
         of aggregate: A,
+        id: String,
         stream: StreamID,
         streamVersion: UInt64
     ) throws(AggregateError) -> EventData {
@@ -127,7 +128,8 @@ extension AggregateRepository {
                 codec: self.serializer.codec
             )
             let payload = try self.serializer.codec.encode(envelope)
-            let metadata = EventMetadata.current(id: EventID.random(using: self.random), time: self.wallClock())
+            var metadata = EventMetadata.current(id: EventID.random(using: self.random), time: self.wallClock())
+            metadata.aggregateID = id
             return EventData(type: Self.snapshotEventType, schemaVersion: 1, metadata: metadata, payload: payload)
         } catch {
             throw AggregateError(

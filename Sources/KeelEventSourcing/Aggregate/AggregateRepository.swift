@@ -52,9 +52,10 @@ import KeelCore
 /// are already stored.
 ///
 /// Every appended event gets fresh ``EventMetadata``: an id drawn from the repository's
-/// ``/KeelCore/RandomSource``, the time from its wall clock, and the correlation, causation,
+/// ``/KeelCore/RandomSource``, the time from its wall clock, the correlation, causation,
 /// trace and span ids of the calling task's ``/KeelCore/TraceContext``
-/// (``EventMetadata/current(id:time:)``).
+/// (``EventMetadata/current(id:time:)``), and the aggregate's id
+/// (``EventMetadata/aggregateID``, read back as ``RecordedEvent/aggregateID``).
 ///
 /// ### Concurrency
 ///
@@ -128,6 +129,24 @@ public struct AggregateRepository<A: Aggregate>: Sendable {
     /// - Returns: The stream.
     public func snapshotStreamID(for id: String) -> StreamID {
         StreamID("$snapshot-\(A.category)-\(id)")
+    }
+
+    /// The id of the aggregate of this repository that `event` belongs to, or `nil` when it is
+    /// not an event of one of this repository's aggregate streams.
+    ///
+    /// `event` must be read from the repository's ``store`` (the same view, so that stream names
+    /// are the repository's). The id is the one recorded on the event
+    /// (``RecordedEvent/aggregateID``); an event appended before Keel recorded it gets the id
+    /// from its stream's name, `"\(A.category)-\(id)"`. Prefer ``RecordedEvent/aggregateID``
+    /// where every event has one, and always where events are read through another view, such as
+    /// a durable subscription's, whose stream names carry the writing service's namespace.
+    /// - Parameter event: An event read from ``store``.
+    /// - Returns: The aggregate's id, or `nil` for an event of another stream (another category,
+    ///   a snapshot stream, a stream written without a repository).
+    public func aggregateID(of event: RecordedEvent) -> String? {
+        let prefix = A.category + "-"
+        guard event.stream.name.hasPrefix(prefix) else { return nil }
+        return event.aggregateID ?? String(event.stream.name.dropFirst(prefix.count))
     }
 
     // MARK: Loading
@@ -299,7 +318,7 @@ public struct AggregateRepository<A: Aggregate>: Sendable {
         var data: [EventData] = []
         data.reserveCapacity(events.count)
         for event in events {
-            data.append(try self.encode(event.domainEvent, stream: stream))
+            data.append(try self.encode(event.domainEvent, id: id, stream: stream))
         }
         let result: AppendResult
         do {
@@ -336,8 +355,9 @@ public struct AggregateRepository<A: Aggregate>: Sendable {
 
     // MARK: Internals
 
-    private func encode(_ event: any DomainEvent, stream: StreamID) throws(AggregateError) -> EventData {
-        let metadata = EventMetadata.current(id: EventID.random(using: self.random), time: self.wallClock())
+    private func encode(_ event: any DomainEvent, id: String, stream: StreamID) throws(AggregateError) -> EventData {
+        var metadata = EventMetadata.current(id: EventID.random(using: self.random), time: self.wallClock())
+        metadata.aggregateID = id
         do {
             return try self.serializer.encode(event, metadata: metadata)
         } catch {

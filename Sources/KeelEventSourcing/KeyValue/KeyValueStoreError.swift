@@ -1,4 +1,5 @@
-/// Why a ``KeyValueStore`` failed to open or to commit.
+/// Why a ``KeyValueStore`` failed to open, to read or to commit, or why a typed value did not encode
+/// or decode.
 public struct KeyValueStoreError: Error, Sendable, CustomStringConvertible {
     /// What went wrong. The set may grow: match the codes you handle and keep a default.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
@@ -9,6 +10,8 @@ public struct KeyValueStoreError: Error, Sendable, CustomStringConvertible {
             case closed
             case tooLarge = "too large"
             case invalidNamespace = "invalid namespace"
+            case encodingFailed = "encoding failed"
+            case decodingFailed = "decoding failed"
         }
 
         private let base: Base
@@ -34,6 +37,15 @@ public struct KeyValueStoreError: Error, Sendable, CustomStringConvertible {
         public static let tooLarge = Code(.tooLarge)
         /// A namespace name that is empty or reserved.
         public static let invalidNamespace = Code(.invalidNamespace)
+        /// A typed value did not encode (a non-finite number under the default JSON strategy, an
+        /// `encode(to:)` that threw); nothing was written. ``KeyValueStoreError/key`` names the
+        /// key and ``KeyValueStoreError/cause`` is the `EncodingError`.
+        public static let encodingFailed = Code(.encodingFailed)
+        /// The bytes stored under a key do not decode as the type asked for: they were written as
+        /// another type, by the byte API, or by an earlier shape of the type.
+        /// ``KeyValueStoreError/key`` names the key and ``KeyValueStoreError/cause`` is the
+        /// `DecodingError`. The stored bytes are left as they are.
+        public static let decodingFailed = Code(.decodingFailed)
 
         /// The code in words.
         public var description: String { self.base.rawValue }
@@ -43,6 +55,8 @@ public struct KeyValueStoreError: Error, Sendable, CustomStringConvertible {
     public var code: Code
     /// The namespace concerned.
     public var namespace: String
+    /// The key concerned, when one key is: the key whose value did not encode or decode.
+    public var key: String?
     /// A sentence for people.
     public var message: String
     /// The error behind this one, such as the ``EventStoreError``.
@@ -52,18 +66,24 @@ public struct KeyValueStoreError: Error, Sendable, CustomStringConvertible {
     /// - Parameters:
     ///   - code: What went wrong.
     ///   - namespace: The namespace.
+    ///   - key: The key concerned, if one is.
     ///   - message: A sentence for people.
     ///   - cause: The error behind this one.
-    public init(code: Code, namespace: String, message: String, cause: (any Error)? = nil) {
+    public init(code: Code, namespace: String, key: String? = nil, message: String, cause: (any Error)? = nil) {
         self.code = code
         self.namespace = namespace
+        self.key = key
         self.message = message
         self.cause = cause
     }
 
-    /// `key-value store (namespace): code: message` and the cause, if any.
+    /// `key-value store (namespace): code: message`, with the key and the cause when there are.
     public var description: String {
-        var text = "key-value store (\(self.namespace)): \(self.code): \(self.message)"
+        var text = "key-value store (\(self.namespace)): \(self.code)"
+        if let key = self.key {
+            text += " (key \(key))"
+        }
+        text += ": \(self.message)"
         if let cause = self.cause {
             text += " (cause: \(cause))"
         }

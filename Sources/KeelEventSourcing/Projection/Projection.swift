@@ -7,7 +7,9 @@
 /// (that write would not be rolled back with the transaction) and may be called more than once
 /// for an event whose handling failed or whose page was not committed.
 ///
-/// The read model of the example answers "which users have an email address at this domain":
+/// The read model of the example answers "which users have an email address at this domain". Its
+/// values are `Codable` (``ReadModelTransaction/set(_:forKey:)``), and it names the user by the id
+/// the ``AggregateRepository`` recorded on each event (``RecordedEvent/aggregateID``):
 ///
 /// ```swift
 /// struct UsersByEmailDomain: Projection {
@@ -15,18 +17,22 @@
 ///     let serializer: EventSerializer
 ///
 ///     func apply(_ event: RecordedEvent, to transaction: inout ReadModelTransaction) async throws {
+///         guard let userID = event.aggregateID else { return }
 ///         switch event.type {
 ///         case UserRegistered.eventType:
 ///             let registered = try serializer.decode(event, as: UserRegistered.self)
-///             transaction.put(Array(registered.email.utf8), forKey: "user/\(registered.userID)")
-///             transaction.put([], forKey: "domain/\(domain(of: registered.email))/\(registered.userID)")
+///             let entry = DirectoryEntry(name: registered.name, email: registered.email)
+///             try transaction.set(entry, forKey: "user/\(userID)")
+///             transaction.put([], forKey: "domain/\(domain(of: registered.email))/\(userID)")
 ///         case UserEmailChanged.eventType:
 ///             let changed = try serializer.decode(event, as: UserEmailChanged.self)
-///             if let old = try await transaction.value(forKey: "user/\(changed.userID)") {
-///                 transaction.delete("domain/\(domain(of: String(decoding: old, as: UTF8.self)))/\(changed.userID)")
+///             guard var entry = try await transaction.value(DirectoryEntry.self, forKey: "user/\(userID)") else {
+///                 return
 ///             }
-///             transaction.put(Array(changed.newEmail.utf8), forKey: "user/\(changed.userID)")
-///             transaction.put([], forKey: "domain/\(domain(of: changed.newEmail))/\(changed.userID)")
+///             transaction.delete("domain/\(domain(of: entry.email))/\(userID)")
+///             entry.email = changed.email
+///             try transaction.set(entry, forKey: "user/\(userID)")
+///             transaction.put([], forKey: "domain/\(domain(of: changed.email))/\(userID)")
 ///         default:
 ///             break
 ///         }

@@ -20,16 +20,17 @@ import Synchronization
 /// published (and ``waitUntilCaughtUp(to:)`` callers resumed) only when its commit returned.
 ///
 /// ```swift
-/// let keyValueStore = try await EventStoreKeyValueStore.open(store: store, namespace: "projection.users-by-domain")
 /// let runner = ProjectionRunner(
 ///     projection: UsersByEmailDomain(serializer: serializer),
 ///     eventStore: store,
-///     projectionStore: ProjectionStore(keyValueStore: keyValueStore)
+///     projectionStore: ProjectionStore(keyValueStore: stateStore.namespace("users-by-email-domain"))
 /// )
 /// await runner.start()
-/// let written = try await store.append(registered, to: "user-42", expecting: .noStream)
-/// try await runner.waitUntilCaughtUp(to: written.positions.upperBound - 1)  // read your write
-/// let users = await runner.projectionStore.keys(withPrefix: "domain/example.com/")
+/// let saved = try await users.execute("42", expecting: .new) { user in
+///     try user.register(email: "ada@example.com", name: "Ada")
+/// }
+/// try await runner.waitUntilCaughtUp(to: saved.positions.upperBound - 1)  // read your write
+/// let atExample = await runner.projectionStore.keys(withPrefix: "domain/example.com/")
 /// await runner.stop()
 /// ```
 ///
@@ -216,7 +217,8 @@ public actor ProjectionRunner {
 
     /// The position of the first event the read model does not include: the stored checkpoint,
     /// or further when the runner has since passed events that change nothing (the key-value
-    /// store's own events, when it shares the event store).
+    /// store's own events, when it shares the event store) or positions its store hides from it
+    /// (the events of other namespaces or types, under a filtered view).
     /// - Returns: The checkpoint.
     /// - Throws: ``ProjectionError`` with ``ProjectionError/Code/storage``.
     public func checkpoint() async throws(ProjectionError) -> UInt64 {
@@ -463,6 +465,11 @@ public actor ProjectionRunner {
                     holdsTurn = false
                 }
                 cursor = Swift.max(cursor, head)
+                // Every event before `head` that this runner sees is committed, so the read model
+                // includes every position before it: publish that, so that a caller waiting for a
+                // position the store hides from this runner (another namespace's event, under a
+                // filtered view) is not kept waiting for the next event the runner sees.
+                if cursor > checkpoint { self.publish(cursor) }
                 await self.eventStore.waitForHead(beyond: cursor)
                 continue
             }

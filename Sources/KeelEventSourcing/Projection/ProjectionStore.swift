@@ -9,10 +9,15 @@ import Foundation
 /// ``KeyValueStore/commit(_:)``: after a crash the read model holds exactly the events before
 /// the checkpoint, never more and never fewer.
 ///
+/// Values are bytes (``value(forKey:)``), or typed `Codable` values (``value(_:forKey:)``,
+/// ``values(_:withPrefix:)``) that the projection wrote with
+/// ``ReadModelTransaction/set(_:forKey:)`` and the store's ``codec``.
+///
 /// ```swift
-/// let keyValueStore = try await EventStoreKeyValueStore.open(store: store, namespace: "projection.users-by-domain")
-/// let projectionStore = ProjectionStore(keyValueStore: keyValueStore)
+/// let state = try FileStateStore(directory: "data/state")
+/// let projectionStore = ProjectionStore(keyValueStore: state.namespace("users-by-email-domain"))
 /// let users = await projectionStore.keys(withPrefix: "domain/example.com/")
+/// let ada = try await projectionStore.value(UserCard.self, forKey: "user/ada")
 /// ```
 public struct ProjectionStore: Sendable {
     private static let modelPrefix = "m/"
@@ -23,11 +28,18 @@ public struct ProjectionStore: Sendable {
 
     /// The store that holds everything.
     public let keyValueStore: any KeyValueStore
+    /// How typed read-model values are encoded and decoded: JSON with sorted keys by default.
+    public let codec: any EventCodec
 
     /// Makes a projection store over `keyValueStore`, which it uses alone.
-    /// - Parameter keyValueStore: The store, with a namespace of the projection's own.
-    public init(keyValueStore: any KeyValueStore) {
+    /// - Parameters:
+    ///   - keyValueStore: The store, with a namespace of the projection's own.
+    ///   - codec: How typed read-model values are encoded and decoded; JSON with sorted keys by
+    ///     default. Change it only together with a rebuild: values already stored keep their old
+    ///     encoding.
+    public init(keyValueStore: any KeyValueStore, codec: any EventCodec = JSONEventCodec()) {
         self.keyValueStore = keyValueStore
+        self.codec = codec
     }
 
     /// The position of the first event the read model does not include: 0 for an empty read
@@ -54,6 +66,52 @@ public struct ProjectionStore: Sendable {
     ///   ``KeyValueStore/value(forKey:)``).
     public func value(forKey key: String) async throws(KeyValueStoreError) -> [UInt8]? {
         try await self.keyValueStore.value(forKey: Self.modelPrefix + key)
+    }
+
+    /// The read model's value under `key`, decoded as `type` with the store's ``codec``.
+    ///
+    /// Reads what the projection wrote with ``ReadModelTransaction/set(_:forKey:)``; suspends
+    /// while the store reads.
+    /// - Parameters:
+    ///   - type: The type to decode.
+    ///   - key: A read-model key.
+    /// - Returns: The value, or `nil` when there is none.
+    /// - Throws: ``KeyValueStoreError`` with ``KeyValueStoreError/Code/decodingFailed`` when the
+    ///   stored bytes do not decode as `type` (``KeyValueStoreError/key`` names the key), or what
+    ///   ``value(forKey:)`` throws.
+    public func value<Value: Decodable>(
+        _ type: Value.Type,
+        forKey key: String
+    ) async throws(KeyValueStoreError) -> Value? {
+        guard let bytes = try await self.value(forKey: key) else { return nil }
+        return try self.codec.decodeValue(type, from: bytes, key: key, namespace: self.keyValueStore.namespace)
+    }
+
+    /// The read model's entries whose keys start with `prefix`, sorted by key, each value decoded
+    /// as `type` with the store's ``codec``.
+    ///
+    /// ```swift
+    /// for (key, order) in try await projectionStore.values(OrderSummary.self, withPrefix: "customer/ada/") {
+    ///     print(key, order.totalCents)
+    /// }
+    /// ```
+    /// - Parameters:
+    ///   - type: The type to decode.
+    ///   - prefix: The prefix; empty lists every read-model key.
+    /// - Returns: The keys, without the store's internal prefix, and their values. A key deleted
+    ///   between the listing and its read is left out.
+    /// - Throws: ``KeyValueStoreError`` with ``KeyValueStoreError/Code/decodingFailed`` for the
+    ///   first value that does not decode as `type`, or what ``value(forKey:)`` throws.
+    public func values<Value: Decodable>(
+        _ type: Value.Type,
+        withPrefix prefix: String
+    ) async throws(KeyValueStoreError) -> [(key: String, value: Value)] {
+        var entries: [(key: String, value: Value)] = []
+        for key in await self.keys(withPrefix: prefix) {
+            guard let value = try await self.value(type, forKey: key) else { continue }
+            entries.append((key, value))
+        }
+        return entries
     }
 
     /// The read-model keys that start with `prefix`, sorted.

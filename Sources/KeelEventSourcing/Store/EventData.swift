@@ -60,6 +60,20 @@ public struct RecordedEvent: Sendable, Hashable {
         self.payload = data.payload
     }
 
+    /// The id of the aggregate the event belongs to, as its appender recorded it
+    /// (``EventMetadata/aggregateID``): set on every event an ``AggregateRepository`` appends,
+    /// whatever view of the store reads it; `nil` for other events and for events appended
+    /// before Keel recorded it.
+    ///
+    /// ```swift
+    /// func apply(_ event: RecordedEvent, to transaction: inout ReadModelTransaction) async throws {
+    ///     guard event.type == UserRegistered.eventType, let userID = event.aggregateID else { return }
+    ///     let registered = try serializer.decode(event, as: UserRegistered.self)
+    ///     try transaction.set(registered.email, forKey: "user/\(userID)")
+    /// }
+    /// ```
+    public var aggregateID: String? { self.metadata.aggregateID }
+
     /// What was appended, without the stream, version and position.
     public var data: EventData {
         EventData(type: self.type, schemaVersion: self.schemaVersion, metadata: self.metadata, payload: self.payload)

@@ -20,8 +20,26 @@ public struct EventMetadata: Sendable, Hashable, Codable {
     public var traceID: TraceID?
     /// The span it was written in, if any.
     public var spanID: SpanID?
-    /// Application-defined entries. Keep them small: they are stored with every event.
+    /// Application-defined entries. Keep them small: they are stored with every event. Keys that
+    /// start with `$` are Keel's (see ``aggregateID``).
     public var custom: [String: String]
+
+    /// The key under which ``aggregateID`` is kept in ``custom``: `$aggregate-id`.
+    public static let aggregateIDKey = "$aggregate-id"
+
+    /// The id of the aggregate the event belongs to, such as `42` for an event of `user-42`;
+    /// `nil` when the event was not appended for an aggregate.
+    ///
+    /// An ``AggregateRepository`` sets it on every event it appends, so that a projection or a
+    /// durable subscriber knows the aggregate without parsing stream names (which a
+    /// ``NamespacedEventStore`` prefixes, and which are a naming convention, not a contract).
+    /// Events appended before Keel recorded it have none; see
+    /// ``AggregateRepository/aggregateID(of:)``. It is kept in ``custom`` under
+    /// ``aggregateIDKey``, so every store keeps it without a change to its format.
+    public var aggregateID: String? {
+        get { self.custom[Self.aggregateIDKey] }
+        set { self.custom[Self.aggregateIDKey] = newValue }
+    }
 
     /// Creates metadata.
     /// - Parameters:
