@@ -89,7 +89,7 @@ struct TypedReadModelTests {
     ) -> ProjectionRunner {
         var configuration = ProjectionRunner.Configuration()
         configuration.maxAttempts = 1
-        configuration.backoff = .none
+        configuration.backoff = .immediate
         if stopOnPoison { configuration.poisonEvents = .stop }
         return ProjectionRunner(
             projection: projection,

@@ -17,7 +17,7 @@ public protocol ResilienceStrategy: Sendable {
     /// Ends the tasks the strategy keeps (a circuit breaker's open timer and event streams) and
     /// waits for them. The strategy keeps guarding calls afterwards, without those tasks.
     ///
-    /// A ``/Keel/ServiceHost`` calls it on every policy it was given when it shuts down. Calling
+    /// A Keel `ServiceHost` calls it on every policy it was given when it shuts down. Calling
     /// it more than once does nothing more. The default does nothing: most strategies keep no
     /// task.
     func shutdown() async
