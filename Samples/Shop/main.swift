@@ -230,7 +230,8 @@ print("  or `bulkheadFull`, a timeout as `deadlineExceeded`.")
 
 // The breaker publishes what happens to it as an `AsyncSequence`. A child task of this program
 // collects the state transitions while the orders run; the stream, and with it the task, ends
-// when the breaker shuts down below. Subscribing before the task starts misses no event.
+// when the breaker shuts down, which the host does with the policies it was given when it shuts
+// down below. Subscribing before the task starts misses no event.
 let breakerEvents = payments.breaker.events()
 async let transitions = stateTransitions(breakerEvents)
 
@@ -353,16 +354,6 @@ for (correlationID, _) in rush {
 }
 print("breaker: \(payments.breaker.state)")
 
-// No more charges: stop the breaker's timer and end its event stream, which ends the child task.
-await payments.breaker.shutdown()
-print()
-print("The breaker's transitions, from its event stream:")
-let transitionLines = await transitions
-for line in transitionLines {
-    print("  \(line)")
-}
-check(transitionLines.contains { $0.hasPrefix("closed → open") }, "the flaky gateway never opened the breaker")
-
 let breakerMetrics = payments.breaker.metrics
 print()
 print("Resilience metrics:")
@@ -411,6 +402,16 @@ print("Shutting down: in-flight event handlers finish, then services stop in rev
 // `shutdown` refuses new work, waits for the requests and event handlers still in flight (none
 // here: we waited for them above), then stops the services, dependents first.
 await host.shutdown()
+
+// The host shut down the payment pipeline it was given: the breaker's timer and its event
+// stream have ended, and with them the child task that collected the transitions.
+print()
+print("The breaker's transitions, from its event stream:")
+let transitionLines = await transitions
+for line in transitionLines {
+    print("  \(line)")
+}
+check(transitionLines.contains { $0.hasPrefix("closed → open") }, "the flaky gateway never opened the breaker")
 
 print()
 print("Audit log (every event matching \"order.#\"):")
