@@ -68,6 +68,8 @@ public final class EventBus: Sendable {
     let executor: (any TaskExecutor)?
     let tracker: WorkTracker
     let deadLetterQueue: DeadLetterQueue
+    /// The fault injector of a test, consulted once per delivery in `publish`.
+    let faults: (any FaultInjecting)?
     private let state = Lock(State())
     private let publishedCounter: any TelemetryCounter
 
@@ -105,7 +107,8 @@ public final class EventBus: Sendable {
         random: RandomSource,
         wallClock: @escaping @Sendable () -> Date,
         executor: (any TaskExecutor)?,
-        tracker: WorkTracker
+        tracker: WorkTracker,
+        faults: (any FaultInjecting)? = nil
     ) {
         self.configuration = configuration
         self.clock = clock
@@ -116,6 +119,7 @@ public final class EventBus: Sendable {
         self.wallClock = wallClock
         self.executor = executor
         self.tracker = tracker
+        self.faults = faults
         self.deadLetterQueue = DeadLetterQueue(capacity: configuration.deadLetterCapacity)
         self.publishedCounter = telemetry.makeCounter(label: "keel.bus.published", dimensions: [])
     }
@@ -169,7 +173,13 @@ public final class EventBus: Sendable {
         var dropped = 0
         var cancelled = false
         for target in targets {
-            switch await target.send(published, mayWait: !cancelled) {
+            let outcome =
+                if let faults = self.faults {
+                    await self.send(published, to: target, injecting: faults, mayWait: !cancelled)
+                } else {
+                    await target.send(published, mayWait: !cancelled)
+                }
+            switch outcome {
             case .enqueued, .finished: break
             case .droppedNewest: dropped += 1
             case .cancelled: cancelled = true
@@ -403,6 +413,6 @@ public struct PublishReceipt: Sendable, Hashable {
     public var id: EventID
     /// How many subscriptions matched.
     public var subscribers: Int
-    /// How many of them dropped it (``OverflowPolicy/dropNewest``).
+    /// How many of them dropped it (``OverflowPolicy/dropNewest``, or a fault a test injected).
     public var dropped: Int
 }

@@ -6,10 +6,13 @@ import Synchronization
 final class PublishedEvent: Sendable {
     let event: any Event
     let envelope: EventEnvelope
+    /// A fault a test injected into this delivery (then the event goes to one subscriber only).
+    let fault: DeliveryFaultAction?
 
-    init(event: any Event, envelope: EventEnvelope) {
+    init(event: any Event, envelope: EventEnvelope, fault: DeliveryFaultAction? = nil) {
         self.event = event
         self.envelope = envelope
+        self.fault = fault
     }
 }
 
@@ -41,7 +44,7 @@ final class Subscriber: Sendable {
     private let dropped = Atomic<Int>(0)
     private let failedAttempts = Atomic<Int>(0)
     private let deadLettered = Atomic<Int>(0)
-    private let discarded = Atomic<Int>(0)
+    let discarded = Atomic<Int>(0)
     private let peakBuffered = Atomic<Int>(0)
     private let droppedCounter: any TelemetryCounter
     private let deadLetterCounter: any TelemetryCounter
@@ -149,7 +152,7 @@ final class Subscriber: Sendable {
         return outcome
     }
 
-    private func countDrop() {
+    func countDrop() {
         self.dropped.wrappingAdd(1, ordering: .relaxed)
         self.droppedCounter.increment(by: 1)
         self.bus.tracker.leave()
@@ -225,7 +228,11 @@ final class Subscriber: Sendable {
                     self.bus.tracker.leave(rest)
                     break
                 }
-                await self.deliver(event)
+                if let fault = event.fault {
+                    await self.deliver(event, injecting: fault)
+                } else {
+                    await self.deliver(event)
+                }
                 self.bus.tracker.leave()
             }
         }

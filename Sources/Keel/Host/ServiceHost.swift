@@ -54,6 +54,9 @@ public actor ServiceHost {
         /// Where services' storage lives (``ServiceEnvironment/storage()``): an embedded directory
         /// by default (``StorageLocation/embedded``), opened only when a service first asks.
         public var storage: StorageLocation = .embedded
+        /// The fault injector the host's routes and bus consult (KeelTesting's `FaultInjector`,
+        /// set through its `faults` property); `nil`, the default, injects nothing.
+        package var faultInjector: (any FaultInjecting)?
 
         /// Creates the default configuration.
         public init() {}
@@ -138,6 +141,7 @@ public actor ServiceHost {
         self.telemetry = telemetry
         self.random = random
         self.storage = HostStorage(location: configuration.storage, executor: configuration.executor)
+        configuration.faultInjector?.attach(to: random)
         let tracker = WorkTracker()
         self.tracker = tracker
         let registry = ServiceRegistry(random: random)
@@ -149,14 +153,16 @@ public actor ServiceHost {
             random: random,
             wallClock: configuration.wallClock,
             executor: configuration.executor,
-            tracker: tracker
+            tracker: tracker,
+            faults: configuration.faultInjector
         )
         let router = RequestRouter(
             registry: registry,
             tracker: tracker,
             clock: clock,
             telemetry: telemetry,
-            random: random
+            random: random,
+            faults: configuration.faultInjector
         )
         self.router = router
         self.client = RequestClient(router: router, caller: nil, allowed: nil)

@@ -65,13 +65,16 @@ final class RequestRouter: Sendable {
     let telemetry: any Telemetry
     let isRecording: Bool
     let random: RandomSource
+    /// The fault injector of a test, consulted once per attempt, in `invoke`.
+    let faults: (any FaultInjecting)?
 
     init(
         registry: ServiceRegistry,
         tracker: WorkTracker,
         clock: any Clock<Duration>,
         telemetry: any Telemetry,
-        random: RandomSource
+        random: RandomSource,
+        faults: (any FaultInjecting)? = nil
     ) {
         self.registry = registry
         self.tracker = tracker
@@ -80,6 +83,7 @@ final class RequestRouter: Sendable {
         self.telemetry = telemetry
         self.isRecording = !(telemetry is NoOpTelemetry)
         self.random = random
+        self.faults = faults
     }
 
     func route(for key: ObjectIdentifier) -> Route? {
@@ -154,7 +158,8 @@ final class RequestRouter: Sendable {
         let started = self.isRecording ? self.reader.now() : .zero
         var slot: ServiceRegistry.Slot?
         var handler: (any AnyBoundHandler)?
-        if route.policy == nil && context.deadline == nil {
+        // While a test injects request faults, every attempt goes through `invoke`, which asks.
+        if route.policy == nil && context.deadline == nil && self.faults?.isInjectingRequestFaults != true {
             do throws(RequestError) {
                 (slot, handler) = try self.resolve(route: route)
             } catch {
@@ -329,6 +334,9 @@ final class RequestRouter: Sendable {
         let handler = unsafeDowncast(erased, to: BoundHandler<R>.self)
         slot.outstanding.wrappingAdd(1, ordering: .relaxed)
         defer { slot.outstanding.wrappingSubtract(1, ordering: .relaxed) }
+        if let faults = self.faults {
+            try await self.inject(faults, into: R.self, route: route, slot: slot)
+        }
         do {
             return try await handler.call(request)
         } catch {
