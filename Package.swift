@@ -98,7 +98,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KeelTestingTests",
-            dependencies: ["KeelTesting", "Keel", "KeelCore", "KeelEventSourcing", "KeelTestSupport"],
+            dependencies: ["KeelTesting", "Keel", "KeelCore", "KeelEventSourcing", "KeelResilience", "KeelTestSupport"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -77,4 +77,37 @@ final class HarnessXCTests: TimeLimitedTestCase {
             }
         }
     }
+
+    func testInjectedFaultsFailAndDelayARouteAndDropADelivery() async throws {
+        typealias Charge = FaultFixtures.Charge
+        try await TestHost.with(FaultFixtures.Payments()) { test in
+            let outage = test.faults.inject(.failure(FaultFixtures.GatewayDown()), into: Charge.self, when: .next(1))
+            do {
+                _ = try await test.client.send(Charge(order: 1))
+                XCTFail("the injected failure did not reach the caller")
+            } catch let error as RequestError {
+                XCTAssertEqual(error.code, .handlerFailed)
+                XCTAssertTrue(error.underlying is FaultFixtures.GatewayDown)
+            }
+            let receipt = try await test.client.send(Charge(order: 2))
+            XCTAssertEqual(receipt, "receipt-2")
+            XCTAssertEqual(test.faults.injections(by: outage), 1)
+
+            test.faults.inject(.delay(.seconds(1)), into: Charge.self)
+            async let delayed = test.client.send(Charge(order: 3))
+            await test.clock.waitForSleepers(count: 1)
+            test.clock.advance(by: .seconds(1))
+            let answer = try await delayed
+            XCTAssertEqual(answer, "receipt-3")
+
+            let pings = try test.bus.subscribe(to: Ping.self, name: "pings") { _, _ in }
+            test.faults.inject(.drop, intoTopics: "ping.#")
+            let published = try await test.bus.publish(Ping(number: 1))
+            await test.host.waitUntilIdle()
+            XCTAssertEqual(published.dropped, 1)
+            XCTAssertEqual(pings.statistics.dropped, 1)
+            XCTAssertEqual(pings.statistics.delivered, 0)
+            XCTAssertTrue(test.bus.deadLetters.isEmpty)
+        }
+    }
 }

@@ -2,8 +2,8 @@ import Keel
 import KeelCore
 
 /// A host set up for a test: a ``TestClock``, an ``/KeelCore/InMemoryRecorder``, a seeded random
-/// source and an ``EventRecorder`` on every topic, started with the services given and always shut
-/// down at the end.
+/// source, an ``EventRecorder`` on every topic and a ``FaultInjector``, started with the services
+/// given and always shut down at the end.
 ///
 /// ```swift
 /// @Test func placingAnOrderPublishesIt() async throws {
@@ -29,8 +29,13 @@ public struct TestHost: Sendable {
     public let clock: TestClock
     /// Its telemetry, timed by ``clock``.
     public let telemetry: InMemoryRecorder
-    /// Every event published on its bus.
+    /// Every event published on its bus, whatever faults are injected into deliveries.
     public let events: EventRecorder
+    /// The host's fault injector, with no rules at first: the test adds rules to make routes
+    /// fail, slow down or time out, and the bus drop, delay or duplicate deliveries, seeded from
+    /// the host's seed. It is the configuration's ``Keel/ServiceHost/Configuration/faults`` if
+    /// the configuration given had one, otherwise a new one.
+    public let faults: FaultInjector
 
     /// The host's client for calls from outside the services.
     public var client: RequestClient { self.host.client }
@@ -83,6 +88,9 @@ public struct TestHost: Sendable {
         _ body: (TestHost) async throws -> T
     ) async throws -> T {
         let telemetry = InMemoryRecorder(clock: clock)
+        var configuration = configuration
+        let faults = configuration.faults ?? FaultInjector()
+        configuration.faults = faults
         let host = ServiceHost(
             configuration: configuration,
             clock: clock,
@@ -93,6 +101,7 @@ public struct TestHost: Sendable {
             try await host.register(service)
         }
         let events = try EventRecorder(bus: host.bus)
+        if let recorder = events.subscriptionID { faults.exempt(recorder) }
         do {
             try await host.start()
         } catch {
@@ -100,7 +109,7 @@ public struct TestHost: Sendable {
             await host.shutdown()
             throw error
         }
-        let test = TestHost(host: host, clock: clock, telemetry: telemetry, events: events)
+        let test = TestHost(host: host, clock: clock, telemetry: telemetry, events: events, faults: faults)
         do {
             let result = try await body(test)
             await host.shutdown()

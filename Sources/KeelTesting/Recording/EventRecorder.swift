@@ -82,6 +82,11 @@ public final class EventRecorder: Sendable {
         self.subscriptionBox.withLock { $0 = subscription }
     }
 
+    /// The id of the recorder's subscription.
+    var subscriptionID: SubscriptionID? {
+        self.subscriptionBox.withLock { $0?.id }
+    }
+
     private static func record(_ record: Record, in storage: Storage) {
         let ready = storage.state.withLock { state -> [(CheckedContinuation<[Record], Never>, [Record])] in
             state.records.append(record)
