@@ -466,3 +466,22 @@ struct FaultDeterminismTests {
         }
     }
 }
+
+@Suite("Fault rules", .timeLimit(.minutes(1)))
+struct FaultRuleTests {
+    @Test("a rule belongs to its injector: another injector neither removes nor counts it")
+    func rulesBelongToTheirInjector() async throws {
+        let first = FaultInjector()
+        let second = FaultInjector()
+        let rule = first.inject(.timeout, into: FaultFixtures.Charge.self)
+        let other = second.inject(.timeout, into: FaultFixtures.Charge.self)
+        #expect(rule.number == other.number)
+        second.remove(rule)
+        #expect(first.rules == [rule])
+        #expect(second.rules == [other])
+        #expect(second.injections(by: rule) == 0)
+        await second.waitForInjections(count: 1, by: rule)  // returns at once
+        first.removeAll()
+        #expect(first.rules.isEmpty)
+    }
+}

@@ -170,7 +170,7 @@ public final class FaultInjector: Sendable {
     /// - Parameter rule: The rule.
     public func remove(_ rule: FaultRule) {
         self.state.withLock { state in
-            guard state.rules.indices.contains(rule.number), !state.rules[rule.number].isRemoved else { return }
+            guard self.owns(rule, in: state), !state.rules[rule.number].isRemoved else { return }
             self.retire(&state.rules[rule.number])
         }
     }
@@ -186,10 +186,11 @@ public final class FaultInjector: Sendable {
 
     /// How many times `rule` has fired so far, whether or not it has been removed since.
     /// - Parameter rule: The rule.
-    /// - Returns: The number of attempts or deliveries it injected a fault into.
+    /// - Returns: The number of attempts or deliveries it injected a fault into; 0 for a rule of
+    ///   another injector.
     public func injections(by rule: FaultRule) -> Int {
         self.state.withLock { state in
-            state.rules.indices.contains(rule.number) ? state.rules[rule.number].injections : 0
+            self.owns(rule, in: state) ? state.rules[rule.number].injections : 0
         }
     }
 
@@ -198,7 +199,8 @@ public final class FaultInjector: Sendable {
     /// example, that a call now waits in an injected ``RequestFault/timeout``).
     ///
     /// The waiter does not poll: the call or publication that brings the count up resumes it. It
-    /// returns at once when the count is already reached or `count` is not positive. Cancelling
+    /// returns at once when the count is already reached, `count` is not positive, or the rule is
+    /// another injector's. Cancelling
     /// the waiting task resumes it at once and it returns normally, without the count having been
     /// reached; check ``injections(by:)`` if that matters.
     /// - Parameters:
@@ -206,7 +208,7 @@ public final class FaultInjector: Sendable {
     ///   - rule: The rule.
     public func waitForInjections(count: Int, by rule: FaultRule) async {
         let id: UInt64? = self.state.withLock { state in
-            guard count > 0, state.rules.indices.contains(rule.number), state.rules[rule.number].injections < count
+            guard count > 0, self.owns(rule, in: state), state.rules[rule.number].injections < count
             else { return nil }
             defer { state.nextWaiter += 1 }
             return state.nextWaiter
@@ -238,6 +240,10 @@ public final class FaultInjector: Sendable {
         self.state.withLock { _ = $0.cancelledWaiters.remove(id) }
     }
 
+    private func owns(_ rule: FaultRule, in state: State) -> Bool {
+        rule.injector == ObjectIdentifier(self) && state.rules.indices.contains(rule.number)
+    }
+
     private func retire(_ rule: inout Rule) {
         rule.isRemoved = true
         switch rule.target {
@@ -253,7 +259,7 @@ public final class FaultInjector: Sendable {
         schedule: FaultSchedule
     ) -> FaultRule {
         self.state.withLock { state in
-            let rule = FaultRule(number: state.nextNumber)
+            let rule = FaultRule(number: state.nextNumber, injector: ObjectIdentifier(self))
             state.nextNumber += 1
             var remaining: Int?
             if case .next(let count) = schedule.kind { remaining = count }
