@@ -39,9 +39,13 @@ import Synchronization
 /// same order, inject the same faults. The injector never draws from the host's own source, so
 /// adding a rule changes no event id, trace id or load-balancing choice.
 ///
-/// **Concurrency.** All methods are synchronous and thread-safe, and may be called from any task
-/// while the host runs; a rule added or removed applies from the next attempt or publication on.
-/// An injector serves one host: it is bound to the host that is made with it.
+/// **Concurrency.** Every method is thread-safe and may be called from any task while the host
+/// runs; all but ``waitForInjections(count:by:)`` are synchronous and never suspend. A rule added
+/// or removed applies from the next attempt or publication on. The injector's lock is never held
+/// while a handler, a continuation or other code outside it runs.
+///
+/// An injector serves one host: the host made with it binds it to its random source, and making
+/// a second host with the same injector is a precondition failure.
 public final class FaultInjector: Sendable {
     private enum Target {
         case request(ObjectIdentifier, name: String)
