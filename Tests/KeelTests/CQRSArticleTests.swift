@@ -75,6 +75,7 @@ struct OrdersOfCustomer: QueryRequest {
 
 actor OrderService: ServiceActor {
     static let name: ServiceName = "orders"
+    static let publishes: [any DomainEvent.Type] = [OrderPlaced.self]
     private var orders: AggregateRepository<Order>?
     private var ordersByCustomer: ProjectionRunner?
 
@@ -132,6 +133,7 @@ struct PointsBalance: QueryRequest {
 
 actor LoyaltyService: ServiceActor {
     static let name: ServiceName = "loyalty"
+    static let publishes: [any DomainEvent.Type] = [PointsAwarded.self]
     private var environment: ServiceEnvironment?
     private var accounts: StateNamespace?
     private var placedOrders: DurableSubscription?

@@ -1,5 +1,5 @@
-import Foundation
 import KeelCore
+import KeelEventSourcing
 
 /// Runs a set of services: verifies their dependencies, starts them in order, routes their
 /// requests and events, checks their health, and shuts them down gracefully.
@@ -49,8 +49,12 @@ public actor ServiceHost {
         public var bus = EventBus.Configuration()
         /// The task executor preference of every task the host starts.
         public var executor: (any TaskExecutor)?
-        /// The source of wall-clock times for event envelopes.
-        public var wallClock: @Sendable () -> Date = { Date() }
+        /// The host's one wall clock: the time of day stamped on everything its services write
+        /// (bus envelopes, durable publications, and the events and snapshots of aggregate
+        /// repositories made with ``ServiceEnvironment/wallClock``). The system's by default; a
+        /// fixed one (``/KeelCore/WallClock/fixed(nanosecondsSinceEpoch:)``) in tests that check
+        /// those times.
+        public var wallClock: WallClock = .system
         /// Where services' storage lives (``ServiceEnvironment/storage()``): an embedded directory
         /// by default (``StorageLocation/embedded``), opened only when a service first asks.
         public var storage: StorageLocation = .embedded
@@ -77,6 +81,7 @@ public actor ServiceHost {
         var id: InstanceID
         var service: any ServiceActor
         var dependencies: [ServiceName]
+        var publishes: [any DomainEvent.Type]
         var typeID: ObjectIdentifier
         var environment: EnvironmentBox
     }
@@ -89,9 +94,12 @@ public actor ServiceHost {
     public nonisolated let telemetry: any Telemetry
     /// The host's random source.
     public nonisolated let random: RandomSource
-    /// The host's event bus.
+    /// The host's event bus, whole: for operators and tests (shutdown, every subscription, every
+    /// dead letter, publishing as any source). Services get a narrower view of it,
+    /// ``ServiceEnvironment/bus``.
     public nonisolated let bus: EventBus
-    /// The host's registry of instances and their health.
+    /// The host's registry of instances and their health, whole: for operators and tests.
+    /// Services get a read-only view of it, ``ServiceEnvironment/registry``.
     public nonisolated let registry: ServiceRegistry
     /// A request client for calls from outside the services; it may reach every service.
     public nonisolated let client: RequestClient
@@ -114,6 +122,8 @@ public actor ServiceHost {
     private var rounds: [HealthRound] = []
     private var stateWaiters: [CheckedContinuation<Void, Never>] = []
     private var stopErrors: [HostError] = []
+    /// Every registered service's declared durable publications, made at start.
+    private var publications = PublicationCatalog()
 
     /// Where the host is in its life.
     public private(set) var state: State = .idle
@@ -126,7 +136,9 @@ public actor ServiceHost {
     ///   - configuration: The host's settings.
     ///   - clock: The clock for deadlines, health checks, backoff and shutdown.
     ///   - telemetry: Where metrics and spans go.
-    ///   - random: The source of every id and random choice.
+    ///   - random: The source of every id and random choice of the host, its bus, registry,
+    ///     router and services' storage. By default a new source seeded from the system's
+    ///     generator; pass a seeded one to repeat a run.
     public init(
         configuration: Configuration = Configuration(),
         clock: some Clock<Duration> = ContinuousClock(),
@@ -237,6 +249,7 @@ public actor ServiceHost {
                 id: id,
                 service: service,
                 dependencies: S.dependencies,
+                publishes: S.publishes,
                 typeID: ObjectIdentifier(S.self),
                 environment: environment
             )
@@ -300,6 +313,9 @@ public actor ServiceHost {
             }
         )
         try graph.verify()
+        var publications = PublicationCatalog()
+        for instance in self.instances { publications.add(instance.publishes, of: instance.id.service) }
+        self.publications = publications
         self.state = .starting
 
         var started: [ServiceName] = []
@@ -380,11 +396,12 @@ public actor ServiceHost {
             clock: self.clock,
             telemetry: self.telemetry,
             random: self.random,
-            bus: self.bus,
+            wallClock: self.configuration.wallClock,
+            bus: ServiceBus(service: instance.id.service, bus: self.bus),
             requests: RequestClient(router: self.router, caller: instance.id.service, allowed: instance.dependencies),
-            registry: self.registry,
+            registry: ReadOnlyRegistry(self.registry),
             hostStorage: self.storage,
-            wallClock: self.configuration.wallClock
+            publications: self.publications
         )
     }
 

@@ -1,3 +1,5 @@
+import KeelEventSourcing
+
 /// A service: an actor that owns its state and talks to other services only by request and event.
 ///
 /// A service names itself and the services it calls, declares the requests it handles, and
@@ -20,8 +22,8 @@
 /// A handler runs on the service's actor: the actor is the mailbox, and a request is a direct
 /// call on it. The state is therefore reachable only through the actor, by request or by event.
 ///
-/// Every hook has a default: ``dependencies`` is empty, ``registerHandlers(_:)`` registers
-/// nothing, ``start(_:)`` and ``stop()`` do nothing, and ``health()`` reports healthy.
+/// Every hook has a default: ``dependencies`` and ``publishes`` are empty,
+/// ``registerHandlers(_:)`` registers nothing, ``start(_:)`` and ``stop()`` do nothing, and ``health()`` reports healthy.
 public protocol ServiceActor: Actor {
     /// The service's name, shared by all of its instances.
     static var name: ServiceName { get }
@@ -30,6 +32,20 @@ public protocol ServiceActor: Actor {
     /// when they form a cycle, and a request to a service not listed here fails with
     /// ``RequestError/Code-swift.struct/undeclaredDependency``.
     static var dependencies: [ServiceName] { get }
+
+    /// The durable event types this service publishes: the events of these types that it
+    /// publishes with ``ServiceEnvironment/publishDurably(_:)`` or that its aggregates append
+    /// cross its boundary, and other services may subscribe to them durably
+    /// (``ServiceEnvironment/subscribeDurably(to:name:configuration:_:)``). Its other events stay
+    /// private, whatever their type names.
+    ///
+    /// ```swift
+    /// static let publishes: [any DomainEvent.Type] = [OrderPlaced.self]
+    /// ```
+    ///
+    /// Publishing an undeclared type fails, and so does a durable subscription to a type no
+    /// service declares, with ``HostError/Code-swift.struct/undeclaredPublication``.
+    static var publishes: [any DomainEvent.Type] { get }
 
     /// Declares the requests this service handles. Called once, when the service is registered,
     /// before it starts.
@@ -58,6 +74,9 @@ public protocol ServiceActor: Actor {
 extension ServiceActor {
     /// No dependencies.
     public static var dependencies: [ServiceName] { [] }
+
+    /// No durable publications.
+    public static var publishes: [any DomainEvent.Type] { [] }
 
     /// Registers no handlers.
     /// - Parameter handlers: Unused.

@@ -71,7 +71,7 @@ enum BusFixtures {
             clock: clock,
             telemetry: telemetry,
             random: random,
-            wallClock: { publicationTime }
+            wallClock: .fixed(publicationTime)
         )
         let result: T
         do {
