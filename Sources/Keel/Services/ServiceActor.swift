@@ -23,7 +23,13 @@ import KeelEventSourcing
 /// call on it. The state is therefore reachable only through the actor, by request or by event.
 ///
 /// Every hook has a default: ``dependencies`` and ``publishes`` are empty,
-/// ``registerHandlers(_:)`` registers nothing, ``start(_:)`` and ``stop()`` do nothing, and ``health()`` reports healthy.
+/// ``registerHandlers(_:)`` registers nothing, ``start(_:)`` and ``stop()`` do nothing, and
+/// ``health()`` reports healthy.
+///
+/// A service gets exactly its capabilities (``ServiceEnvironment``): a bus that publishes and
+/// subscribes only as itself, a registry it can only read, requests only to the services in
+/// ``dependencies``, its own storage, and durable publications only of the types in
+/// ``publishes``.
 public protocol ServiceActor: Actor {
     /// The service's name, shared by all of its instances.
     static var name: ServiceName { get }
@@ -47,15 +53,22 @@ public protocol ServiceActor: Actor {
     /// service declares, with ``HostError/Code-swift.struct/undeclaredPublication``.
     static var publishes: [any DomainEvent.Type] { get }
 
-    /// Declares the requests this service handles. Called once, when the service is registered,
-    /// before it starts.
-    /// - Parameter handlers: The table to add handlers to.
+    /// Declares the requests this service handles and the events it subscribes to. Called once per
+    /// instance before it starts: when it is registered, or, for an instance its factory builds
+    /// (``ServiceHost/register(_:loadBalancing:_:)``), when the factory has built it.
+    /// - Parameter handlers: The table to add handlers and subscriptions to.
     nonisolated func registerHandlers(_ handlers: inout RequestHandlers<Self>)
 
     /// Starts the service. Called once, after every service it depends on has started.
     ///
-    /// Subscribe to events and keep what the environment offers here. Throwing stops every
-    /// service that already started, in reverse order, and fails ``ServiceHost/start()``.
+    /// Keep what the environment offers, or start what the service owns (a projection runner),
+    /// here. Subscriptions declared in ``registerHandlers(_:)`` are made when this returns;
+    /// subscriptions can also be made here, through the environment. Throwing stops every service
+    /// that already started, in reverse order, and fails ``ServiceHost/start()``.
+    ///
+    /// A service whose dependencies exist only once it runs (repositories on its storage) can
+    /// instead be built by a factory with them, as non-optional `let`s: see
+    /// ``ServiceHost/register(_:loadBalancing:_:)``.
     /// - Parameter environment: The service's identity, clock, bus, request client and
     ///   telemetry.
     /// - Throws: Any error, to refuse to start.

@@ -151,8 +151,18 @@ public struct ServiceEnvironment: Sendable {
             random: self.random,
             executor: self.hostStorage.executor
         )
-        try await self.hostStorage.start(runner, for: self.name)
-        return DurableSubscription(name: name, runner: runner, view: view)
+        let subscription = DurableSubscription(name: name, runner: runner, view: view)
+        try await self.hostStorage.start(subscription, for: self.name)
+        return subscription
+    }
+
+    /// This service's running durable subscription named `name`: the handle of one declared with
+    /// ``RequestHandlers/subscribeDurably(to:name:configuration:_:)``, or made with
+    /// ``subscribeDurably(to:name:configuration:_:)``.
+    /// - Parameter name: The subscription's name.
+    /// - Returns: The subscription; `nil` when none by that name runs (not made yet, or stopped).
+    public func durableSubscription(named name: String) async -> DurableSubscription? {
+        await self.hostStorage.subscription(named: name, of: self.name)
     }
 
     /// Makes an aggregate repository on this service's own streams (``ServiceStorage/events``)
