@@ -37,6 +37,31 @@ extension RequestHandlers {
         )
     }
 
+    /// Declares a subscription to events of one type whose handler also gets the instance's
+    /// ``ServiceEnvironment``, for handlers that send requests or publish events. Otherwise the
+    /// same as the form whose handler takes the service, the event and the envelope.
+    /// - Parameters:
+    ///   - type: The event type.
+    ///   - name: A name for metrics and dead letters; defaults to `service:topic`.
+    ///   - options: Buffering and redelivery; defaults to the bus's configuration.
+    ///   - handler: Called once per event (more on redelivery), given the isolated service, the
+    ///     event, its envelope and the environment the instance was started with.
+    public mutating func subscribe<E: Event>(
+        to type: E.Type,
+        name: String? = nil,
+        options: SubscriptionOptions? = nil,
+        _ handler: @escaping @Sendable (isolated Service, E, EventEnvelope, ServiceEnvironment) async throws -> Void
+    ) {
+        let service = self.service
+        self.subscriptions.append(
+            DeclaredSubscription(durableType: nil) { environment in
+                try environment.bus.subscribe(to: type, name: name, options: options) { event, envelope in
+                    try await handler(service, event, envelope, environment)
+                }
+            }
+        )
+    }
+
     /// Declares a subscription to every event whose topic matches `pattern`, which the host makes
     /// for each instance when it has started, and ends before it stops. See
     /// ``subscribe(to:name:options:_:)``.
