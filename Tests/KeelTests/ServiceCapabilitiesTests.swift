@@ -277,6 +277,6 @@ struct ServiceCapabilitiesTests {
         #expect(wallClock.nanosecondsSinceEpoch() == 1_000)
         clock.advance(by: .milliseconds(1500))
         #expect(wallClock.nanosecondsSinceEpoch() == 1_000 + 1_500_000_000)
-        #expect(WallClock.fixed(Date(timeIntervalSince1970: 2)).date() == Date(timeIntervalSince1970: 2))
+        #expect(WallClock.fixed(nanosecondsSinceEpoch: 2_000_000_000).date() == Date(timeIntervalSince1970: 2))
     }
 }

@@ -2,7 +2,7 @@ import KeelEventSourcing
 
 /// A request that changes one event-sourced aggregate: the command side of CQRS.
 ///
-/// Its handler (see ``RequestHandlers/command(_:repository:expecting:retry:_:)``) loads the
+/// Its handler (see ``RequestHandlers/command(_:repository:expecting:retry:_:)-(_,(Service)->AggregateRepository<A>,_,_,_)``) loads the
 /// aggregate, decides the events, appends them with the loaded version, and answers a
 /// ``CommandReceipt`` saying where they landed.
 public protocol CommandRequest: ServiceRequest where Response == CommandReceipt {

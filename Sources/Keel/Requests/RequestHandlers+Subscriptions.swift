@@ -64,7 +64,7 @@ extension RequestHandlers {
 
     /// Declares a subscription to every event whose topic matches `pattern`, which the host makes
     /// for each instance when it has started, and ends before it stops. See
-    /// ``subscribe(to:name:options:_:)``.
+    /// ``subscribe(to:name:options:_:)-(_,_,_,(Service,E,EventEnvelope)->Void)``.
     /// - Parameters:
     ///   - pattern: The topic pattern, such as `order.*` or `order.#`.
     ///   - name: A name for metrics and dead letters; defaults to `service:pattern`.

@@ -19,7 +19,7 @@ import Synchronization
 /// }
 /// ```
 ///
-/// Subscriptions declared here (``subscribe(to:name:options:_:)``,
+/// Subscriptions declared here (``subscribe(to:name:options:_:)-(_,_,_,(Service,E,EventEnvelope)->Void)``,
 /// ``subscribe(pattern:name:options:_:)``, ``subscribeDurably(to:name:configuration:_:)``) are
 /// made by the host once the instance's ``ServiceActor/start(_:)`` has returned, and ended before
 /// its ``ServiceActor/stop()``.
