@@ -10,10 +10,12 @@ struct Email: Sendable, Hashable {
 /// Tells customers about their orders, and keeps an audit log of everything that happens to
 /// orders.
 ///
-/// It never gets a request from the order service: it learns of orders from events on the bus.
-/// Each subscription has its own mailbox and task, so a slow mail server would never slow down
-/// placing orders. The handler runs with the publisher's trace context, so the customer lookup it
-/// makes appears in the same trace as the order that caused it.
+/// It never gets a request from the order service: it learns of orders from events on the bus,
+/// through the two subscriptions it declares in `registerHandlers`; the host makes them once the
+/// service has started and ends them before it stops. Each subscription has its own mailbox and
+/// task, so a slow mail server would never slow down placing orders. The handler runs with the
+/// publisher's trace context, so the customer lookup it makes appears in the same trace as the
+/// order that caused it.
 actor NotificationService: ServiceActor {
     static let name: ServiceName = "notification"
     static let dependencies: [ServiceName] = [UserService.name]
@@ -24,17 +26,16 @@ actor NotificationService: ServiceActor {
     private(set) var auditLog: [String] = []
     /// Callers of `waitUntil(emails:auditEntries:)` still waiting.
     private var waiters: [Waiter] = []
-    private var environment: ServiceEnvironment?
 
-    func start(_ environment: ServiceEnvironment) async throws {
-        self.environment = environment
-        // By type: only `OrderCreated`, delivered as an `OrderCreated`.
-        try environment.subscribe(to: OrderCreated.self) { [self] event, _ in
-            try await self.confirm(event)
+    nonisolated func registerHandlers(_ handlers: inout RequestHandlers<NotificationService>) {
+        // By type: only `OrderCreated`, delivered as an `OrderCreated`. The four-argument form
+        // hands the handler the environment too, to send requests.
+        handlers.subscribe(to: OrderCreated.self) { service, event, _, environment in
+            try await service.confirm(event, in: environment)
         }
         // By pattern: every event whose topic starts with `order.`, whatever its type.
-        try environment.subscribe(pattern: "order.#") { [self] event, envelope in
-            await self.audit(event, envelope)
+        handlers.subscribe(pattern: "order.#") { service, event, envelope in
+            service.audit(event, envelope)
         }
     }
 
@@ -70,10 +71,7 @@ actor NotificationService: ServiceActor {
 
     /// Looks up the customer and sends the confirmation. A throw would be retried by the bus's
     /// redelivery policy, then dead-lettered.
-    private func confirm(_ event: OrderCreated) async throws {
-        guard let environment = self.environment else {
-            preconditionFailure("\(Self.name) received \(OrderCreated.topic) before it started")
-        }
+    private func confirm(_ event: OrderCreated, in environment: ServiceEnvironment) async throws {
         let user = try await environment.send(GetUser(id: event.userID))
         let lines = event.items.map { "\($0.quantity) × \($0.name)" }.joined(separator: ", ")
         let email = Email(

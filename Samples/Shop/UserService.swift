@@ -131,6 +131,10 @@ struct CustomerDirectory: Projection {
 
 /// Knows the shop's customers. Their state is event-sourced in the service's own storage (the
 /// host's embedded store): it survives restarts, and nobody else can reach it except by request.
+///
+/// The host builds it when it starts (`host.register { environment in try await UserService(…) }`),
+/// so its repository and its read model's runner are `let`s, there from the first request on:
+/// the command and query handlers below cannot run without them.
 actor UserService: ServiceActor {
     static let name: ServiceName = "user"
 
@@ -141,8 +145,38 @@ actor UserService: ServiceActor {
         User(id: 3, name: "Alan Turing", email: "alan@example.com"),
     ]
 
-    private var customers: AggregateRepository<Customer>?
-    private var directory: ProjectionRunner?
+    private let customers: AggregateRepository<Customer>
+    private let directory: ProjectionRunner
+
+    /// Builds the service on its own storage; the host calls it when the service starts.
+    init(environment: ServiceEnvironment) async throws {
+        let storage = try await environment.storage()
+        let serializer = EventSerializer(
+            registry: EventTypeRegistry([CustomerRegistered.self, CustomerEmailChanged.self])
+        )
+        // The host's clock and wall clock, but event ids from a source of their own, so that the
+        // host's trace ids stay the same from run to run whatever the store holds.
+        // (`environment.makeRepository` would draw them from the host's source.)
+        let customers = AggregateRepository<Customer>(
+            store: storage.events,
+            serializer: serializer,
+            clock: environment.clock,
+            random: RandomSource(seed: 7),
+            wallClock: environment.wallClock
+        )
+        self.customers = customers
+        // The directory's own namespace. (Earlier versions of the shop kept the email alone, as
+        // bytes, in "customers-by-domain"; a read model of another shape gets a new namespace,
+        // which the runner builds from every stored event.)
+        let readModel = try await storage.keyValues(named: "customer-directory")
+        self.directory = ProjectionRunner(
+            projection: CustomerDirectory(customers: customers),
+            eventStore: storage.events,
+            projectionStore: ProjectionStore(keyValueStore: readModel),
+            clock: environment.clock,
+            random: environment.random
+        )
+    }
 
     nonisolated func registerHandlers(_ handlers: inout RequestHandlers<UserService>) {
         handlers.on(GetUser.self) { service, request in
@@ -158,41 +192,15 @@ actor UserService: ServiceActor {
     }
 
     func start(_ environment: ServiceEnvironment) async throws {
-        let storage = try await environment.storage()
-        let serializer = EventSerializer(
-            registry: EventTypeRegistry([CustomerRegistered.self, CustomerEmailChanged.self])
-        )
-        // Event ids from a source of their own, so that the host's trace ids stay the same from
-        // run to run whatever the store holds.
-        let customers = AggregateRepository<Customer>(
-            store: storage.events,
-            serializer: serializer,
-            clock: environment.clock,
-            random: RandomSource(seed: 7)
-        )
-        self.customers = customers
-        // The directory's own namespace. (Earlier versions of the shop kept the email alone, as
-        // bytes, in "customers-by-domain"; a read model of another shape gets a new namespace,
-        // which the runner builds from every stored event.)
-        let readModel = try await storage.keyValues(named: "customer-directory")
-        let directory = ProjectionRunner(
-            projection: CustomerDirectory(customers: customers),
-            eventStore: storage.events,
-            projectionStore: ProjectionStore(keyValueStore: readModel),
-            clock: environment.clock,
-            random: environment.random
-        )
-        await directory.start()
-        self.directory = directory
-
+        await self.directory.start()
         var restored = 0
         for founder in Self.founders {
             let id = String(founder.id)
-            if try await customers.load(id).exists {
+            if try await self.customers.load(id).exists {
                 restored += 1
                 continue
             }
-            try await customers.execute(id, expecting: .new) { _ in
+            try await self.customers.execute(id, expecting: .new) { _ in
                 [.registered(CustomerRegistered(name: founder.name, email: founder.email))]
             }
         }
@@ -204,8 +212,7 @@ actor UserService: ServiceActor {
     }
 
     private func user(_ id: Int) async throws -> User {
-        guard let customers = self.customers,
-            let loaded = try? await customers.load(String(id)),
+        guard let loaded = try? await self.customers.load(String(id)),
             let name = loaded.aggregate.name,
             let email = loaded.aggregate.email
         else {
@@ -217,7 +224,7 @@ actor UserService: ServiceActor {
     }
 
     func stop() async throws {
-        await self.directory?.stop()
+        await self.directory.stop()
         say(Self.name, "stopped")
     }
 }

@@ -141,7 +141,9 @@ let gateway = PaymentGateway(clock: host.clock, random: RandomSource(seed: 5))
 // watch the breaker and print their metrics.
 let payments = PaymentResilience(clock: host.clock, random: RandomSource(seed: 11), telemetry: recorder)
 do {
-    try await host.register(UserService())
+    // The user service is built by the host when it starts, on its own storage: its repository
+    // and read model are there from its first request.
+    try await host.register { environment in try await UserService(environment: environment) }
     try await host.register(CatalogService())
     try await host.register(InventoryService())
     try await host.register(PaymentService(gateway: gateway))

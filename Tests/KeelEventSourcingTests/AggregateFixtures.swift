@@ -151,7 +151,7 @@ enum AggregateFixtures {
             configuration: .init(snapshotPolicy: snapshots),
             clock: clock,
             random: RandomSource(seed: seed),
-            wallClock: { epoch + ticks.add(1_000, ordering: .relaxed).newValue },
+            wallClock: WallClock { epoch + ticks.add(1_000, ordering: .relaxed).newValue },
             telemetry: telemetry
         )
     }

@@ -96,4 +96,29 @@ final class BusXCTests: TimeLimitedTestCase {
             XCTAssertEqual(error.code, .shuttingDown)
         }
     }
+
+    /// A service that declares its subscription instead of making it in `start`.
+    actor Greeter: ServiceActor {
+        static let name: ServiceName = "greeter"
+        let greeted = Collector<Int>()
+
+        nonisolated func registerHandlers(_ handlers: inout RequestHandlers<Greeter>) {
+            handlers.subscribe(to: BusFixtures.OrderCreated.self) { service, event, _ in
+                service.greeted.append(event.orderID)
+            }
+        }
+    }
+
+    func testDeclaredSubscriptionDeliversToTheServiceUntilItStops() async throws {
+        let greeter = Greeter()
+        try await TestHost.with(greeter) { test in
+            let owned = test.bus.subscriptions.filter { $0.owner == "greeter" }
+            XCTAssertEqual(owned.map(\.name), ["greeter:order.created"])
+            try await test.bus.publish(BusFixtures.OrderCreated(orderID: 9))
+            let greeted = await greeter.greeted.waitFor(count: 1)
+            XCTAssertEqual(greeted, [9])
+            await test.host.shutdown()
+            XCTAssertTrue(test.bus.subscriptions.isEmpty)
+        }
+    }
 }

@@ -75,8 +75,24 @@ struct OrdersOfCustomer: QueryRequest {
 
 actor OrderService: ServiceActor {
     static let name: ServiceName = "orders"
-    private var orders: AggregateRepository<Order>?
-    private var ordersByCustomer: ProjectionRunner?
+    /// Its orders' events cross its boundary: other services may subscribe to them durably.
+    static let publishes: [any DomainEvent.Type] = [OrderPlaced.self]
+    private let orders: AggregateRepository<Order>
+    private let ordersByCustomer: ProjectionRunner
+
+    /// Built by the host when the service starts, on the service's own storage.
+    init(environment: ServiceEnvironment) async throws {
+        let storage = try await environment.storage()
+        let serializer = EventSerializer(registry: EventTypeRegistry([OrderPlaced.self]))
+        self.orders = try await environment.makeRepository(serializer: serializer)
+        self.ordersByCustomer = ProjectionRunner(
+            projection: OrdersByCustomer(serializer: serializer),
+            eventStore: storage.events,
+            projectionStore: ProjectionStore(keyValueStore: try await storage.keyValues(named: "orders-by-customer")),
+            clock: environment.clock,
+            random: environment.random
+        )
+    }
 
     nonisolated func registerHandlers(_ handlers: inout RequestHandlers<OrderService>) {
         handlers.command(PlaceOrder.self, repository: { $0.orders }, expecting: .new) { order, request in
@@ -88,21 +104,11 @@ actor OrderService: ServiceActor {
     }
 
     func start(_ environment: ServiceEnvironment) async throws {
-        let storage = try await environment.storage()
-        let serializer = EventSerializer(registry: EventTypeRegistry([OrderPlaced.self]))
-        self.orders = AggregateRepository(store: storage.events, serializer: serializer, random: environment.random)
-        let runner = ProjectionRunner(
-            projection: OrdersByCustomer(serializer: serializer),
-            eventStore: storage.events,
-            projectionStore: ProjectionStore(keyValueStore: try await storage.keyValues(named: "orders-by-customer")),
-            clock: environment.clock
-        )
-        await runner.start()
-        self.ordersByCustomer = runner
+        await self.ordersByCustomer.start()
     }
 
     func stop() async throws {
-        await self.ordersByCustomer?.stop()
+        await self.ordersByCustomer.stop()
     }
 }
 
@@ -132,6 +138,7 @@ struct PointsBalance: QueryRequest {
 
 actor LoyaltyService: ServiceActor {
     static let name: ServiceName = "loyalty"
+    static let publishes: [any DomainEvent.Type] = [PointsAwarded.self]
     private var environment: ServiceEnvironment?
     private var accounts: StateNamespace?
     private var placedOrders: DurableSubscription?
@@ -215,9 +222,14 @@ actor Mailer: ServiceActor {
 
 @Suite("The CQRS article's example", .timeLimit(.minutes(1)))
 struct CQRSArticleTests {
+    /// The order service, built by the host when it starts.
+    static func registerOrders(_ host: ServiceHost) async throws {
+        try await host.register { environment in try await OrderService(environment: environment) }
+    }
+
     @Test("a command, then read-your-writes in its service's read model and in another service")
     func readYourWrites() async throws {
-        try await TestHost.with(OrderService(), LoyaltyService(), Mailer()) { test in
+        try await TestHost.with(LoyaltyService(), Mailer(), register: Self.registerOrders) { test in
             let receipt = try await test.client.send(
                 PlaceOrder(aggregateID: "o-1", customerID: "ada", totalCents: 4_200)
             )
@@ -235,7 +247,7 @@ struct CQRSArticleTests {
 
     @Test("a second order, read at its own position in both services")
     func secondOrder() async throws {
-        try await TestHost.with(OrderService(), LoyaltyService(), Mailer()) { test in
+        try await TestHost.with(LoyaltyService(), Mailer(), register: Self.registerOrders) { test in
             _ = try await test.client.send(PlaceOrder(aggregateID: "o-1", customerID: "ada", totalCents: 4_200))
             let second = try await test.client.send(
                 PlaceOrder(aggregateID: "o-2", customerID: "ada", totalCents: 1_050)
@@ -255,7 +267,7 @@ struct CQRSArticleTests {
     @Test("the order id reaches a subscriber in another service, where stream names carry the writer's namespace")
     func aggregateIDAcrossServices() async throws {
         let mailer = Mailer()
-        try await TestHost.with(OrderService(), LoyaltyService(), mailer) { test in
+        try await TestHost.with(LoyaltyService(), mailer, register: Self.registerOrders) { test in
             let receipt = try await test.client.send(
                 PlaceOrder(aggregateID: "o-7f3a-1", customerID: "grace", totalCents: 999)
             )
@@ -274,7 +286,7 @@ struct CQRSArticleTests {
     func redeliveryIsIdempotent() async throws {
         let loyalty = LoyaltyService()
         let mailer = Mailer()
-        try await TestHost.with(OrderService(), loyalty, mailer) { test in
+        try await TestHost.with(loyalty, mailer, register: Self.registerOrders) { test in
             let receipt = try await test.client.send(
                 PlaceOrder(aggregateID: "o-1", customerID: "ada", totalCents: 4_200)
             )
@@ -310,7 +322,7 @@ struct CQRSArticleTests {
 
     @Test("a refused command writes nothing, so nothing is published and no points are awarded")
     func refusedCommand() async throws {
-        try await TestHost.with(OrderService(), LoyaltyService(), Mailer()) { test in
+        try await TestHost.with(LoyaltyService(), Mailer(), register: Self.registerOrders) { test in
             let first = try await test.client.send(PlaceOrder(aggregateID: "o-1", customerID: "ada", totalCents: 100))
             let twice = await #expect(throws: RequestError.self) {
                 try await test.client.send(PlaceOrder(aggregateID: "o-1", customerID: "ada", totalCents: 9_900))

@@ -122,6 +122,7 @@ struct CQRSTests {
 
     actor UserService: ServiceActor {
         static let name: ServiceName = "user"
+        static let publishes: [any DomainEvent.Type] = [UserRegistered.self]
         private var users: AggregateRepository<User>?
         private var directory: ProjectionRunner?
 

@@ -24,6 +24,7 @@ struct HostTeardownTests {
     /// Opens its storage and a durable subscription in `start`, then throws when told to.
     actor Subscriber: ServiceActor {
         static let name: ServiceName = "subscriber"
+        static let publishes: [any DomainEvent.Type] = [Noted.self]
         let refusesToStart: Bool
         let onExecutor: MarkedExecutor?
         private(set) var runner: ProjectionRunner?

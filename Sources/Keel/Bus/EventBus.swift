@@ -64,7 +64,7 @@ public final class EventBus: Sendable {
     let telemetry: any Telemetry
     let isRecording: Bool
     let random: RandomSource
-    let wallClock: @Sendable () -> Date
+    let wallClock: WallClock
     let executor: (any TaskExecutor)?
     let tracker: WorkTracker
     let deadLetterQueue: DeadLetterQueue
@@ -78,15 +78,16 @@ public final class EventBus: Sendable {
     ///   - configuration: The bus's settings.
     ///   - clock: The clock for redelivery backoff.
     ///   - telemetry: Where metrics and spans go.
-    ///   - random: The source of event ids and span ids.
-    ///   - wallClock: The source of envelope times.
+    ///   - random: The source of event ids and span ids. By default a new source seeded from the
+    ///     system's generator; a host passes its own.
+    ///   - wallClock: The time of day stamped on envelopes; the system's by default.
     ///   - executor: The task executor preference of the subscription tasks.
     public convenience init(
         configuration: Configuration = Configuration(),
         clock: some Clock<Duration> = ContinuousClock(),
         telemetry: any Telemetry = NoOpTelemetry(),
         random: RandomSource = RandomSource(),
-        wallClock: @escaping @Sendable () -> Date = { Date() },
+        wallClock: WallClock = .system,
         executor: (any TaskExecutor)? = nil
     ) {
         self.init(
@@ -105,7 +106,7 @@ public final class EventBus: Sendable {
         clock: any Clock<Duration>,
         telemetry: any Telemetry,
         random: RandomSource,
-        wallClock: @escaping @Sendable () -> Date,
+        wallClock: WallClock,
         executor: (any TaskExecutor)?,
         tracker: WorkTracker,
         faults: (any FaultInjecting)? = nil
@@ -204,7 +205,7 @@ public final class EventBus: Sendable {
         let context = current ?? .makeRoot(using: self.random)
         var envelope = EventEnvelope(
             id: .random(using: self.random),
-            time: self.wallClock(),
+            time: self.wallClock.date(),
             source: source,
             topic: topic,
             eventType: eventType,

@@ -4,7 +4,7 @@ public struct HostError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Base: String, Hashable, Sendable {
             case missingDependency, dependencyCycle, conflictingRegistration, duplicateHandler
-            case startFailed, stopFailed, invalidState
+            case startFailed, stopFailed, invalidState, undeclaredPublication
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -27,6 +27,11 @@ public struct HostError: Error, Sendable, CustomStringConvertible {
         /// The operation is not allowed in the host's current state (registering after start,
         /// starting twice).
         public static let invalidState = Code(.invalidState)
+        /// A durable event crosses a service boundary without being declared: a service
+        /// subscribes durably to a type that no registered service lists in its
+        /// ``ServiceActor/publishes``, or publishes durably a type that it does not list there.
+        /// ``HostError/services`` holds the service that subscribed or published.
+        public static let undeclaredPublication = Code(.undeclaredPublication)
 
         /// The code's name.
         public var description: String { self.base.rawValue }

@@ -1,5 +1,5 @@
-import Foundation
 import KeelCore
+import KeelEventSourcing
 
 /// Runs a set of services: verifies their dependencies, starts them in order, routes their
 /// requests and events, checks their health, and shuts them down gracefully.
@@ -49,8 +49,12 @@ public actor ServiceHost {
         public var bus = EventBus.Configuration()
         /// The task executor preference of every task the host starts.
         public var executor: (any TaskExecutor)?
-        /// The source of wall-clock times for event envelopes.
-        public var wallClock: @Sendable () -> Date = { Date() }
+        /// The host's one wall clock: the time of day stamped on everything its services write
+        /// (bus envelopes, durable publications, and the events and snapshots of aggregate
+        /// repositories made with ``ServiceEnvironment/wallClock``). The system's by default; a
+        /// fixed one (``/KeelCore/WallClock/fixed(nanosecondsSinceEpoch:)``) in tests that check
+        /// those times.
+        public var wallClock: WallClock = .system
         /// Where services' storage lives (``ServiceEnvironment/storage()``): an embedded directory
         /// by default (``StorageLocation/embedded``), opened only when a service first asks.
         public var storage: StorageLocation = .embedded
@@ -78,10 +82,24 @@ public actor ServiceHost {
 
     struct Instance: Sendable {
         var id: InstanceID
-        var service: any ServiceActor
+        /// The instance, once it exists: from registration, or from its factory at start.
+        var slot: ServiceSlot
+        /// The factory of an instance registered with ``register(_:loadBalancing:_:)``: makes
+        /// the instance and its handler table at start.
+        var make: (@Sendable (ServiceEnvironment) async throws -> (any ServiceActor, HandlerTable))?
+        /// The subscriptions the instance declared (for a factory's, known at start).
+        var declared: [DeclaredSubscription]
         var dependencies: [ServiceName]
+        var publishes: [any DomainEvent.Type]
         var typeID: ObjectIdentifier
         var environment: EnvironmentBox
+    }
+
+    /// A refusal by the host itself while an instance starts (its factory's handler table is
+    /// inconsistent, or declares a durable subscription nobody publishes): reported as is, not as
+    /// ``HostError/Code-swift.struct/startFailed``.
+    private struct Refusal: Error {
+        var error: HostError
     }
 
     /// The host's settings.
@@ -92,9 +110,12 @@ public actor ServiceHost {
     public nonisolated let telemetry: any Telemetry
     /// The host's random source.
     public nonisolated let random: RandomSource
-    /// The host's event bus.
+    /// The host's event bus, whole: for operators and tests (shutdown, every subscription, every
+    /// dead letter, publishing as any source). Services get a narrower view of it,
+    /// ``ServiceEnvironment/bus``.
     public nonisolated let bus: EventBus
-    /// The host's registry of instances and their health.
+    /// The host's registry of instances and their health, whole: for operators and tests.
+    /// Services get a read-only view of it, ``ServiceEnvironment/registry``.
     public nonisolated let registry: ServiceRegistry
     /// A request client for calls from outside the services; it may reach every service.
     public nonisolated let client: RequestClient
@@ -117,6 +138,8 @@ public actor ServiceHost {
     private var rounds: [HealthRound] = []
     private var stateWaiters: [CheckedContinuation<Void, Never>] = []
     private var stopErrors: [HostError] = []
+    /// Every registered service's declared durable publications, made at start.
+    private var publications = PublicationCatalog()
 
     /// Where the host is in its life.
     public private(set) var state: State = .idle
@@ -129,7 +152,9 @@ public actor ServiceHost {
     ///   - configuration: The host's settings.
     ///   - clock: The clock for deadlines, health checks, backoff and shutdown.
     ///   - telemetry: Where metrics and spans go.
-    ///   - random: The source of every id and random choice.
+    ///   - random: The source of every id and random choice of the host, its bus, registry,
+    ///     router and services' storage. By default a new source seeded from the system's
+    ///     generator; pass a seeded one to repeat a run.
     public init(
         configuration: Configuration = Configuration(),
         clock: some Clock<Duration> = ContinuousClock(),
@@ -180,6 +205,98 @@ public actor ServiceHost {
     ///   ``HostError/Code-swift.struct/duplicateHandler`` or
     ///   ``HostError/Code-swift.struct/conflictingRegistration`` for inconsistent handlers or names.
     public func register<S: ServiceActor>(_ service: S, loadBalancing: LoadBalancing? = nil) throws(HostError) {
+        try self.checkRegistration(of: S.self)
+        let environment = EnvironmentBox()
+        var handlers = RequestHandlers(service: service, environment: environment)
+        service.registerHandlers(&handlers)
+        let index = self.instances.filter { $0.id.service == S.name }.count
+        try self.install(handlers.table, of: S.name, index: index)
+        self.add(
+            Instance(
+                id: InstanceID(service: S.name, index: index),
+                slot: ServiceSlot(service),
+                make: nil,
+                declared: handlers.subscriptions,
+                dependencies: S.dependencies,
+                publishes: S.publishes,
+                typeID: ObjectIdentifier(S.self),
+                environment: environment
+            ),
+            loadBalancing: loadBalancing
+        )
+    }
+
+    /// Registers one instance of a service that `make` builds when the service starts, from its
+    /// environment: the way to give a service dependencies that exist only once it runs (its
+    /// repositories, projection runners, durable subscriptions), as non-optional `let`s of the
+    /// instance, built once.
+    ///
+    /// ```swift
+    /// actor UserService: ServiceActor {
+    ///     static let name: ServiceName = "user"
+    ///     let customers: AggregateRepository<Customer>
+    ///
+    ///     init(environment: ServiceEnvironment) async throws {
+    ///         self.customers = try await environment.makeRepository(serializer: serializer)
+    ///     }
+    ///
+    ///     nonisolated func registerHandlers(_ handlers: inout RequestHandlers<UserService>) {
+    ///         handlers.command(RegisterCustomer.self, repository: { $0.customers }) { customer, request in
+    ///             [.registered(CustomerRegistered(name: request.name))]
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// try await host.register { environment in try await UserService(environment: environment) }
+    /// ```
+    ///
+    /// `make` is called once per start of the instance, at its turn in dependency order, with the
+    /// environment its ``ServiceActor/start(_:)`` then receives; it may use everything the
+    /// environment offers (storage, requests to the services it depends on, which have started).
+    /// Then the host takes the instance's ``ServiceActor/registerHandlers(_:)`` (its request
+    /// handlers join the routes; its declared subscriptions are made once its `start` returns),
+    /// and calls `start`. Until then the instance takes no requests. A `make` that throws fails the
+    /// start like a `start` that throws: what already started is stopped in reverse order.
+    /// - Parameters:
+    ///   - type: The service type; inferred from `make`.
+    ///   - loadBalancing: How requests choose among the service's instances; defaults to the
+    ///     configuration's.
+    ///   - make: Builds the instance, on a task of the host's, once, when the service starts.
+    /// - Throws: ``HostError/Code-swift.struct/invalidState`` after start;
+    ///   ``HostError/Code-swift.struct/conflictingRegistration`` when another service type has the
+    ///   same name. Inconsistent handlers (``HostError/Code-swift.struct/duplicateHandler``,
+    ///   ``HostError/Code-swift.struct/conflictingRegistration``) or a declared durable
+    ///   subscription no service publishes (``HostError/Code-swift.struct/undeclaredPublication``)
+    ///   are found when the instance is made, and fail ``start()`` with that code.
+    public func register<S: ServiceActor>(
+        _ type: S.Type = S.self,
+        loadBalancing: LoadBalancing? = nil,
+        _ make: @escaping @Sendable (ServiceEnvironment) async throws -> S
+    ) throws(HostError) {
+        try self.checkRegistration(of: S.self)
+        let environment = EnvironmentBox()
+        let index = self.instances.filter { $0.id.service == S.name }.count
+        self.add(
+            Instance(
+                id: InstanceID(service: S.name, index: index),
+                slot: ServiceSlot(nil),
+                make: { startEnvironment in
+                    let service = try await make(startEnvironment)
+                    var handlers = RequestHandlers(service: service, environment: environment)
+                    service.registerHandlers(&handlers)
+                    return (service, handlers.table)
+                },
+                declared: [],
+                dependencies: S.dependencies,
+                publishes: S.publishes,
+                typeID: ObjectIdentifier(S.self),
+                environment: environment
+            ),
+            loadBalancing: loadBalancing
+        )
+    }
+
+    private func checkRegistration<S: ServiceActor>(of type: S.Type) throws(HostError) {
         guard self.state == .idle else {
             throw HostError(
                 code: .invalidState,
@@ -196,28 +313,38 @@ public actor ServiceHost {
                 message: "two different service types are named \(S.name)"
             )
         }
-        let environment = EnvironmentBox()
-        var handlers = RequestHandlers(service: service, environment: environment)
-        service.registerHandlers(&handlers)
+    }
+
+    private func add(_ instance: Instance, loadBalancing: LoadBalancing?) {
+        let name = instance.id.service
+        self.instances.append(instance)
+        self.registry.add(
+            instance.id,
+            strategy: loadBalancing ?? self.loadBalancing[name] ?? self.configuration.loadBalancing
+        )
+        if let loadBalancing { self.loadBalancing[name] = loadBalancing }
+    }
+
+    /// Adds the request handlers of instance `index` of `service` to the routes, or refuses them
+    /// all when one is inconsistent.
+    private func install(_ handlers: HandlerTable, of service: ServiceName, index: Int) throws(HostError) {
         if !handlers.duplicates.isEmpty {
             throw HostError(
                 code: .duplicateHandler,
-                services: [S.name],
-                message: "\(S.name) declares more than one handler for \(handlers.duplicates.joined(separator: ", "))"
+                services: [service],
+                message: "\(service) declares more than one handler for \(handlers.duplicates.joined(separator: ", "))"
             )
         }
-        let index = self.instances.filter { $0.id.service == S.name }.count
-        let id = InstanceID(service: S.name, index: index)
         let telemetry = self.telemetry
-        let pool = self.registry.pool(for: S.name)
+        let pool = self.registry.pool(for: service)
         try self.router.updateRoutes { (routes) throws(HostError) in
             // Check every route before changing any, so a refused registration leaves no trace.
             for key in handlers.order {
-                if let existing = routes[key], existing.service != S.name, let handler = handlers.entries[key] {
+                if let existing = routes[key], existing.service != service, let handler = handlers.entries[key] {
                     throw HostError(
                         code: .conflictingRegistration,
-                        services: [existing.service, S.name],
-                        message: "both \(existing.service) and \(S.name) handle \(handler.requestName)"
+                        services: [existing.service, service],
+                        message: "both \(existing.service) and \(service) handle \(handler.requestName)"
                     )
                 }
             }
@@ -230,25 +357,35 @@ public actor ServiceHost {
                     routes[key]?.with(handlers: list, policy: .none, telemetry: telemetry)
                     ?? Route(
                         requestName: handler.requestName,
-                        service: S.name,
+                        service: service,
                         pool: pool,
                         handlers: list,
-                        policy: self.routePolicies[key] ?? self.servicePolicies[S.name],
+                        policy: self.routePolicies[key] ?? self.servicePolicies[service],
                         telemetry: telemetry
                     )
             }
         }
-        self.instances.append(
-            Instance(
-                id: id,
-                service: service,
-                dependencies: S.dependencies,
-                typeID: ObjectIdentifier(S.self),
-                environment: environment
+    }
+
+    /// Checks that some registered service publishes the type of each declared durable
+    /// subscription of `service`.
+    private func checkPublications(of declared: [DeclaredSubscription], by service: ServiceName) throws(HostError) {
+        for subscription in declared {
+            guard let type = subscription.durableType, self.publications.publishers(of: type).isEmpty else { continue }
+            throw HostError(
+                code: .undeclaredPublication,
+                services: [service],
+                message:
+                    "\(service) declares a durable subscription to \(type.eventType) (\(type)), which no service declares in `publishes`"
             )
-        )
-        self.registry.add(id, strategy: loadBalancing ?? self.loadBalancing[S.name] ?? self.configuration.loadBalancing)
-        if let loadBalancing { self.loadBalancing[S.name] = loadBalancing }
+        }
+    }
+
+    /// Takes the handler table of an instance its factory just made: installs its routes and
+    /// checks its declared durable subscriptions.
+    private func adopt(_ handlers: HandlerTable, of id: InstanceID) throws(HostError) {
+        try self.checkPublications(of: handlers.subscriptions, by: id.service)
+        try self.install(handlers, of: id.service, index: id.index)
     }
 
     /// Wraps every call of requests of type `request` in `policy` (for example a resilience
@@ -306,6 +443,12 @@ public actor ServiceHost {
             }
         )
         try graph.verify()
+        var publications = PublicationCatalog()
+        for instance in self.instances { publications.add(instance.publishes, of: instance.id.service) }
+        self.publications = publications
+        for instance in self.instances {
+            try self.checkPublications(of: instance.declared, by: instance.id.service)
+        }
         self.state = .starting
 
         var started: [ServiceName] = []
@@ -330,6 +473,7 @@ public actor ServiceHost {
                 // Services of this level are stopped too, in reverse.
                 self.startOrder = started
                 await self.tearDown()
+                if let refusal = failure.error as? Refusal { throw refusal.error }
                 throw HostError(
                     code: .startFailed,
                     services: [failure.service],
@@ -356,7 +500,7 @@ public actor ServiceHost {
                 instance.environment.set(environment)
                 group.addTask {
                     do {
-                        try await instance.service.start(environment)
+                        try await self.start(instance, in: environment)
                         return (offset, nil)
                     } catch {
                         return (offset, error)
@@ -379,6 +523,31 @@ public actor ServiceHost {
         return failures
     }
 
+    /// Starts one instance: makes it first if it has a factory, calls its `start`, then makes the
+    /// subscriptions it declared.
+    private nonisolated func start(_ instance: Instance, in environment: ServiceEnvironment) async throws {
+        let service: any ServiceActor
+        let declared: [DeclaredSubscription]
+        if let make = instance.make {
+            let (made, handlers) = try await make(environment)
+            // Kept at once, so that a rollback stops what the factory made.
+            instance.slot.set(made)
+            do {
+                try await self.adopt(handlers, of: instance.id)
+            } catch {
+                throw Refusal(error: error)
+            }
+            (service, declared) = (made, handlers.subscriptions)
+        } else {
+            guard let registered = instance.slot.value else { preconditionFailure("\(instance.id) has no instance") }
+            (service, declared) = (registered, instance.declared)
+        }
+        try await service.start(environment)
+        for subscription in declared {
+            try await subscription.make(environment)
+        }
+    }
+
     private func makeEnvironment(for instance: Instance) -> ServiceEnvironment {
         ServiceEnvironment(
             name: instance.id.service,
@@ -386,11 +555,12 @@ public actor ServiceHost {
             clock: self.clock,
             telemetry: self.telemetry,
             random: self.random,
-            bus: self.bus,
+            wallClock: self.configuration.wallClock,
+            bus: ServiceBus(service: instance.id.service, bus: self.bus),
             requests: RequestClient(router: self.router, caller: instance.id.service, allowed: instance.dependencies),
-            registry: self.registry,
+            registry: ReadOnlyRegistry(self.registry),
             hostStorage: self.storage,
-            wallClock: self.configuration.wallClock
+            publications: self.publications
         )
     }
 
@@ -426,12 +596,14 @@ public actor ServiceHost {
 
     /// One health round over `instances`, bounded by the configured timeout.
     private func checkHealth(of instances: [Instance]) async {
+        // An instance whose factory has not made it yet has no health to ask.
+        let instances = instances.filter { $0.slot.value != nil }
         let round = HealthRound(pending: Set(instances.map(\.id)))
         self.rounds.append(round)
         defer { self.rounds.removeAll { $0 === round } }
         for instance in instances where self.probes[instance.id] == nil {
+            guard let service = instance.slot.value else { continue }
             let id = instance.id
-            let service = instance.service
             self.probes[id] = TaskSpawner.spawn(executor: self.configuration.executor) { [self] in
                 let report = await service.health()
                 await self.healthAnswered(id, report)
@@ -579,8 +751,10 @@ public actor ServiceHost {
             for instance in self.instances.reversed()
             where instance.id.service == name && self.startedInstances.contains(instance.id) {
                 self.registry.setHealth(.dead("stopped"), for: instance.id)
+                // An instance whose factory failed was never made: there is nothing to stop.
+                guard let service = instance.slot.value else { continue }
                 do {
-                    try await instance.service.stop()
+                    try await service.stop()
                 } catch {
                     self.stopErrors.append(
                         HostError(

@@ -1,7 +1,8 @@
 import KeelCore
 import Synchronization
 
-/// The table in which a service declares the requests it handles.
+/// The table in which a service declares the requests it handles and the events it subscribes
+/// to.
 ///
 /// A service fills it in ``ServiceActor/registerHandlers(_:)``. Each handler receives the
 /// service's actor isolated, so it reads and changes the service's state directly; the call that
@@ -12,14 +13,23 @@ import Synchronization
 ///     handlers.on(CheckStock.self) { service, request in
 ///         service.stock[request.sku, default: 0] >= request.quantity
 ///     }
+///     handlers.subscribe(to: OrderCancelled.self) { service, event, _ in
+///         service.release(event.reservationID)
+///     }
 /// }
 /// ```
+///
+/// Subscriptions declared here (``subscribe(to:name:options:_:)-(_,_,_,(Service,E,EventEnvelope)->Void)``,
+/// ``subscribe(pattern:name:options:_:)``, ``subscribeDurably(to:name:configuration:_:)``) are
+/// made by the host once the instance's ``ServiceActor/start(_:)`` has returned, and ended before
+/// its ``ServiceActor/stop()``.
 public struct RequestHandlers<Service: ServiceActor> {
     let service: Service
     let environment: EnvironmentBox
     var entries: [ObjectIdentifier: any AnyBoundHandler] = [:]
     var order: [ObjectIdentifier] = []
     var duplicates: [String] = []
+    var subscriptions: [DeclaredSubscription] = []
 
     init(service: Service, environment: EnvironmentBox) {
         self.service = service
@@ -107,6 +117,26 @@ extension RequestHandlers {
             return Done()
         }
     }
+}
+
+extension RequestHandlers {
+    /// What the host keeps of the table, without the service's type.
+    var table: HandlerTable {
+        HandlerTable(
+            entries: self.entries,
+            order: self.order,
+            duplicates: self.duplicates,
+            subscriptions: self.subscriptions
+        )
+    }
+}
+
+/// A service's handlers and declared subscriptions, with the service's type erased.
+struct HandlerTable: Sendable {
+    var entries: [ObjectIdentifier: any AnyBoundHandler]
+    var order: [ObjectIdentifier]
+    var duplicates: [String]
+    var subscriptions: [DeclaredSubscription]
 }
 
 /// The environment of one instance, set by the host just before the instance starts.

@@ -1,3 +1,5 @@
+import KeelEventSourcing
+
 /// A service: an actor that owns its state and talks to other services only by request and event.
 ///
 /// A service names itself and the services it calls, declares the requests it handles, and
@@ -20,8 +22,14 @@
 /// A handler runs on the service's actor: the actor is the mailbox, and a request is a direct
 /// call on it. The state is therefore reachable only through the actor, by request or by event.
 ///
-/// Every hook has a default: ``dependencies`` is empty, ``registerHandlers(_:)`` registers
-/// nothing, ``start(_:)`` and ``stop()`` do nothing, and ``health()`` reports healthy.
+/// Every hook has a default: ``dependencies`` and ``publishes`` are empty,
+/// ``registerHandlers(_:)`` registers nothing, ``start(_:)`` and ``stop()`` do nothing, and
+/// ``health()`` reports healthy.
+///
+/// A service gets exactly its capabilities (``ServiceEnvironment``): a bus that publishes and
+/// subscribes only as itself, a registry it can only read, requests only to the services in
+/// ``dependencies``, its own storage, and durable publications only of the types in
+/// ``publishes``.
 public protocol ServiceActor: Actor {
     /// The service's name, shared by all of its instances.
     static var name: ServiceName { get }
@@ -31,15 +39,36 @@ public protocol ServiceActor: Actor {
     /// ``RequestError/Code-swift.struct/undeclaredDependency``.
     static var dependencies: [ServiceName] { get }
 
-    /// Declares the requests this service handles. Called once, when the service is registered,
-    /// before it starts.
-    /// - Parameter handlers: The table to add handlers to.
+    /// The durable event types this service publishes: the events of these types that it
+    /// publishes with ``ServiceEnvironment/publishDurably(_:)`` or that its aggregates append
+    /// cross its boundary, and other services may subscribe to them durably
+    /// (``ServiceEnvironment/subscribeDurably(to:name:configuration:_:)``). Its other events stay
+    /// private, whatever their type names.
+    ///
+    /// ```swift
+    /// static let publishes: [any DomainEvent.Type] = [OrderPlaced.self]
+    /// ```
+    ///
+    /// Publishing an undeclared type fails, and so does a durable subscription to a type no
+    /// service declares, with ``HostError/Code-swift.struct/undeclaredPublication``.
+    static var publishes: [any DomainEvent.Type] { get }
+
+    /// Declares the requests this service handles and the events it subscribes to. Called once per
+    /// instance before it starts: when it is registered, or, for an instance its factory builds
+    /// (``ServiceHost/register(_:loadBalancing:_:)``), when the factory has built it.
+    /// - Parameter handlers: The table to add handlers and subscriptions to.
     nonisolated func registerHandlers(_ handlers: inout RequestHandlers<Self>)
 
     /// Starts the service. Called once, after every service it depends on has started.
     ///
-    /// Subscribe to events and keep what the environment offers here. Throwing stops every
-    /// service that already started, in reverse order, and fails ``ServiceHost/start()``.
+    /// Keep what the environment offers, or start what the service owns (a projection runner),
+    /// here. Subscriptions declared in ``registerHandlers(_:)`` are made when this returns;
+    /// subscriptions can also be made here, through the environment. Throwing stops every service
+    /// that already started, in reverse order, and fails ``ServiceHost/start()``.
+    ///
+    /// A service whose dependencies exist only once it runs (repositories on its storage) can
+    /// instead be built by a factory with them, as non-optional `let`s: see
+    /// ``ServiceHost/register(_:loadBalancing:_:)``.
     /// - Parameter environment: The service's identity, clock, bus, request client and
     ///   telemetry.
     /// - Throws: Any error, to refuse to start.
@@ -58,6 +87,9 @@ public protocol ServiceActor: Actor {
 extension ServiceActor {
     /// No dependencies.
     public static var dependencies: [ServiceName] { [] }
+
+    /// No durable publications.
+    public static var publishes: [any DomainEvent.Type] { [] }
 
     /// Registers no handlers.
     /// - Parameter handlers: Unused.

@@ -1,10 +1,9 @@
-import Foundation
 import KeelCore
 import KeelEventSourcing
 
-/// What a service receives when it starts: its identity, its clock, its telemetry, the bus,
-/// a request client that reaches only the services it declared, and its own storage
-/// (``storage()``).
+/// What a service receives when it starts: its identity, its clocks, its telemetry, its view of
+/// the bus, a request client that reaches only the services it declared, a read-only view of the
+/// registry, and its own storage (``storage()``).
 ///
 /// ```swift
 /// func start(_ environment: ServiceEnvironment) async throws {
@@ -15,8 +14,12 @@ import KeelEventSourcing
 /// }
 /// ```
 ///
-/// Events published through the environment carry the service's name as their source, and
-/// subscriptions made through it end when the service stops.
+/// A service gets exactly its own capabilities. Events published through the environment carry
+/// the service's name as their source, and subscriptions made through it are the service's and end
+/// when it stops (``ServiceBus``); it can look up instances and their health but not change them
+/// (``ReadOnlyRegistry``); it reaches only its own storage; and it publishes durably only the
+/// event types it declares in ``ServiceActor/publishes``. The host keeps the whole bus and
+/// registry (``ServiceHost/bus``, ``ServiceHost/registry``) for operators and tests.
 public struct ServiceEnvironment: Sendable {
     /// The service's name.
     public let name: ServiceName
@@ -28,16 +31,21 @@ public struct ServiceEnvironment: Sendable {
     public let telemetry: any Telemetry
     /// The host's random source; draw from it so runs can be replayed from a seed.
     public let random: RandomSource
-    /// The host's event bus.
-    public let bus: EventBus
+    /// The host's wall clock (``ServiceHost/Configuration/wallClock``): read the time of day from
+    /// it, and give it to what stamps times (an aggregate repository, see
+    /// ``makeRepository(_:serializer:configuration:)``), so that a test can fix it.
+    public let wallClock: WallClock
+    /// The service's view of the host's event bus: it publishes as this service and subscribes
+    /// on its behalf.
+    public let bus: ServiceBus
     /// A request client limited to the service's declared dependencies.
     public let requests: RequestClient
-    /// The host's registry, to look up instances and their health.
-    public let registry: ServiceRegistry
+    /// A read-only view of the host's registry, to look up instances and their health.
+    public let registry: ReadOnlyRegistry
     /// The host's storage, from which ``storage()`` takes this service's namespace.
     let hostStorage: HostStorage
-    /// The host's wall clock, for the time of durable publications.
-    let wallClock: @Sendable () -> Date
+    /// Every registered service's declared durable publications.
+    let publications: PublicationCatalog
 
     /// This service's own storage: its streams and its key-value store in the host's event store
     /// (see ``ServiceStorage``), opened the first time any service asks.
@@ -55,30 +63,48 @@ public struct ServiceEnvironment: Sendable {
 
     /// Appends `event` durably to this service's outbox stream, for the host's durable
     /// subscribers (``subscribeDurably(to:name:configuration:_:)``) to receive at least once,
-    /// across restarts. The event carries the current trace's ids.
+    /// across restarts. The event carries the current trace's ids and the host's wall-clock time.
     ///
-    /// Events that an aggregate of this service appends need no separate publication: durable
-    /// subscribers of their types receive them from the same append.
+    /// Only the types the service declares in ``ServiceActor/publishes`` may be published: they
+    /// are its durable API. Events of a declared type that an aggregate of this service appends
+    /// need no separate publication: durable subscribers of the type receive them from the same
+    /// append.
     /// - Parameter event: The event.
     /// - Returns: Where it landed; its position is what
     ///   ``DurableSubscription/waitUntilDelivered(through:)`` waits for.
-    /// - Throws: ``/KeelEventSourcing/EventCodecError`` when the event does not encode, or what
-    ///   ``storage()`` and the store's append throw.
+    /// - Throws: ``HostError`` with ``HostError/Code-swift.struct/undeclaredPublication`` when the
+    ///   service does not declare `E`; ``/KeelEventSourcing/EventCodecError`` when the event does
+    ///   not encode, or what ``storage()`` and the store's append throw.
     @discardableResult
     public func publishDurably<E: DomainEvent>(_ event: E) async throws -> AppendResult {
+        guard self.publications.declares(self.name, E.self) else {
+            throw HostError(
+                code: .undeclaredPublication,
+                services: [self.name],
+                message:
+                    "\(self.name) publishes \(E.eventType) (\(E.self)) durably but does not declare it in `publishes`"
+            )
+        }
         let storage = try await self.storage()
-        let nanoseconds = Int64(self.wallClock().timeIntervalSince1970 * 1_000_000_000)
-        let metadata = EventMetadata.current(id: EventID.random(using: self.random), time: nanoseconds)
+        let metadata = EventMetadata.current(
+            id: EventID.random(using: self.random),
+            time: self.wallClock.nanosecondsSinceEpoch()
+        )
         let data = try EventSerializer().encode(event, metadata: metadata)
         return try await storage.events.append(data, to: "$outbox", expecting: .any)
     }
 
-    /// Subscribes durably to events of type `E` from every service of the host: those published
-    /// with ``publishDurably(_:)`` and those aggregates append. Delivery is at least once, in
-    /// global order, from where this subscription (by `name`) left off in an earlier run; a
-    /// handler that keeps failing parks the event as a failed publication and the subscription
-    /// goes on. The subscription's checkpoint and failures live in this service's storage; the
-    /// host stops it before it stops this service.
+    /// Subscribes durably to events of type `E` from the services that declare it in
+    /// ``ServiceActor/publishes``: those they publish with ``publishDurably(_:)`` and those their
+    /// aggregates append. Delivery is at least once, in global order, from where this
+    /// subscription (by `name`) left off in an earlier run; a handler that keeps failing parks the
+    /// event as a failed publication and the subscription goes on. The subscription's checkpoint
+    /// and failures live in this service's storage; the host stops it before it stops this
+    /// service.
+    ///
+    /// Events are matched by the publishing service and the type, not by the stored type name
+    /// alone: an event of a service that does not declare `E` is never delivered, even when its
+    /// type name is `E`'s (a private aggregate event stays private).
     /// - Parameters:
     ///   - type: The event type.
     ///   - name: The subscription's name, unique within this service; it names its checkpoint.
@@ -87,17 +113,30 @@ public struct ServiceEnvironment: Sendable {
     ///   - handler: Called once per event (again after a crash before its checkpoint was
     ///     committed: make it idempotent, for example by the event's id).
     /// - Returns: The subscription, to inspect and resubmit its publications.
-    /// - Throws: What ``storage()`` throws.
+    /// - Throws: ``HostError`` with ``HostError/Code-swift.struct/undeclaredPublication`` when no
+    ///   registered service declares `E`; what ``storage()`` throws.
     public func subscribeDurably<E: DomainEvent>(
         to type: E.Type,
         name: String,
         configuration: ProjectionRunner.Configuration = ProjectionRunner.Configuration(),
         _ handler: @escaping @Sendable (E, RecordedEvent) async throws -> Void
     ) async throws -> DurableSubscription {
+        let publishers = self.publications.publishers(of: E.self)
+        guard !publishers.isEmpty else {
+            throw HostError(
+                code: .undeclaredPublication,
+                services: [self.name],
+                message:
+                    "\(self.name) subscribes durably to \(E.eventType) (\(E.self)), which no service declares in `publishes`"
+            )
+        }
         let storage = try await self.storage()
         let shared = try await self.hostStorage.sharedStore()
         let eventType = E.eventType
-        let view = FilteredEventView(base: shared) { $0.type == eventType }
+        let namespaces = Set(publishers.map { Substring(HostStorage.namespace(for: $0)) })
+        let view = FilteredEventView(base: shared) {
+            $0.type == eventType && namespaces.contains(PublicationCatalog.namespace(of: $0.stream))
+        }
         let checkpoints = try await self.hostStorage.stateNamespace(
             "durable-\(name)",
             of: self.name,
@@ -112,21 +151,63 @@ public struct ServiceEnvironment: Sendable {
             random: self.random,
             executor: self.hostStorage.executor
         )
-        try await self.hostStorage.start(runner, for: self.name)
-        return DurableSubscription(name: name, runner: runner, view: view)
+        let subscription = DurableSubscription(name: name, runner: runner, view: view)
+        try await self.hostStorage.start(subscription, for: self.name)
+        return subscription
     }
 
-    /// Publishes an event with this service as its source. See ``EventBus/publish(_:source:)``.
+    /// This service's running durable subscription named `name`: the handle of one declared with
+    /// ``RequestHandlers/subscribeDurably(to:name:configuration:_:)``, or made with
+    /// ``subscribeDurably(to:name:configuration:_:)``.
+    /// - Parameter name: The subscription's name.
+    /// - Returns: The subscription; `nil` when none by that name runs (not made yet, or stopped).
+    public func durableSubscription(named name: String) async -> DurableSubscription? {
+        await self.hostStorage.subscription(named: name, of: self.name)
+    }
+
+    /// Makes an aggregate repository on this service's own streams (``ServiceStorage/events``)
+    /// with the host's clock, random source, wall clock and telemetry: the events it appends are
+    /// stamped with the host's time and ids, and its backoff waits on the host's clock.
+    ///
+    /// ```swift
+    /// let customers = try await environment.makeRepository(
+    ///     Customer.self,
+    ///     serializer: EventSerializer(registry: EventTypeRegistry([CustomerRegistered.self]))
+    /// )
+    /// ```
+    /// - Parameters:
+    ///   - type: The aggregate type.
+    ///   - serializer: Encodes and decodes the aggregate's events.
+    ///   - configuration: The snapshot settings.
+    /// - Returns: The repository.
+    /// - Throws: What ``storage()`` throws.
+    public func makeRepository<A: Aggregate>(
+        _ type: A.Type = A.self,
+        serializer: EventSerializer,
+        configuration: AggregateRepository<A>.Configuration = AggregateRepository<A>.Configuration()
+    ) async throws -> AggregateRepository<A> {
+        AggregateRepository<A>(
+            store: try await self.storage().events,
+            serializer: serializer,
+            configuration: configuration,
+            clock: self.clock,
+            random: self.random,
+            wallClock: self.wallClock,
+            telemetry: self.telemetry
+        )
+    }
+
+    /// Publishes an event with this service as its source. See ``ServiceBus/publish(_:)``.
     /// - Parameter event: The event.
     /// - Returns: What happened to the event.
     /// - Throws: ``EventBusError`` when the bus refuses it.
     @discardableResult
     public func publish<E: Event>(_ event: E) async throws(EventBusError) -> PublishReceipt {
-        try await self.bus.publish(event, source: self.name)
+        try await self.bus.publish(event)
     }
 
     /// Subscribes to events of one type; the subscription ends when this service stops. See
-    /// ``EventBus/subscribe(to:name:owner:options:_:)``.
+    /// ``ServiceBus/subscribe(to:name:options:_:)``.
     /// - Parameters:
     ///   - type: The event type.
     ///   - name: A name for metrics and dead letters; defaults to `service:topic`.
@@ -141,17 +222,11 @@ public struct ServiceEnvironment: Sendable {
         options: SubscriptionOptions? = nil,
         _ handler: @escaping @Sendable (E, EventEnvelope) async throws -> Void
     ) throws(EventBusError) -> Subscription {
-        try self.bus.subscribe(
-            to: type,
-            name: name ?? "\(self.name):\(E.topic)",
-            owner: self.name,
-            options: options,
-            handler
-        )
+        try self.bus.subscribe(to: type, name: name, options: options, handler)
     }
 
     /// Subscribes to events whose topic matches `pattern`; the subscription ends when this service
-    /// stops. See ``EventBus/subscribe(pattern:name:owner:options:_:)``.
+    /// stops. See ``ServiceBus/subscribe(pattern:name:options:_:)``.
     /// - Parameters:
     ///   - pattern: The topic pattern.
     ///   - name: A name for metrics and dead letters; defaults to `service:pattern`.
@@ -166,13 +241,7 @@ public struct ServiceEnvironment: Sendable {
         options: SubscriptionOptions? = nil,
         _ handler: @escaping @Sendable (any Event, EventEnvelope) async throws -> Void
     ) throws(EventBusError) -> Subscription {
-        try self.bus.subscribe(
-            pattern: pattern,
-            name: name ?? "\(self.name):\(pattern)",
-            owner: self.name,
-            options: options,
-            handler
-        )
+        try self.bus.subscribe(pattern: pattern, name: name, options: options, handler)
     }
 
     /// Sends a request to a declared dependency. See ``RequestClient/send(_:deadline:)``.

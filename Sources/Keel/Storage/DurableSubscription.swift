@@ -5,10 +5,12 @@ import KeelEventSourcing
 /// A subscription to durable events that survives restarts: made by
 /// ``ServiceEnvironment/subscribeDurably(to:name:configuration:_:)``.
 ///
-/// It delivers every event of its type that any service of the host appended — events published
-/// with ``ServiceEnvironment/publishDurably(_:)`` and the events aggregates append, which are
+/// It delivers every event of its type that a service declaring the type in
+/// ``ServiceActor/publishes`` appended — events published with
+/// ``ServiceEnvironment/publishDurably(_:)`` and the events its aggregates append, which are
 /// publications in the same append as the aggregate's state change — at least once, in the
-/// store's global order. Its checkpoint and its failed deliveries live in the subscribing
+/// store's global order. Events of services that do not declare the type are not its, whatever
+/// their type name. Its checkpoint and its failed deliveries live in the subscribing
 /// service's own storage: after a restart it goes on after the last delivered event. A handler
 /// that keeps failing parks the event as a failed publication (see
 /// ``/KeelEventSourcing/ProjectionRunner/Configuration``) and the subscription goes on;
@@ -21,7 +23,7 @@ public struct DurableSubscription: Sendable {
     /// The runner that delivers the events (a projection whose "read model" is the handler's
     /// effect and whose checkpoint is the subscription's).
     public let runner: ProjectionRunner
-    /// The events of the subscription's type, in every namespace.
+    /// The events of the subscription's type, in the namespaces of the services that declare it.
     let view: FilteredEventView
 
     /// Where delivery stands.

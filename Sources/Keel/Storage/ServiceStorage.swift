@@ -112,7 +112,7 @@ actor HostStorage {
     private var memoryState: InMemoryStateStore?
     /// The migration of each state namespace from the event log, run once per host.
     private var migrations: [String: Task<Void, any Error>] = [:]
-    private var subscriptions: [ServiceName: [ProjectionRunner]] = [:]
+    private var subscriptions: [ServiceName: [DurableSubscription]] = [:]
     private var isClosed = false
     /// The task executor preference of the tasks the storage starts (migrations, durable
     /// subscriptions' runners).
@@ -169,11 +169,12 @@ actor HostStorage {
     /// A runner is never left running after ``close()``: it is kept before it starts, so a
     /// `close` that runs while it starts either stops it or is seen here afterwards.
     /// - Throws: ``/KeelEventSourcing/EventStoreError/Code/closed`` when the storage is closed.
-    func start(_ runner: ProjectionRunner, for service: ServiceName) async throws {
+    func start(_ subscription: DurableSubscription, for service: ServiceName) async throws {
         guard !self.isClosed else {
             throw EventStoreError(code: .closed, message: "the host has shut down its storage")
         }
-        self.subscriptions[service, default: []].append(runner)
+        let runner = subscription.runner
+        self.subscriptions[service, default: []].append(subscription)
         await runner.start()
         if self.isClosed {
             await runner.stop()
@@ -183,8 +184,14 @@ actor HostStorage {
 
     /// Stops the durable subscriptions of `service` and waits for them.
     func stopSubscriptions(of service: ServiceName) async {
-        let runners = self.subscriptions.removeValue(forKey: service) ?? []
-        for runner in runners { await runner.stop() }
+        let subscriptions = self.subscriptions.removeValue(forKey: service) ?? []
+        for subscription in subscriptions { await subscription.runner.stop() }
+    }
+
+    /// The running durable subscription of `service` named `name`, the latest if there are
+    /// several.
+    func subscription(named name: String, of service: ServiceName) -> DurableSubscription? {
+        self.subscriptions[service]?.last { $0.name == name }
     }
 
     private func openStores() async throws -> (events: any EventStore, state: any StateStore) {
@@ -217,9 +224,9 @@ actor HostStorage {
     /// Closes the host's stores; later requests fail with ``/KeelEventSourcing/EventStoreError/Code/closed``.
     func close() async {
         self.isClosed = true
-        let runners = self.subscriptions.values.flatMap { $0 }
+        let subscriptions = self.subscriptions.values.flatMap { $0 }
         self.subscriptions = [:]
-        for runner in runners { await runner.stop() }
+        for subscription in subscriptions { await subscription.runner.stop() }
         for migration in self.migrations.values { _ = try? await migration.value }
         if let stores = self.fileStores {
             await stores.state.close()

@@ -128,7 +128,10 @@ extension AggregateRepository {
                 codec: self.serializer.codec
             )
             let payload = try self.serializer.codec.encode(envelope)
-            var metadata = EventMetadata.current(id: EventID.random(using: self.random), time: self.wallClock())
+            var metadata = EventMetadata.current(
+                id: EventID.random(using: self.random),
+                time: self.wallClock.nanosecondsSinceEpoch()
+            )
             metadata.aggregateID = id
             return EventData(type: Self.snapshotEventType, schemaVersion: 1, metadata: metadata, payload: payload)
         } catch {

@@ -81,7 +81,7 @@ public struct AggregateRepository<A: Aggregate>: Sendable {
 
     let clock: any Clock<Duration>
     let random: RandomSource
-    let wallClock: @Sendable () -> Int64
+    let wallClock: WallClock
     let metrics: Metrics
 
     /// The type name of snapshot events in snapshot streams.
@@ -95,9 +95,11 @@ public struct AggregateRepository<A: Aggregate>: Sendable {
     ///   - configuration: The snapshot settings.
     ///   - clock: The clock the waits of a ``ConflictRetry``'s backoff sleep on;
     ///     `ContinuousClock` by default, a `TestClock` in tests.
-    ///   - random: The source of event ids and of the jitter of a ``ConflictRetry``'s backoff.
-    ///   - wallClock: The time stamped on events, in nanoseconds since 1970-01-01 00:00:00 UTC;
-    ///     the system's real-time clock by default.
+    ///   - random: The source of event ids and of the jitter of a ``ConflictRetry``'s backoff. By
+    ///     default a new source seeded from the system's generator; in a service, pass the host's
+    ///     (`ServiceEnvironment.random`) so that a seeded run repeats.
+    ///   - wallClock: The time of day stamped on events and snapshots; the system's by default.
+    ///     In a service, pass the host's (``/KeelCore/WallClock`` from `ServiceEnvironment.wallClock`).
     ///   - telemetry: Where the counters go.
     public init(
         store: any EventStore,
@@ -105,7 +107,7 @@ public struct AggregateRepository<A: Aggregate>: Sendable {
         configuration: Configuration = Configuration(),
         clock: any Clock<Duration> = ContinuousClock(),
         random: RandomSource = RandomSource(),
-        wallClock: @escaping @Sendable () -> Int64 = WallClock.nanosecondsSinceEpoch,
+        wallClock: WallClock = .system,
         telemetry: any Telemetry = NoOpTelemetry()
     ) {
         self.store = store
@@ -356,7 +358,10 @@ public struct AggregateRepository<A: Aggregate>: Sendable {
     // MARK: Internals
 
     private func encode(_ event: any DomainEvent, id: String, stream: StreamID) throws(AggregateError) -> EventData {
-        var metadata = EventMetadata.current(id: EventID.random(using: self.random), time: self.wallClock())
+        var metadata = EventMetadata.current(
+            id: EventID.random(using: self.random),
+            time: self.wallClock.nanosecondsSinceEpoch()
+        )
         metadata.aggregateID = id
         do {
             return try self.serializer.encode(event, metadata: metadata)

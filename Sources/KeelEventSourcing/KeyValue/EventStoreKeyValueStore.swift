@@ -1,4 +1,3 @@
-import Foundation
 import KeelCore
 
 /// A ``KeyValueStore`` kept durably in an ``EventStore``: one stream per namespace, one event per
@@ -12,7 +11,7 @@ import KeelCore
 /// ``commit(_:)`` appends its batch as one event (type `keel.kv.batch`), so the batch is exactly
 /// as atomic and as durable as an append to the underlying store: with a ``FileEventStore`` it
 /// is on disk when `commit` returns, and a crash either keeps it whole or loses it whole.
-/// ``open(store:namespace:configuration:)`` reads the stream back into memory.
+/// ``open(store:namespace:configuration:random:wallClock:)`` reads the stream back into memory.
 ///
 /// **Compaction.** Every ``Configuration/compactionThreshold`` batches the store appends a
 /// snapshot of the whole map (type `keel.kv.snapshot`) and sets the stream's
@@ -52,7 +51,8 @@ public actor EventStoreKeyValueStore: KeyValueStore {
     public nonisolated let configuration: Configuration
 
     private let store: any EventStore
-    private let random = RandomSource()
+    private let random: RandomSource
+    private let wallClock: WallClock
     private var entries: [String: [UInt8]]
     /// The stream's last version, as this instance last read or wrote it.
     private var version: UInt64?
@@ -71,6 +71,8 @@ public actor EventStoreKeyValueStore: KeyValueStore {
         store: any EventStore,
         namespace: String,
         configuration: Configuration,
+        random: RandomSource,
+        wallClock: WallClock,
         entries: [String: [UInt8]],
         version: UInt64?,
         batchesSinceSnapshot: Int
@@ -79,6 +81,8 @@ public actor EventStoreKeyValueStore: KeyValueStore {
         self.namespace = namespace
         self.stream = Self.stream(for: namespace)
         self.configuration = configuration
+        self.random = random
+        self.wallClock = wallClock
         self.entries = entries
         self.version = version
         self.batchesSinceSnapshot = batchesSinceSnapshot
@@ -103,6 +107,9 @@ public actor EventStoreKeyValueStore: KeyValueStore {
     ///   - store: The event store that holds the namespace.
     ///   - namespace: The namespace; not empty.
     ///   - configuration: How to compact.
+    ///   - random: The source of the ids of the events it appends. By default a new source seeded
+    ///     from the system's generator; pass a seeded one so that a run repeats.
+    ///   - wallClock: The time of day stamped on the events it appends; the system's by default.
     /// - Returns: The store, holding every batch committed before.
     /// - Throws: ``KeyValueStoreError`` with ``KeyValueStoreError/Code/storeFailed`` when the
     ///   read fails, or ``KeyValueStoreError/Code/corrupted`` for an event that is not a batch or
@@ -110,7 +117,9 @@ public actor EventStoreKeyValueStore: KeyValueStore {
     public static func open(
         store: any EventStore,
         namespace: String,
-        configuration: Configuration = Configuration()
+        configuration: Configuration = Configuration(),
+        random: RandomSource = RandomSource(),
+        wallClock: WallClock = .system
     ) async throws(KeyValueStoreError) -> EventStoreKeyValueStore {
         precondition(!namespace.isEmpty, "a key-value namespace must not be empty")
         precondition((configuration.compactionThreshold ?? 1) >= 1, "compactionThreshold must be at least 1")
@@ -152,6 +161,8 @@ public actor EventStoreKeyValueStore: KeyValueStore {
             store: store,
             namespace: namespace,
             configuration: configuration,
+            random: random,
+            wallClock: wallClock,
             entries: entries,
             version: version,
             batchesSinceSnapshot: batchesSinceSnapshot
@@ -174,7 +185,7 @@ public actor EventStoreKeyValueStore: KeyValueStore {
     ///   - store: The event store that holds it.
     ///   - target: Where its entries go.
     /// - Returns: How many entries were moved (0 when there was nothing to move).
-    /// - Throws: ``KeyValueStoreError``: what ``open(store:namespace:configuration:)`` and
+    /// - Throws: ``KeyValueStoreError``: what ``open(store:namespace:configuration:random:wallClock:)`` and
     ///   `target`'s commit throw, or ``KeyValueStoreError/Code/storeFailed`` when the stream
     ///   cannot be deleted.
     @discardableResult
@@ -200,7 +211,14 @@ public actor EventStoreKeyValueStore: KeyValueStore {
         if await target.keys(withPrefix: "").isEmpty {
             var configuration = Configuration()
             configuration.compactionThreshold = nil
-            let old = try await Self.open(store: store, namespace: namespace, configuration: configuration)
+            // Only read: it appends nothing, so it draws no ids and reads no time.
+            let old = try await Self.open(
+                store: store,
+                namespace: namespace,
+                configuration: configuration,
+                random: RandomSource(seed: 0),
+                wallClock: .fixed(nanosecondsSinceEpoch: 0)
+            )
             var batch = KeyValueBatch()
             for (key, value) in await old.entries.sorted(by: { $0.key < $1.key }) {
                 batch.put(value, forKey: key)
@@ -273,7 +291,7 @@ public actor EventStoreKeyValueStore: KeyValueStore {
     }
 
     /// Appends a snapshot of the whole map now and hides the events before it from reads of the
-    /// stream, so that the next ``open(store:namespace:configuration:)`` starts from it.
+    /// stream, so that the next ``open(store:namespace:configuration:random:wallClock:)`` starts from it.
     ///
     /// Waits for the commits in flight to finish first; commits that arrive meanwhile wait for
     /// the snapshot. Like ``commit(_:)``, it is not cancellable.
@@ -372,7 +390,7 @@ public actor EventStoreKeyValueStore: KeyValueStore {
     }
 
     private func event(_ type: String, _ payload: [UInt8]) -> EventData {
-        let time = Int64(Date().timeIntervalSince1970 * 1_000_000_000)
+        let time = self.wallClock.nanosecondsSinceEpoch()
         return EventData(
             type: type,
             metadata: EventMetadata(id: EventID.random(using: self.random), time: time),

@@ -77,7 +77,7 @@ public actor ProjectionRunner {
     ///   - configuration: Paging, retries and the poison-event policy.
     ///   - clock: The clock backoff pauses sleep on; default `ContinuousClock`.
     ///   - random: Where the backoff's jitter is drawn from; pass the host's source so that a
-    ///     seeded run repeats.
+    ///     seeded run repeats. By default a new source seeded from the system's generator.
     ///   - executor: The task executor preference of the task ``start()`` makes (a host passes
     ///     its own, so that a whole host can run on one executor); `nil`, the default, runs it on
     ///     the global concurrent executor.

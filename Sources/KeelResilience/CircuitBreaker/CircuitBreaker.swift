@@ -97,7 +97,8 @@ public actor CircuitBreaker {
     ///   - name: The breaker's name, for errors, events and metrics.
     ///   - configuration: The policies; its invariants are checked with `precondition`.
     ///   - clock: The clock for open durations, time-based windows, slow calls and timers.
-    ///   - random: The source of open-duration jitter.
+    ///   - random: The source of open-duration jitter. By default a new source seeded from the
+    ///     system's generator; pass a seeded one (or a host's) so that a run repeats.
     ///   - telemetry: Where the breaker reports its counters and its state gauge; the
     ///     handlers are made here, once.
     ///   - taskExecutor: The executor preference for the timer task, if any.

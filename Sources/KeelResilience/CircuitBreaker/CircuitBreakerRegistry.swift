@@ -27,7 +27,8 @@ public final class CircuitBreakerRegistry: Sendable {
     /// - Parameters:
     ///   - defaultConfiguration: The configuration of breakers made without one of their own.
     ///   - clock: The clock every breaker uses.
-    ///   - random: The source of jitter every breaker draws from.
+    ///   - random: The source of jitter every breaker draws from. By default a new source seeded
+    ///     from the system's generator; pass a seeded one (or a host's) so that a run repeats.
     ///   - telemetry: Where every breaker reports.
     ///   - taskExecutor: The executor preference for the breakers' timer tasks.
     public init(

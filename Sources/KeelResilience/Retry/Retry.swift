@@ -51,7 +51,8 @@ public final class Retry: ResilienceStrategy {
     ///   - configuration: Attempts, backoff, predicates and budget; checked with `precondition`.
     ///   - clock: The clock the backoff sleeps on and the deadline is read from;
     ///     `ContinuousClock` by default, a `TestClock` in tests.
-    ///   - random: Where jitter is drawn from; seed it to repeat a schedule.
+    ///   - random: Where jitter is drawn from; seed it to repeat a schedule. By default a new
+    ///     source seeded from the system's generator.
     ///   - telemetry: Where metrics go; handlers are made here, once.
     public init(
         name: String = "retry",

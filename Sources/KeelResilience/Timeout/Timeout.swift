@@ -41,7 +41,8 @@ public struct Timeout: ResilienceStrategy {
     ///     by default, a `TestClock` in tests. A deadline made on a clock of another kind is
     ///     ignored.
     ///   - random: Where the ids of a new trace context come from when the caller has none
-    ///     (needed to carry the deadline to the operation).
+    ///     (needed to carry the deadline to the operation). By default a new source seeded from
+    ///     the system's generator; pass a seeded one (or a host's) so that a run repeats.
     public init(
         name: String = "timeout",
         duration: Duration,

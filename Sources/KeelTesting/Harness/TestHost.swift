@@ -57,6 +57,8 @@ public struct TestHost: Sendable {
     ///   - configuration: The host's settings; periodic health checks off by default.
     ///   - clock: The clock; a new one at zero by default.
     ///   - seed: The seed of the host's random source.
+    ///   - register: Registers more services after `services`, such as those a factory builds
+    ///     (``/Keel/ServiceHost/register(_:loadBalancing:_:)``); nothing by default.
     ///   - body: The test.
     /// - Returns: What `body` returns.
     /// - Throws: What registration, start or `body` throws.
@@ -65,9 +67,17 @@ public struct TestHost: Sendable {
         configuration: ServiceHost.Configuration = TestHost.defaultConfiguration,
         clock: TestClock = TestClock(),
         seed: UInt64 = 1,
+        register: (ServiceHost) async throws -> Void = { _ in },
         _ body: (TestHost) async throws -> T
     ) async throws -> T {
-        try await self.with(services: services, configuration: configuration, clock: clock, seed: seed, body)
+        try await self.with(
+            services: services,
+            configuration: configuration,
+            clock: clock,
+            seed: seed,
+            register: register,
+            body
+        )
     }
 
     /// Registers `services`, starts the host, runs `body`, and shuts the host down however `body`
@@ -77,6 +87,8 @@ public struct TestHost: Sendable {
     ///   - configuration: The host's settings; periodic health checks off by default.
     ///   - clock: The clock; a new one at zero by default.
     ///   - seed: The seed of the host's random source.
+    ///   - register: Registers more services after `services`, such as those a factory builds
+    ///     (``/Keel/ServiceHost/register(_:loadBalancing:_:)``); nothing by default.
     ///   - body: The test.
     /// - Returns: What `body` returns.
     /// - Throws: What registration, start or `body` throws.
@@ -85,6 +97,7 @@ public struct TestHost: Sendable {
         configuration: ServiceHost.Configuration = TestHost.defaultConfiguration,
         clock: TestClock = TestClock(),
         seed: UInt64 = 1,
+        register: (ServiceHost) async throws -> Void = { _ in },
         _ body: (TestHost) async throws -> T
     ) async throws -> T {
         let telemetry = InMemoryRecorder(clock: clock)
@@ -97,8 +110,14 @@ public struct TestHost: Sendable {
             telemetry: telemetry,
             random: RandomSource(seed: seed)
         )
-        for service in services {
-            try await host.register(service)
+        do {
+            for service in services {
+                try await host.register(service)
+            }
+            try await register(host)
+        } catch {
+            await host.shutdown()
+            throw error
         }
         let events = try EventRecorder(bus: host.bus)
         if let recorder = events.subscriptionID { faults.exempt(recorder) }

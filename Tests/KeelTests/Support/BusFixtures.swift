@@ -51,7 +51,8 @@ enum BusFixtures {
         var description: String { "handler failed on \(self.sequence)" }
     }
 
-    /// The wall-clock time every fixture bus stamps on its envelopes.
+    /// The wall-clock time every fixture bus stamps on its envelopes (its wall clock is fixed at
+    /// this many nanoseconds since the epoch).
     static let publicationTime = Date(timeIntervalSince1970: 1_700_000_000)
 
     // MARK: Buses
@@ -71,7 +72,7 @@ enum BusFixtures {
             clock: clock,
             telemetry: telemetry,
             random: random,
-            wallClock: { publicationTime }
+            wallClock: .fixed(nanosecondsSinceEpoch: 1_700_000_000_000_000_000)
         )
         let result: T
         do {

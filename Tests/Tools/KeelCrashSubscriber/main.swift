@@ -58,6 +58,7 @@ struct OrderShipped: DomainEvent {
 
 actor Shipping: ServiceActor {
     static let name: ServiceName = "shipping"
+    static let publishes: [any DomainEvent.Type] = [OrderShipped.self]
     private var environment: ServiceEnvironment?
 
     func start(_ environment: ServiceEnvironment) async throws {
