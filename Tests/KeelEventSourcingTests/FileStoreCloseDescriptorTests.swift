@@ -129,7 +129,9 @@ struct FileStoreCloseDescriptorTests {
             release.wait()
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
+            // The read blocks a thread of its own, not one of the cooperative pool's (two here),
+            // which the test and the tests running beside it need meanwhile.
+            group.addTask(executorPreference: MarkedExecutor()) {
                 let events = try await store.readAll(from: 0, limit: .max)
                 #expect(Self.matches(events, positions: 0..<300))
             }
@@ -315,7 +317,8 @@ struct FileStoreCloseDescriptorTests {
             release.wait()
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
+            // The read blocks a thread of its own, not one of the cooperative pool's.
+            group.addTask(executorPreference: MarkedExecutor()) {
                 let read = try store.value(forKey: "k", in: "n")
                 #expect(read == Self.value(1, count: 5_000))
             }
