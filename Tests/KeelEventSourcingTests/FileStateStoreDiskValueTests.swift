@@ -66,7 +66,8 @@ struct FileStateStoreDiskValueTests {
         try Self.expectAll(store, sizes: Self.sizes, "after compaction")
         try await store.namespace("n").put([9], forKey: "later")
         await store.close()
-        try Self.expectAll(store, sizes: Self.sizes, "after close")
+        let closed = #expect(throws: KeyValueStoreError.self) { _ = try store.value(forKey: "k8", in: "n") }
+        #expect(closed?.code == .closed)
 
         let reopened = try FileStateStore(directory: directory.path, configuration: configuration)
         try Self.expectAll(reopened, sizes: Self.sizes, "after reopen")
@@ -190,7 +191,9 @@ struct FileStateStoreDiskValueTests {
         await store.close()
     }
 
-    @Test("reads from many tasks during commits, compactions and close never fail and never see other bytes")
+    @Test(
+        "reads from many tasks during commits, compactions and close never see other bytes, and fail only as closed once close() is called"
+    )
     func readsDuringCompactionAndClose() async throws {
         let directory = TemporaryDirectory("state-disk-concurrent")
         defer { directory.remove() }
@@ -204,6 +207,7 @@ struct FileStateStoreDiskValueTests {
         let rounds = TestEnvironment.scaled(100)
         let readers = 4
         // Readers go on until the store is closed, and some passes beyond.
+        let closing = Flag()
         let closed = Flag()
         let failures = try await withThrowingTaskGroup(of: Int.self) { group in
             for reader in 0..<readers {
@@ -215,11 +219,11 @@ struct FileStateStoreDiskValueTests {
                         if closed.isSet { passesAfterClose += 1 }
                         pass += 1
                         let key = (pass * 7 + reader) % keys
-                        do {
+                        do throws(KeyValueStoreError) {
                             let read = try store.value(forKey: "k\(key)", in: "n")
                             if !(0...rounds).contains(where: { read == value(key, round: $0) }) { failures += 1 }
                         } catch {
-                            failures += 1
+                            if error.code != .closed || !closing.isSet { failures += 1 }
                         }
                         // Two cores: let the committing task have a turn beside the readers.
                         if pass % 16 == 0 { await Task.yield() }
@@ -236,6 +240,7 @@ struct FileStateStoreDiskValueTests {
                     try await store.commit(batch, in: "n")
                     try await store.compact()
                 }
+                closing.set()
                 await store.close()
                 closed.set()
                 return 0
@@ -244,11 +249,18 @@ struct FileStateStoreDiskValueTests {
         }
         #expect(failures == 0)
         #expect(store.statistics.compactions == rounds)
-        // After close every value still reads, from the generation the store kept open.
+        // After close every read fails as closed; the store kept no file open.
         for key in 0..<keys {
-            let read = try store.value(forKey: "k\(key)", in: "n")
-            #expect((0...rounds).contains { read == value(key, round: $0) })
+            let error = #expect(throws: KeyValueStoreError.self) { _ = try store.value(forKey: "k\(key)", in: "n") }
+            #expect(error?.code == .closed)
         }
         #expect(Support.stateFiles(directory).count == 1)
+        if OpenDescriptors.isAvailable { #expect(OpenDescriptors.paths(under: directory.path) == []) }
+        let reopened = try FileStateStore(directory: directory.path)
+        for key in 0..<keys {
+            let read = try reopened.value(forKey: "k\(key)", in: "n")
+            #expect((0...rounds).contains { read == value(key, round: $0) })
+        }
+        await reopened.close()
     }
 }

@@ -210,7 +210,7 @@ struct FileStateStoreTests {
         await compacted.close()
     }
 
-    @Test("after close, commits fail as closed in both stores and reads still answer")
+    @Test("after close, commits and reads of values fail as closed in both stores; keys still answer")
     func closed() async throws {
         let directory = TemporaryDirectory("state-closed")
         defer { directory.remove() }
@@ -225,7 +225,10 @@ struct FileStateStoreTests {
                 try await store.namespace("n").put([2], forKey: "k")
             }
             #expect(error?.code == .closed)
-            #expect(try store.value(forKey: "k", in: "n") == [1])
+            let read = #expect(throws: KeyValueStoreError.self) { _ = try store.value(forKey: "k", in: "n") }
+            #expect(read?.code == .closed)
+            #expect(store.keys(withPrefix: "", in: "n") == ["k"])
+            #expect(store.namespaces() == ["n"])
         }
         await file.close()  // again: nothing happens
     }

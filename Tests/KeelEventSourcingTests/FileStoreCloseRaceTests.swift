@@ -1,5 +1,6 @@
 import Foundation
 import KeelCore
+import KeelTestSupport
 import KeelTesting
 import Testing
 
@@ -43,7 +44,9 @@ struct FileStoreCloseRaceTests {
             release.wait()
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
+            // The read blocks a thread of its own, not one of the cooperative pool's (two here),
+            // which the test and the tests running beside it need meanwhile.
+            group.addTask(executorPreference: MarkedExecutor()) {
                 let events = try await store.readAll(from: 0, limit: .max)
                 #expect(events.map(\.position) == Array(0..<300))
             }

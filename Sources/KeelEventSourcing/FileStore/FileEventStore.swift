@@ -62,7 +62,7 @@ import Darwin
 /// Advisory locks on the directory itself and on its `LOCK` file make a second opener of the same
 /// directory (in this process or another) fail with ``EventStoreError/Code/locked``; deleting the
 /// `LOCK` file under an open store does not let a second writer in, since the directory stays
-/// locked. ``close()`` releases both.
+/// locked. ``close()`` releases both, with every other descriptor of the store.
 public final class FileEventStore: EventStore {
     /// The directory the store lives in.
     public let directory: String
@@ -72,11 +72,6 @@ public final class FileEventStore: EventStore {
     public let recoveryReport: RecoveryReport
 
     let state: ConditionLock<State>
-    private let lockFile: FileDescriptor
-    /// The directory, opened to hold a lock that deleting `LOCK` cannot take away.
-    private let directoryLock: FileDescriptor
-    /// The `HIGHWATER` file, written by the writer thread; closed once the writer has stopped.
-    private let markFile: FileDescriptor
 
     /// Where a record is.
     struct Location: Sendable {
@@ -148,6 +143,9 @@ public final class FileEventStore: EventStore {
 
     struct State: Sendable {
         var segments: [Segment]
+        /// The directory, `LOCK` and `HIGHWATER`, held until the store is released; `nil` from then
+        /// on (see ``FileEventStore/release()``).
+        var files: StoreFiles?
         var locations: [Location]
         var streams: [StreamID: CommittedStream]
         var assigned: [StreamID: AssignedStream]
@@ -169,6 +167,9 @@ public final class FileEventStore: EventStore {
         var writerWaitsFor = 0
         /// The writer thread; taken (to be joined) by the first close.
         var writerThread: JoinableThread?
+        /// Closes that found another close stopping the writer: resumed once it has released the
+        /// store's files.
+        var closeWaiters: [CheckedContinuation<Void, Never>] = []
 
         /// Stream changes (metadata and deletion records) numbered so far, and written so far.
         var assignedChanges: UInt64 = 0
@@ -276,6 +277,7 @@ public final class FileEventStore: EventStore {
             self.state = ConditionLock(
                 State(
                     segments: recovery.segments,
+                    files: StoreFiles(directory: directoryLock, lock: lockFile, mark: markFile),
                     locations: recovery.locations,
                     streams: recovery.streams,
                     assigned: recovery.streams.mapValues {
@@ -291,9 +293,6 @@ public final class FileEventStore: EventStore {
             directoryLock.close()
             throw error
         }
-        self.lockFile = lockFile
-        self.directoryLock = directoryLock
-        self.markFile = markFile
         let state = self.state
         let writer = Writer(
             state: state,
@@ -306,48 +305,85 @@ public final class FileEventStore: EventStore {
     }
 
     deinit {
-        self.stopWriter()
-        self.state.withLock { state in
-            for segment in state.segments { segment.descriptor.close() }
-            state.segments = []
-        }
-        self.markFile.close()
-        self.lockFile.close()
-        self.directoryLock.close()
+        // A store that was closed has nothing left to release; one that was not is closed here.
+        self.stopWriter()?.join()
+        self.release()
     }
 
-    /// Finishes the queued appends, stops the writer thread, closes the files and releases the
-    /// directory's lock. Appends and reads made afterwards fail with
-    /// ``EventStoreError/Code/closed``; subscriptions waiting for new events end. Calling it again
-    /// does nothing.
+    /// Closes the store: finishes the appends queued before it, stops the writer thread, and
+    /// closes every file descriptor the store holds — the segments, `HIGHWATER`, and the `LOCK`
+    /// file and the directory, whose locks go with them, so that the directory can be opened
+    /// again at once.
+    ///
+    /// When it returns, the store holds no descriptor, even while the object lives on (a
+    /// projection runner or a service's ``NamespacedEventStore`` may keep a reference to it),
+    /// with one exception: the segments that reads in flight at that moment are reading stay open
+    /// until the last of those reads ends, so that no read uses a descriptor that was closed (or
+    /// reused by another file) under it. Appends, reads and other calls made once it has been
+    /// called fail with ``EventStoreError/Code/closed``; subscriptions waiting for new events end.
+    ///
+    /// It blocks its thread while the writer finishes the queued appends (it does not suspend
+    /// for them), and it is not cancellable. Calling it again, or concurrently, does nothing but
+    /// wait until the first call has released the store's descriptors.
     public func close() async {
-        self.stopWriter()
-        let (waiters, unused) = self.state.withLock { state in
-            defer {
-                state.headWaiters = [:]
-                state.segments = []
-            }
-            guard state.readers == 0 else {
-                state.closedWhileReading += state.segments
-                return (state.headWaiters.values.map(\.continuation), [Segment]())
-            }
-            return (state.headWaiters.values.map(\.continuation), state.segments)
+        guard let writer = self.stopWriter() else {
+            await self.waitUntilReleased()
+            return
         }
-        for segment in unused { segment.descriptor.close() }
-        for waiter in waiters { waiter.resume() }
-        _ = flock(self.lockFile.raw, LOCK_UN)
-        _ = flock(self.directoryLock.raw, LOCK_UN)
+        writer.join()
+        self.release()
     }
 
-    /// Marks the store closing, lets the writer drain its queue, and joins it (first caller only).
-    private func stopWriter() {
+    /// Marks the store closing and wakes the writer, which drains its queue and returns.
+    /// - Returns: The writer thread, for the first caller only, who joins it.
+    private func stopWriter() -> JoinableThread? {
         let thread = self.state.withLock { state in
             state.isClosing = true
             defer { state.writerThread = nil }
             return state.writerThread
         }
         self.state.signal()
-        thread?.join()
+        return thread
+    }
+
+    /// Once the writer has stopped: closes the segments — those that reads in flight took are
+    /// left to the last of them (see ``read(_:)``) — and the files in ``State/files``; then resumes
+    /// the callers waiting for new events and the closes waiting for this one. Runs once with
+    /// effect: it takes what it closes out of the state, and a second run finds nothing.
+    private func release() {
+        let (segments, files, headWaiters, closeWaiters) = self.state.withLock { state in
+            defer {
+                state.segments = []
+                state.files = nil
+                state.headWaiters = [:]
+                state.closeWaiters = []
+            }
+            var segments = state.segments
+            if state.readers > 0 {
+                state.closedWhileReading += segments
+                segments = []
+            }
+            return (segments, state.files, state.headWaiters.values.map(\.continuation), state.closeWaiters)
+        }
+        for segment in segments { segment.descriptor.close() }
+        files?.close()
+        for waiter in headWaiters { waiter.resume() }
+        for waiter in closeWaiters { waiter.resume() }
+    }
+
+    /// Waits until the close that stopped the writer has released the store's files (at once if
+    /// it has). Not cancellable: that close only finishes the appends queued before it.
+    private func waitUntilReleased() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let isReleased = self.state.withLock { state -> Bool in
+                guard state.files == nil else {
+                    state.closeWaiters.append(continuation)
+                    return false
+                }
+                return true
+            }
+            if isReleased { continuation.resume() }
+        }
     }
 
     // MARK: EventStore

@@ -52,8 +52,9 @@ package final class FileStoreFaults: Sendable {
     }
 
     /// Runs `hook` (once) in the next read, after the read has chosen its records and taken the
-    /// segments' descriptors, before it reads them: a test blocks there to close the store under
-    /// the read.
+    /// segments' descriptors (in a ``FileStateStore``: a value on disk, and the current
+    /// generation's file), before it reads them: a test blocks there to close the store under the
+    /// read.
     package func beforeNextRead(_ hook: @escaping @Sendable () -> Void) {
         self.state.withLock { $0.readHook = hook }
     }

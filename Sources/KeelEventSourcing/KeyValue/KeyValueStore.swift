@@ -24,8 +24,9 @@ public protocol KeyValueStore: Sendable {
     /// - Returns: The value.
     /// - Throws: ``KeyValueStoreError``: ``KeyValueStoreError/Code/corrupted`` when the stored
     ///   value is damaged (a store never returns bytes other than those committed),
-    ///   ``KeyValueStoreError/Code/storeFailed`` when reading it fails. A store that holds its
-    ///   values in memory never throws.
+    ///   ``KeyValueStoreError/Code/storeFailed`` when reading it fails,
+    ///   ``KeyValueStoreError/Code/closed`` when it reads a ``StateStore`` that was closed. A store
+    ///   that holds its values in memory throws nothing else.
     func value(forKey key: String) async throws(KeyValueStoreError) -> [UInt8]?
 
     /// The keys that start with `prefix`, in ascending order; an empty prefix lists every key.

@@ -30,7 +30,7 @@ public struct KeyValueStoreError: Error, Sendable, CustomStringConvertible {
         public static let corrupted = Code(.corrupted)
         /// The underlying store failed (an I/O error, a locked directory); the cause says how.
         public static let storeFailed = Code(.storeFailed)
-        /// The store was closed: no commit is accepted any more.
+        /// The store was closed: no commit is accepted any more, and a state store reads no value.
         public static let closed = Code(.closed)
         /// A commit larger than the largest record the store writes
         /// (``FileStateStore/Configuration/maxRecordSize``).

@@ -18,7 +18,7 @@ extension FileStateStore {
         public var compactionRatio: Double = 2
         /// Never compact on its own a file smaller than this; default 4 MiB.
         public var compactionMinimumBytes: Int = 4 << 20
-        /// Faults to inject into writes and syncs (tests only).
+        /// Faults to inject into writes and syncs, and a hook in reads (tests only).
         package var faults: FileStoreFaults?
 
         /// The default configuration.

@@ -66,9 +66,6 @@ public final class FileStateStore: StateStore {
     public let recoveryReport: RecoveryReport
 
     let state: ConditionLock<State>
-    private let lockFile: FileDescriptor
-    private let directoryLock: FileDescriptor
-    private let markFile: FileDescriptor
 
     struct Pending {
         /// The batch record's body, its sequence left for the writer to fill in.
@@ -81,8 +78,12 @@ public final class FileStateStore: StateStore {
     struct State {
         var index: StateIndex
         var generation: UInt64
-        /// The current generation's file: `nil` only once the store is released.
+        /// The current generation's file: `nil` only once the store is released. Reads hold a
+        /// reference while they read it; the last reference closes it.
         var file: StateFileHandle?
+        /// The directory, `LOCK` and `STATEMARK`, held until the store is released; `nil` from then
+        /// on (see ``FileStateStore/release()``).
+        var files: StoreFiles?
         var fileSize: Int
         var sequence: UInt64
         var compactions = 0
@@ -90,7 +91,11 @@ public final class FileStateStore: StateStore {
         var compactionRequests: [CheckedContinuation<Result<Void, KeyValueStoreError>, Never>] = []
         var failure: KeyValueStoreError?
         var isClosing = false
+        /// The writer thread; taken (to be joined) by the first close.
         var writerThread: JoinableThread?
+        /// Closes that found another close stopping the writer: resumed once it has released the
+        /// store's files.
+        var closeWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
     /// Opens the store in `directory`, creating the directory and the first generation if
@@ -139,9 +144,6 @@ public final class FileStateStore: StateStore {
                 batches: recovery.sequence
             ).write(to: markFile)
             if recovery.mark == nil { try FileDescriptor.syncDirectory(directory) }
-            self.lockFile = lockFile
-            self.directoryLock = directoryLock
-            self.markFile = markFile
             self.recoveryReport = RecoveryReport(
                 cuts: recovery.cuts,
                 generation: recovery.generation,
@@ -153,6 +155,7 @@ public final class FileStateStore: StateStore {
                     index: recovery.index,
                     generation: recovery.generation,
                     file: file,
+                    files: StoreFiles(directory: directoryLock, lock: lockFile, mark: markFile),
                     fileSize: recovery.size,
                     sequence: recovery.sequence
                 )
@@ -172,37 +175,86 @@ public final class FileStateStore: StateStore {
     }
 
     deinit {
-        self.stopWriter()
-        self.state.withLock { $0.file = nil }
-        self.markFile.close()
-        self.lockFile.close()
-        self.directoryLock.close()
+        // A store that was closed has nothing left to release; one that was not is closed here.
+        self.stopWriter()?.join()
+        self.release()
     }
 
-    /// Finishes the queued commits, writes a last high-water mark, stops the writer thread and
-    /// releases the directory. Later commits fail with ``KeyValueStoreError/Code/closed``; reads
-    /// go on answering, from the index in memory and the current generation's file, which stays
-    /// open (read only from here on) until the store is deinitialized. Calling it again does
-    /// nothing.
+    /// Closes the store: finishes the commits (and compactions) queued before it, writes a last
+    /// high-water mark, stops the writer thread, and closes every file descriptor the store holds
+    /// — the current generation's file, `STATEMARK`, and the `LOCK` file and the directory, whose
+    /// locks go with them, so that the directory can be opened again at once.
+    ///
+    /// When it returns, the store holds no descriptor, even while the object lives on (a service
+    /// or a projection may keep a reference to it), with one exception: a read of a value on disk
+    /// that is in flight at that moment keeps the generation's file open until it ends (the last
+    /// such read closes it), so that no read uses a descriptor that was closed (or reused by
+    /// another file) under it. Once it has been called, commits, compactions and
+    /// ``value(forKey:in:)`` fail with ``KeyValueStoreError/Code/closed``; ``keys(withPrefix:in:)``,
+    /// ``namespaces()`` and ``statistics``, which need no file, answer from the index as it was
+    /// when the store closed.
+    ///
+    /// It blocks its thread while the writer finishes the queued commits (it does not suspend
+    /// for them), and it is not cancellable. Calling it again, or concurrently, does nothing but
+    /// wait until the first call has released the store's descriptors.
     public func close() async {
-        self.stopWriter()
-        self.state.withLock { state in
-            if state.failure == nil {
-                state.failure = KeyValueStoreError(code: .closed, namespace: "", message: "the state store is closed")
-            }
+        guard let writer = self.stopWriter() else {
+            await self.waitUntilReleased()
+            return
         }
-        _ = flock(self.lockFile.raw, LOCK_UN)
-        _ = flock(self.directoryLock.raw, LOCK_UN)
+        writer.join()
+        self.release()
     }
 
-    private func stopWriter() {
+    /// Marks the store closing and wakes the writer, which drains its queue and returns.
+    /// - Returns: The writer thread, for the first caller only, who joins it.
+    private func stopWriter() -> JoinableThread? {
         let thread = self.state.withLock { state in
             state.isClosing = true
             defer { state.writerThread = nil }
             return state.writerThread
         }
         self.state.signal()
-        thread?.join()
+        return thread
+    }
+
+    /// Once the writer has stopped: refuses later commits, drops the store's reference to the
+    /// current generation's file (which closes it, unless reads in flight hold it: then the last of
+    /// them does), closes the files in ``State/files``, and resumes the closes waiting for this
+    /// one. Runs once with effect: it takes what it closes out of the state, and a second run finds
+    /// nothing.
+    private func release() {
+        let (files, waiters) = self.state.withLock { state in
+            if state.failure == nil { state.failure = Self.closedError(namespace: "") }
+            // As when compaction replaces the file: if no read holds it, the handle closes it here.
+            state.file = nil
+            defer {
+                state.files = nil
+                state.closeWaiters = []
+            }
+            return (state.files, state.closeWaiters)
+        }
+        files?.close()
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Waits until the close that stopped the writer has released the store's files (at once if
+    /// it has). Not cancellable: that close only finishes the commits queued before it.
+    private func waitUntilReleased() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let isReleased = self.state.withLock { state -> Bool in
+                guard state.files == nil else {
+                    state.closeWaiters.append(continuation)
+                    return false
+                }
+                return true
+            }
+            if isReleased { continuation.resume() }
+        }
+    }
+
+    static func closedError(namespace: String) -> KeyValueStoreError {
+        KeyValueStoreError(code: .closed, namespace: namespace, message: "the state store is closed")
     }
 
     // MARK: StateStore
@@ -213,7 +265,9 @@ public final class FileStateStore: StateStore {
     /// generation's file with one `pread`, on the calling thread and without the store's lock
     /// (it does not suspend), and checked against the CRC-32C the index holds for it: a value
     /// whose bytes changed on disk is never returned. Reads run concurrently with each other, with
-    /// commits, with compaction and with ``close()``.
+    /// commits, with compaction and with ``close()``: a read that took the file before the store
+    /// closed finishes on it (the file closes when the last such read ends); a read that comes
+    /// after ``close()`` was called fails with ``KeyValueStoreError/Code/closed``.
     /// - Parameters:
     ///   - key: The key.
     ///   - namespace: The namespace.
@@ -221,12 +275,17 @@ public final class FileStateStore: StateStore {
     /// - Throws: ``KeyValueStoreError``: ``KeyValueStoreError/Code/corrupted`` when the value's
     ///   bytes on disk fail their checksum or the file ends before them (the message names the
     ///   file and offset; reopening reports the damaged record), ``KeyValueStoreError/Code/storeFailed``
-    ///   when the system refuses the read.
+    ///   when the system refuses the read, ``KeyValueStoreError/Code/closed`` once ``close()`` was
+    ///   called.
     public func value(forKey key: String, in namespace: String) throws(KeyValueStoreError) -> [UInt8]? {
-        let (entry, file) = self.state.withLock { ($0.index.entry(forKey: key, in: namespace), $0.file) }
+        let (entry, file) = try self.state.withLock { state throws(KeyValueStoreError) in
+            guard !state.isClosing else { throw Self.closedError(namespace: namespace) }
+            return (state.index.entry(forKey: key, in: namespace), state.file)
+        }
         guard let entry else { return nil }
         if entry.isInline { return entry.inlineValue }
         guard let file else { preconditionFailure("a state store read without a file") }
+        self.configuration.faults?.beforeRead()
         return try file.value(of: entry, namespace: namespace, key: key)
     }
 
@@ -279,9 +338,7 @@ public final class FileStateStore: StateStore {
         let result = await withCheckedContinuation { continuation in
             let refused = self.state.withLock { state -> KeyValueStoreError? in
                 if let failure = state.failure { return failure }
-                if state.isClosing {
-                    return KeyValueStoreError(code: .closed, namespace: namespace, message: "the state store is closed")
-                }
+                if state.isClosing { return Self.closedError(namespace: namespace) }
                 state.queue.append(Pending(body: body, operations: operations, continuation: continuation))
                 return nil
             }
@@ -306,9 +363,7 @@ public final class FileStateStore: StateStore {
         let result = await withCheckedContinuation { continuation in
             let refused = self.state.withLock { state -> KeyValueStoreError? in
                 if let failure = state.failure { return failure }
-                if state.isClosing {
-                    return KeyValueStoreError(code: .closed, namespace: "", message: "the state store is closed")
-                }
+                if state.isClosing { return Self.closedError(namespace: "") }
                 state.compactionRequests.append(continuation)
                 return nil
             }

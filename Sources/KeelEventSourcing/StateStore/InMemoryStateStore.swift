@@ -28,8 +28,15 @@ public final class InMemoryStateStore: StateStore {
     ///   - key: The key.
     ///   - namespace: The namespace.
     /// - Returns: The value, or `nil`.
-    public func value(forKey key: String, in namespace: String) -> [UInt8]? {
-        self.state.withLock { $0.entries.value(forKey: key, in: namespace) }
+    /// - Throws: ``KeyValueStoreError`` with ``KeyValueStoreError/Code/closed`` after ``close()``,
+    ///   as ``FileStateStore`` does.
+    public func value(forKey key: String, in namespace: String) throws(KeyValueStoreError) -> [UInt8]? {
+        try self.state.withLock { state throws(KeyValueStoreError) in
+            guard !state.isClosed else {
+                throw KeyValueStoreError(code: .closed, namespace: namespace, message: "the state store is closed")
+            }
+            return state.entries.value(forKey: key, in: namespace)
+        }
     }
 
     /// The keys of `namespace` starting with `prefix`, sorted; see
@@ -67,7 +74,9 @@ public final class InMemoryStateStore: StateStore {
         }
     }
 
-    /// Refuses later commits, as ``FileStateStore/close()`` does; reads go on.
+    /// Refuses later commits and reads of values with ``KeyValueStoreError/Code/closed``, as
+    /// ``FileStateStore/close()`` does; ``keys(withPrefix:in:)`` and ``namespaces()`` go on
+    /// answering.
     public func close() {
         self.state.withLock { $0.isClosed = true }
     }

@@ -30,7 +30,8 @@ public protocol StateStore: Sendable {
     /// - Returns: The value.
     /// - Throws: ``KeyValueStoreError``: ``KeyValueStoreError/Code/corrupted`` when the stored
     ///   value is damaged (a store never returns bytes other than those committed),
-    ///   ``KeyValueStoreError/Code/storeFailed`` when reading it fails.
+    ///   ``KeyValueStoreError/Code/storeFailed`` when reading it fails,
+    ///   ``KeyValueStoreError/Code/closed`` after the store closed.
     func value(forKey key: String, in namespace: String) throws(KeyValueStoreError) -> [UInt8]?
 
     /// The keys of `namespace` that start with `prefix`, in ascending order; an empty prefix lists
