@@ -115,6 +115,17 @@ struct HostTeardownTests {
         FileManager.default.temporaryDirectory.path + "/keel-teardown-\(UInt64.random(in: 0...UInt64.max))"
     }
 
+    /// The files under `directory` that this process holds open, from `/proc/self/fd` (empty
+    /// where there is no `/proc`).
+    static func openFiles(under directory: String) -> [String] {
+        let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        return descriptors.compactMap { descriptor in
+            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + descriptor)
+            else { return nil }
+            return target.hasPrefix(directory + "/") ? target : nil
+        }
+    }
+
     static func configuration(directory: String) -> ServiceHost.Configuration {
         var configuration = ServiceHost.Configuration()
         configuration.healthCheckInterval = nil
@@ -160,7 +171,8 @@ struct HostTeardownTests {
         // Its durable subscription's runner has ended.
         let runner = try #require(await subscriber.runner)
         #expect(await runner.running == false)
-        // The store is closed: its lock is free for a new store in the same directory.
+        // The store is closed: no file of it is open, and its lock is free for a new store.
+        #expect(Self.openFiles(under: directory).isEmpty)
         let reopened = try FileEventStore(directory: directory)
         await reopened.close()
         // The breaker's timer and event stream have ended: the host shut its policy down.
@@ -185,7 +197,11 @@ struct HostTeardownTests {
         try await host.start()
         let runner = try #require(await subscriber.runner)
         try await runner.waitUntilCaughtUp(to: 0)
+        if FileManager.default.fileExists(atPath: "/proc/self/fd") {
+            #expect(!Self.openFiles(under: directory).isEmpty, "the check sees the running store's files")
+        }
         await host.shutdown()
+        #expect(Self.openFiles(under: directory).isEmpty)
         #expect(await subscriber.deliveredOnExecutor == [true])
     }
 
