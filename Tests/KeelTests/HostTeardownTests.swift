@@ -115,17 +115,6 @@ struct HostTeardownTests {
         FileManager.default.temporaryDirectory.path + "/keel-teardown-\(UInt64.random(in: 0...UInt64.max))"
     }
 
-    /// The files under `directory` that this process holds open, from `/proc/self/fd` (empty
-    /// where there is no `/proc`).
-    static func openFiles(under directory: String) -> [String] {
-        let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
-        return descriptors.compactMap { descriptor in
-            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + descriptor)
-            else { return nil }
-            return target.hasPrefix(directory + "/") ? target : nil
-        }
-    }
-
     static func configuration(directory: String) -> ServiceHost.Configuration {
         var configuration = ServiceHost.Configuration()
         configuration.healthCheckInterval = nil
@@ -172,7 +161,7 @@ struct HostTeardownTests {
         let runner = try #require(await subscriber.runner)
         #expect(await runner.running == false)
         // The store is closed: no file of it is open, and its lock is free for a new store.
-        #expect(Self.openFiles(under: directory).isEmpty)
+        #expect(OpenDescriptors.paths(under: directory).isEmpty)
         let reopened = try FileEventStore(directory: directory)
         await reopened.close()
         // The breaker's timer and event stream have ended: the host shut its policy down.
@@ -197,22 +186,21 @@ struct HostTeardownTests {
         try await host.start()
         let runner = try #require(await subscriber.runner)
         try await runner.waitUntilCaughtUp(to: 0)
-        if FileManager.default.fileExists(atPath: "/proc/self/fd") {
-            #expect(!Self.openFiles(under: directory).isEmpty, "the check sees the running store's files")
+        if OpenDescriptors.isAvailable {
+            #expect(!OpenDescriptors.paths(under: directory).isEmpty, "the check sees the running store's files")
         }
         await host.shutdown()
-        #expect(Self.openFiles(under: directory).isEmpty)
+        #expect(OpenDescriptors.paths(under: directory).isEmpty)
         #expect(await subscriber.deliveredOnExecutor == [true])
     }
 
-    @Test("the first health check is bounded: start returns when health() does not answer")
-    func firstHealthCheckBounded() async throws {
-        let clock = TestClock()
+    /// Starts a host of `sluggish` on `clock` with a 2 s health timeout and no periodic checks:
+    /// its first check times out on the test clock, and start returns.
+    static func startPastFirstHealthCheck(_ sluggish: Sluggish, clock: TestClock) async throws -> ServiceHost {
         var configuration = ServiceHost.Configuration()
         configuration.healthCheckInterval = nil
         configuration.healthCheckTimeout = .seconds(2)
         configuration.storage = .inMemory
-        let sluggish = Sluggish(answersOnStop: true)
         let host = ServiceHost(configuration: configuration, clock: clock)
         try await host.register(sluggish)
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -221,6 +209,14 @@ struct HostTeardownTests {
             clock.advance(by: .seconds(2))
             try await group.waitForAll()
         }
+        return host
+    }
+
+    @Test("the first health check is bounded: start returns when health() does not answer")
+    func firstHealthCheckBounded() async throws {
+        let clock = TestClock()
+        let sluggish = Sluggish(answersOnStop: true)
+        let host = try await Self.startPastFirstHealthCheck(sluggish, clock: clock)
         #expect(await host.state == .running)
         #expect(host.registry.instances(of: Sluggish.name).allSatisfy { !$0.health.isLive })
         await host.shutdown()
@@ -230,20 +226,8 @@ struct HostTeardownTests {
     @Test("a round stops waiting at its timeout, does not ask a stuck instance again, and shutdown meets its deadline")
     func shutdownWithStuckHealthCheck() async throws {
         let clock = TestClock()
-        var configuration = ServiceHost.Configuration()
-        configuration.healthCheckInterval = nil
-        configuration.healthCheckTimeout = .seconds(2)
-        configuration.storage = .inMemory
         let sluggish = Sluggish(answersOnStop: false)
-        let host = ServiceHost(configuration: configuration, clock: clock)
-        try await host.register(sluggish)
-        // The first check times out on the test clock, and start returns.
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await host.start() }
-            await clock.waitForSleepers(count: 1)
-            clock.advance(by: .seconds(2))
-            try await group.waitForAll()
-        }
+        let host = try await Self.startPastFirstHealthCheck(sluggish, clock: clock)
         // A later round waits on the same unanswered check, up to its timeout.
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await host.checkHealth() }
