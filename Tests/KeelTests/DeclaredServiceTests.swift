@@ -129,6 +129,69 @@ struct DeclaredServiceTests {
         await host.shutdown()
     }
 
+    /// Subscribes durably under one name twice, or once per instance in a declared form.
+    actor Twice: ServiceActor {
+        static let name: ServiceName = "twice"
+        static let dependencies: [ServiceName] = [Notary.name]
+        let delivered = HostFixtures.Values<String>()
+        private(set) var secondAttempt: (any Error)?
+        let subscribesAgain: Bool
+
+        init(subscribesAgain: Bool) {
+            self.subscribesAgain = subscribesAgain
+        }
+
+        nonisolated func registerHandlers(_ handlers: inout RequestHandlers<Twice>) {
+            handlers.subscribeDurably(to: Noted.self, name: "notes") { service, event, _ in
+                service.delivered.append(event.text)
+            }
+        }
+
+        private var environment: ServiceEnvironment?
+
+        func durable() async -> DurableSubscription? {
+            await self.environment?.durableSubscription(named: "notes")
+        }
+
+        func start(_ environment: ServiceEnvironment) async throws {
+            self.environment = environment
+            guard self.subscribesAgain else { return }
+            // The declared one is made after `start`; this one takes the name first.
+            _ = try await environment.subscribeDurably(to: Noted.self, name: "mine") { _, _ in }
+            do {
+                _ = try await environment.subscribeDurably(to: Noted.self, name: "mine") { _, _ in }
+            } catch {
+                self.secondAttempt = error
+            }
+        }
+    }
+
+    @Test("a second durable subscription under a name the service already uses is refused")
+    func duplicateDurableSubscriptionName() async throws {
+        let twice = Twice(subscribesAgain: true)
+        try await TestHost.with(Notary(), twice) { _ in
+            let error = try #require(await twice.secondAttempt as? HostError)
+            #expect(error.code == .duplicateSubscription)
+            #expect(error.services == [Twice.name])
+        }
+    }
+
+    @Test(
+        "a declared durable subscription of a service with several instances is made once, and delivers each event once"
+    )
+    func declaredDurableSubscriptionOncePerService() async throws {
+        let notary = Notary()
+        let first = Twice(subscribesAgain: false)
+        let second = Twice(subscribesAgain: false)
+        try await TestHost.with(notary, first, second) { _ in
+            let environment = try #require(await notary.environment)
+            let published = try await environment.publishDurably(Noted(text: "once"))
+            let subscription = try #require(await first.durable())
+            try await subscription.waitUntilDelivered(through: published.positions.upperBound - 1)
+            #expect(first.delivered.all + second.delivered.all == ["once"])
+        }
+    }
+
     // MARK: Services built once, by a factory
 
     struct Deposited: DomainEvent, AggregateEvent {

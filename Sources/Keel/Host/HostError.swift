@@ -4,7 +4,7 @@ public struct HostError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Base: String, Hashable, Sendable {
             case missingDependency, dependencyCycle, conflictingRegistration, duplicateHandler
-            case startFailed, stopFailed, invalidState, undeclaredPublication
+            case startFailed, stopFailed, invalidState, undeclaredPublication, duplicateSubscription
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -32,6 +32,10 @@ public struct HostError: Error, Sendable, CustomStringConvertible {
         /// ``ServiceActor/publishes``, or publishes durably a type that it does not list there.
         /// ``HostError/services`` holds the service that subscribed or published.
         public static let undeclaredPublication = Code(.undeclaredPublication)
+        /// A service subscribed durably under a name one of its running durable subscriptions
+        /// already has: the two would share one checkpoint. ``HostError/services`` holds the
+        /// service.
+        public static let duplicateSubscription = Code(.duplicateSubscription)
 
         /// The code's name.
         public var description: String { self.base.rawValue }

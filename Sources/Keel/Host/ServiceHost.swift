@@ -543,7 +543,8 @@ public actor ServiceHost {
             (service, declared) = (registered, instance.declared)
         }
         try await service.start(environment)
-        for subscription in declared {
+        // A durable subscription is the service's (one checkpoint): its first instance makes it.
+        for subscription in declared where subscription.durableType == nil || instance.id.index == 0 {
             try await subscription.make(environment)
         }
     }

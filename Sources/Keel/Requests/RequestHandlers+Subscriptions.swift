@@ -87,8 +87,10 @@ extension RequestHandlers {
         )
     }
 
-    /// Declares a durable subscription to events of type `E`, which the host makes for each
-    /// instance when it has started, and stops before it stops.
+    /// Declares a durable subscription to events of type `E`, which the host makes once per
+    /// service, with its first instance, when that instance has started, and stops before it
+    /// stops. (A durable subscription's checkpoint is the service's: a runner per instance would
+    /// deliver every event once per instance.) Its handler runs on that first instance.
     ///
     /// The same as ``ServiceEnvironment/subscribeDurably(to:name:configuration:_:)`` called at the
     /// end of ``ServiceActor/start(_:)`` (at least once, in global order, from where the

@@ -107,14 +107,17 @@ public struct ServiceEnvironment: Sendable {
     /// type name is `E`'s (a private aggregate event stays private).
     /// - Parameters:
     ///   - type: The event type.
-    ///   - name: The subscription's name, unique within this service; it names its checkpoint.
+    ///   - name: The subscription's name, unique within this service (all its instances); it names
+    ///     its checkpoint.
     ///   - configuration: Attempts and backoff for a failing handler (waits on the host's clock,
     ///     jitter from its random source), and what to do after the last one.
     ///   - handler: Called once per event (again after a crash before its checkpoint was
     ///     committed: make it idempotent, for example by the event's id).
     /// - Returns: The subscription, to inspect and resubmit its publications.
     /// - Throws: ``HostError`` with ``HostError/Code-swift.struct/undeclaredPublication`` when no
-    ///   registered service declares `E`; what ``storage()`` throws.
+    ///   registered service declares `E`, or with
+    ///   ``HostError/Code-swift.struct/duplicateSubscription`` when this service (any of its
+    ///   instances) already runs a durable subscription named `name`; what ``storage()`` throws.
     public func subscribeDurably<E: DomainEvent>(
         to type: E.Type,
         name: String,

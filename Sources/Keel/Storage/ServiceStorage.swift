@@ -168,10 +168,19 @@ actor HostStorage {
     ///
     /// A runner is never left running after ``close()``: it is kept before it starts, so a
     /// `close` that runs while it starts either stops it or is seen here afterwards.
-    /// - Throws: ``/KeelEventSourcing/EventStoreError/Code/closed`` when the storage is closed.
+    /// - Throws: ``/KeelEventSourcing/EventStoreError/Code/closed`` when the storage is closed;
+    ///   ``HostError`` with ``HostError/Code-swift.struct/duplicateSubscription`` when `service`
+    ///   already runs a durable subscription of that name (the two would share its checkpoint).
     func start(_ subscription: DurableSubscription, for service: ServiceName) async throws {
         guard !self.isClosed else {
             throw EventStoreError(code: .closed, message: "the host has shut down its storage")
+        }
+        if self.subscriptions[service]?.contains(where: { $0.name == subscription.name }) == true {
+            throw HostError(
+                code: .duplicateSubscription,
+                services: [service],
+                message: "\(service) already has a durable subscription named \(subscription.name)"
+            )
         }
         let runner = subscription.runner
         self.subscriptions[service, default: []].append(subscription)
