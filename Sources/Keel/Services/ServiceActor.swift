@@ -63,8 +63,9 @@ public protocol ServiceActor: Actor {
     ///
     /// Keep what the environment offers, or start what the service owns (a projection runner),
     /// here. Subscriptions declared in ``registerHandlers(_:)`` are made when this returns;
-    /// subscriptions can also be made here, through the environment. Throwing stops every service
-    /// that already started, in reverse order, and fails ``ServiceHost/start()``.
+    /// subscriptions can also be made here, through the environment. Throwing stops this service
+    /// (``stop()`` is called, to release what it set up before it threw) and every service that
+    /// already started, in reverse order, and fails ``ServiceHost/start()``.
     ///
     /// A service whose dependencies exist only once it runs (repositories on its storage) can
     /// instead be built by a factory with them, as non-optional `let`s: see
@@ -75,7 +76,8 @@ public protocol ServiceActor: Actor {
     func start(_ environment: ServiceEnvironment) async throws
 
     /// Stops the service. Called once, after its subscriptions have ended and before the services
-    /// it depends on stop. An error is reported and the host goes on stopping the others.
+    /// it depends on stop, also when this service's own ``start(_:)`` threw: release what was set
+    /// up and skip what was not. An error is reported and the host goes on stopping the others.
     /// - Throws: Any error; it is reported, not rethrown by the host.
     func stop() async throws
 
