@@ -34,6 +34,16 @@ import Synchronization
 /// (``Configuration/window`` updates are O(1)); a transition that needs a timer starts it from the
 /// recording call, without waiting.
 ///
+/// The commonest outcome takes no lock: a success (not slow) of a closed breaker with a
+/// count-based window is counted with one compare-and-swap while no run of successes could open
+/// the breaker (its failures stay under the thresholds even at
+/// ``Configuration/minimumNumberOfCalls``) and nobody consumes ``events(bufferSize:)`` (each
+/// success is then an event, published in order under the lock). The count is folded into the
+/// window, in order, by the next call that takes the lock — a failure, a transition, a
+/// ``metrics`` read — so the window and ``metrics`` are exactly what recording each success under
+/// the lock would have made them. A success of a state that has since ended is dropped, as under
+/// the lock (the generation is compared modulo 2^32).
+///
 /// ``acquirePermit()`` is the same admission without the closure: it returns a noncopyable
 /// ``Permit`` that records the call's outcome once, and gives its slot back if it is dropped.
 ///
@@ -58,6 +68,11 @@ public actor CircuitBreaker {
     /// `generation << 8 | state`, mirrored from ``machine`` under its lock, for lock-free admission.
     private nonisolated let stateWord = Atomic<UInt64>(0)
     private nonisolated let notPermittedCount = Atomic<Int>(0)
+    /// Successes counted without the lock, not yet folded into the machine:
+    /// `generation << 32 | accepting << 31 | count`, with the low 32 bits of the generation. The
+    /// accepting bit mirrors the machine's ``CircuitBreakerStateMachine/acceptsSuccessesOutsideLock``;
+    /// whoever takes the machine's lock first takes the count (clearing the bit until it is done).
+    private nonisolated let unlockedSuccesses: Atomic<UInt64>
     /// Whether an open breaker can reject without reading its clock: true while a timer (automatic
     /// half-open) is what ends the open state, false after ``shutdown()``.
     private nonisolated let rejectsOpenWithoutClock: Atomic<Bool>
@@ -134,7 +149,9 @@ public actor CircuitBreaker {
         self.broadcaster = CircuitBreakerEvents.Broadcaster(onPublish: onPublish)
         self.name = name
         self.configuration = configuration
-        self.machine = Lock(CircuitBreakerStateMachine(configuration: configuration, random: random))
+        let machine = CircuitBreakerStateMachine(configuration: configuration, random: random)
+        self.unlockedSuccesses = Atomic(Self.unlockedSuccessesWord(machine))
+        self.machine = Lock(machine)
         let origin = clock.now
         self.now = { origin.duration(to: clock.now) }
         self.clock = clock
@@ -305,6 +322,10 @@ public actor CircuitBreaker {
         let end = self.measuresCallDuration ? self.now() : nil
         let duration: Duration? = end.map { $0 - start }
         let isSlow = duration.map { $0 >= self.slowCallDurationThreshold } ?? false
+        if outcome == .success, !isSlow, permit.kind == .closed, self.countWithoutLock(permit.generation) {
+            self.instruments.report(outcome, isSlow: false)
+            return
+        }
         let transition = self.withMachine { machine in
             machine.record(permit, outcome, isSlow: isSlow, now: end ?? self.now())
         } publishing: { transition in
@@ -315,6 +336,41 @@ public actor CircuitBreaker {
         }
         self.instruments.report(outcome, isSlow: isSlow)
         if let transition { self.transitioned(transition) }
+    }
+
+    /// Counts a success of a closed permit of `generation` with one compare-and-swap, if the
+    /// machine accepts successes outside its lock and nobody subscribes to events (each success
+    /// is then an event, published in order under the lock).
+    /// - Returns: Whether the success was counted; if not, the caller records it under the lock.
+    @inline(__always)
+    private nonisolated func countWithoutLock(_ generation: UInt64) -> Bool {
+        if self.broadcaster.hasConsumers { return false }
+        let expected = generation << 32 | Self.acceptingBit
+        var word = self.unlockedSuccesses.load(ordering: .relaxed)
+        while word & ~Self.countMask == expected && word & Self.countMask < Self.countMask {
+            let (exchanged, original) = self.unlockedSuccesses.compareExchange(
+                expected: word,
+                desired: word + 1,
+                ordering: .relaxed
+            )
+            if exchanged { return true }
+            word = original
+        }
+        return false
+    }
+
+    /// Tests: the successes counted outside the lock and not folded into the machine yet.
+    nonisolated var unfoldedSuccesses: Int {
+        Int(self.unlockedSuccesses.load(ordering: .relaxed) & Self.countMask)
+    }
+
+    private static let acceptingBit: UInt64 = 1 << 31
+    private static let countMask: UInt64 = (1 << 31) - 1
+
+    /// The ``unlockedSuccesses`` word for `machine` as it is now, with no successes counted.
+    private static func unlockedSuccessesWord(_ machine: CircuitBreakerStateMachine) -> UInt64 {
+        let accepting = machine.acceptsSuccessesOutsideLock ? Self.acceptingBit : 0
+        return (machine.generation & 0xFFFF_FFFF) << 32 | accepting
     }
 
     /// Reports a transition made on a caller's task and starts or stops the timer it needs.
@@ -337,7 +393,7 @@ public actor CircuitBreaker {
     /// A snapshot of the state and the window, taken under the breaker's lock; never suspends.
     public nonisolated var metrics: CircuitBreakerMetrics {
         let now = self.now()
-        return self.machine.withLock { machine in
+        return self.withMachine { machine in
             let minimum = machine.configuration.effectiveMinimumNumberOfCalls
             var totals = machine.windowTotals(at: now)
             var taken = 0
@@ -485,11 +541,21 @@ public actor CircuitBreaker {
     ) -> R {
         self.machine.withLock { machine in
             let generation = machine.generation
+            // Take the successes counted outside the lock, and stop more from being counted until
+            // the machine has decided again whether it accepts them.
+            let counted = self.unlockedSuccesses.exchange(
+                (generation & 0xFFFF_FFFF) << 32,
+                ordering: .acquiringAndReleasing
+            )
+            if counted & Self.countMask != 0 && counted >> 32 == generation & 0xFFFF_FFFF {
+                machine.foldSuccesses(Int(counted & Self.countMask), generation: generation)
+            }
             let result = body(&machine)
             if machine.generation != generation {
                 let word = machine.generation << 8 | UInt64(machine.publicState.base.rawValue)
                 self.stateWord.store(word, ordering: .releasing)
             }
+            self.unlockedSuccesses.store(Self.unlockedSuccessesWord(machine), ordering: .releasing)
             publishing(result)
             return result
         }

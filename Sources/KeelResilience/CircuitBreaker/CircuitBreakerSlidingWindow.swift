@@ -31,6 +31,12 @@ struct CircuitBreakerSlidingWindow: Sendable {
     private var currentEpoch: Int64 = .min
     private(set) var totals = Totals()
 
+    /// Whether the window counts the last N calls (and so needs no time to record one).
+    var isCountBased: Bool { self.bucketNanoseconds == nil }
+
+    /// The calls a count-based window holds once full; the buckets of a time-based one.
+    var size: Int { self.capacity }
+
     init(_ window: CircuitBreaker.Configuration.Window) {
         switch window.base {
         case .count(let size):

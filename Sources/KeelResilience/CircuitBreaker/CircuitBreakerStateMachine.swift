@@ -181,6 +181,47 @@ struct CircuitBreakerStateMachine: Sendable {
         }
     }
 
+    // MARK: Successes counted outside the lock
+
+    /// Whether successes that are not slow can be counted outside the lock and folded in later
+    /// with ``foldSuccesses(_:generation:)``: true when the breaker is closed with a count-based
+    /// window and no run of such successes, however long, could open it.
+    ///
+    /// A success resets the consecutive-failure count and, in a count-based window, never raises
+    /// a rate once the window holds ``Configuration/minimumNumberOfCalls`` calls (it adds a call
+    /// that is neither a failure nor slow, and evicts one that may be). Below the minimum, the
+    /// rates are first judged when the window reaches it, with the failures it holds now: so the
+    /// highest rate any run of successes can produce is `failures / max(calls, minimum)`. When that
+    /// is under every threshold, a success cannot open the breaker, and counting it late changes
+    /// no decision. (A time-based window needs each call's time, so it never qualifies.)
+    var acceptsSuccessesOutsideLock: Bool {
+        guard case .closed = self.state, self.window.isCountBased else { return false }
+        let totals = self.window.totals
+        let calls = max(totals.calls, self.minimumNumberOfCalls)
+        guard calls > 0 else { return true }
+        if let threshold = self.failureRateThreshold, Double(totals.failures) / Double(calls) >= threshold {
+            return false
+        }
+        if let threshold = self.slowCallRateThreshold, Double(totals.slowCalls) / Double(calls) >= threshold {
+            return false
+        }
+        return true
+    }
+
+    /// Counts `count` successes that are not slow, taken with closed permits of `generation`
+    /// while ``acceptsSuccessesOutsideLock`` held, as if each had been recorded in turn.
+    ///
+    /// Successes of an older generation are dropped, as ``record(_:_:isSlow:now:)`` drops them.
+    /// Costs at most one window's worth of steps: beyond the window's size, more successes leave
+    /// the same window.
+    mutating func foldSuccesses(_ count: Int, generation: UInt64) {
+        guard count > 0, generation == self.generation, case .closed = self.state else { return }
+        self.consecutiveFailures = 0
+        for _ in 0..<min(count, self.window.size) {
+            self.window.record(isFailure: false, isSlow: false, now: .zero)
+        }
+    }
+
     // MARK: Outcomes
 
     /// Counts a closed-state outcome in the consecutive-failure count and the window.

@@ -15,7 +15,8 @@ import KeelResilience
 ///
 /// Two ways to guard the call are measured. With ``API/permit`` (the names without a suffix):
 /// `let permit = try breaker.acquirePermit()`, the call, `permit.recordSuccess()`: an atomic load
-/// to admit and the outcome recorded under the breaker's lock. With ``API/run`` (`.run`):
+/// to admit and the success counted with one compare-and-swap, outside the breaker's lock (a
+/// closed breaker with a count-based window and no event consumer). With ``API/run`` (`.run`):
 /// `breaker.run { await service.ping() }`, the same work plus calling the operation through an
 /// async closure, whose cost is the runtime's, not the breaker's.
 ///
