@@ -37,6 +37,29 @@ private enum DatabaseImpostor: HostFixtures.Spec {
     static let dependencies: [ServiceName] = []
 }
 
+/// Logs its start and each of its health checks.
+private actor Checked<S: HostFixtures.Spec>: ServiceActor {
+    static var name: ServiceName { S.name }
+    static var dependencies: [ServiceName] { S.dependencies }
+
+    private let log: HostFixtures.Log
+
+    init(log: HostFixtures.Log) {
+        self.log = log
+    }
+
+    func start(_ environment: ServiceEnvironment) async throws {
+        await self.log.append("start \(Self.name)")
+    }
+
+    func stop() async throws {}
+
+    func health() async -> HealthReport {
+        await self.log.append("health \(Self.name)")
+        return .healthy
+    }
+}
+
 /// A host on a test clock with periodic health checks off.
 private func makeHost(clock: TestClock = TestClock(), shutdownTimeout: Duration = .seconds(10)) -> ServiceHost {
     var configuration = TestHost.defaultConfiguration
@@ -95,6 +118,24 @@ struct HostLifecycleTests {
         let expected: [Set<String>] = [
             ["start database#0", "start cache#0"], ["start users#0"],
             ["stop users#0"], ["stop cache#0", "stop database#0"],
+        ]
+        #expect(HostFixtures.grouped(await log.entries, like: expected) == expected)
+    }
+
+    @Test("each level's first health check runs before the next level starts")
+    func firstHealthCheckBeforeNextLevel() async throws {
+        let log = HostFixtures.Log()
+        let host = makeHost()
+        try await host.register(Checked<Users>(log: log))
+        try await host.register(Checked<Cache>(log: log))
+        try await host.register(Checked<Database>(log: log))
+
+        try await host.start()
+        await host.shutdown()
+
+        let expected: [Set<String>] = [
+            ["start database", "start cache"], ["health database", "health cache"],
+            ["start users"], ["health users"],
         ]
         #expect(HostFixtures.grouped(await log.entries, like: expected) == expected)
     }
