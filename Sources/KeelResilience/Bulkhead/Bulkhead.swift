@@ -15,14 +15,27 @@ import KeelCore
 /// ```
 ///
 /// ## Concurrency contract
-/// `Bulkhead` is `Sendable`; share one instance among every caller it protects. Permits live in a
-/// `Mutex` around a pure state machine (not an actor): an uncontended ``run(_:)`` takes the lock
-/// twice, never suspends on the bulkhead and runs the operation on the caller's own task and
-/// isolation. Only a caller that must wait suspends, on a continuation. Cancellation is safe at
-/// every point: a waiter whose task is cancelled leaves the queue at once and throws
-/// `CancellationError`; if the cancellation races with the grant of a permit, the permit is
-/// passed on to the next waiter (or returned) and the operation does not run. No permit ever
-/// leaks.
+/// `Bulkhead` is `Sendable`; share one instance among every caller it protects. It is not an
+/// actor: ``run(_:)`` runs the operation on the caller's own task and isolation, and suspends
+/// only while it waits for a permit.
+///
+/// Uncontended, ``run(_:)`` takes no lock. While nobody is queued, the permits in use and their
+/// holders live in one atomic word: taking a permit is one compare-and-exchange on it, one
+/// relaxed atomic add (the `admitted` total) and one relaxed load (the peak, written only when
+/// it grows); giving it back is one more compare-and-exchange. Nothing is allocated and the
+/// clock is not read. This holds while a permit is free and nobody waits, for a bulkhead whose
+/// telemetry makes no gauges (the default `NoOpTelemetry`, or any telemetry for a
+/// ``KeyedBulkhead``'s keys); with gauges, every ``run(_:)`` takes a `Mutex` twice instead, so
+/// that the gauges are set in the order of the states they show.
+///
+/// When no permit is free, the caller takes the `Mutex`, which guards a pure FIFO state machine,
+/// and queues. From the moment one caller queues until the queue is empty again, every
+/// acquisition and release goes through that lock (a bit in the word sends them there), so a
+/// newcomer never overtakes a waiter and a release never misses one. Only a caller that must
+/// wait suspends, on a continuation. Cancellation is safe at every point: a waiter whose task is
+/// cancelled leaves the queue at once and throws `CancellationError`; if the cancellation races
+/// with the grant of a permit, the permit is passed on to the next waiter (or returned) and the
+/// operation does not run. No permit ever leaks.
 ///
 /// `maxWait` is enforced by one timer task per bulkhead, sleeping on the injected clock until the
 /// oldest waiter's deadline; it exists only while someone waits, and the bulkhead owns and
@@ -91,7 +104,10 @@ public final class Bulkhead: Sendable {
     }
 
     /// A snapshot of the bulkhead's state and totals: in flight, queued, rejected, timed out,
-    /// wait times, utilisation. Takes the lock briefly; never suspends.
+    /// wait times, utilisation. Takes the lock briefly; never suspends. A call admitted on the
+    /// lock-free path at that very moment may show in ``BulkheadMetrics/used`` a moment before
+    /// it is counted in ``BulkheadMetrics/admitted``; once no call is being admitted, every
+    /// figure is exact.
     public var metrics: BulkheadMetrics {
         self.storage.metrics()
     }

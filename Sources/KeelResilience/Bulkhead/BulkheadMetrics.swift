@@ -1,9 +1,12 @@
-/// A snapshot of one bulkhead's state and history, read under its lock in one step.
+/// A snapshot of one bulkhead's state and history.
 ///
 /// For a ``Bulkhead`` a unit is one operation, so ``used`` equals ``inFlight``; for a
 /// ``MemoryBulkhead`` category a unit is a byte and ``inFlight`` counts leases. Totals count from
 /// the bulkhead's creation. Reading a snapshot takes the bulkhead's lock briefly and never
-/// suspends.
+/// suspends. ``used``, ``inFlight`` and ``queued`` are read together; the uncontended path counts
+/// ``admitted`` and ``peakUsed`` just after it takes its units, without the lock, so a snapshot
+/// taken at that instant may count those units before their admission (``peakUsed`` is never
+/// below ``used``). Once no acquisition is under way, every figure is exact.
 public struct BulkheadMetrics: Sendable, Hashable, CustomStringConvertible {
     /// The bulkhead's name.
     public var name: String

@@ -240,6 +240,24 @@ struct BulkheadStateMachine<Waiter> {
         self.isTimerRunning = false
     }
 
+    /// Takes over the units held outside the machine: `used` units held by `inFlight` holders.
+    ///
+    /// The owner's lock-free path (see `BulkheadStorage`) counts the holders of an idle queue in
+    /// an atomic word, not here; before the machine decides again (someone must queue), the
+    /// owner stops that path and hands the machine the word's figures. Only while nobody is
+    /// queued. The totals (``admitted``, ``peakUsed``) keep counting only what the machine
+    /// grants; ``peakUsed`` takes `used` if it is higher.
+    mutating func adopt(used: Int, inFlight: Int) {
+        precondition(self.queued == 0, "adopting holders with \(self.queued) waiters queued")
+        precondition(
+            used >= 0 && used <= self.capacity && inFlight >= 0 && inFlight <= used,
+            "adopting \(used) units held by \(inFlight) holders, capacity \(self.capacity)"
+        )
+        self.used = used
+        self.inFlight = inFlight
+        if used > self.peakUsed { self.peakUsed = used }
+    }
+
     // MARK: Internals
 
     private mutating func take(_ weight: Int) {

@@ -20,7 +20,8 @@ import Synchronization
 ///
 /// ## Concurrency contract
 /// `Sendable`. The key table sits in a `Mutex` taken briefly before and after each operation;
-/// each key's bulkhead has the contract of ``Bulkhead/run(_:)``. Eviction happens on the caller's
+/// each key's bulkhead has the contract of ``Bulkhead/run(_:)`` (keys make no gauges, so a free
+/// permit of an idle queue is taken without a lock whatever the telemetry). Eviction happens on the caller's
 /// task, when a new key needs room or when ``evictIdle()`` is called; there is no background
 /// task. Metrics are reported once for all keys (rejections and waits with the dimension
 /// `bulkhead` = name), never per key, to keep metric cardinality bounded.

@@ -25,9 +25,11 @@ import KeelCore
 /// ```
 ///
 /// ## Concurrency contract
-/// `Sendable`; each category is a weighted semaphore in a `Mutex`, with the cancellation and
-/// timeout guarantees of ``Bulkhead``: a cancelled or timed-out waiter leaves the queue and its
-/// bytes never leak.
+/// `Sendable`; each category is a weighted semaphore with the costs, cancellation and timeout
+/// guarantees of ``Bulkhead``: a lease that fits while nobody waits takes and returns its bytes
+/// with compare-and-exchanges on an atomic word (no lock) when the telemetry makes no gauges;
+/// otherwise it goes through the category's `Mutex`, FIFO. A cancelled or timed-out waiter
+/// leaves the queue and its bytes never leak.
 public final class MemoryBulkhead<Category: Hashable & Sendable>: Sendable {
     /// The budgets and waiting rules of a ``MemoryBulkhead``.
     ///

@@ -23,12 +23,13 @@ import Synchronization
 /// ```
 ///
 /// ## Concurrency contract
-/// `Sendable`. Slots per partition are counted by a ``Bulkhead``-style `Mutex` state machine with
-/// its FIFO, timeout and cancellation guarantees; the idle lists sit in a separate `Mutex` taken
-/// briefly. `make`, `validate` and `discard` run on the calling task, outside every lock, while
-/// the caller holds a slot; a resource is used by one scope at a time. ``drain()`` discards the
-/// idle resources; resources lent out at that moment are validated and kept as usual when they
-/// come back.
+/// `Sendable`. Slots per partition are counted as a ``Bulkhead``'s permits are (lock-free while
+/// a slot is free, nobody waits and the telemetry makes no gauges; a `Mutex` state machine
+/// otherwise), with its FIFO, timeout and cancellation guarantees; the idle lists sit in a
+/// separate `Mutex` taken briefly. `make`, `validate` and `discard` run on the calling task,
+/// outside every lock, while the caller holds a slot; a resource is used by one scope at a time.
+/// ``drain()`` discards the idle resources; resources lent out at that moment are validated and
+/// kept as usual when they come back.
 public final class ResourcePool<Resource: Sendable>: Sendable {
     /// The limits of a ``ResourcePool``.
     ///

@@ -5,10 +5,14 @@ import Synchronization
 /// same job, either uncontended (one caller, a free permit every time) or contended (64 tasks on
 /// a limit of 8, each suspending once inside its permit).
 ///
-/// Ours is `bulkhead.run { … }`: the state machine's FIFO queue, cancellation handling, metrics
-/// totals and (when contended) the clock read for wait times; `maxWait` is off, as the baseline
-/// has no timeout, and the telemetry is the default no-op. The baseline is
-/// ``MinimalSemaphore``: a counter and a ring-buffer FIFO of continuations in a `Mutex`, no
+/// Ours is `bulkhead.run { … }`; `maxWait` is off, as the baseline has no timeout, and the
+/// telemetry is the default no-op, which makes no gauges. Uncontended, that is the bulkhead's
+/// lock-free path: a compare-and-exchange on its atomic word to take the permit, a relaxed add
+/// to the `admitted` total and a relaxed load of the peak, and a compare-and-exchange to give it
+/// back; no lock, no clock read. Contended, callers queue, and while anyone is queued every call
+/// goes through the `Mutex` state machine: its FIFO queue, cancellation handling, metrics totals
+/// and the clock read for wait times. The baseline is ``MinimalSemaphore``: a counter and a
+/// ring-buffer FIFO of continuations in a `Mutex` (two lock sections per operation), no
 /// cancellation, no timeout, no metrics. Contended, the 64 callers are child tasks of a task
 /// group on the cooperative pool (one thread per core), on both sides. Both report nanoseconds
 /// per operation.
