@@ -174,12 +174,16 @@ public final class EventBus: Sendable {
         var dropped = 0
         var cancelled = false
         for target in targets {
-            let outcome =
-                if let faults = self.faults {
-                    await self.send(published, to: target, injecting: faults, mayWait: !cancelled)
-                } else {
-                    await target.send(published, mayWait: !cancelled)
+            let outcome: MailboxStateMachine<PublishedEvent>.SendOutcome
+            if let faults = self.faults {
+                outcome = await self.send(published, to: target, injecting: faults, mayWait: !cancelled)
+            } else {
+                // No async call unless the mailbox is full and the publisher must wait.
+                switch target.offer(published, mayWait: !cancelled) {
+                case .done(let done): outcome = done
+                case .mustPark(let id): outcome = await target.park(id: id, event: published)
                 }
+            }
             switch outcome {
             case .enqueued, .finished: break
             case .droppedNewest: dropped += 1

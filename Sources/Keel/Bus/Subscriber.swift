@@ -99,11 +99,21 @@ final class Subscriber: Sendable {
 
     // MARK: Publishing side
 
-    /// Offers `event` to the mailbox. The event was already counted into the work tracker; every
-    /// path that does not buffer it counts it out again.
-    /// - Returns: The outcome; suspends only under ``OverflowPolicy/suspendPublisher`` when full
-    ///   and `mayWait` is true.
-    func send(_ event: PublishedEvent, mayWait: Bool) async -> MailboxStateMachine<PublishedEvent>.SendOutcome {
+    /// What ``offer(_:mayWait:)`` did: the outcome, or that the publisher must park.
+    enum Offer {
+        case done(MailboxStateMachine<PublishedEvent>.SendOutcome)
+        /// The mailbox is full under ``OverflowPolicy/suspendPublisher``: park with
+        /// ``park(id:event:)``.
+        case mustPark(id: UInt64)
+    }
+
+    /// Offers `event` to the mailbox without suspending. The event was already counted into the
+    /// work tracker; every path that does not buffer it counts it out again.
+    ///
+    /// Synchronous, so that a publish that finds room makes no async call per subscriber.
+    /// - Returns: The outcome, or the ticket to park with when the mailbox is full under
+    ///   ``OverflowPolicy/suspendPublisher`` and `mayWait` is true.
+    func offer(_ event: PublishedEvent, mayWait: Bool) -> Offer {
         let action = self.mailbox.withLock { mailbox in
             let action = mailbox.send(event, mayWait: mayWait)
             self.recordPeak(mailbox.count)
@@ -112,26 +122,38 @@ final class Subscriber: Sendable {
         switch action {
         case .enqueued(let wake):
             wake?.resume()
-            return .enqueued
+            return .done(.enqueued)
         case .enqueuedDroppingOldest(_, let wake):
             wake?.resume()
             self.countDrop()
-            return .enqueued
+            return .done(.enqueued)
         case .droppedNewest:
             self.countDrop()
-            return .droppedNewest
+            return .done(.droppedNewest)
         case .finished:
             self.bus.tracker.leave()
-            return .finished
+            return .done(.finished)
         case .full:
             self.bus.tracker.leave()
-            return .cancelled
+            return .done(.cancelled)
         case .suspend(let id):
-            return await self.park(id: id, event: event)
+            return .mustPark(id: id)
         }
     }
 
-    private func park(id: UInt64, event: PublishedEvent) async -> MailboxStateMachine<PublishedEvent>.SendOutcome {
+    /// Offers `event` to the mailbox, parking while it is full under
+    /// ``OverflowPolicy/suspendPublisher`` and `mayWait` is true (see ``offer(_:mayWait:)``).
+    /// - Returns: The outcome.
+    func send(_ event: PublishedEvent, mayWait: Bool) async -> MailboxStateMachine<PublishedEvent>.SendOutcome {
+        switch self.offer(event, mayWait: mayWait) {
+        case .done(let outcome): return outcome
+        case .mustPark(let id): return await self.park(id: id, event: event)
+        }
+    }
+
+    /// Parks the publisher of `event` until the mailbox has room, it finishes, or the publisher
+    /// is cancelled.
+    func park(id: UInt64, event: PublishedEvent) async -> MailboxStateMachine<PublishedEvent>.SendOutcome {
         let outcome = await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 let action = self.mailbox.withLock { mailbox in
