@@ -4,6 +4,38 @@ import Testing
 
 @Suite("InMemoryRecorder", .timeLimit(.minutes(1)))
 struct InMemoryRecorderTests {
+    @Test("the recorder records spans; the no-op telemetry says it records none; a telemetry says yes by default")
+    func recordsSpans() {
+        struct Forwarding: Telemetry {
+            let base = NoOpTelemetry()
+            func makeCounter(label: String, dimensions: [(String, String)]) -> any TelemetryCounter {
+                self.base.makeCounter(label: label, dimensions: dimensions)
+            }
+            func makeGauge(label: String, dimensions: [(String, String)]) -> any TelemetryGauge {
+                self.base.makeGauge(label: label, dimensions: dimensions)
+            }
+            func makeTimer(label: String, dimensions: [(String, String)]) -> any TelemetryTimer {
+                self.base.makeTimer(label: label, dimensions: dimensions)
+            }
+            func makeHistogram(label: String, dimensions: [(String, String)]) -> any TelemetryHistogram {
+                self.base.makeHistogram(label: label, dimensions: dimensions)
+            }
+            func startSpan(
+                _ operationName: String,
+                context: TraceContext,
+                kind: TelemetrySpanKind
+            )
+                -> any TelemetrySpan
+            {
+                self.base.startSpan(operationName, context: context, kind: kind)
+            }
+        }
+        #expect(InMemoryRecorder(clock: TestClock()).recordsSpans)
+        #expect(!NoOpTelemetry().recordsSpans)
+        #expect(Forwarding().recordsSpans, "the default, for telemetries written before the requirement")
+        #expect(!(NoOpTelemetry() as any Telemetry).recordsSpans, "dispatched through the protocol")
+    }
+
     // MARK: Metrics
 
     @Test("counters add up per label and dimensions, whatever the dimension order")

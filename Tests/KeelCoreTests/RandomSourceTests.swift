@@ -20,6 +20,17 @@ struct RandomSourceTests {
         )
     }
 
+    @Test("three draws at once are the next three of the sequence", arguments: [0, 1, 42, UInt64.max])
+    func threeAtOnce(seed: UInt64) {
+        let one = RandomSource(seed: seed)
+        let three = RandomSource(seed: seed)
+        for _ in 0..<10 {
+            let (a, b, c) = three.nextThree()
+            #expect([a, b, c] == [one.next(), one.next(), one.next()])
+            #expect(three.next() == one.next())
+        }
+    }
+
     @Test("equal seeds give equal sequences", arguments: [0, 1, 42, UInt64.max])
     func equalSeedsAreDeterministic(seed: UInt64) {
         let first = RandomSource(seed: seed)

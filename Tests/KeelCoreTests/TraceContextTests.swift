@@ -28,6 +28,17 @@ struct TraceContextTests {
         #expect(first.spanID == second.spanID)
     }
 
+    @Test("a root's ids are its source's next three draws: the trace id's halves, then the span id")
+    func rootDrawsThree() {
+        let draws = RandomSource(seed: 77)
+        let (high, low, span) = (draws.next(), draws.next(), draws.next())
+        let random = RandomSource(seed: 77)
+        let root = TraceContext.makeRoot(using: random)
+        #expect(root.traceID == TraceID(high: high, low: low | 1))
+        #expect(root.spanID == SpanID(rawValue: span | 1))
+        #expect(random.next() == draws.next(), "a root draws exactly three values")
+    }
+
     @Test("a child keeps the trace, correlation, causation and deadline and points at its parent")
     func child() {
         let random = RandomSource(seed: 2)

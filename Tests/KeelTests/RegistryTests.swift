@@ -1,6 +1,7 @@
 import Keel
 import KeelCore
 import KeelTesting
+import Synchronization
 import Testing
 
 private typealias Work = HostFixtures.Work
@@ -280,6 +281,44 @@ struct RegistryTests {
         #expect((0..<3).compactMap { _ in registry.choose("svc")?.index } == [2, 2, 2])
         #expect(registry.setHealth(.dead("gone"), for: ids[2]))
         #expect(registry.choose("svc") == nil)
+    }
+
+    @Test(
+        "the choice without a lock is the choice under the lock, for every strategy and any health",
+        arguments: [LoadBalancing.roundRobin, .random, .leastOutstanding]
+    )
+    func lockFreeChoiceMatchesLockedChoice(strategy: LoadBalancing) {
+        // Two registries alike, from the same seed: one chooses under the pool's lock, the other
+        // from the serving mask.
+        func make() -> (ServiceRegistry, ServiceRegistry.Pool, [ServiceRegistry.Slot]) {
+            let registry = ServiceRegistry(random: RandomSource(seed: 9))
+            for index in 0..<5 { registry.add(InstanceID(service: "svc", index: index), strategy: strategy) }
+            let pool = registry.pool(for: "svc")
+            return (registry, pool, registry.slots(of: pool).0)
+        }
+        let (locked, lockedPool, lockedSlots) = make()
+        let (free, freePool, freeSlots) = make()
+        let healths: [[Bool]] = [
+            [true, true, true, true, true], [false, true, true, false, true], [false, false, true, false, false],
+            [false, false, false, false, false], [true, false, true, true, false],
+        ]
+        for (round, serving) in healths.enumerated() {
+            for (index, isServing) in serving.enumerated() {
+                let id = InstanceID(service: "svc", index: index)
+                let report: HealthReport = isServing ? .healthy : .notReady("round \(round)")
+                locked.setHealth(report, for: id)
+                free.setHealth(report, for: id)
+            }
+            for call in 0..<12 {
+                // Some load, the same on both sides, for least-outstanding to weigh.
+                for slots in [lockedSlots, freeSlots] {
+                    slots[(call * 3 + round) % 5].outstanding.wrappingAdd(call % 2, ordering: .relaxed)
+                }
+                let expected = locked.pick(from: lockedPool)?.id.index
+                let chosen = free.pickIndex(from: freePool, slots: freeSlots, strategy: strategy)
+                #expect(chosen == expected, "round \(round), call \(call)")
+            }
+        }
     }
 
     // MARK: Contention

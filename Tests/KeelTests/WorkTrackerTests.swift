@@ -83,4 +83,47 @@ struct WorkTrackerTests {
         }
         #expect(late == 0, "\(late) admissions after the drain found the tracker idle")
     }
+
+    @Test("a waiter is woken by the leave that brings the count to zero, however the two race; nobody waits after")
+    func waitersAreNeverLost() async {
+        let tracker = WorkTracker()
+        for round in 0..<2_000 {
+            #expect(tracker.enter(nested: false))
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await tracker.waitUntilIdle() }
+                group.addTask {
+                    // Leave before, during or after the waiter registers.
+                    if round % 3 != 0 { await Task.yield() }
+                    tracker.leave()
+                }
+            }
+            #expect(tracker.inFlight == 0)
+        }
+        // Work after the waits takes no lock and leaves nothing to wake: the next wait returns at once.
+        #expect(tracker.enter(nested: false))
+        tracker.leave()
+        await tracker.waitUntilIdle()
+    }
+
+    @Test("a cancelled waiter leaves; a later one is still woken")
+    func cancelledWaiterLeaves() async {
+        let tracker = WorkTracker()
+        #expect(tracker.enter(nested: false))
+        for _ in 0..<200 {
+            // Cancelled before or after it parks: it returns either way, and leaves no waiter.
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await tracker.waitUntilIdle() }
+                group.cancelAll()
+            }
+        }
+        #expect(tracker.inFlight == 1)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await tracker.waitUntilIdle() }
+            group.addTask {
+                await Task.yield()
+                tracker.leave()
+            }
+        }
+        #expect(tracker.inFlight == 0)
+    }
 }

@@ -354,7 +354,7 @@ public actor ServiceHost {
                 while list.count <= index { list.append(nil) }
                 list[index] = handler
                 routes[key] =
-                    routes[key]?.with(handlers: list, policy: .none, telemetry: telemetry)
+                    routes[key]?.with(handlers: list)
                     ?? Route(
                         requestName: handler.requestName,
                         service: service,
@@ -390,31 +390,27 @@ public actor ServiceHost {
 
     /// Wraps every call of requests of type `request` in `policy` (for example a resilience
     /// pipeline). Replaces an earlier policy for the route; takes precedence over a service-wide
-    /// policy.
+    /// policy. It may be set at any time: calls that begin after it returns run inside it.
     /// - Parameters:
     ///   - policy: The policy.
     ///   - request: The request type.
     public func setPolicy<R: ServiceRequest>(_ policy: any RoutePolicy, for request: R.Type) {
         let key = ObjectIdentifier(request)
         self.routePolicies[key] = policy
-        let telemetry = self.telemetry
-        self.router.updateRoutes { routes in
-            routes[key] = routes[key]?.with(policy: .some(policy), telemetry: telemetry)
+        for route in self.router.policyCells() where route.key == key {
+            route.cell.set(policy)
         }
     }
 
-    /// Wraps every call to `service` in `policy`, except routes with a policy of their own.
+    /// Wraps every call to `service` in `policy`, except routes with a policy of their own. It may
+    /// be set at any time: calls that begin after it returns run inside it.
     /// - Parameters:
     ///   - policy: The policy.
     ///   - service: The service.
     public func setPolicy(_ policy: any RoutePolicy, forService service: ServiceName) {
         self.servicePolicies[service] = policy
-        let telemetry = self.telemetry
-        let specific = self.routePolicies
-        self.router.updateRoutes { routes in
-            for (key, route) in routes where route.service == service && specific[key] == nil {
-                routes[key] = route.with(policy: .some(policy), telemetry: telemetry)
-            }
+        for route in self.router.policyCells() where route.service == service && self.routePolicies[route.key] == nil {
+            route.cell.set(policy)
         }
     }
 
@@ -483,6 +479,8 @@ public actor ServiceHost {
             }
         }
         self.startOrder = started
+        // Every instance has registered its handlers: the routes are fixed from now on.
+        self.router.startRunning()
         if let interval = self.configuration.healthCheckInterval {
             self.healthTask = TaskSpawner.spawn(executor: self.configuration.executor) { [self] in
                 await self.checkHealthPeriodically(every: interval)

@@ -4,20 +4,25 @@ import Synchronization
 /// Counts the work in flight in a host (requests being handled, events buffered or being
 /// handled) and lets shutdown wait until it reaches zero.
 ///
-/// The count and the draining flag are one atomic word, so admitting outside work (the flag is
-/// clear, and the count goes up) is one compare-and-exchange: shutdown can never see the flag
-/// set and the count at zero while an admission it did not count is under way. Leaving is one
-/// atomic; only the transition to zero while somebody waits takes the lock. Once draining starts,
-/// work from outside any handler is refused while work started by in-flight handlers (nested
-/// requests, events they publish) is still accepted, so that in-flight work can finish.
+/// The count, the draining flag and a flag saying somebody waits are one atomic word, so admitting
+/// outside work (the draining flag is clear, and the count goes up) is one compare-and-exchange:
+/// shutdown can never see the flag set and the count at zero while an admission it did not count
+/// is under way. Leaving is one atomic; only the transition to zero while somebody waits takes the
+/// lock (a sequential caller goes from one to zero on every request). Once draining starts, work
+/// from outside any handler is refused while work started by in-flight handlers (nested requests,
+/// events they publish) is still accepted, so that in-flight work can finish.
 package final class WorkTracker: Sendable {
-    /// The draining flag (``drainingBit``) and, below it, the work in flight.
+    /// The draining flag (``drainingBit``), the waiting flag (``waitingBit``) and, below them,
+    /// the work in flight.
     private let state = Atomic<Int>(0)
+    /// The waiters; ``waitingBit`` is set exactly while this is not empty (both change under its
+    /// lock).
     private let waiters = Lock<[UInt64: CheckedContinuation<Void, Never>]>([:])
     private let nextWaiter = Atomic<UInt64>(0)
 
     private static let drainingBit = 1 << 62
-    private static let countMask = drainingBit - 1
+    private static let waitingBit = 1 << 61
+    private static let countMask = waitingBit - 1
 
     /// Tests: runs between reading the state and committing an outside admission, where a drain
     /// that starts must still refuse the work (the exchange then fails and the state is read again).
@@ -57,13 +62,19 @@ package final class WorkTracker: Sendable {
 
     /// Counts `amount` units of work out.
     package func leave(_ amount: Int = 1) {
-        let now = self.state.wrappingSubtract(amount, ordering: .acquiringAndReleasing).newValue & Self.countMask
+        let state = self.state.wrappingSubtract(amount, ordering: .acquiringAndReleasing).newValue
+        let now = state & Self.countMask
         // A count below zero wraps to the top of the mask: far more work than can be in flight.
         precondition(now <= Self.countMask / 2, "work tracker went negative")
-        if now == 0 {
+        // A waiter sets its flag before it reads the count, in the same word: either this
+        // subtraction sees the flag, or the waiter sees the count this subtraction left.
+        if now == 0 && state & Self.waitingBit != 0 {
             let resumed = self.waiters.withLock { waiters -> [CheckedContinuation<Void, Never>] in
                 guard self.inFlight == 0 else { return [] }
-                defer { waiters.removeAll() }
+                defer {
+                    waiters.removeAll()
+                    self.state.bitwiseAnd(~Self.waitingBit, ordering: .acquiringAndReleasing)
+                }
                 return Array(waiters.values)
             }
             for waiter in resumed { waiter.resume() }
@@ -81,14 +92,26 @@ package final class WorkTracker: Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let resumeNow = self.waiters.withLock { waiters -> Bool in
-                    if self.inFlight == 0 || Task.isCancelled { return true }
+                    if Task.isCancelled { return true }
+                    // The flag first, then the count, from the same read-modify-write: a `leave`
+                    // that brings the count to zero after this sees the flag and takes the lock.
+                    let state = self.state.bitwiseOr(Self.waitingBit, ordering: .acquiringAndReleasing).newValue
+                    if state & Self.countMask == 0 {
+                        if waiters.isEmpty { self.state.bitwiseAnd(~Self.waitingBit, ordering: .acquiringAndReleasing) }
+                        return true
+                    }
                     waiters[id] = continuation
                     return false
                 }
                 if resumeNow { continuation.resume() }
             }
         } onCancel: {
-            let waiter = self.waiters.withLock { $0.removeValue(forKey: id) }
+            let waiter = self.waiters.withLock { waiters in
+                defer {
+                    if waiters.isEmpty { self.state.bitwiseAnd(~Self.waitingBit, ordering: .acquiringAndReleasing) }
+                }
+                return waiters.removeValue(forKey: id)
+            }
             waiter?.resume()
         }
     }

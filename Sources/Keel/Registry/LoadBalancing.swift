@@ -18,4 +18,5 @@ public struct LoadBalancing: Sendable, Hashable, CustomStringConvertible {
 
     var isRoundRobin: Bool { self.base == .roundRobin }
     var isRandom: Bool { self.base == .random }
+    var isLeastOutstanding: Bool { self.base == .leastOutstanding }
 }

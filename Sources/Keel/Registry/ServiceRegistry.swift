@@ -8,8 +8,10 @@ import Synchronization
 /// when a check says otherwise and returns when a later check says it serves again. Requests pick
 /// among serving instances with the service's ``LoadBalancing`` strategy.
 ///
-/// Choosing an instance takes one short `Mutex`; the outstanding-request count of each instance is
-/// an atomic. Nothing here suspends.
+/// Once the host runs, a request chooses an instance without a lock: which instances serve is one
+/// atomic word per service (for up to 64 instances; a service with more takes a short `Mutex`),
+/// the rotation's cursor and each instance's outstanding-request count are atomics. Recording a
+/// health report takes the lock. Nothing here suspends.
 public final class ServiceRegistry: Sendable {
     /// What the registry knows about one instance.
     public struct InstanceStatus: Sendable, Hashable, CustomStringConvertible {
@@ -39,18 +41,31 @@ public final class ServiceRegistry: Sendable {
         var slots: [Slot] = []
         var health: [HealthReport] = []
         var serving: [Slot] = []
-        var cursor = 0
         var strategy: LoadBalancing = .roundRobin
-
-        mutating func rebuildServing() {
-            self.serving = zip(self.slots, self.health).filter { $0.1.isServing }.map(\.0)
-        }
     }
 
     /// The instances of one service behind their own lock, so that a route can hold its service's
     /// pool and pick an instance without looking the service up by name.
     package final class Pool: Sendable {
         let entry = Lock(Entry())
+        /// Which of the first 64 instances serve, bit *i* for instance *i*: written under
+        /// ``entry``'s lock with every change of health, read without it.
+        package let servingMask = Atomic<UInt64>(0)
+        /// The rotation's position, shared by every strategy that rotates.
+        package let cursor = Atomic<UInt>(0)
+
+        /// Rebuilds the serving list and mask after a change of `entry`'s health or slots; under
+        /// the lock.
+        func rebuildServing(_ entry: inout Entry) {
+            var mask: UInt64 = 0
+            var serving: [Slot] = []
+            for (index, health) in entry.health.enumerated() where health.isServing {
+                serving.append(entry.slots[index])
+                if index < 64 { mask |= 1 << UInt64(index) }
+            }
+            entry.serving = serving
+            self.servingMask.store(mask, ordering: .releasing)
+        }
     }
 
     private struct Watcher {
@@ -82,6 +97,11 @@ public final class ServiceRegistry: Sendable {
 
     private func existingPool(for service: ServiceName) -> Pool? {
         self.pools.withLock { $0[service] }
+    }
+
+    /// A pool's instances in registration order and its strategy, once registration is over.
+    package func slots(of pool: Pool) -> ([Slot], LoadBalancing) {
+        pool.entry.withLock { ($0.slots, $0.strategy) }
     }
 
     /// Adds an instance, not yet serving (``HealthReport/notReady(_:)`` "starting").
@@ -122,7 +142,7 @@ public final class ServiceRegistry: Sendable {
             guard entry.slots.indices.contains(instance.index) else { return (false, false) }
             let changed = entry.health[instance.index].isServing != report.isServing
             entry.health[instance.index] = report
-            if changed { entry.rebuildServing() }
+            if changed { pool.rebuildServing(&entry) }
             return (true, changed)
         }
         if known {
@@ -176,31 +196,74 @@ public final class ServiceRegistry: Sendable {
         return self.pick(from: pool)?.id
     }
 
-    /// Picks a serving instance from a pool with its service's strategy.
+    /// Picks a serving instance from a pool with its service's strategy, under the pool's lock.
     package func pick(from pool: Pool) -> Slot? {
         pool.entry.withLock { entry -> Slot? in
             let count = entry.serving.count
             guard count > 0 else { return nil }
-            if entry.strategy.isRoundRobin {
-                defer { entry.cursor &+= 1 }
-                return entry.serving[entry.cursor % count]
-            }
-            if entry.strategy.isRandom {
-                return entry.serving[self.random.next(upperBound: count)]
-            }
-            let start = entry.cursor % count
-            entry.cursor &+= 1
-            var best = entry.serving[start]
-            var bestLoad = best.outstanding.load(ordering: .relaxed)
-            for offset in 1..<count {
-                let candidate = entry.serving[(start + offset) % count]
-                let load = candidate.outstanding.load(ordering: .relaxed)
-                if load < bestLoad {
-                    best = candidate
-                    bestLoad = load
+            let position = self.position(among: count, strategy: entry.strategy, pool: pool)
+            if entry.strategy.isLeastOutstanding {
+                var best = entry.serving[position]
+                var bestLoad = best.outstanding.load(ordering: .relaxed)
+                for offset in 1..<count {
+                    let candidate = entry.serving[(position + offset) % count]
+                    let load = candidate.outstanding.load(ordering: .relaxed)
+                    if load < bestLoad {
+                        best = candidate
+                        bestLoad = load
+                    }
                 }
+                return best
             }
-            return best
+            return entry.serving[position]
         }
+    }
+
+    /// Picks a serving instance without a lock, from the pool's serving mask: the same choice as
+    /// ``pick(from:)`` (the same strategy over the serving instances in registration order).
+    /// - Parameters:
+    ///   - pool: The pool.
+    ///   - slots: Its instances, in registration order; at most 64.
+    ///   - strategy: Its strategy.
+    /// - Returns: The index in `slots` of the chosen instance, or `nil` when none serves.
+    @inline(__always)
+    package func pickIndex(from pool: Pool, slots: [Slot], strategy: LoadBalancing) -> Int? {
+        // Only the instances in `slots`: one added since (which the host never does once it
+        // runs) is not offered.
+        let known: UInt64 = slots.count >= 64 ? .max : (1 << UInt64(slots.count)) &- 1
+        let mask = pool.servingMask.load(ordering: .acquiring) & known
+        let count = mask.nonzeroBitCount
+        guard count > 0 else { return nil }
+        let position = self.position(among: count, strategy: strategy, pool: pool)
+        guard strategy.isLeastOutstanding else { return Self.index(ofSetBit: position, in: mask) }
+        var best = Self.index(ofSetBit: position, in: mask)
+        var bestLoad = slots[best].outstanding.load(ordering: .relaxed)
+        for offset in 1..<count {
+            let candidate = Self.index(ofSetBit: (position + offset) % count, in: mask)
+            let load = slots[candidate].outstanding.load(ordering: .relaxed)
+            if load < bestLoad {
+                best = candidate
+                bestLoad = load
+            }
+        }
+        return best
+    }
+
+    /// Where a choice among `count` serving instances starts: the next turn of the rotation, or
+    /// a random position. With one serving instance there is no choice, and the rotation does not
+    /// turn.
+    @inline(__always)
+    private func position(among count: Int, strategy: LoadBalancing, pool: Pool) -> Int {
+        if count == 1 { return 0 }
+        if strategy.isRandom { return self.random.next(upperBound: count) }
+        return Int(pool.cursor.wrappingAdd(1, ordering: .relaxed).oldValue % UInt(count))
+    }
+
+    /// The index of the `rank`-th set bit of `mask`, counting from the lowest, from 0.
+    @inline(__always)
+    private static func index(ofSetBit rank: Int, in mask: UInt64) -> Int {
+        var rest = mask
+        for _ in 0..<rank { rest &= rest &- 1 }
+        return rest.trailingZeroBitCount
     }
 }

@@ -10,9 +10,17 @@ import KeelCore
 /// let user = try await environment.requests.send(GetUser(id: 7), timeout: .milliseconds(200))
 /// ```
 ///
-/// **Delivery.** Without a deadline, the handler runs in the caller's task as a direct call on the
-/// handling service's actor: no task, queue or continuation is created. With a deadline, the call
-/// runs in a child task raced against the deadline on the host's clock.
+/// **Delivery.** Without a deadline or a route policy, the handler runs in the caller's task as a
+/// direct call on the handling service's actor: no task, queue or continuation is created, and the
+/// call moves onto the actor and back as a direct call does.
+/// What it costs besides: the route, resolved once per client and request type once the host runs
+/// (no lock and no dictionary per call); the work tracking for graceful shutdown and the
+/// cancellation check (a few atomic operations); a new trace context bound as a task-local around
+/// the handler, which alone costs more than a direct actor call (the binding takes the task's
+/// status lock, and adds two executor checks that find the task where it already is); and a span
+/// only when the telemetry records spans (``/KeelCore/Telemetry/recordsSpans``). With a deadline,
+/// the call runs in a child task raced against the deadline on the host's clock; with a route
+/// policy, inside the policy.
 ///
 /// **Deadlines.** The effective deadline is the earlier of the one given and the one inherited from
 /// the caller's ``/KeelCore/TraceContext``; the handler, and every request it sends on, inherits it.
@@ -22,15 +30,16 @@ import KeelCore
 ///
 /// **Cancellation.** Cancelling the caller cancels the handler's work.
 public struct RequestClient: Sendable {
-    @usableFromInline let router: RequestRouter
+    /// The client's routes, each resolved once, and the router that delivers its calls.
+    @usableFromInline let routes: ClientRoutes
+
     /// The calling service, or `nil` for the host's own client.
-    public let caller: ServiceName?
-    @usableFromInline let allowed: [ServiceName]?
+    public var caller: ServiceName? { self.routes.caller }
+
+    var router: RequestRouter { self.routes.router }
 
     init(router: RequestRouter, caller: ServiceName?, allowed: [ServiceName]?) {
-        self.router = router
-        self.caller = caller
-        self.allowed = allowed
+        self.routes = ClientRoutes(router: router, caller: caller, allowed: allowed)
     }
 
     /// Sends a request and returns its typed response.
@@ -46,20 +55,41 @@ public struct RequestClient: Sendable {
     ) async throws(RequestError) -> R.Response {
         // A non-generic prelude and epilogue around a small generic core, so that the caller's
         // module specializes the core for `R`.
-        let call = try self.router.begin(R.self, deadline: deadline, caller: self.caller, allowed: self.allowed)
-        defer { self.router.end(call) }
-        guard let erased = call.handler else {
-            return try await self.router.dispatch(request, call: call, caller: self.caller)
+        let routes = self.routes
+        let call = try routes.begin(R.self, deadline: deadline)
+        defer { routes.end(call) }
+        guard call.index >= 0, let erased = call.running.handlers[call.index] else {
+            return try await routes.dispatch(request, call: call)
         }
         // The route is keyed by `ObjectIdentifier(R.self)`, so its handlers are `BoundHandler<R>`.
         let handler = unsafeDowncast(erased, to: BoundHandler<R>.self)
         do {
-            return try await TraceContext.$current.withValue(call.context) {
-                try await handler.call(request)
-            }
+            return try await Self.call(handler, with: request, boundTo: call.context)
         } catch {
-            throw self.router.failure(call, handlerError: error)
+            throw routes.failure(call, handlerError: error)
         }
+    }
+
+    /// Calls `handler` with `context` bound as ``/KeelCore/TraceContext/current``.
+    ///
+    /// The explicit `isolation` keeps the binding's closure on the caller's executor, so that the
+    /// handler returns straight to the caller; a closure inferred as nonisolated would return
+    /// through the generic executor, one more hop for a caller on an actor.
+    @inlinable
+    static func call<R: ServiceRequest>(
+        _ handler: BoundHandler<R>,
+        with request: R,
+        boundTo context: TraceContext,
+        isolation: isolated (any Actor)? = #isolation
+    ) async throws -> R.Response {
+        try await TraceContext.$current.withValue(
+            context,
+            operation: {
+                _ = isolation
+                return try await handler.call(request)
+            },
+            isolation: isolation
+        )
     }
 
     /// Sends a request that must finish within `timeout` from now on the host's clock.

@@ -26,7 +26,7 @@ import Synchronization
 public struct RequestHandlers<Service: ServiceActor> {
     let service: Service
     let environment: EnvironmentBox
-    var entries: [ObjectIdentifier: any AnyBoundHandler] = [:]
+    var entries: [ObjectIdentifier: AnyBoundHandler] = [:]
     var order: [ObjectIdentifier] = []
     var duplicates: [String] = []
     var subscriptions: [DeclaredSubscription] = []
@@ -56,10 +56,7 @@ public struct RequestHandlers<Service: ServiceActor> {
             self.duplicates.append(R.name)
             return
         }
-        let service = self.service
-        self.entries[key] = BoundHandler<R>(service: Service.name) { request in
-            try await handler(service, request)
-        }
+        self.entries[key] = ServiceHandler(service: self.service, handler: handler)
         self.order.append(key)
     }
 
@@ -133,7 +130,7 @@ extension RequestHandlers {
 
 /// A service's handlers and declared subscriptions, with the service's type erased.
 struct HandlerTable: Sendable {
-    var entries: [ObjectIdentifier: any AnyBoundHandler]
+    var entries: [ObjectIdentifier: AnyBoundHandler]
     var order: [ObjectIdentifier]
     var duplicates: [String]
     var subscriptions: [DeclaredSubscription]
@@ -159,21 +156,49 @@ final class EnvironmentBox: Sendable {
     }
 }
 
-/// A handler bound to one service instance, with its request type erased.
+/// A handler bound to one service instance, with its request type erased: a class, so that a
+/// route holds its handlers as plain references.
 @usableFromInline
-package protocol AnyBoundHandler: AnyObject, Sendable {
-    var requestName: String { get }
+package class AnyBoundHandler: @unchecked Sendable {
+    // `@unchecked`: a class that subclasses extend cannot be checked; it has no stored state, and
+    // its subclasses only immutable `Sendable` values.
+    /// The name of the request type it handles.
+    package var requestName: String { fatalError("subclass responsibility") }
+
+    init() {}
 }
 
-/// A handler bound to one service instance.
+/// A handler bound to one service instance, for requests of type `R`, with the service's type
+/// erased.
 @usableFromInline
-package final class BoundHandler<R: ServiceRequest>: AnyBoundHandler {
-    @usableFromInline package let call: @Sendable (R) async throws -> R.Response
-    package let service: ServiceName
-    @usableFromInline package var requestName: String { R.name }
+package class BoundHandler<R: ServiceRequest>: AnyBoundHandler, @unchecked Sendable {
+    // `@unchecked`: as for `AnyBoundHandler`, no stored state here.
+    override package var requestName: String { R.name }
 
-    init(service: ServiceName, call: @escaping @Sendable (R) async throws -> R.Response) {
+    /// Runs the handler on its service's actor, in the caller's task, in the context the caller
+    /// has bound.
+    @usableFromInline
+    func call(_ request: R) async throws -> R.Response {
+        fatalError("subclass responsibility")
+    }
+}
+
+/// The handler of requests of type `R` on one instance of `Service`.
+///
+/// The handler is called directly, with the instance as its isolated parameter: the call hops
+/// onto the instance's actor and the caller hops back when it returns, as a direct call on the
+/// actor does, with nothing in between but the trace context's binding.
+final class ServiceHandler<Service: ServiceActor, R: ServiceRequest>: BoundHandler<R>, @unchecked Sendable {
+    // `@unchecked`: every stored property is an immutable `Sendable` value.
+    private let service: Service
+    private let handler: @Sendable (isolated Service, R) async throws -> R.Response
+
+    init(service: Service, handler: @escaping @Sendable (isolated Service, R) async throws -> R.Response) {
         self.service = service
-        self.call = call
+        self.handler = handler
+    }
+
+    override func call(_ request: R) async throws -> R.Response {
+        try await self.handler(self.service, request)
     }
 }

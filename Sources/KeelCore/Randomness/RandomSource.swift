@@ -37,7 +37,23 @@ public final class RandomSource: Sendable {
     public func next() -> UInt64 {
         // SplitMix64 advances its state by a constant, so drawing is one atomic add; the
         // sequence depends only on the seed and the order of draws.
-        var z = self.state.wrappingAdd(0x9E37_79B9_7F4A_7C15, ordering: .relaxed).newValue
+        Self.mix(self.state.wrappingAdd(Self.gamma, ordering: .relaxed).newValue)
+    }
+
+    /// The next three values of the sequence, in order, for one atomic add: what three calls of
+    /// ``next()`` return when nothing else draws in between (a new trace's ids).
+    package func nextThree() -> (UInt64, UInt64, UInt64) {
+        let last = self.state.wrappingAdd(3 &* Self.gamma, ordering: .relaxed).newValue
+        return (Self.mix(last &- 2 &* Self.gamma), Self.mix(last &- Self.gamma), Self.mix(last))
+    }
+
+    /// SplitMix64's increment.
+    private static let gamma: UInt64 = 0x9E37_79B9_7F4A_7C15
+
+    /// SplitMix64's output function of a state.
+    @inline(__always)
+    private static func mix(_ state: UInt64) -> UInt64 {
+        var z = state
         z = (z ^ (z &>> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z &>> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z &>> 31)

@@ -13,6 +13,9 @@ public struct NoOpTelemetry: Telemetry {
     public func makeHistogram(label: String, dimensions: [(String, String)]) -> any TelemetryHistogram {
         NoOpHandler()
     }
+    /// `false`: its spans record nothing, so components start none.
+    public var recordsSpans: Bool { false }
+
     /// Returns a span that records nothing.
     public func startSpan(
         _ operationName: String,

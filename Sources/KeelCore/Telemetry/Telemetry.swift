@@ -56,6 +56,17 @@ public protocol Telemetry: Sendable {
     ///   - kind: The span's role.
     /// - Returns: The span.
     func startSpan(_ operationName: String, context: TraceContext, kind: TelemetrySpanKind) -> any TelemetrySpan
+
+    /// Whether the spans this telemetry starts are recorded anywhere.
+    ///
+    /// A component reads it once, when it is made, and when it is `false` starts no span: it
+    /// calls neither ``startSpan(_:context:kind:)`` nor a span's methods, and does no work that
+    /// only a span would use. Keel's request channels do so (a request then pays nothing for a
+    /// span it would not keep); trace contexts are made and bound all the same, so handlers still
+    /// see theirs. The default is `true`, so a telemetry that records spans needs nothing more.
+    /// Return `false` only if ``startSpan(_:context:kind:)`` returns spans that record nothing,
+    /// for every call, for the telemetry's whole life, as ``NoOpTelemetry`` does.
+    var recordsSpans: Bool { get }
 }
 
 /// A counter made by ``Telemetry/makeCounter(label:dimensions:)``: the handle a component keeps
@@ -140,6 +151,9 @@ public enum TelemetryAttribute: Sendable, Hashable, CustomStringConvertible {
 }
 
 extension Telemetry {
+    /// `true`: spans are recorded unless a telemetry says otherwise.
+    public var recordsSpans: Bool { true }
+
     /// Makes a counter without dimensions.
     /// - Parameter label: The metric name.
     /// - Returns: The counter.

@@ -7,12 +7,14 @@
 ///
 /// Deadlines are carried by ``TraceContext`` so that a callee inherits its caller's budget.
 public struct Deadline: Sendable, CustomStringConvertible {
-    private let base: any InstantProtocol & Sendable
+    /// The instant, boxed: a deadline is one reference, so that a ``TraceContext`` (which carries
+    /// one, usually `nil`) copies cheaply.
+    private let base: AnyInstantBox
 
     /// Creates a deadline at `instant`.
     /// - Parameter instant: The instant, on the clock that will check it.
     public init<I: InstantProtocol & Sendable>(_ instant: I) {
-        self.base = instant
+        self.base = InstantBox(instant)
     }
 
     /// Creates a deadline `duration` from now on `clock`.
@@ -30,7 +32,7 @@ public struct Deadline: Sendable, CustomStringConvertible {
     /// - Parameter clock: The clock whose instant type to read it as.
     /// - Returns: The instant, or `nil`.
     public func instant<C: Clock>(on clock: C) -> C.Instant? {
-        self.base as? C.Instant
+        (self.base as? InstantBox<C.Instant>)?.instant
     }
 
     /// The time left until this deadline on `clock`: negative once it has passed, `nil` when the
@@ -59,15 +61,39 @@ public struct Deadline: Sendable, CustomStringConvertible {
     }
 
     private func isEarlier(than other: Deadline) -> Bool {
-        func compare<I: InstantProtocol>(_ mine: I) -> Bool {
-            guard let theirs = other.base as? I else { return false }
-            return mine < theirs
-        }
-        return compare(self.base)
+        self.base.isEarlier(than: other.base)
     }
 
     /// A textual form of the underlying instant.
     public var description: String {
-        "Deadline(\(self.base))"
+        "Deadline(\(self.base.instantDescription))"
     }
+}
+
+/// A deadline's instant, its type erased.
+private class AnyInstantBox: @unchecked Sendable {
+    // `@unchecked`: no stored state; the subclass holds one immutable `Sendable` instant.
+
+    /// Whether this instant is before `other`'s; `false` when `other` is of another type.
+    func isEarlier(than other: AnyInstantBox) -> Bool { fatalError("subclass responsibility") }
+
+    /// The instant's textual form.
+    var instantDescription: String { fatalError("subclass responsibility") }
+}
+
+/// A deadline's instant.
+private final class InstantBox<I: InstantProtocol>: AnyInstantBox, @unchecked Sendable {
+    // `@unchecked`: `Deadline.init` accepts only `Sendable` instants, and this one is immutable.
+    let instant: I
+
+    init(_ instant: I) {
+        self.instant = instant
+    }
+
+    override func isEarlier(than other: AnyInstantBox) -> Bool {
+        guard let other = other as? InstantBox<I> else { return false }
+        return self.instant < other.instant
+    }
+
+    override var instantDescription: String { "\(self.instant)" }
 }

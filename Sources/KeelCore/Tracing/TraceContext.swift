@@ -103,9 +103,12 @@ public struct TraceContext: Sendable, Hashable, Codable, CustomStringConvertible
     ///   - correlationID: The correlation id; defaults to the trace id's text.
     /// - Returns: A root context.
     public static func makeRoot(using random: RandomSource, correlationID: String? = nil) -> TraceContext {
-        TraceContext(
-            traceID: .random(using: random),
-            spanID: .random(using: random),
+        // The trace id's two halves, then the span id: the draws of `TraceID.random` and
+        // `SpanID.random`, in one atomic add.
+        let (high, low, span) = random.nextThree()
+        return TraceContext(
+            traceID: TraceID(high: high, low: low | 1),
+            spanID: SpanID(rawValue: span | 1),
             parentSpanID: nil,
             correlation: correlationID.map(LazyID.init),
             causation: nil

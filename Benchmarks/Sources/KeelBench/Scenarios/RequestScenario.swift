@@ -4,11 +4,21 @@ import Keel
 /// actor, from one caller or from several concurrent callers, on one instance of the service or
 /// spread over several.
 ///
-/// Ours is `host.client.send(Ping())`: route lookup, work tracking, a child trace context bound
-/// as a task-local, instance choice (round-robin, the host's default, over the serving
-/// instances), then the handler on the chosen instance's actor. The baseline is `await
-/// service.ping()`, the hop onto an actor alone. The host uses the default `NoOpTelemetry`;
-/// health checks are off so that no timer wakes up during a round.
+/// Ours is `host.client.send(Ping())`: the route, resolved once per client and request type (an
+/// atomic load and an array probe, no lock, no dictionary), work tracking and the cancellation
+/// check (a few atomic operations), a new trace context bound as a task-local around the handler,
+/// the instance choice without a lock (round-robin, the host's default, over the serving instances:
+/// one atomic word, and the rotation's cursor when more than one serves) and its outstanding count,
+/// then the handler on the chosen instance's actor, reached and left with the same two executor
+/// switches as a direct call. The baseline is `await service.ping()`, the hop onto an actor alone.
+/// The host uses the default `NoOpTelemetry`, so no span is started; health checks are off so that
+/// no timer wakes up during a round.
+///
+/// Binding the trace context is the largest part of what ours adds (on the project's machine kind,
+/// about 70 ns of CPU against about 50 ns for the whole direct call: the push takes the task's
+/// status lock, and `withValue` adds two executor checks), and it is what every handler needs to
+/// see its context and to have its own requests and events accepted while the host drains; see
+/// the root README for where the rest goes.
 ///
 /// Concurrent callers are child tasks of a task group: tasks, not threads; all of them share the
 /// cooperative pool, one thread per core. With one instance, every call of both sides queues on
