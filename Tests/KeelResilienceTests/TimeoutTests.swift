@@ -40,7 +40,7 @@ struct TimeoutTests {
         let observed = Observed()
         let timeout = Timeout(name: "gateway", duration: .seconds(1), clock: clock, random: RandomSource(seed: 1))
         async let result = timeout.execute(slowOperation(clock: clock, duration: .seconds(10), observed: observed))
-        await clock.waitForSleepers(count: 2)  // the operation and the timer
+        await clock.waitForSleepers(count: 2)  // the operation and the shared timer
         clock.advance(by: .milliseconds(999))
         #expect(clock.sleeperCount == 2)
         clock.advance(by: .milliseconds(1))
@@ -58,7 +58,7 @@ struct TimeoutTests {
         #expect(observed.deadline == .seconds(1))
     }
 
-    @Test func anOperationThatFinishesFirstWinsAndTheTimerIsCancelled() async throws {
+    @Test func anOperationThatFinishesFirstWinsAndItsDeadlineIsRemoved() async throws {
         let clock = TestClock()
         let observed = Observed()
         let timeout = Timeout(duration: .seconds(5), clock: clock)
@@ -67,6 +67,10 @@ struct TimeoutTests {
         clock.advance(by: .seconds(1))
         #expect(try await result == "done")
         #expect(!observed.cancelled)
+        #expect(timeout.pendingCount == 0)
+        // The shared timer is not woken to stop: it sleeps until 5 s, or until it is shut down.
+        #expect(clock.sleeperCount == 1)
+        await timeout.shutdown()
         #expect(clock.sleeperCount == 0)
     }
 
@@ -147,6 +151,8 @@ struct TimeoutTests {
         task.cancel()
         await #expect(throws: CancellationError.self) { try await task.value }
         #expect(observed.cancelled)
+        #expect(timeout.pendingCount == 0)
+        await timeout.shutdown()  // the shared timer, asleep until 1 s
         #expect(clock.sleeperCount == 0)
     }
 
@@ -161,7 +167,7 @@ struct TimeoutTests {
                     await #expect(throws: TimeoutError.self) { try await timeout.execute(operation) }
                 }
             }
-            await clock.waitForSleepers(count: 100)
+            await clock.waitForSleepers(count: 51)  // the 50 operations and the one shared timer
             clock.advance(by: .seconds(1))
             try await group.waitForAll()
         }

@@ -49,21 +49,21 @@ public struct ResiliencePipeline: ResilienceStrategy {
     /// - Returns: What an attempt of `operation` returned.
     /// - Throws: What the last attempt threw, or a strategy's rejection.
     public func execute<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await Self.execute(self.strategies[...], operation)
+        guard !self.strategies.isEmpty else { return try await operation() }
+        return try await Self.execute(self.strategies, from: 0, operation)
     }
 
+    /// Runs `operation` through the strategies from `index` on; `index` is a valid index.
     private static func execute<T: Sendable>(
-        _ strategies: ArraySlice<any ResilienceStrategy>,
+        _ strategies: [any ResilienceStrategy],
+        from index: Int,
         _ operation: @escaping @Sendable () async throws -> T
     ) async throws -> T {
-        guard let outermost = strategies.first else {
-            return try await operation()
+        let next = index + 1
+        if next == strategies.count {
+            return try await strategies[index].execute(operation)
         }
-        let inner = strategies.dropFirst()
-        if inner.isEmpty {
-            return try await outermost.execute(operation)
-        }
-        return try await outermost.execute { try await Self.execute(inner, operation) }
+        return try await strategies[index].execute { try await Self.execute(strategies, from: next, operation) }
     }
 }
 

@@ -82,17 +82,26 @@ public final class Retry: ResilienceStrategy {
     public func run<T: Sendable>(_ operation: () async throws -> T) async throws -> T {
         self.configuration.budget?.recordCall()
         self.instruments?.calls.increment(by: 1)
-        var delays = self.configuration.backoff.makeDelays(using: self.random)
+        // Made at the first retry: a call that succeeds at once does not pay for it.
+        var delays: Backoff.Delays?
         var attempt = 1
         while true {
             let outcome: Result<T, any Error>
             do {
-                outcome = .success(try await operation())
+                let value = try await operation()
+                // The common case returns here, without wrapping the value.
+                guard let shouldRetryResult = self.configuration.shouldRetryResult, shouldRetryResult(value) else {
+                    return value
+                }
+                outcome = .success(value)
             } catch {
+                guard !(error is CancellationError) && self.configuration.shouldRetryError(error) else { throw error }
                 outcome = .failure(error)
             }
-            guard self.wantsRetry(outcome) else { return try outcome.get() }
-            guard let delay = self.permitRetry(after: attempt, delays: &delays) else {
+            if delays == nil {
+                delays = self.configuration.backoff.makeDelays(using: self.random)
+            }
+            guard let delay = self.permitRetry(after: attempt, delays: &delays!) else {
                 return try outcome.get()
             }
             if delay > .zero {
@@ -108,16 +117,6 @@ public final class Retry: ResilienceStrategy {
     /// - Throws: What ``run(_:)`` throws.
     public func execute<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
         try await self.run(operation)
-    }
-
-    /// Whether the outcome of an attempt is one the configuration retries.
-    private func wantsRetry<T: Sendable>(_ outcome: Result<T, any Error>) -> Bool {
-        switch outcome {
-        case .success(let value):
-            return self.configuration.shouldRetryResult?(value) ?? false
-        case .failure(let error):
-            return !(error is CancellationError) && self.configuration.shouldRetryError(error)
-        }
     }
 
     /// The delay before the next attempt, or `nil` when the retry stops here.

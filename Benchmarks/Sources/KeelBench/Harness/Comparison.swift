@@ -13,4 +13,6 @@ struct Comparison: Sendable {
     var baselineMedian: Double { Statistics.median(self.baseline) }
     /// How many times the baseline's cost ours is: above 1 is slower than the baseline.
     var ratio: Double { self.oursMedian / self.baselineMedian }
+    /// What ours costs beyond the baseline, per unit: the difference of the medians.
+    var overhead: Double { self.oursMedian - self.baselineMedian }
 }

@@ -3,13 +3,15 @@ enum Report {
     /// A JSON array with one object per comparison:
     /// `{"name", "baseline", "ns_per_op", "baseline_ns_per_op", "ratio", "goal", "recorded_ratio"}`;
     /// `goal` and `recorded_ratio` are `null` where the metric has none. A size metric has
-    /// `bytes_per_op` and `baseline_bytes_per_op` in place of the two `ns` fields.
+    /// `bytes_per_op` and `baseline_bytes_per_op` in place of the two `ns` fields. A metric with
+    /// an overhead goal adds `"overhead_ns_per_op"` (ours minus the baseline) and
+    /// `"goal_overhead_ns_per_op"`.
     /// - Parameter comparisons: The comparisons.
     /// - Returns: The JSON text.
     static func json(_ comparisons: [Comparison]) -> String {
         let objects = comparisons.map { comparison in
             let measure = comparison.metric.kind == .size ? "bytes_per_op" : "ns_per_op"
-            let fields = [
+            var fields = [
                 "\"name\": \(self.quoted(comparison.metric.name))",
                 "\"baseline\": \(self.quoted(comparison.metric.baseline))",
                 "\"\(measure)\": \(self.number(comparison.oursMedian))",
@@ -18,6 +20,10 @@ enum Report {
                 "\"goal\": \(self.number(comparison.metric.goal, decimals: 3))",
                 "\"recorded_ratio\": \(self.number(comparison.metric.recorded, decimals: 3))",
             ]
+            if let overheadGoal = comparison.metric.overheadGoal {
+                fields.append("\"overhead_ns_per_op\": \(self.number(comparison.overhead))")
+                fields.append("\"goal_overhead_ns_per_op\": \(self.number(overheadGoal))")
+            }
             return "  {" + fields.joined(separator: ", ") + "}"
         }
         return objects.isEmpty ? "[]" : "[\n" + objects.joined(separator: ",\n") + "\n]"
@@ -40,7 +46,7 @@ enum Report {
                 metric.kind == .throughput ? self.rate(comparison.baselineMedian) : "-",
                 self.fixed(comparison.ratio, decimals: 2) + "x",
                 self.spread(comparison),
-                metric.goal.map { self.fixed($0, decimals: 2) + "x" } ?? "-",
+                self.goal(of: metric),
                 metric.recorded.map { self.fixed($0, decimals: 2) + "x" } ?? "-",
             ]
         }
@@ -64,12 +70,31 @@ enum Report {
         }
         lines.append("spread: (max - min) / median over rounds, ours | baseline.")
         lines.append("goal: the README's goal for the ratio. rec: the ratio recorded on a 2-vCPU machine.")
+        let overheads = comparisons.filter { $0.metric.overheadGoal != nil }
+        if !overheads.isEmpty {
+            lines.append("+ns goal: the README's goal for the overhead, ours ns - base ns, instead of the ratio.")
+            for comparison in overheads {
+                let goal = comparison.metric.overheadGoal ?? 0
+                lines.append(
+                    "  \(comparison.metric.name): overhead \(self.fixed(comparison.overhead, decimals: 1)) ns, "
+                        + "goal \(self.fixed(goal, decimals: 0)) ns: "
+                        + (comparison.overhead <= goal ? "met" : "not met")
+                )
+            }
+        }
         lines.append("")
         lines.append("baselines:")
         for comparison in comparisons {
             lines.append("  \(comparison.metric.name): \(comparison.metric.baseline)")
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// The goal column: the ratio's goal (`1.30x`), or the overhead's (`+3000ns`), or `-`.
+    private static func goal(of metric: Metric) -> String {
+        if let goal = metric.goal { return self.fixed(goal, decimals: 2) + "x" }
+        if let overheadGoal = metric.overheadGoal { return "+" + self.fixed(overheadGoal, decimals: 0) + "ns" }
+        return "-"
     }
 
     private static func spread(_ comparison: Comparison) -> String {
