@@ -57,6 +57,12 @@
 /// of the full and quick runs (the larger where they differ: 1.04 full against 1.02 quick for the
 /// file before its final compaction).
 ///
+/// `breaker.closed` and `breaker.closed.run` are recorded since a closed breaker counts a success
+/// with one compare-and-swap outside its lock (2026-12-07): 1.34 to 1.38 and 2.23 to 2.24 in four
+/// full runs (7 rounds) at load 1.1 to 1.2, recorded as 1.45 and 2.5 (they were 1.8 and 3.45; the
+/// locked path read 2.03 and 2.99 that morning). `channel.request.sequential`'s goal is the kernel
+/// issue's, 3 (it was 1.3); it is not met.
+///
 /// `pipeline.5`, `timeout.call` and `timeout.call.inline` changed with the timeout's shared timer
 /// (2026-12-07). Their ratios read, at load 3.6 to 8.5 on the shared 2-vCPU machine: `pipeline.5`
 /// 42 to 86 in nine full runs and 68 to 132 in three quick runs, recorded as 120 (it read 200 to
@@ -69,7 +75,7 @@ enum Catalog {
     /// - Returns: The scenarios.
     static func makeScenarios() -> [any Scenario] {
         [
-            RequestScenario(name: "channel.request.sequential", callers: 1, instances: 1, goal: 1.3, recorded: 4.5),
+            RequestScenario(name: "channel.request.sequential", callers: 1, instances: 1, goal: 3.0, recorded: 4.5),
             RequestScenario(name: "channel.request.concurrent16.oneInstance", callers: 16, instances: 1, recorded: nil),
             RequestScenario(name: "channel.request.concurrent16.spread", callers: 16, instances: 16, recorded: 4.0),
             PublishScenario(name: "bus.publish.1", subscribers: 1, baseline: .ringBuffer, recorded: nil),
@@ -88,8 +94,8 @@ enum Catalog {
                 recorded: 0.6
             ),
             LatencyScenario(prefix: "bus.latency", recordedP50: 3.1, recordedP99: 3.4),
-            BreakerScenario(name: "breaker.closed", mode: .closed, api: .permit, goal: 1.3, recorded: 1.8),
-            BreakerScenario(name: "breaker.closed.run", mode: .closed, api: .run, recorded: 3.45),
+            BreakerScenario(name: "breaker.closed", mode: .closed, api: .permit, goal: 1.3, recorded: 1.45),
+            BreakerScenario(name: "breaker.closed.run", mode: .closed, api: .run, recorded: 2.5),
             BreakerScenario(name: "breaker.open", mode: .open, api: .permit, recorded: 1.9),
             BreakerScenario(name: "breaker.open.run", mode: .open, api: .run, recorded: 1.35),
             BreakerScenario(name: "breaker.open.lazy", mode: .openLazy, api: .permit, recorded: 22),
