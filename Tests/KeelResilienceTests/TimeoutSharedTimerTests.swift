@@ -49,8 +49,37 @@ private func sleeper(_ clock: TestClock) -> @Sendable () async throws -> Void {
     { try await clock.sleep(for: .seconds(1_000)) }
 }
 
+/// A clock whose sleeps fail at once with an error of their own, not cancellation; its time is
+/// a test clock's.
+private struct FailingClock: Clock {
+    struct Broken: Error {}
+
+    let base: TestClock
+
+    var now: TestClock.Instant { self.base.now }
+    var minimumResolution: Duration { self.base.minimumResolution }
+
+    func sleep(until deadline: TestClock.Instant, tolerance: Duration?) async throws {
+        throw Broken()
+    }
+}
+
 @Suite("Timeout's shared timer", .timeLimit(.minutes(1)))
 struct TimeoutSharedTimerTests {
+    /// A timer whose clock fails its sleep goes out of service instead of leaving its calls
+    /// waiting for it: the pending call times itself, meets the clock's error and throws it, and
+    /// so does a later call.
+    @Test func aClockWhoseSleepFailsDoesNotStrandTheCalls() async throws {
+        let clock = TestClock()
+        let timeout = Timeout(duration: .seconds(1), clock: FailingClock(base: clock))
+        for _ in 0..<2 {
+            let call = Task { try await timeout.execute(sleeper(clock)) }
+            await #expect(throws: FailingClock.Broken.self) { try await value(of: call) }
+            #expect(timeout.pendingCount == 0)
+        }
+        await timeout.shutdown()
+    }
+
     /// Calls with different deadlines on one timeout: some by their start time, some by the
     /// caller's deadline, some equal; each times out exactly at its own deadline, never before.
     @Test func concurrentCallsEachTimeOutAtTheirOwnDeadline() async throws {

@@ -40,7 +40,9 @@ import KeelCore
 /// ``shutdown()`` cancels the timer task and waits for it. A timeout keeps working afterwards:
 /// calls in flight then, and every later call whose operation suspends, race the operation
 /// against a sleep of their own in the task group (a second child task and a clock sleep per
-/// call, several µs more). Copies of a `Timeout` share one timer, so shutting one down shuts them
+/// call, several µs more). A clock whose sleep throws for another reason than cancellation puts
+/// the timer out of service the same way, and the calls then meet the clock's error in their own
+/// sleep and throw it. Copies of a `Timeout` share one timer, so shutting one down shuts them
 /// all down. A timeout dropped without a shutdown cancels its timer task; a timer task with
 /// nothing pending ends at its next wake-up, at most `duration` after the last call.
 ///

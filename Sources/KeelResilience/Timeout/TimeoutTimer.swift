@@ -208,7 +208,15 @@ final class TimeoutTimer: Sendable {
                 do {
                     try await sleep(until)
                 } catch {
-                    return  // replaced by a task for an earlier deadline, or shut down
+                    // Cancelled: replaced by a task for an earlier deadline, or shut down. A clock
+                    // whose sleep fails otherwise puts the timer out of service, as a shutdown
+                    // does: the calls pending now and later time themselves (and meet the
+                    // clock's error there) instead of waiting for a timer that no longer runs.
+                    if !Task.isCancelled, let self {
+                        let orphans = self.state.withLock { $0.schedule.shutDown() }
+                        for attempt in orphans { attempt.resolve(.orphaned) }
+                    }
+                    return
                 }
                 guard let self else { return }
                 let (expired, next) = self.state.withLock { $0.schedule.fire(now: now(), generation: generation) }
