@@ -62,7 +62,10 @@ public final class EventBus: Sendable {
     let clock: any Clock<Duration>
     let reader: ClockReader
     let telemetry: any Telemetry
+    /// Whether handler durations are recorded: the telemetry is not ``/KeelCore/NoOpTelemetry``.
     let isRecording: Bool
+    /// Whether publish and handler spans are started: ``/KeelCore/Telemetry/recordsSpans``.
+    let recordsSpans: Bool
     let random: RandomSource
     let wallClock: WallClock
     let executor: (any TaskExecutor)?
@@ -116,6 +119,7 @@ public final class EventBus: Sendable {
         self.reader = ClockReader(clock)
         self.telemetry = telemetry
         self.isRecording = !(telemetry is NoOpTelemetry)
+        self.recordsSpans = telemetry.recordsSpans
         self.random = random
         self.wallClock = wallClock
         self.executor = executor
@@ -218,7 +222,7 @@ public final class EventBus: Sendable {
             traceID: context.traceID,
             spanID: context.spanID
         )
-        if self.isRecording {
+        if self.recordsSpans {
             // A producer span, ended at once: it marks where in the trace the event was published.
             let span = self.telemetry.startSpan(
                 "publish \(topic)",

@@ -277,13 +277,11 @@ final class Subscriber: Sendable {
         let bus = self.bus
         let context = published.envelope.makeHandlerContext(using: bus.random)
         let span =
-            bus.isRecording ? bus.telemetry.startSpan(self.spanName, context: context, kind: .consumer) : nil
-        let started = span == nil ? .zero : bus.reader.now()
+            bus.recordsSpans ? bus.telemetry.startSpan(self.spanName, context: context, kind: .consumer) : nil
+        let started = bus.isRecording ? bus.reader.now() : .zero
         defer {
-            if let span {
-                self.handlerTimer.record(bus.reader.now() - started)
-                span.end()
-            }
+            if bus.isRecording { self.handlerTimer.record(bus.reader.now() - started) }
+            span?.end()
         }
         let policy = self.options.redelivery
         var attempt = 0
