@@ -33,44 +33,6 @@ private func makeHost(clock: TestClock = TestClock()) -> ServiceHost {
     ServiceHost(configuration: TestHost.defaultConfiguration, clock: clock, random: RandomSource(seed: 11))
 }
 
-/// Telemetry that counts the spans it is asked for and records metrics in memory; whether it
-/// records spans is up to the test.
-private final class SpanCounting: Telemetry {
-    let recorder = InMemoryRecorder(clock: TestClock())
-    private let records: Bool
-    private let started = Atomic<Int>(0)
-
-    init(recordsSpans: Bool) {
-        self.records = recordsSpans
-    }
-
-    /// How many spans were started.
-    var spansStarted: Int { self.started.load(ordering: .relaxed) }
-
-    var recordsSpans: Bool { self.records }
-
-    func makeCounter(label: String, dimensions: [(String, String)]) -> any TelemetryCounter {
-        self.recorder.makeCounter(label: label, dimensions: dimensions)
-    }
-
-    func makeGauge(label: String, dimensions: [(String, String)]) -> any TelemetryGauge {
-        self.recorder.makeGauge(label: label, dimensions: dimensions)
-    }
-
-    func makeTimer(label: String, dimensions: [(String, String)]) -> any TelemetryTimer {
-        self.recorder.makeTimer(label: label, dimensions: dimensions)
-    }
-
-    func makeHistogram(label: String, dimensions: [(String, String)]) -> any TelemetryHistogram {
-        self.recorder.makeHistogram(label: label, dimensions: dimensions)
-    }
-
-    func startSpan(_ operationName: String, context: TraceContext, kind: TelemetrySpanKind) -> any TelemetrySpan {
-        self.started.wrappingAdd(1, ordering: .relaxed)
-        return self.recorder.startSpan(operationName, context: context, kind: kind)
-    }
-}
-
 /// A request that a ``Holder`` handles by waiting at its gate, then sending ``HostFixtures/Work``
 /// on and publishing ``HostFixtures/Announced``.
 private struct Hold: ServiceRequest {
@@ -344,7 +306,7 @@ struct RequestFastPathTests {
 
     @Test("a telemetry that records no spans is asked for none; request metrics are still recorded")
     func noSpansWhenNoneAreRecorded() async throws {
-        let telemetry = SpanCounting(recordsSpans: false)
+        let telemetry = SpanCountingTelemetry(recordsSpans: false)
         let host = ServiceHost(
             configuration: TestHost.defaultConfiguration,
             clock: TestClock(),
@@ -369,7 +331,7 @@ struct RequestFastPathTests {
 
     @Test("a telemetry that records spans gets one per request, nested ones included")
     func spansWhenRecorded() async throws {
-        let telemetry = SpanCounting(recordsSpans: true)
+        let telemetry = SpanCountingTelemetry(recordsSpans: true)
         let host = ServiceHost(
             configuration: TestHost.defaultConfiguration,
             clock: TestClock(),

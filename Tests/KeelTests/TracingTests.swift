@@ -7,33 +7,6 @@ private typealias Work = HostFixtures.Work
 private typealias Worker = HostFixtures.Worker
 private typealias Front = HostFixtures.Front
 
-/// An in-memory recorder that says whether it records spans, and starts them all the same if
-/// asked (so that a span started against its word shows up).
-private struct SaysRecordsSpans: Telemetry {
-    let recorder = InMemoryRecorder(clock: TestClock())
-    let recordsSpans: Bool
-
-    func makeCounter(label: String, dimensions: [(String, String)]) -> any TelemetryCounter {
-        self.recorder.makeCounter(label: label, dimensions: dimensions)
-    }
-
-    func makeGauge(label: String, dimensions: [(String, String)]) -> any TelemetryGauge {
-        self.recorder.makeGauge(label: label, dimensions: dimensions)
-    }
-
-    func makeTimer(label: String, dimensions: [(String, String)]) -> any TelemetryTimer {
-        self.recorder.makeTimer(label: label, dimensions: dimensions)
-    }
-
-    func makeHistogram(label: String, dimensions: [(String, String)]) -> any TelemetryHistogram {
-        self.recorder.makeHistogram(label: label, dimensions: dimensions)
-    }
-
-    func startSpan(_ operationName: String, context: TraceContext, kind: TelemetrySpanKind) -> any TelemetrySpan {
-        self.recorder.startSpan(operationName, context: context, kind: kind)
-    }
-}
-
 @Suite("Tracing across requests and events", .timeLimit(.minutes(1)))
 struct TracingTests {
     @Test(
@@ -41,7 +14,7 @@ struct TracingTests {
         arguments: [false, true]
     )
     func busSpansFollowRecordsSpans(recordsSpans: Bool) async throws {
-        let telemetry = SaysRecordsSpans(recordsSpans: recordsSpans)
+        let telemetry = SpanCountingTelemetry(recordsSpans: recordsSpans)
         let bus = EventBus(telemetry: telemetry, random: RandomSource(seed: 3))
         let handled = AsyncStream.makeStream(of: String.self)
         try bus.subscribe(to: HostFixtures.Announced.self, name: "listener") { event, _ in
