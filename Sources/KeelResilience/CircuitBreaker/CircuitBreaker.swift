@@ -323,7 +323,7 @@ public actor CircuitBreaker {
         let duration: Duration? = end.map { $0 - start }
         let isSlow = duration.map { $0 >= self.slowCallDurationThreshold } ?? false
         if outcome == .success, !isSlow, permit.kind == .closed, self.countWithoutLock(permit.generation) {
-            self.instruments.report(outcome, isSlow: false)
+            if self.instruments.counts { self.instruments.successes.increment(by: 1) }
             return
         }
         let transition = self.withMachine { machine in
@@ -679,8 +679,12 @@ extension CircuitBreaker {
         let slowCalls: any TelemetryCounter
         let transitions: any TelemetryCounter
         let state: any TelemetryGauge
+        /// Whether the counters go anywhere: not with ``/KeelCore/NoOpTelemetry``, whose calls the
+        /// lock-free success path skips.
+        let counts: Bool
 
         init(name: String, telemetry: any Telemetry) {
+            self.counts = !(telemetry is NoOpTelemetry)
             func calls(_ outcome: String) -> any TelemetryCounter {
                 telemetry.makeCounter(
                     label: "keel.breaker.calls",

@@ -58,8 +58,8 @@
 /// file before its final compaction).
 ///
 /// `breaker.closed` and `breaker.closed.run` are recorded since a closed breaker counts a success
-/// with one compare-and-swap outside its lock (2026-12-07): 1.34 to 1.38 and 2.23 to 2.24 in four
-/// full runs (7 rounds) at load 1.1 to 1.2, recorded as 1.45 and 2.5 (they were 1.8 and 3.45; the
+/// with one compare-and-swap outside its lock (2026-12-07): 1.30 to 1.38 and 2.22 to 2.24 in nine
+/// full runs (7 rounds) at load 0.8 to 1.2, recorded as 1.45 and 2.5 (they were 1.8 and 3.45; the
 /// locked path read 2.03 and 2.99 that morning). `channel.request.sequential`'s goal is the kernel
 /// issue's, 3 (it was 1.3); it is not met.
 ///
