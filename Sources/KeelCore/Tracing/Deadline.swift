@@ -7,9 +7,9 @@
 ///
 /// Deadlines are carried by ``TraceContext`` so that a callee inherits its caller's budget.
 public struct Deadline: Sendable, CustomStringConvertible {
-    /// The instant, boxed: a deadline is one reference, so that a ``TraceContext`` (which carries
-    /// one, usually `nil`) copies cheaply.
-    private let base: AnyInstantBox
+    /// The instant, boxed: a deadline is one reference (and its witness table), so that a
+    /// ``TraceContext`` (which carries one, usually `nil`) copies cheaply.
+    private let base: any InstantBoxing
 
     /// Creates a deadline at `instant`.
     /// - Parameter instant: The instant, on the clock that will check it.
@@ -70,30 +70,28 @@ public struct Deadline: Sendable, CustomStringConvertible {
     }
 }
 
-/// A deadline's instant, its type erased.
-private class AnyInstantBox: @unchecked Sendable {
-    // `@unchecked`: no stored state; the subclass holds one immutable `Sendable` instant.
-
+/// A deadline's instant, its type erased; class-bound, so that a deadline is one reference and a
+/// witness table.
+private protocol InstantBoxing: AnyObject, Sendable {
     /// Whether this instant is before `other`'s; `false` when `other` is of another type.
-    func isEarlier(than other: AnyInstantBox) -> Bool { fatalError("subclass responsibility") }
+    func isEarlier(than other: any InstantBoxing) -> Bool
 
     /// The instant's textual form.
-    var instantDescription: String { fatalError("subclass responsibility") }
+    var instantDescription: String { get }
 }
 
 /// A deadline's instant.
-private final class InstantBox<I: InstantProtocol>: AnyInstantBox, @unchecked Sendable {
-    // `@unchecked`: `Deadline.init` accepts only `Sendable` instants, and this one is immutable.
+private final class InstantBox<I: InstantProtocol & Sendable>: InstantBoxing {
     let instant: I
 
     init(_ instant: I) {
         self.instant = instant
     }
 
-    override func isEarlier(than other: AnyInstantBox) -> Bool {
+    func isEarlier(than other: any InstantBoxing) -> Bool {
         guard let other = other as? InstantBox<I> else { return false }
         return self.instant < other.instant
     }
 
-    override var instantDescription: String { "\(self.instant)" }
+    var instantDescription: String { "\(self.instant)" }
 }
