@@ -74,10 +74,24 @@ struct FileStateStoreRecoveryTests {
                 bytes.removeLast(3)
             }
             directory.write(bytes, to: file)
-            let reopened = try FileStateStore(directory: directory.path, configuration: Support.configuration())
+            let recorder = InMemoryRecorder()
+            let reopened = try FileStateStore(
+                directory: directory.path,
+                configuration: Support.configuration(),
+                telemetry: recorder
+            )
             let cut = try #require(reopened.recoveryReport.cuts.first)
             #expect(cut.reason == .tornTail)
             #expect(cut.offset == last.offset)
+            // The cut is logged as a warning, with where and how much.
+            let logged = recorder.logs(from: "keel.store")
+            #expect(logged.map(\.level) == [.warning])
+            #expect(logged.first?.metadata["reason"] == "tornTail")
+            #expect(logged.first?.metadata["offset"] == "\(last.offset)")
+            #expect(logged.first?.metadata["file"] == cut.file)
+            #expect(
+                logged.first?.message.hasPrefix("the state store in \(directory.path) recovered with a cut") == true
+            )
             #expect(reopened.recoveryReport.batches == 9)
             #expect(try reopened.value(forKey: "k8", in: "a") == Support.bytes("value 8"))
             #expect(try reopened.value(forKey: "k9", in: "a") == nil)

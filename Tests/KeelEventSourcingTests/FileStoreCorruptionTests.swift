@@ -64,11 +64,21 @@ struct FileStoreCorruptionTests {
         Self.expectCorrupted(directory, file: segment, offset: offsets[4])
         #expect(directory.bytes(of: segment) == bytes, "a strict open changed the file")
 
-        let store = try Self.open(directory, recovery: .repair)
+        let recorder = InMemoryRecorder()
+        let store = try FileEventStore(
+            directory: directory.path,
+            configuration: Fixtures.configuration(recovery: .repair),
+            telemetry: recorder
+        )
         #expect(try await Self.positions(store) == [0, 1, 2, 3])
         let cut = try #require(store.recoveryReport.cuts.first)
         #expect(store.recoveryReport.cuts.count == 1)
         #expect(cut.file == segment && cut.offset == offsets[4] && cut.reason == .repaired)
+        // A repair's cut loses events: logged as an error.
+        let logged = recorder.logs(from: "keel.store")
+        #expect(logged.map(\.level) == [.error])
+        #expect(logged.first?.metadata["reason"] == "repaired")
+        #expect(logged.first?.metadata["droppedBytes"] == "\(cut.droppedBytes)")
         #expect(cut.droppedBytes == bytes.count - offsets[4])
         try await store.append(Fixtures.event(99), to: "s-0")
         #expect(try await Self.positions(store) == [0, 1, 2, 3, 4])
@@ -88,9 +98,16 @@ struct FileStoreCorruptionTests {
         bytes[bytes.count - 3] ^= 0x80
         directory.write(bytes, to: segment)
 
-        let store = try Self.open(directory)
+        let recorder = InMemoryRecorder()
+        let store = try FileEventStore(
+            directory: directory.path,
+            configuration: Fixtures.configuration(),
+            telemetry: recorder
+        )
         #expect(try await Self.positions(store) == Array(0..<9))
         #expect(store.recoveryReport.cuts.map(\.reason) == [.tornTail])
+        #expect(recorder.logs(from: "keel.store").map(\.level) == [.warning])
+        #expect(recorder.logs(from: "keel.store").first?.metadata["offset"] == "\(last)")
         #expect(store.recoveryReport.cuts.first?.offset == last)
         await store.close()
         #expect(directory.bytes(of: segment).count == last, "the tail was truncated on disk")

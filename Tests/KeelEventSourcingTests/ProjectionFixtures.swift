@@ -206,7 +206,8 @@ func makeRunner(
     namespace: String = "projection.users",
     configuration: ProjectionRunner.Configuration = ProjectionRunner.Configuration(),
     clock: some Clock<Duration> = ContinuousClock(),
-    random: RandomSource = RandomSource()
+    random: RandomSource = RandomSource(),
+    telemetry: any Telemetry = NoOpTelemetry()
 ) async throws -> ProjectionRunner {
     let keyValueStore = try await EventStoreKeyValueStore.open(store: store, namespace: namespace)
     return ProjectionRunner(
@@ -215,6 +216,7 @@ func makeRunner(
         projectionStore: ProjectionStore(keyValueStore: keyValueStore),
         configuration: configuration,
         clock: clock,
-        random: random
+        random: random,
+        telemetry: telemetry
     )
 }

@@ -244,12 +244,26 @@ struct ProjectionRunnerTests {
         projection.poison.poison("u1")
         var configuration = ProjectionRunner.Configuration()
         configuration.maxAttempts = 1
-        let runner = try await makeRunner(store: store, projection: projection, configuration: configuration)
+        let recorder = InMemoryRecorder()
+        let runner = try await makeRunner(
+            store: store,
+            projection: projection,
+            configuration: configuration,
+            telemetry: recorder
+        )
         let poison = try await store.append(UserEvents.registered(1, domain: "example.com"), to: "user-u1")
             .positions.lowerBound
         let after = try await UserEvents.appendMix(count: 3, to: store, offset: 2)
         await runner.start()
         try await runner.waitUntilCaughtUp(to: after)
+        // Parking is logged as an error, with the event and why.
+        let logged = recorder.logs(from: "keel.projection")
+        #expect(logged.map(\.level) == [.error])
+        #expect(logged.first?.metadata["position"] == "\(poison)")
+        #expect(logged.first?.metadata["stream"] == "user-u1")
+        #expect(logged.first?.metadata["attempts"] == "1")
+        #expect(logged.first?.metadata["error"] == "poisoned u1")
+        #expect(logged.first?.message.hasSuffix("parking it and going on") == true)
         #expect(try await runner.parkedEvents().map(\.position) == [poison])
 
         #expect(try await runner.retryParkedEvent(at: poison) == false)
@@ -318,7 +332,13 @@ struct ProjectionRunnerTests {
         configuration.maxAttempts = 2
         configuration.backoff = .immediate
         configuration.poisonEvents = .stop
-        let runner = try await makeRunner(store: store, projection: projection, configuration: configuration)
+        let recorder = InMemoryRecorder()
+        let runner = try await makeRunner(
+            store: store,
+            projection: projection,
+            configuration: configuration,
+            telemetry: recorder
+        )
         var positions: [UInt64] = []
         for index in 0..<5 {
             positions.append(
@@ -337,6 +357,10 @@ struct ProjectionRunnerTests {
         #expect(try await runner.checkpoint() == positions[3])
         #expect(await UsersByEmailDomain.users(at: "keel.dev", in: runner.projectionStore) == ["u0", "u1", "u2"])
         #expect(projection.poison.calls(at: positions[3]) == 2)
+        let logged = recorder.logs(from: "keel.projection")
+        #expect(logged.map(\.level) == [.error])
+        #expect(logged.first?.metadata["position"] == "\(positions[3])")
+        #expect(logged.first?.message.hasSuffix("stopping the projection") == true)
 
         projection.poison.cure("u3")
         await runner.start()

@@ -271,6 +271,33 @@ final class Subscriber: Sendable {
         }
     }
 
+    /// Logs a dead-lettered event at ``/KeelCore/LogLevel/error`` (source `keel.bus`), with the
+    /// handler's trace context; metadata `subscription`, `service` (the owner, if any), `event`,
+    /// `eventType`, `topic`, `attempts`, `error`.
+    private func logDeadLetter(_ envelope: EventEnvelope, error: any Error, attempts: Int, context: TraceContext) {
+        let telemetry = self.bus.telemetry
+        guard telemetry.isLogging(.error) else { return }
+        var metadata = [
+            "subscription": self.name,
+            "event": "\(envelope.id)",
+            "eventType": envelope.eventType,
+            "topic": envelope.topic,
+            "attempts": "\(attempts)",
+            "error": "\(error)",
+        ]
+        if let owner = self.owner { metadata["service"] = owner.rawValue }
+        telemetry.log(
+            LogRecord(
+                level: .error,
+                message:
+                    "subscriber \(self.name) dead-lettered event \(envelope.id) (\(envelope.eventType)) after \(attempts) attempt(s): \(error)",
+                source: "keel.bus",
+                metadata: metadata,
+                trace: context
+            )
+        )
+    }
+
     /// Runs the handler with the envelope's trace context, retrying per the redelivery policy,
     /// then dead-letters the event.
     func deliver(_ published: PublishedEvent) async {
@@ -318,6 +345,7 @@ final class Subscriber: Sendable {
                     )
                     self.deadLettered.wrappingAdd(1, ordering: .relaxed)
                     self.deadLetterCounter.increment(by: 1)
+                    self.logDeadLetter(published.envelope, error: error, attempts: attempt, context: context)
                     return
                 }
                 if delays == nil { delays = policy.backoff.makeDelays(using: bus.random) }

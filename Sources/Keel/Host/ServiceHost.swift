@@ -165,7 +165,11 @@ public actor ServiceHost {
         self.clock = clock
         self.telemetry = telemetry
         self.random = random
-        self.storage = HostStorage(location: configuration.storage, executor: configuration.executor)
+        self.storage = HostStorage(
+            location: configuration.storage,
+            executor: configuration.executor,
+            telemetry: telemetry
+        )
         configuration.faultInjector?.attach(to: random)
         let tracker = WorkTracker()
         self.tracker = tracker
@@ -468,7 +472,17 @@ public actor ServiceHost {
             if let failure = failures.first {
                 // Services of this level are stopped too, in reverse.
                 self.startOrder = started
-                await self.tearDown()
+                self.telemetry.log(
+                    .error,
+                    source: "keel.host",
+                    "start rolled back: \(failure.id) failed to start (\(failure.error)); stopping \(started.count) started service(s) in reverse order",
+                    metadata: [
+                        "service": failure.service.rawValue,
+                        "instance": failure.id.description,
+                        "error": "\(failure.error)",
+                    ]
+                )
+                await self.tearDown(reason: "start rolled back")
                 if let refusal = failure.error as? Refusal { throw refusal.error }
                 throw HostError(
                     code: .startFailed,
@@ -512,10 +526,18 @@ public actor ServiceHost {
         var failures: [(id: InstanceID, service: ServiceName, error: any Error)] = []
         for (offset, error) in results {
             let instance = members[offset]
+            let metadata = ["service": instance.id.service.rawValue, "instance": instance.id.description]
             if let error {
                 failures.append((instance.id, instance.id.service, error))
+                self.telemetry.log(
+                    .error,
+                    source: "keel.host",
+                    "\(instance.id) failed to start: \(error)",
+                    metadata: metadata.merging(["error": "\(error)"]) { $1 }
+                )
             } else {
                 self.startedInstances.insert(instance.id)
+                self.telemetry.log(.info, source: "keel.host", "started \(instance.id)", metadata: metadata)
             }
         }
         return failures
@@ -696,7 +718,7 @@ public actor ServiceHost {
     public func shutdown(drainTimeout: Duration? = nil) async {
         switch self.state {
         case .idle:
-            await self.tearDown()
+            await self.tearDown(reason: "shutdown")
             return
         case .stopped:
             return
@@ -709,6 +731,11 @@ public actor ServiceHost {
         }
         self.state = .stopping
         self.tracker.startDraining()
+        self.telemetry.log(
+            .notice,
+            source: "keel.host",
+            "shutting down: draining in-flight work for up to \(drainTimeout ?? self.configuration.shutdownTimeout)"
+        )
         let tracker = self.tracker
         let clock = self.clock
         let timeout = drainTimeout ?? self.configuration.shutdownTimeout
@@ -724,17 +751,27 @@ public actor ServiceHost {
                 }
             }.value
         }
+        let unfinished = tracker.inFlight
+        if unfinished > 0 {
+            self.telemetry.log(
+                .warning,
+                source: "keel.host",
+                "drain ended with \(unfinished) call(s) and handler(s) still in flight; stopping the services",
+                metadata: ["inFlight": "\(unfinished)"]
+            )
+        }
         self.healthTask?.cancel()
         await self.healthTask?.value
         self.healthTask = nil
-        await self.tearDown()
+        await self.tearDown(reason: "shutdown")
     }
 
     /// Stops the services, then everything the host owns or was given: its policies, the bus,
     /// the storage and the health checks still in flight.
-    private func tearDown() async {
+    /// - Parameter reason: Why the services stop, for the log.
+    private func tearDown(reason: String) async {
         self.state = .stopping
-        await self.stopServices()
+        await self.stopServices(reason: reason)
         for policy in self.routePolicies.values { await policy.shutdown() }
         for policy in self.servicePolicies.values { await policy.shutdown() }
         await self.bus.shutdown()
@@ -743,7 +780,7 @@ public actor ServiceHost {
         self.finish(.stopped)
     }
 
-    private func stopServices() async {
+    private func stopServices(reason: String) async {
         for name in self.startOrder.reversed() {
             await self.bus.cancelSubscriptions(ownedBy: name)
             await self.storage.stopSubscriptions(of: name)
@@ -754,7 +791,22 @@ public actor ServiceHost {
                 guard let service = instance.slot.value else { continue }
                 do {
                     try await service.stop()
+                    self.telemetry.log(
+                        .notice,
+                        source: "keel.host",
+                        "stopped \(instance.id) (\(reason))",
+                        metadata: ["service": name.rawValue, "instance": instance.id.description, "reason": reason]
+                    )
                 } catch {
+                    self.telemetry.log(
+                        .error,
+                        source: "keel.host",
+                        "\(instance.id) failed to stop (\(reason)): \(error)",
+                        metadata: [
+                            "service": name.rawValue, "instance": instance.id.description, "reason": reason,
+                            "error": "\(error)",
+                        ]
+                    )
                     self.stopErrors.append(
                         HostError(
                             code: .stopFailed,

@@ -27,7 +27,7 @@ public struct ServiceEnvironment: Sendable {
     public let instanceID: InstanceID
     /// The host's clock; wait on it rather than on a clock of your own, so tests can drive time.
     public let clock: any Clock<Duration>
-    /// Where metrics and spans go.
+    /// Where metrics, spans and logs go.
     public let telemetry: any Telemetry
     /// The host's random source; draw from it so runs can be replayed from a seed.
     public let random: RandomSource
@@ -42,6 +42,11 @@ public struct ServiceEnvironment: Sendable {
     public let requests: RequestClient
     /// A read-only view of the host's registry, to look up instances and their health.
     public let registry: ReadOnlyRegistry
+    /// This instance's logger: records go through ``telemetry`` with the service's name, the
+    /// instance and the current trace context.
+    public var logger: ServiceLogger {
+        ServiceLogger(instance: self.instanceID, telemetry: self.telemetry)
+    }
     /// The host's storage, from which ``storage()`` takes this service's namespace.
     let hostStorage: HostStorage
     /// Every registered service's declared durable publications.
@@ -152,7 +157,8 @@ public struct ServiceEnvironment: Sendable {
             configuration: configuration,
             clock: self.clock,
             random: self.random,
-            executor: self.hostStorage.executor
+            executor: self.hostStorage.executor,
+            telemetry: self.telemetry
         )
         let subscription = DurableSubscription(name: name, runner: runner, view: view)
         try await self.hostStorage.start(subscription, for: self.name)

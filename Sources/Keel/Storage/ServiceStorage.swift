@@ -118,9 +118,13 @@ actor HostStorage {
     /// subscriptions' runners).
     nonisolated let executor: (any TaskExecutor)?
 
-    init(location: StorageLocation, executor: (any TaskExecutor)? = nil) {
+    /// Where the stores log the cuts their recovery makes when they open.
+    private let telemetry: any Telemetry
+
+    init(location: StorageLocation, executor: (any TaskExecutor)? = nil, telemetry: any Telemetry = NoOpTelemetry()) {
         self.location = location
         self.executor = executor
+        self.telemetry = telemetry
     }
 
     /// The storage of `service`, opening the host's stores if this is the first request.
@@ -215,10 +219,10 @@ actor HostStorage {
             self.memoryState = state
             stores = (InMemoryEventStore(), state)
         case .directory(let path):
-            let events = try FileEventStore(directory: path)
+            let events = try FileEventStore(directory: path, telemetry: self.telemetry)
             let state: FileStateStore
             do {
-                state = try FileStateStore(directory: path + "/state")
+                state = try FileStateStore(directory: path + "/state", telemetry: self.telemetry)
             } catch {
                 await events.close()
                 throw error

@@ -1,6 +1,6 @@
 import Synchronization
 
-/// Telemetry that keeps every metric and span in memory, for tests and samples.
+/// Telemetry that keeps every metric, span and log record in memory, for tests and samples.
 ///
 /// It can list metric values and render a trace as an indented tree with durations:
 ///
@@ -74,21 +74,47 @@ public final class InMemoryRecorder: Telemetry {
         var gauges: [MetricKey: Double] = [:]
         var timers: [MetricKey: [Duration]] = [:]
         var histograms: [MetricKey: [Double]] = [:]
+        var logs: [LogRecord] = []
     }
 
     let storage = Lock(Storage())
     let elapsed: @Sendable () -> Duration
 
+    /// The least severe level recorded, or `nil` to record no logs.
+    public let logLevel: LogLevel?
+
     /// Creates a recorder whose span times come from `clock`.
-    /// - Parameter clock: The clock to time spans with.
-    public init<C: Clock<Duration>>(clock: C) {
+    /// - Parameters:
+    ///   - clock: The clock to time spans with.
+    ///   - logLevel: The least severe log level recorded; `nil` records no logs.
+    public init<C: Clock<Duration>>(clock: C, logLevel: LogLevel? = .trace) {
         let origin = clock.now
         self.elapsed = { origin.duration(to: clock.now) }
+        self.logLevel = logLevel
     }
 
     /// Creates a recorder that times spans with the continuous clock.
-    public convenience init() {
-        self.init(clock: ContinuousClock())
+    /// - Parameter logLevel: The least severe log level recorded; `nil` records no logs.
+    public convenience init(logLevel: LogLevel? = .trace) {
+        self.init(clock: ContinuousClock(), logLevel: logLevel)
+    }
+
+    /// Keeps the record, in the order records arrive.
+    /// - Parameter record: The record.
+    public func log(_ record: LogRecord) {
+        self.storage.withLock { $0.logs.append(record) }
+    }
+
+    /// The log records kept so far, in the order they arrived.
+    public var logs: [LogRecord] {
+        self.storage.withLock { $0.logs }
+    }
+
+    /// The log records kept so far from one component, in the order they arrived.
+    /// - Parameter source: The component, such as `keel.breaker`.
+    /// - Returns: Its records.
+    public func logs(from source: String) -> [LogRecord] {
+        self.storage.withLock { $0.logs.filter { $0.source == source } }
     }
 
     // MARK: Telemetry

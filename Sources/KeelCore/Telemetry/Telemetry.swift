@@ -1,4 +1,4 @@
-/// The one protocol through which every Keel component reports metrics and spans.
+/// The one protocol through which every Keel component reports metrics, spans and logs.
 ///
 /// Its shape follows swift-metrics (handlers made once per label and dimensions, then updated on
 /// the hot path) and swift-distributed-tracing (a span started with an operation name and a
@@ -8,6 +8,12 @@
 /// Components make their handlers once, at construction, and keep them; implementations may
 /// therefore do real work in the `make…` methods and must keep the handler methods cheap and
 /// non-blocking. Every method may be called from any task concurrently.
+///
+/// Logs go through the same seam: Keel writes what an operator must know (a service started or
+/// stopped and why, a start rolled back, a breaker opened, a bulkhead rejecting, an event
+/// dead-lettered or parked, a store recovered with a cut) as ``LogRecord``s to ``log(_:)``, when
+/// ``logLevel`` lets the level through. Both have defaults that log nothing, so a telemetry that
+/// only records metrics and spans needs nothing more.
 ///
 /// The default is ``NoOpTelemetry``; ``InMemoryRecorder`` records everything for tests
 /// and samples.
@@ -67,6 +73,18 @@ public protocol Telemetry: Sendable {
     /// Return `false` only if ``startSpan(_:context:kind:)`` returns spans that record nothing,
     /// for every call, for the telemetry's whole life, as ``NoOpTelemetry`` does.
     var recordsSpans: Bool { get }
+
+    /// The least severe level this telemetry logs, or `nil` when it logs nothing.
+    ///
+    /// Keel reads it before it builds a ``LogRecord``, so a record below it costs one comparison.
+    /// The default is `nil`.
+    var logLevel: LogLevel? { get }
+
+    /// Writes one log record. Called only for records at ``logLevel`` or above, from any task,
+    /// possibly concurrently; keep it non-blocking (hand the record on, as a log handler does).
+    /// The default does nothing.
+    /// - Parameter record: The record.
+    func log(_ record: LogRecord)
 }
 
 /// A counter made by ``Telemetry/makeCounter(label:dimensions:)``: the handle a component keeps
@@ -153,6 +171,57 @@ public enum TelemetryAttribute: Sendable, Hashable, CustomStringConvertible {
 extension Telemetry {
     /// `true`: spans are recorded unless a telemetry says otherwise.
     public var recordsSpans: Bool { true }
+
+    /// `nil`: nothing is logged unless a telemetry says otherwise.
+    public var logLevel: LogLevel? { nil }
+
+    /// Does nothing: nothing is logged unless a telemetry says otherwise.
+    /// - Parameter record: The record.
+    public func log(_ record: LogRecord) {}
+
+    /// Whether a record at `level` would be logged: ``logLevel`` is set and `level` is at or
+    /// above it.
+    /// - Parameter level: The level.
+    /// - Returns: Whether ``log(_:source:_:metadata:file:function:line:)`` would write it.
+    @inlinable
+    public func isLogging(_ level: LogLevel) -> Bool {
+        guard let minimum = self.logLevel else { return false }
+        return level >= minimum
+    }
+
+    /// Writes a record at `level` when ``logLevel`` lets it through, with the current
+    /// ``TraceContext`` as its trace. The message and metadata are evaluated only then.
+    /// - Parameters:
+    ///   - level: How much the record matters.
+    ///   - source: The component that writes it, such as `keel.breaker`.
+    ///   - message: The message.
+    ///   - metadata: Structured values, by key.
+    ///   - file: The file that writes it.
+    ///   - function: The function that writes it.
+    ///   - line: The line that writes it.
+    public func log(
+        _ level: LogLevel,
+        source: String,
+        _ message: @autoclosure () -> String,
+        metadata: @autoclosure () -> [String: String] = [:],
+        file: String = #fileID,
+        function: String = #function,
+        line: UInt = #line
+    ) {
+        guard self.isLogging(level) else { return }
+        self.log(
+            LogRecord(
+                level: level,
+                message: message(),
+                source: source,
+                metadata: metadata(),
+                trace: TraceContext.current,
+                file: file,
+                function: function,
+                line: line
+            )
+        )
+    }
 
     /// Makes a counter without dimensions.
     /// - Parameter label: The metric name.

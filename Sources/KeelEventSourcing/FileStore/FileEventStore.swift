@@ -1,3 +1,5 @@
+import KeelCore
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -211,11 +213,19 @@ public final class FileEventStore: EventStore {
     /// - Parameters:
     ///   - directory: The store's directory.
     ///   - configuration: Segment size, maximum record size, durability and recovery mode.
+    ///   - telemetry: Where each cut that recovery makes is logged (source `keel.store`): a torn
+    ///     tail at ``/KeelCore/LogLevel/warning``, damage cut by ``Recovery/repair`` at
+    ///     ``/KeelCore/LogLevel/error``. By default nothing is logged; ``recoveryReport`` has the
+    ///     cuts either way.
     /// - Throws: ``EventStoreError`` with ``EventStoreError/Code/locked`` when another opener
     ///   holds the directory, ``EventStoreError/Code/corrupted`` for damage that strict recovery
     ///   does not cut, ``EventStoreError/Code/io`` when the system refuses, and
     ///   ``EventStoreError/Code/invalidArgument`` for a configuration out of range.
-    public init(directory: String, configuration: Configuration = Configuration()) throws(EventStoreError) {
+    public init(
+        directory: String,
+        configuration: Configuration = Configuration(),
+        telemetry: any Telemetry = NoOpTelemetry()
+    ) throws(EventStoreError) {
         guard configuration.segmentSize >= SegmentHeader.size + FileRecord.frameHeaderSize,
             configuration.maxRecordSize >= 64
         else {
@@ -274,6 +284,7 @@ public final class FileEventStore: EventStore {
                 throw error
             }
             self.recoveryReport = recovery.report
+            for cut in recovery.report.cuts { cut.log(to: telemetry, store: "event store", directory: directory) }
             self.state = ConditionLock(
                 State(
                     segments: recovery.segments,

@@ -59,6 +59,8 @@ public actor ProjectionRunner {
     /// cancellation handler can resume a waiter without hopping onto the actor.
     private let progress = Lock(CaughtUpWaiters())
 
+    /// Where poison events are logged.
+    private let telemetry: any Telemetry
     private var isRunning = false
     /// The task ``start()`` made; cancelled and awaited by ``stop()``.
     private var runTask: Task<Void, Never>?
@@ -81,6 +83,9 @@ public actor ProjectionRunner {
     ///   - executor: The task executor preference of the task ``start()`` makes (a host passes
     ///     its own, so that a whole host can run on one executor); `nil`, the default, runs it on
     ///     the global concurrent executor.
+    ///   - telemetry: Where the runner logs a parked poison event, or a poison event that stops
+    ///     it, at ``/KeelCore/LogLevel/error`` (source `keel.projection`; metadata `projection`,
+    ///     `position`, `stream`, `eventType`, `attempts`, `error`). By default nothing is logged.
     public init(
         projection: some Projection,
         eventStore: any EventStore,
@@ -88,7 +93,8 @@ public actor ProjectionRunner {
         configuration: Configuration = Configuration(),
         clock: some Clock<Duration> = ContinuousClock(),
         random: RandomSource = RandomSource(),
-        executor: (any TaskExecutor)? = nil
+        executor: (any TaskExecutor)? = nil,
+        telemetry: any Telemetry = NoOpTelemetry()
     ) {
         precondition(configuration.pageSize >= 1, "pageSize must be at least 1")
         precondition(configuration.maxAttempts >= 1, "maxAttempts must be at least 1")
@@ -100,6 +106,7 @@ public actor ProjectionRunner {
         self.sleep = { duration in try await clock.sleep(for: duration) }
         self.random = random
         self.executor = executor
+        self.telemetry = telemetry
     }
 
     // MARK: Lifecycle
@@ -157,7 +164,7 @@ public actor ProjectionRunner {
     ///
     /// The runner counts as running when this returns, so ``waitUntilCaughtUp(to:)`` may be
     /// called at once. A failure ends the task; read it from ``lastFailure``. The task prefers
-    /// the executor given to ``init(projection:eventStore:projectionStore:configuration:clock:random:executor:)``.
+    /// the executor given to ``init(projection:eventStore:projectionStore:configuration:clock:random:executor:telemetry:)``.
     public func start() async {
         if let task = self.runTask {
             if self.isRunning { return }
@@ -589,6 +596,7 @@ public actor ProjectionRunner {
                         attempt += 1
                         continue
                     }
+                    self.logPoison(event, error: error, attempts: attempt)
                     if self.configuration.poisonEvents == .stop {
                         return .poisoned(
                             handled,
@@ -617,6 +625,27 @@ public actor ProjectionRunner {
             handled.next = event.position + 1
         }
         return .handled(handled)
+    }
+
+    /// Logs a poison event that the runner parks, or that stops it, per the configuration.
+    private func logPoison(_ event: RecordedEvent, error: any Error, attempts: Int) {
+        guard self.telemetry.isLogging(.error) else { return }
+        let outcome =
+            self.configuration.poisonEvents == .stop
+            ? "stopping the projection" : "parking it and going on"
+        self.telemetry.log(
+            .error,
+            source: "keel.projection",
+            "projection \(self.name) failed \(attempts) time(s) on event \(event.position) (\(event.type) in \(event.stream)): \(error); \(outcome)",
+            metadata: [
+                "projection": self.name,
+                "position": "\(event.position)",
+                "stream": "\(event.stream)",
+                "eventType": event.type,
+                "attempts": "\(attempts)",
+                "error": "\(error)",
+            ]
+        )
     }
 
     private func commitOrFail(

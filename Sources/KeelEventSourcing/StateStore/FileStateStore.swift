@@ -1,3 +1,5 @@
+import KeelCore
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -104,10 +106,18 @@ public final class FileStateStore: StateStore {
     ///   - directory: The store's directory. Not the directory of a ``FileEventStore``: give each
     ///     its own (a host keeps its state in the `state` directory inside its event store's).
     ///   - configuration: Durability, recovery, compaction.
+    ///   - telemetry: Where each cut that recovery makes is logged (source `keel.store`): a torn
+    ///     tail at ``/KeelCore/LogLevel/warning``, damage cut by a repair at
+    ///     ``/KeelCore/LogLevel/error``. By default nothing is logged; ``recoveryReport`` has the
+    ///     cuts either way.
     /// - Throws: ``KeyValueStoreError``: ``KeyValueStoreError/Code/corrupted`` for damage that
     ///   strict recovery does not cut, ``KeyValueStoreError/Code/storeFailed`` when the directory
     ///   is locked by another opener or the system refuses.
-    public init(directory: String, configuration: Configuration = Configuration()) throws(KeyValueStoreError) {
+    public init(
+        directory: String,
+        configuration: Configuration = Configuration(),
+        telemetry: any Telemetry = NoOpTelemetry()
+    ) throws(KeyValueStoreError) {
         guard configuration.maxRecordSize >= 64, configuration.maxRecordSize <= Int(UInt32.max),
             configuration.compactionRatio >= 1, configuration.compactionMinimumBytes >= 0
         else {
@@ -144,6 +154,7 @@ public final class FileStateStore: StateStore {
                 batches: recovery.sequence
             ).write(to: markFile)
             if recovery.mark == nil { try FileDescriptor.syncDirectory(directory) }
+            for cut in recovery.cuts { cut.log(to: telemetry, store: "state store", directory: directory) }
             self.recoveryReport = RecoveryReport(
                 cuts: recovery.cuts,
                 generation: recovery.generation,

@@ -13,6 +13,9 @@ import Synchronization
 /// - `keel.bulkhead.rejected` (counter, dimension `reason`: `queue_full`, `exceeds_capacity`,
 ///   `wait_timed_out`);
 /// - `keel.bulkhead.wait` (timer): how long granted waiters waited.
+///
+/// Rejections are also logged (source `keel.bulkhead`, at most one record a second per
+/// bulkhead; see ``RejectionLog``).
 struct BulkheadInstruments: Sendable {
     final class Gauges: Sendable {
         let inFlight: any TelemetryGauge
@@ -63,11 +66,54 @@ struct BulkheadInstruments: Sendable {
         }
     }
 
+    /// Logs rejections at ``/KeelCore/LogLevel/warning``, at most one record per
+    /// ``interval`` per bulkhead: the first rejection after a quiet interval is logged at once,
+    /// the ones that follow within the interval are counted and reported with the next record
+    /// (metadata `bulkhead`, `reason`, `suppressed`).
+    final class RejectionLog: Sendable {
+        /// The least time between two records of one bulkhead.
+        static let interval = Duration.seconds(1)
+
+        private let telemetry: any Telemetry
+        private let name: String
+        /// When the last record was written, and the rejections not logged since.
+        private let state = Lock<(lastLogged: Duration?, suppressed: Int)>((nil, 0))
+
+        init(telemetry: any Telemetry, name: String) {
+            self.telemetry = telemetry
+            self.name = name
+        }
+
+        /// Notes one rejection at `now` (the bulkhead's clock) and logs it unless a record was
+        /// written less than ``interval`` ago.
+        func rejected(reason: String, message: String, now: Duration) {
+            let suppressed = self.state.withLock { state -> Int? in
+                if let last = state.lastLogged, now - last < Self.interval {
+                    state.suppressed += 1
+                    return nil
+                }
+                let suppressed = state.suppressed
+                state = (now, 0)
+                return suppressed
+            }
+            guard let suppressed else { return }
+            let since = suppressed > 0 ? " (\(suppressed) more rejected since the last record)" : ""
+            self.telemetry.log(
+                .warning,
+                source: "keel.bulkhead",
+                "bulkhead \(self.name) rejected a caller (\(reason)): \(message)\(since)",
+                metadata: ["bulkhead": self.name, "reason": reason, "suppressed": "\(suppressed)"]
+            )
+        }
+    }
+
     let gauges: Gauges?
     let events: Events?
+    /// Where rejections are logged; `nil` when the telemetry does not log warnings.
+    let rejections: RejectionLog?
 
     /// No handlers at all.
-    static let none = BulkheadInstruments(gauges: nil, events: nil)
+    static let none = BulkheadInstruments(gauges: nil, events: nil, rejections: nil)
 
     /// Makes the handlers for the bulkhead `name`.
     /// - Parameter withGauges: `false` for bulkheads that share a name (keyed ones), whose
@@ -97,6 +143,7 @@ struct BulkheadInstruments: Sendable {
             timedOut: rejected("wait_timed_out"),
             wait: telemetry.makeTimer(label: "keel.bulkhead.wait", dimensions: dimensions)
         )
-        return BulkheadInstruments(gauges: gauges, events: events)
+        let rejections = telemetry.isLogging(.warning) ? RejectionLog(telemetry: telemetry, name: name) : nil
+        return BulkheadInstruments(gauges: gauges, events: events, rejections: rejections)
     }
 }

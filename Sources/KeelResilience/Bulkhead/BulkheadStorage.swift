@@ -461,11 +461,10 @@ final class BulkheadStorage: Sendable {
             }
         case .timedOut:
             self.instruments.events?.timedOut.increment(by: 1)
-            throw BulkheadError(
-                code: .waitTimedOut,
-                bulkhead: self.name,
-                message: "waited \(self.reader.now() - enqueuedAt) for \(weight) of \(self.capacity) \(self.unit)"
-            )
+            let now = self.reader.now()
+            let message = "waited \(now - enqueuedAt) for \(weight) of \(self.capacity) \(self.unit)"
+            self.instruments.rejections?.rejected(reason: "wait_timed_out", message: message, now: now)
+            throw BulkheadError(code: .waitTimedOut, bulkhead: self.name, message: message)
         case .cancelled:
             throw CancellationError()
         }
@@ -478,22 +477,28 @@ final class BulkheadStorage: Sendable {
         queued: Int
     ) -> BulkheadError {
         let maxQueued = self.maxQueued
+        let error: BulkheadError
+        let reason: String
         switch rejection {
         case .queueFull:
             self.instruments.events?.queueFull.increment(by: 1)
-            return BulkheadError(
+            reason = "queue_full"
+            error = BulkheadError(
                 code: self.queueFullCode,
                 bulkhead: self.name,
                 message: "\(used) of \(self.capacity) \(self.unit) in use and \(queued) of \(maxQueued) waiters queued"
             )
         case .exceedsCapacity:
             self.instruments.events?.exceedsCapacity.increment(by: 1)
-            return BulkheadError(
+            reason = "exceeds_capacity"
+            error = BulkheadError(
                 code: .exceedsCapacity,
                 bulkhead: self.name,
                 message: "asked for \(weight) \(self.unit), more than the capacity of \(self.capacity)"
             )
         }
+        self.instruments.rejections?.rejected(reason: reason, message: error.message, now: self.reader.now())
+        return error
     }
 
     // MARK: Timer

@@ -683,7 +683,14 @@ extension CircuitBreaker {
         /// lock-free success path skips.
         let counts: Bool
 
+        /// The breaker's name, for the log.
+        let name: String
+        /// Where transitions are logged.
+        let telemetry: any Telemetry
+
         init(name: String, telemetry: any Telemetry) {
+            self.name = name
+            self.telemetry = telemetry
             self.counts = !(telemetry is NoOpTelemetry)
             func calls(_ outcome: String) -> any TelemetryCounter {
                 telemetry.makeCounter(
@@ -718,9 +725,43 @@ extension CircuitBreaker {
 
         /// The state gauge reads 0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled,
         /// 5 metrics-only.
+        /// Counts the transition, sets the state gauge and logs it: an opening at
+        /// ``/KeelCore/LogLevel/warning`` (with the rate that opened it and for how long), a
+        /// half-opening at ``/KeelCore/LogLevel/notice``, anything else at
+        /// ``/KeelCore/LogLevel/info``; metadata `breaker`, `from`, `to`, and `rate`, `openFor`
+        /// when known.
         func report(_ transition: CircuitBreakerStateMachine.Transition) {
             self.transitions.increment(by: 1)
             self.state.set(Double(transition.to.base.rawValue))
+            let level: LogLevel
+            switch transition.to.base {
+            case .open, .forcedOpen: level = .warning
+            case .halfOpen: level = .notice
+            default: level = .info
+            }
+            guard self.telemetry.isLogging(level) else { return }
+            var metadata = ["breaker": self.name, "from": "\(transition.from)", "to": "\(transition.to)"]
+            var reason = ""
+            switch transition.exceededRate {
+            case .failureRate(let rate):
+                metadata["rate"] = "failure=\(rate)"
+                reason = ": failure rate \(rate) reached its threshold"
+            case .slowCallRate(let rate):
+                metadata["rate"] = "slowCall=\(rate)"
+                reason = ": slow-call rate \(rate) reached its threshold"
+            case nil:
+                break
+            }
+            if let openDuration = transition.openDuration {
+                metadata["openFor"] = "\(openDuration)"
+                reason += ", open for \(openDuration)"
+            }
+            self.telemetry.log(
+                level,
+                source: "keel.breaker",
+                "breaker \(self.name) went from \(transition.from) to \(transition.to)\(reason)",
+                metadata: metadata
+            )
         }
     }
 }
