@@ -1,7 +1,7 @@
 import Keel
 import ServiceLifecycle
 
-/// A Keel ``Keel/ServiceHost`` run as a swift-service-lifecycle `Service`, so that a
+/// A Keel ``/Keel/ServiceHost`` run as a swift-service-lifecycle `Service`, so that a
 /// `ServiceGroup` starts it beside the process's other services (an HTTP server, a database
 /// client) and stops it gracefully with them.
 ///
@@ -25,8 +25,8 @@ import ServiceLifecycle
 ///
 /// **Signals.** The group owns the process's signals: list them in its `gracefulShutdownSignals`.
 /// A host run this way installs no signal handler of its own, because ``run()`` never calls
-/// ``Keel/ServiceHost/run()`` (which waits for SIGINT and SIGTERM itself); it only calls
-/// ``Keel/ServiceHost/start()`` and ``Keel/ServiceHost/shutdown(drainTimeout:)``.
+/// ``/Keel/ServiceHost/run()`` (which waits for SIGINT and SIGTERM itself); it only calls
+/// ``/Keel/ServiceHost/start()`` and ``/Keel/ServiceHost/shutdown(drainTimeout:)``.
 ///
 /// **Timeouts.** Give the group's `maximumGracefulShutdownDuration`, if you set one, more time than
 /// the drain timeout plus the services' own `stop`: past it the group cancels its services, and a
@@ -36,7 +36,7 @@ public struct HostService: Service, CustomStringConvertible {
     /// do not start or shut it down elsewhere.
     public let host: ServiceHost
     /// How long shutdown waits for in-flight work before it stops the services anyway; `nil` uses
-    /// the host's ``Keel/ServiceHost/Configuration/shutdownTimeout``.
+    /// the host's ``/Keel/ServiceHost/Configuration/shutdownTimeout``.
     public let drainTimeout: Duration?
 
     private let onRunning: @Sendable () async -> Void
@@ -45,10 +45,10 @@ public struct HostService: Service, CustomStringConvertible {
     /// - Parameters:
     ///   - host: The host, with its services registered; ``run()`` starts it. Not yet started:
     ///     a host that was started or shut down elsewhere fails ``run()`` with
-    ///     ``Keel/HostError/Code-swift.struct/invalidState``.
+    ///     ``/Keel/HostError/Code-swift.struct/invalidState``.
     ///   - drainTimeout: How long shutdown waits for in-flight requests and event handlers, on
     ///     the host's clock; `nil` (the default) uses the host's
-    ///     ``Keel/ServiceHost/Configuration/shutdownTimeout``, `.zero` stops at once.
+    ///     ``/Keel/ServiceHost/Configuration/shutdownTimeout``, `.zero` stops at once.
     ///   - onRunning: Called once the host has started, on the task of ``run()``, before it waits
     ///     for shutdown: the place to announce readiness or to release work that needs the host.
     ///     Called exactly once per successful start, never when the start fails. A graceful
@@ -70,18 +70,18 @@ public struct HostService: Service, CustomStringConvertible {
     /// Starts the host, waits for graceful shutdown or cancellation, then shuts the host down and
     /// returns.
     ///
-    /// The start is ``Keel/ServiceHost/start()``: services start in dependency order, and a start
+    /// The start is ``/Keel/ServiceHost/start()``: services start in dependency order, and a start
     /// that fails has already stopped whatever started when its error reaches the group. Then the
     /// call suspends until the `ServiceGroup` shuts down gracefully or the task is cancelled
     /// (outside a group, only cancellation ends the wait). Either way it then calls
-    /// ``Keel/ServiceHost/shutdown(drainTimeout:)`` and returns once the host is stopped: new
-    /// requests from outside are refused with ``Keel/RequestError/Code-swift.struct/shuttingDown``,
+    /// ``/Keel/ServiceHost/shutdown(drainTimeout:)`` and returns once the host is stopped: new
+    /// requests from outside are refused with ``/Keel/RequestError/Code-swift.struct/shuttingDown``,
     /// in-flight work may finish within the drain timeout, and the services stop in reverse
     /// order. The shutdown runs in a task that does not inherit this task's cancellation, as in
-    /// ``Keel/ServiceHost/run()``, so that a cancelled group still stops services that see no
+    /// ``/Keel/ServiceHost/run()``, so that a cancelled group still stops services that see no
     /// cancellation in their `stop`. Errors from services' `stop` do not fail the call; the host
-    /// collects them in ``Keel/ServiceHost/stopFailures``.
-    /// - Throws: The ``Keel/HostError`` of a failed start (a missing dependency, a cycle, a
+    /// collects them in ``/Keel/ServiceHost/stopFailures``.
+    /// - Throws: The ``/Keel/HostError`` of a failed start (a missing dependency, a cycle, a
     ///   service whose start threw, or a host that was not idle).
     public func run() async throws {
         try await self.host.start()

@@ -1,7 +1,7 @@
 import CoreMetrics
 import KeelCore
 
-/// Keel's ``KeelCore/Telemetry`` backed by the Swift server ecosystem's libraries: today
+/// Keel's ``/KeelCore/Telemetry`` backed by the Swift server ecosystem's libraries: today
 /// swift-metrics, for every counter, gauge, timer and histogram Keel's components report.
 ///
 /// Give it to a host, a breaker or any other Keel component that takes a telemetry, and Keel's
