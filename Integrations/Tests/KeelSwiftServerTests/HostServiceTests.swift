@@ -4,6 +4,7 @@ import KeelSwiftServer
 import KeelTesting
 import Logging
 import ServiceLifecycle
+import Synchronization
 import Testing
 import UnixSignals
 
@@ -226,6 +227,33 @@ struct HostServiceTests {
         #expect(logs.entries.contains { $0.message == "Signal caught. Shutting down the group." })
     }
 
+    @Test("outside a group, cancellation ends the service, and Keel touches neither SIGINT nor SIGTERM")
+    func installsNoSignalHandlers() async throws {
+        let before = [signalHandler(SIGINT), signalHandler(SIGTERM)]
+        let during = Mutex<[Int]>([])
+        let log = Fixtures.Log()
+        let running = Fixtures.Arrivals()
+        let host = Fixtures.makeHost(clock: TestClock())
+        try await host.register(Worker(log: log))
+        let service = HostService(host: host) {
+            // Keel's own `ServiceHost.run()` sets both to SIG_IGN while it waits for them.
+            during.withLock { $0 = [signalHandler(SIGINT), signalHandler(SIGTERM)] }
+            running.arrive()
+        }
+
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await service.run() }
+            await running.wait(for: 1)
+            let reply = try await host.client.send(Work(value: 3))
+            #expect(reply == 3)
+            tasks.cancelAll()
+            try await tasks.waitForAll()
+        }
+        #expect(during.withLock { $0 } == before)
+        #expect(await host.state == .stopped)
+        #expect(await log.entries == ["start worker", "handled 3", "stop worker"])
+    }
+
     @Test("a host that already ran cannot run again: the service fails with invalidState")
     func stoppedHostIsRefused() async throws {
         let host = Fixtures.makeHost(clock: TestClock())
@@ -236,4 +264,17 @@ struct HostServiceTests {
         let error = try await #require(throws: HostError.self) { try await group.run() }
         #expect(error.code == .invalidState)
     }
+}
+
+/// The address of the process's handler for `signal` (`SIG_DFL` is 0, `SIG_IGN` 1), read without
+/// changing it.
+private func signalHandler(_ signal: Int32) -> Int {
+    var action = sigaction()
+    guard sigaction(signal, nil, &action) == 0 else { return -1 }
+    #if canImport(Darwin)
+    let handler = action.__sigaction_u.__sa_handler
+    #else
+    let handler = action.__sigaction_handler.sa_handler
+    #endif
+    return handler.map { unsafeBitCast($0, to: Int.self) } ?? 0
 }
