@@ -210,8 +210,20 @@ public final class EventBus: Sendable {
         source: ServiceName?,
         current: TraceContext?
     ) -> EventEnvelope {
-        let context = current ?? .makeRoot(using: self.random)
-        var envelope = EventEnvelope(
+        var context = current ?? .makeRoot(using: self.random)
+        // A producer span, ended at once: it marks where in the trace the event was published. A
+        // tracer may give it ids of its own; the envelope takes them (and, for a new trace, the
+        // correlation that follows the trace id), so the handlers' spans are its children.
+        let span =
+            self.recordsSpans
+            ? self.telemetry.startSpan(
+                "publish \(topic)",
+                context: context.makeChild(using: self.random),
+                kind: .producer
+            )
+            : nil
+        if let span { context.traceID = span.context.traceID }
+        let envelope = EventEnvelope(
             id: .random(using: self.random),
             time: self.wallClock.date(),
             source: source,
@@ -220,17 +232,10 @@ public final class EventBus: Sendable {
             correlation: context.correlation,
             causation: context.causation,
             traceID: context.traceID,
-            spanID: context.spanID
+            spanID: span?.context.spanID ?? context.spanID
         )
-        if self.recordsSpans {
-            // A producer span, ended at once: it marks where in the trace the event was published.
-            let span = self.telemetry.startSpan(
-                "publish \(topic)",
-                context: context.makeChild(using: self.random),
-                kind: .producer
-            )
+        if let span {
             span.setAttribute("event.id", .string(envelope.id.description))
-            envelope.spanID = span.context.spanID
             span.end()
         }
         return envelope

@@ -271,6 +271,16 @@ final class Subscriber: Sendable {
         }
     }
 
+    /// Runs the handler once, through the subscription's pipeline if it has one.
+    private func handle(_ published: PublishedEvent) async throws {
+        if let pipeline = self.options.pipeline {
+            let handler = self.handler
+            try await pipeline.execute { try await handler(published.event, published.envelope) }
+        } else {
+            try await self.handler(published.event, published.envelope)
+        }
+    }
+
     /// Logs a dead-lettered event at ``/KeelCore/LogLevel/error`` (source `keel.bus`), with the
     /// handler's trace context; metadata `subscription`, `service` (the owner, if any), `event`,
     /// `eventType`, `topic`, `attempts`, `error`.
@@ -302,9 +312,11 @@ final class Subscriber: Sendable {
     /// then dead-letters the event.
     func deliver(_ published: PublishedEvent) async {
         let bus = self.bus
-        let context = published.envelope.makeHandlerContext(using: bus.random)
+        var context = published.envelope.makeHandlerContext(using: bus.random)
         let span =
             bus.recordsSpans ? bus.telemetry.startSpan(self.spanName, context: context, kind: .consumer) : nil
+        // A tracer may give its span ids of its own: the handler runs under those.
+        if let span { context.adoptIDs(of: span.context) }
         let started = bus.isRecording ? bus.reader.now() : .zero
         defer {
             if bus.isRecording { self.handlerTimer.record(bus.reader.now() - started) }
@@ -318,12 +330,8 @@ final class Subscriber: Sendable {
             attempt += 1
             do {
                 try await TraceContext.$current.withValue(context) {
-                    if let pipeline = self.options.pipeline {
-                        let handler = self.handler
-                        try await pipeline.execute { try await handler(published.event, published.envelope) }
-                    } else {
-                        try await self.handler(published.event, published.envelope)
-                    }
+                    guard let span else { return try await self.handle(published) }
+                    try await span.withCurrent { try await self.handle(published) }
                 }
                 self.delivered.wrappingAdd(1, ordering: .relaxed)
                 self.deliveredCounter.increment(by: 1)

@@ -64,7 +64,10 @@ public struct RequestClient: Sendable {
         // The route is keyed by `ObjectIdentifier(R.self)`, so its handlers are `BoundHandler<R>`.
         let handler = unsafeDowncast(erased, to: BoundHandler<R>.self)
         do {
-            return try await Self.call(handler, with: request, boundTo: call.context)
+            guard let span = call.span else {
+                return try await Self.call(handler, with: request, boundTo: call.context)
+            }
+            return try await span.withCurrent { try await Self.call(handler, with: request, boundTo: call.context) }
         } catch {
             throw routes.failure(call, handlerError: error)
         }

@@ -382,7 +382,8 @@ final class RequestRouter: Sendable {
         /// `running`; -1 when the call goes through ``RequestRouter/dispatch(_:call:caller:)``.
         @usableFromInline let index: Int
         @usableFromInline let context: TraceContext
-        let span: (any TelemetrySpan)?
+        /// The call's span, when the telemetry records spans.
+        @usableFromInline let span: (any TelemetrySpan)?
         let started: Duration
 
         var route: Route { self.running.route }
@@ -424,6 +425,8 @@ final class RequestRouter: Sendable {
         let span =
             self.recordsSpans
             ? self.telemetry.startSpan(running.route.spanName, context: context, kind: .server) : nil
+        // A tracer may give its span ids of its own: the handler runs under those.
+        if let span { context.adoptIDs(of: span.context) }
         let started = self.recordsMetrics ? self.reader.now() : .zero
         // While a test injects request faults, every attempt goes through `invoke`, which asks.
         guard
@@ -528,7 +531,17 @@ final class RequestRouter: Sendable {
     ) async throws(RequestError) -> R.Response {
         do throws(RequestError) {
             return try await TraceContext.bind(call.context) { () async throws(RequestError) -> R.Response in
-                try await self.dispatch(request, route: call.route, caller: caller, deadline: call.context.deadline)
+                guard let span = call.span else {
+                    return try await self.dispatch(
+                        request,
+                        route: call.route,
+                        caller: caller,
+                        deadline: call.context.deadline
+                    )
+                }
+                return try await span.withCurrent { () async throws(RequestError) -> R.Response in
+                    try await self.dispatch(request, route: call.route, caller: caller, deadline: call.context.deadline)
+                }
             }
         } catch {
             throw self.fail(route: call.route, span: call.span, error)

@@ -56,6 +56,12 @@ public protocol Telemetry: Sendable {
     ///
     /// The caller has already made `context` (usually with ``TraceContext/makeChild(using:)``)
     /// and is responsible for calling ``TelemetrySpan/end()`` exactly once.
+    ///
+    /// A telemetry whose tracer assigns ids of its own may return a span whose
+    /// ``TelemetrySpan/context`` has other trace, span and parent ids than `context`. Keel then
+    /// takes those three ids for the work the span covers (the handler's bound context, the
+    /// event's envelope), and keeps everything else of `context` (correlation, causation,
+    /// deadline), so that Keel's ids, logs and spans agree with what the tracer recorded.
     /// - Parameters:
     ///   - operationName: What the work is (`request GetUser`, `handle order.created`).
     ///   - context: The span's own context: its trace id, span id and parent.
@@ -120,6 +126,18 @@ public protocol TelemetryHistogram: Sendable {
 public protocol TelemetrySpan: Sendable {
     /// The span's own context.
     var context: TraceContext { get }
+    /// Runs `operation` with this span as the current span of the telemetry's own context, if it
+    /// has one beside ``TraceContext``: for example swift-distributed-tracing's task-local
+    /// context, so that code in the operation that starts spans with that library starts them
+    /// as children of this one.
+    ///
+    /// Keel calls it around the work the span covers (a request's handler, an event's handler,
+    /// the body of ``Telemetry/withSpan(_:kind:random:_:)``), inside the binding of
+    /// ``TraceContext/current``. The default runs `operation` as it is.
+    /// - Parameter operation: The work.
+    /// - Returns: What `operation` returns.
+    /// - Throws: What `operation` throws.
+    func withCurrent<T, Failure: Error>(_ operation: () async throws(Failure) -> T) async throws(Failure) -> T
     /// Sets an attribute on the span.
     /// - Parameters:
     ///   - key: The attribute's name.
@@ -165,6 +183,18 @@ public enum TelemetryAttribute: Sendable, Hashable, CustomStringConvertible {
         case .double(let value): String(value)
         case .bool(let value): String(value)
         }
+    }
+}
+
+extension TelemetrySpan {
+    /// Runs `operation` as it is: a span with no context of its own beside ``TraceContext``.
+    /// - Parameter operation: The work.
+    /// - Returns: What `operation` returns.
+    /// - Throws: What `operation` throws.
+    public func withCurrent<T, Failure: Error>(
+        _ operation: () async throws(Failure) -> T
+    ) async throws(Failure) -> T {
+        try await operation()
     }
 }
 
@@ -248,14 +278,17 @@ extension Telemetry {
         random: RandomSource,
         _ body: (any TelemetrySpan) async throws(Failure) -> T
     ) async throws(Failure) -> T {
-        let context = TraceContext.makeChildOfCurrent(using: random)
+        var context = TraceContext.makeChildOfCurrent(using: random)
         let span = self.startSpan(operationName, context: context, kind: kind)
         defer { span.end() }
+        context.adoptIDs(of: span.context)
         let result: Result<T, Failure> = await TraceContext.$current.withValue(context) {
-            do throws(Failure) {
-                return .success(try await body(span))
-            } catch {
-                return .failure(error)
+            await span.withCurrent { () async -> Result<T, Failure> in
+                do throws(Failure) {
+                    return .success(try await body(span))
+                } catch {
+                    return .failure(error)
+                }
             }
         }
         switch result {
