@@ -56,7 +56,7 @@ public struct RequestHandlers<Service: ServiceActor> {
             self.duplicates.append(R.name)
             return
         }
-        self.entries[key] = ServiceHandler(service: self.service, handler: handler)
+        self.entries[key] = BoundHandler(service: self.service, handler: handler)
         self.order.append(key)
     }
 
@@ -157,48 +157,50 @@ final class EnvironmentBox: Sendable {
 }
 
 /// A handler bound to one service instance, with its request type erased: a class, so that a
-/// route holds its handlers as plain references.
+/// route holds its handlers as plain references. Its one subclass is ``BoundHandler``.
 @usableFromInline
 package class AnyBoundHandler: @unchecked Sendable {
-    // `@unchecked`: a class that subclasses extend cannot be checked; it has no stored state, and
-    // its subclasses only immutable `Sendable` values.
+    // `@unchecked`: a class with a subclass cannot be checked; its one stored property, and its
+    // subclass's, are immutable `Sendable` values.
     /// The name of the request type it handles.
-    package var requestName: String { fatalError("subclass responsibility") }
+    package let requestName: String
 
-    init() {}
-}
-
-/// A handler bound to one service instance, for requests of type `R`, with the service's type
-/// erased.
-@usableFromInline
-package class BoundHandler<R: ServiceRequest>: AnyBoundHandler, @unchecked Sendable {
-    // `@unchecked`: as for `AnyBoundHandler`, no stored state here.
-    override package var requestName: String { R.name }
-
-    /// Runs the handler on its service's actor, in the caller's task, in the context the caller
-    /// has bound.
-    @usableFromInline
-    func call(_ request: R) async throws -> R.Response {
-        fatalError("subclass responsibility")
+    init(requestName: String) {
+        self.requestName = requestName
     }
 }
 
-/// The handler of requests of type `R` on one instance of `Service`.
+/// The handler of requests of type `R` on one service instance, with the service's type erased.
 ///
 /// The handler is called directly, with the instance as its isolated parameter: the call hops
 /// onto the instance's actor and the caller hops back when it returns, as a direct call on the
 /// actor does, with nothing in between but the trace context's binding.
-final class ServiceHandler<Service: ServiceActor, R: ServiceRequest>: BoundHandler<R>, @unchecked Sendable {
-    // `@unchecked`: every stored property is an immutable `Sendable` value.
-    private let service: Service
-    private let handler: @Sendable (isolated Service, R) async throws -> R.Response
+@usableFromInline
+package final class BoundHandler<R: ServiceRequest>: AnyBoundHandler, @unchecked Sendable {
+    // `@unchecked`: as for `AnyBoundHandler`; `run` is an immutable `Sendable` closure.
+    /// Runs the handler on its service's actor, in the caller's task, in the context the caller
+    /// has bound.
+    @usableFromInline let run: @Sendable (R) async throws -> R.Response
 
-    init(service: Service, handler: @escaping @Sendable (isolated Service, R) async throws -> R.Response) {
-        self.service = service
-        self.handler = handler
+    /// Binds `handler` to `service`.
+    /// - Parameters:
+    ///   - service: The instance.
+    ///   - handler: The service's handler of `R`.
+    init<Service: ServiceActor>(
+        service: Service,
+        handler: @escaping @Sendable (isolated Service, R) async throws -> R.Response
+    ) {
+        self.run = { request in try await handler(service, request) }
+        super.init(requestName: R.name)
     }
 
-    override func call(_ request: R) async throws -> R.Response {
-        try await self.handler(self.service, request)
+    /// Runs the handler on its service's actor, in the caller's task, in the context the caller
+    /// has bound.
+    /// - Parameter request: The request.
+    /// - Returns: The handler's response.
+    /// - Throws: What the handler throws.
+    @usableFromInline
+    func call(_ request: R) async throws -> R.Response {
+        try await self.run(request)
     }
 }
