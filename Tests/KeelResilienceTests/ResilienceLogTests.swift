@@ -98,4 +98,32 @@ struct ResilienceLogTests {
         #expect(BulkheadInstruments.make(InMemoryRecorder(logLevel: .warning), name: "loud").rejections != nil)
         #expect(BulkheadInstruments.make(NoOpTelemetry(), name: "none").rejections == nil)
     }
+
+    @Test("a telemetry that logs but records no metrics gets the rejection log and no metric handlers")
+    func bulkheadLogsWithoutMetrics() {
+        struct LogsOnly: Telemetry {
+            var recordsMetrics: Bool { false }
+            var logLevel: LogLevel? { .warning }
+            func makeCounter(label: String, dimensions: [(String, String)]) -> any TelemetryCounter {
+                NoOpTelemetry().makeCounter(label: label, dimensions: dimensions)
+            }
+            func makeGauge(label: String, dimensions: [(String, String)]) -> any TelemetryGauge {
+                NoOpTelemetry().makeGauge(label: label, dimensions: dimensions)
+            }
+            func makeTimer(label: String, dimensions: [(String, String)]) -> any TelemetryTimer {
+                NoOpTelemetry().makeTimer(label: label, dimensions: dimensions)
+            }
+            func makeHistogram(label: String, dimensions: [(String, String)]) -> any TelemetryHistogram {
+                NoOpTelemetry().makeHistogram(label: label, dimensions: dimensions)
+            }
+            func startSpan(_ operationName: String, context: TraceContext, kind: TelemetrySpanKind) -> any TelemetrySpan
+            {
+                NoOpTelemetry().startSpan(operationName, context: context, kind: kind)
+            }
+        }
+        let instruments = BulkheadInstruments.make(LogsOnly(), name: "quiet-metrics")
+        #expect(instruments.gauges == nil && instruments.events == nil)
+        #expect(instruments.rejections != nil)
+        #expect(!NoOpTelemetry().recordsMetrics && InMemoryRecorder().recordsMetrics)
+    }
 }

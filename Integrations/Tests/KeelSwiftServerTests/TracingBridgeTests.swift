@@ -150,5 +150,7 @@ struct TracingBridgeTests {
         #expect(SwiftServerTelemetry(metrics: nil, tracer: InMemoryTracer()).recordsSpans)
         // Not bootstrapped in tests: the default is the no-op tracer.
         #expect(!SwiftServerTelemetry(metrics: nil).recordsSpans)
+        // Metrics off: Keel's components skip measuring.
+        #expect(!SwiftServerTelemetry(metrics: nil).recordsMetrics)
     }
 }

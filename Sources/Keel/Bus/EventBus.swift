@@ -118,7 +118,7 @@ public final class EventBus: Sendable {
         self.clock = clock
         self.reader = ClockReader(clock)
         self.telemetry = telemetry
-        self.isRecording = !(telemetry is NoOpTelemetry)
+        self.isRecording = telemetry.recordsMetrics
         self.recordsSpans = telemetry.recordsSpans
         self.random = random
         self.wallClock = wallClock

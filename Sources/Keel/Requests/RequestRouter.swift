@@ -326,7 +326,7 @@ final class RequestRouter: Sendable {
         self.reader = ClockReader(clock)
         self.telemetry = telemetry
         self.recordsSpans = telemetry.recordsSpans
-        self.recordsMetrics = !(telemetry is NoOpTelemetry)
+        self.recordsMetrics = telemetry.recordsMetrics
         self.random = random
         self.faults = faults
     }

@@ -15,6 +15,8 @@ public struct NoOpTelemetry: Telemetry {
     }
     /// `false`: its spans record nothing, so components start none.
     public var recordsSpans: Bool { false }
+    /// `false`: its instruments record nothing.
+    public var recordsMetrics: Bool { false }
 
     /// Returns a span that records nothing.
     public func startSpan(

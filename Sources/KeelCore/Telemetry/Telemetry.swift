@@ -80,6 +80,15 @@ public protocol Telemetry: Sendable {
     /// for every call, for the telemetry's whole life, as ``NoOpTelemetry`` does.
     var recordsSpans: Bool { get }
 
+    /// Whether the instruments this telemetry makes record anything.
+    ///
+    /// A component that reads it skips the work of measuring (reading the clock, counting) when
+    /// it is `false`; Keel's breakers, bulkheads, retries, rate limiters, hedges, fallbacks, bus
+    /// and request channels do. The default is `true`. Return `false` only if every instrument
+    /// the `make…` methods return records nothing, for the telemetry's whole life, as
+    /// ``NoOpTelemetry`` does.
+    var recordsMetrics: Bool { get }
+
     /// The least severe level this telemetry logs, or `nil` when it logs nothing.
     ///
     /// Keel reads it before it builds a ``LogRecord``, so a record below it costs one comparison.
@@ -201,6 +210,9 @@ extension TelemetrySpan {
 extension Telemetry {
     /// `true`: spans are recorded unless a telemetry says otherwise.
     public var recordsSpans: Bool { true }
+
+    /// `true`: metrics are recorded unless a telemetry says otherwise.
+    public var recordsMetrics: Bool { true }
 
     /// `nil`: nothing is logged unless a telemetry says otherwise.
     public var logLevel: LogLevel? { nil }

@@ -3,8 +3,8 @@ import Synchronization
 
 /// The metric handlers of one bulkhead, made once at construction.
 ///
-/// With ``NoOpTelemetry`` every handler is `nil`, so the hot path pays one branch instead
-/// of several existential calls.
+/// With a telemetry that records no metrics (``NoOpTelemetry``) every handler is `nil`, so the hot
+/// path pays one branch instead of several existential calls.
 ///
 /// Metrics, each with the dimension `bulkhead` = name:
 /// - `keel.bulkhead.in_flight` (gauge): units held;
@@ -125,7 +125,10 @@ struct BulkheadInstruments: Sendable {
     )
         -> BulkheadInstruments
     {
-        if telemetry is NoOpTelemetry { return .none }
+        let rejections = telemetry.isLogging(.warning) ? RejectionLog(telemetry: telemetry, name: name) : nil
+        guard telemetry.recordsMetrics else {
+            return BulkheadInstruments(gauges: nil, events: nil, rejections: rejections)
+        }
         let dimensions = [("bulkhead", name)]
         func rejected(_ reason: String) -> any TelemetryCounter {
             telemetry.makeCounter(label: "keel.bulkhead.rejected", dimensions: dimensions + [("reason", reason)])
@@ -143,7 +146,6 @@ struct BulkheadInstruments: Sendable {
             timedOut: rejected("wait_timed_out"),
             wait: telemetry.makeTimer(label: "keel.bulkhead.wait", dimensions: dimensions)
         )
-        let rejections = telemetry.isLogging(.warning) ? RejectionLog(telemetry: telemetry, name: name) : nil
         return BulkheadInstruments(gauges: gauges, events: events, rejections: rejections)
     }
 }

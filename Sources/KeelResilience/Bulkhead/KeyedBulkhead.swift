@@ -113,7 +113,7 @@ public final class KeyedBulkhead<Key: Hashable & Sendable>: Sendable {
         self.executor = taskExecutor
         self.instruments = .make(telemetry, name: name, withGauges: false)
         self.evictedCounter =
-            telemetry is NoOpTelemetry
+            !telemetry.recordsMetrics
             ? nil : telemetry.makeCounter(label: "keel.bulkhead.evicted", dimensions: [("bulkhead", name)])
     }
 

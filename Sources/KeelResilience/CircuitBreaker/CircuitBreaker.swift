@@ -679,8 +679,8 @@ extension CircuitBreaker {
         let slowCalls: any TelemetryCounter
         let transitions: any TelemetryCounter
         let state: any TelemetryGauge
-        /// Whether the counters go anywhere: not with ``/KeelCore/NoOpTelemetry``, whose calls the
-        /// lock-free success path skips.
+        /// Whether the counters go anywhere (``/KeelCore/Telemetry/recordsMetrics``): when not,
+        /// the lock-free success path skips their calls.
         let counts: Bool
 
         /// The breaker's name, for the log.
@@ -691,7 +691,7 @@ extension CircuitBreaker {
         init(name: String, telemetry: any Telemetry) {
             self.name = name
             self.telemetry = telemetry
-            self.counts = !(telemetry is NoOpTelemetry)
+            self.counts = telemetry.recordsMetrics
             func calls(_ outcome: String) -> any TelemetryCounter {
                 telemetry.makeCounter(
                     label: "keel.breaker.calls",

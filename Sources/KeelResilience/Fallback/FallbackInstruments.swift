@@ -1,7 +1,7 @@
 import KeelCore
 
-/// The counters of one fallback, made once at construction; `nil` with ``NoOpTelemetry``,
-/// so that the hot path pays one branch.
+/// The counters of one fallback, made once at construction; `nil` with a telemetry that records
+/// no metrics (``NoOpTelemetry``), so that the hot path pays one branch.
 ///
 /// Metrics, each with the dimension `fallback` = name:
 /// - `keel.fallback.handled` (counter): failures answered by the fallback closure;
@@ -16,7 +16,7 @@ final class FallbackInstruments: Sendable {
     }
 
     static func make(_ telemetry: any Telemetry, name: String) -> FallbackInstruments? {
-        if telemetry is NoOpTelemetry { return nil }
+        if !telemetry.recordsMetrics { return nil }
         let dimensions = [("fallback", name)]
         return FallbackInstruments(
             handled: telemetry.makeCounter(label: "keel.fallback.handled", dimensions: dimensions),

@@ -1,7 +1,7 @@
 import KeelCore
 
-/// The counters of one hedging strategy, made once at construction; `nil` with
-/// ``NoOpTelemetry``, so that the hot path pays one branch.
+/// The counters of one hedging strategy, made once at construction; `nil` with a telemetry that
+/// records no metrics (``NoOpTelemetry``), so that the hot path pays one branch.
 ///
 /// Metrics, each with the dimension `hedging` = name:
 /// - `keel.hedging.attempts` (counter): attempts started, the first of each call included;
@@ -31,7 +31,7 @@ final class HedgingInstruments: Sendable {
     }
 
     static func make(_ telemetry: any Telemetry, name: String) -> HedgingInstruments? {
-        if telemetry is NoOpTelemetry { return nil }
+        if !telemetry.recordsMetrics { return nil }
         let dimensions = [("hedging", name)]
         func counter(_ label: String, _ extra: [(String, String)] = []) -> any TelemetryCounter {
             telemetry.makeCounter(label: label, dimensions: dimensions + extra)

@@ -204,7 +204,8 @@ public final class RateLimiter: ResilienceStrategy {
     }
 }
 
-/// The metric handlers of one rate limiter, made once; `nil` with ``NoOpTelemetry``.
+/// The metric handlers of one rate limiter, made once; `nil` with a telemetry that records no
+/// metrics (``NoOpTelemetry``).
 struct RateLimiterInstruments: Sendable {
     let acquired: any TelemetryCounter
     let rateLimited: any TelemetryCounter
@@ -213,7 +214,7 @@ struct RateLimiterInstruments: Sendable {
     let wait: any TelemetryTimer
 
     static func make(_ telemetry: any Telemetry, name: String) -> RateLimiterInstruments? {
-        if telemetry is NoOpTelemetry { return nil }
+        if !telemetry.recordsMetrics { return nil }
         let dimensions = [("limiter", name)]
         func rejected(_ reason: String) -> any TelemetryCounter {
             telemetry.makeCounter(

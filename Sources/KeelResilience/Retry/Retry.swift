@@ -142,7 +142,8 @@ public final class Retry: ResilienceStrategy {
     }
 }
 
-/// The metric handlers of one retry strategy, made once; `nil` with ``NoOpTelemetry``.
+/// The metric handlers of one retry strategy, made once; `nil` with a telemetry that records no
+/// metrics (``NoOpTelemetry``).
 struct RetryInstruments: Sendable {
     let calls: any TelemetryCounter
     let retries: any TelemetryCounter
@@ -151,7 +152,7 @@ struct RetryInstruments: Sendable {
     let stoppedByDeadline: any TelemetryCounter
 
     static func make(_ telemetry: any Telemetry, name: String) -> RetryInstruments? {
-        if telemetry is NoOpTelemetry { return nil }
+        if !telemetry.recordsMetrics { return nil }
         let dimensions = [("retry", name)]
         func stopped(_ reason: String) -> any TelemetryCounter {
             telemetry.makeCounter(label: "keel.retry.stopped", dimensions: dimensions + [("reason", reason)])

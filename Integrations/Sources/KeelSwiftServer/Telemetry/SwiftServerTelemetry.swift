@@ -130,6 +130,10 @@ public struct SwiftServerTelemetry: Telemetry {
         self.metricsBridge.makeHistogram(label: label, dimensions: dimensions)
     }
 
+    /// Whether Keel's metrics go to swift-metrics: `false` when metrics are off, so that Keel's
+    /// components skip measuring.
+    public var recordsMetrics: Bool { self.metricsBridge.factory != nil }
+
     // MARK: Spans
 
     /// Whether Keel's spans go to a tracer: `false` without one (or with `NoOpTracer`), so that
