@@ -18,9 +18,9 @@ public struct User: Sendable, Codable, Hashable {
     public var name: String
     /// The customer's e-mail address.
     public var email: String
-    /// The version of the customer's event stream this answer was read at (1 after the
-    /// registration, one more for each change), for an optimistic ``ChangeCustomerEmail``; `nil`
-    /// where the answer does not come from the stream.
+    /// The version of the customer's event stream this answer was read at (Keel counts from 0: 0
+    /// after the registration, one more for each change), for an optimistic
+    /// ``ChangeCustomerEmail``; `nil` where the answer does not come from the stream.
     public var version: UInt64?
 
     /// Creates a customer.
