@@ -16,6 +16,7 @@ extension ShopServer {
     /// | `--drain-timeout-ms` | `SHOP_DRAIN_TIMEOUT_MS` | `10000` |
     /// | `--request-timeout-ms` | `SHOP_REQUEST_TIMEOUT_MS` | `5000` |
     /// | `--stock` | `SHOP_STOCK` | the walk-through's small stock |
+    /// | `--payments-concurrency` | `SHOP_PAYMENTS_CONCURRENCY` | `2` |
     /// | `--baseline` | `SHOP_BASELINE=1` | off |
     /// | `--log-level` | `SHOP_LOG_LEVEL` | `info` |
     public struct Configuration: Sendable {
@@ -47,6 +48,10 @@ extension ShopServer {
         public var stockPerProduct: Int?
         /// How long the payments circuit breaker stays open before it lets probes through.
         public var paymentsOpenDuration = Duration.milliseconds(150)
+        /// How many charges the payments bulkhead lets at the gateway at once (the walk-through's
+        /// 2, with 1 more waiting; a larger value lets as many wait). Orders beyond it are answered
+        /// 503 `payments_busy`. At least 1.
+        public var paymentsConcurrency = 2
         /// Whether to serve the baseline routes (`/baseline/...`): the same JSON without Keel, for
         /// the load check's comparison.
         public var baselineRoutes = false
@@ -75,6 +80,7 @@ extension ShopServer {
                 "storage": "SHOP_STORAGE", "drain-timeout-ms": "SHOP_DRAIN_TIMEOUT_MS",
                 "request-timeout-ms": "SHOP_REQUEST_TIMEOUT_MS", "stock": "SHOP_STOCK",
                 "baseline": "SHOP_BASELINE", "log-level": "SHOP_LOG_LEVEL",
+                "payments-concurrency": "SHOP_PAYMENTS_CONCURRENCY",
             ]
             for (flag, variable) in environmentNames {
                 if let value = environment[variable] { values[flag] = value }
@@ -134,6 +140,12 @@ extension ShopServer {
                 }
                 self.stockPerProduct = number
             }
+            if let concurrency = values["payments-concurrency"] {
+                guard let number = Int(concurrency), number >= 1 else {
+                    throw ConfigurationError("--payments-concurrency must be a positive integer, not \(concurrency)")
+                }
+                self.paymentsConcurrency = number
+            }
             if let baseline = values["baseline"] {
                 self.baselineRoutes = !["0", "false", "no", ""].contains(baseline.lowercased())
             }
@@ -153,6 +165,10 @@ extension ShopServer {
             precondition(self.maxBodyBytes >= 1, "maxBodyBytes must be positive: \(self.maxBodyBytes)")
             precondition(self.drainTimeout >= .zero, "drainTimeout must not be negative: \(self.drainTimeout)")
             precondition(self.requestTimeout > .zero, "requestTimeout must be positive: \(self.requestTimeout)")
+            precondition(
+                self.paymentsConcurrency >= 1,
+                "paymentsConcurrency must be positive: \(self.paymentsConcurrency)"
+            )
         }
     }
 

@@ -77,7 +77,8 @@ public final class ShopServer: Sendable {
             clock: host.clock,
             random: RandomSource(),
             telemetry: telemetry,
-            openDuration: configuration.paymentsOpenDuration
+            openDuration: configuration.paymentsOpenDuration,
+            maxConcurrentCharges: configuration.paymentsConcurrency
         )
         // The services' narration, at debug level, with the trace of the request they work for.
         let narrationLogger = logger

@@ -15,10 +15,11 @@ enum ShopServerMain {
                 usage: shop-server [--host 127.0.0.1] [--port 8080] [--max-body-bytes 65536]
                                    [--storage memory|DIRECTORY] [--drain-timeout-ms 10000]
                                    [--request-timeout-ms 5000] [--stock UNITS] [--baseline]
+                                   [--payments-concurrency 2]
                                    [--log-level trace|debug|info|notice|warning|error|critical]
                 Each flag may also come from the environment: SHOP_HOST, SHOP_PORT, SHOP_MAX_BODY_BYTES,
                 SHOP_STORAGE, SHOP_DRAIN_TIMEOUT_MS, SHOP_REQUEST_TIMEOUT_MS, SHOP_STOCK, SHOP_BASELINE,
-                SHOP_LOG_LEVEL.
+                SHOP_PAYMENTS_CONCURRENCY, SHOP_LOG_LEVEL.
                 """
             )
             return

@@ -21,7 +21,10 @@ struct ConfigurationTests {
     @Test("flags override the environment, which overrides the defaults")
     func precedence() throws {
         let configuration = try ShopServer.Configuration(
-            arguments: ["--port", "0", "--max-body-bytes=128", "--baseline", "--storage", "/tmp/shop"],
+            arguments: [
+                "--port", "0", "--max-body-bytes=128", "--baseline", "--storage", "/tmp/shop",
+                "--payments-concurrency", "8",
+            ],
             environment: ["SHOP_PORT": "9000", "SHOP_DRAIN_TIMEOUT_MS": "250", "SHOP_LOG_LEVEL": "warning"]
         )
         #expect(configuration.port == 0)
@@ -30,11 +33,15 @@ struct ConfigurationTests {
         #expect(configuration.storage == .directory("/tmp/shop"))
         #expect(configuration.drainTimeout == .milliseconds(250))
         #expect(configuration.logLevel == .warning)
+        #expect(configuration.paymentsConcurrency == 8)
     }
 
     @Test(
         "bad flags are refused",
-        arguments: [["--port", "70000"], ["--nonsense"], ["--port"], ["--max-body-bytes", "0"], ["stray"]]
+        arguments: [
+            ["--port", "70000"], ["--nonsense"], ["--port"], ["--max-body-bytes", "0"], ["stray"],
+            ["--payments-concurrency", "0"],
+        ]
     )
     func refused(_ arguments: [String]) {
         #expect(throws: ShopServer.ConfigurationError.self) {

@@ -42,7 +42,10 @@ struct RequestIdentityMiddleware: RouterMiddleware {
             let failure = APIError(mapping: error)
             if failure.status.code >= 500 {
                 // The cause goes to the log only; the client sees the code, message and request id.
-                logger.error(
+                // A refusal by design (503: draining, an open breaker, a full bulkhead) is a
+                // warning; anything else an error.
+                logger.log(
+                    level: failure.status == .serviceUnavailable ? .warning : .error,
                     "request failed",
                     metadata: ["status": "\(failure.status.code)", "error": "\(String(reflecting: error))"]
                 )
