@@ -51,8 +51,8 @@ SERVER=Integrations/.build/$CONFIGURATION/shop-server
 
 LOG=$(mktemp -t shop-server-log.XXXXXX)
 RESULTS=$(mktemp -d -t shop-load.XXXXXX)
-# The payments bulkhead sized for the load (the sample's 2 concurrent charges would shed about a
-# fifth of the orders with 503 payments_busy; PAYMENTS_CONCURRENCY=2 shows that); only errors are
+# The payments bulkhead sized for the load (the sample's 2 concurrent charges shed a fifth to a half
+# of the orders with 503 payments_busy; PAYMENTS_CONCURRENCY=2 shows that); only errors are
 # logged, for ours and the baseline alike.
 "$SERVER" --host "$ADDRESS" --port "$PORT" --baseline --stock 1000000000 --log-level error \
     --payments-concurrency "${PAYMENTS_CONCURRENCY:-64}" 2>"$LOG" &

@@ -1,6 +1,5 @@
 import Foundation
 import HTTPTypes
-import HummingbirdTesting
 import InMemoryLogging
 import Logging
 import NIOCore
@@ -61,29 +60,31 @@ struct ServerFixture: Sendable {
         headers: HTTPFields = [:]
     ) async throws -> Reply {
         var headers = headers
-        if let json {
+        if json != nil {
             headers[.contentType] = "application/json"
-            headers[.contentLength] = String(json.utf8.count)
         }
-        let request = TestClient.Request(
-            uri,
-            method: method,
-            authority: "127.0.0.1",
-            headers: headers,
-            body: json.map { ByteBuffer(string: $0) }
-        )
-        let response = try await TestClient.withClient(
-            host: "127.0.0.1",
-            port: self.port,
-            configuration: .init(timeout: .seconds(30))
-        ) { client in
-            try await client.execute(request)
+        let port = self.port
+        let fields = headers
+        return try await withThrowingTaskGroup(of: Reply.self) { group in
+            group.addTask {
+                try await LoopbackClient.send(
+                    method,
+                    uri,
+                    headers: fields,
+                    body: json.map { ByteBuffer(string: $0) },
+                    port: port
+                )
+            }
+            group.addTask {
+                try await Task.sleep(for: .seconds(30))
+                throw FixtureError(description: "no answer to \(method) \(uri) within 30 s")
+            }
+            defer { group.cancelAll() }
+            guard let reply = try await group.next() else {
+                throw FixtureError(description: "no answer to \(method) \(uri)")
+            }
+            return reply
         }
-        return Reply(
-            status: response.status,
-            headers: response.headers,
-            body: response.body.map { String(buffer: $0) } ?? ""
-        )
     }
 }
 
