@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "KeelEventSourcing", targets: ["KeelEventSourcing"]),
         .library(name: "Keel", targets: ["Keel"]),
         .library(name: "KeelTesting", targets: ["KeelTesting"]),
+        .library(name: "ShopServices", targets: ["ShopServices"]),
         .executable(name: "shop", targets: ["Shop"]),
     ],
     dependencies: [],
@@ -35,9 +36,17 @@ let package = Package(
             dependencies: ["KeelCore", "Keel", "KeelEventSourcing"],
             swiftSettings: swiftSettings
         ),
+        // The shop's services and messages, shared by the `shop` walk-through and by the
+        // `shop-server` sample of the Integrations package.
+        .target(
+            name: "ShopServices",
+            dependencies: ["Keel", "KeelCore", "KeelResilience", "KeelEventSourcing"],
+            path: "Samples/ShopServices",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "Shop",
-            dependencies: ["Keel", "KeelCore", "KeelResilience", "KeelEventSourcing"],
+            dependencies: ["ShopServices", "Keel", "KeelCore", "KeelResilience", "KeelEventSourcing"],
             path: "Samples/Shop",
             swiftSettings: swiftSettings
         ),

@@ -17,7 +17,9 @@ let package = Package(
     name: "KeelIntegrations",
     platforms: [.macOS(.v15)],
     products: [
-        .library(name: "KeelSwiftServer", targets: ["KeelSwiftServer"])
+        .library(name: "KeelSwiftServer", targets: ["KeelSwiftServer"]),
+        .library(name: "ShopServer", targets: ["ShopServer"]),
+        .executable(name: "shop-server", targets: ["ShopServerMain"]),
     ],
     dependencies: [
         .package(name: "Keel", path: ".."),
@@ -25,6 +27,15 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        // For the `shop-server` sample only: the HTTP server and the Prometheus exposition.
+        // Without its default traits: shop-server reads no swift-configuration and encodes no forms,
+        // and the traits would build swift-configuration.
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        // Already in the graph through Hummingbird; named because shop-server imports them itself
+        // (`ByteBuffer`'s members, `HTTPField.Name`).
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         .target(
@@ -57,6 +68,54 @@ let package = Package(
                 .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The shop's services behind a Hummingbird HTTP API: the application builder, importable by
+        // tests, and the executable `shop-server`.
+        .target(
+            name: "ShopServer",
+            dependencies: [
+                "KeelSwiftServer",
+                .product(name: "ShopServices", package: "Keel"),
+                .product(name: "Keel", package: "Keel"),
+                .product(name: "KeelCore", package: "Keel"),
+                .product(name: "KeelResilience", package: "Keel"),
+                .product(name: "KeelEventSourcing", package: "Keel"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "ShopServerMain",
+            dependencies: [
+                "ShopServer",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ShopServerTests",
+            dependencies: [
+                "ShopServer",
+                .product(name: "ShopServices", package: "Keel"),
+                .product(name: "Keel", package: "Keel"),
+                .product(name: "KeelCore", package: "Keel"),
+                .product(name: "KeelResilience", package: "Keel"),
+                .product(name: "KeelEventSourcing", package: "Keel"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -20,6 +20,7 @@ import Keel
 import KeelCore
 import KeelEventSourcing
 import KeelResilience
+import ShopServices
 
 // MARK: Helpers
 

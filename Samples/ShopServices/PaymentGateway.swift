@@ -1,11 +1,11 @@
 import KeelCore
 
 /// What the payment gateway answered when it did not take the money.
-enum GatewayError: Error, CustomStringConvertible {
+package enum GatewayError: Error, CustomStringConvertible {
     /// The gateway is having trouble (think HTTP 503): the same charge may well succeed later.
     case unavailable
 
-    var description: String {
+    package var description: String {
         switch self {
         case .unavailable: "the payment gateway is unavailable (503)"
         }
@@ -19,9 +19,9 @@ enum GatewayError: Error, CustomStringConvertible {
 /// flaky (a seeded share of its calls fail) or slow (each call waits on the clock before
 /// answering). Time comes from the injected clock and chance from the injected `RandomSource`, so
 /// a run fails the same calls every time.
-actor PaymentGateway {
+public actor PaymentGateway {
     /// How the gateway answers.
-    enum Behaviour: Sendable, CustomStringConvertible {
+    public enum Behaviour: Sendable, CustomStringConvertible {
         /// Every call succeeds at once.
         case healthy
         /// Each call fails with `GatewayError.unavailable` with this probability (1 = every call).
@@ -29,7 +29,8 @@ actor PaymentGateway {
         /// Each call waits this long before it succeeds; cancelling the caller ends the wait.
         case slow(latency: Duration)
 
-        var description: String {
+        /// The behaviour in a few words.
+        public var description: String {
             switch self {
             case .healthy: "healthy"
             case .flaky(let rate): "flaky (fails \(Int(rate * 100)) % of calls)"
@@ -44,22 +45,27 @@ actor PaymentGateway {
     /// Charges taken so far; the next receipt's id is one more.
     private var charges = 0
     /// Calls received so far, including failed and abandoned ones.
-    private(set) var calls = 0
+    package private(set) var calls = 0
 
-    init(clock: any Clock<Duration>, random: RandomSource) {
+    /// Creates a healthy gateway.
+    /// - Parameters:
+    ///   - clock: The clock a slow gateway waits on.
+    ///   - random: Decides which calls a flaky gateway fails.
+    public init(clock: any Clock<Duration>, random: RandomSource) {
         self.clock = clock
         self.random = random
     }
 
     /// Changes how the gateway answers from the next call on.
-    func behave(_ behaviour: Behaviour) {
+    /// - Parameter behaviour: The new behaviour.
+    public func behave(_ behaviour: Behaviour) {
         self.behaviour = behaviour
     }
 
     /// Takes `amountCents` from the customer, or fails as the current behaviour says.
     /// - Throws: `GatewayError.unavailable` when flaky; `CancellationError` when the caller is
     ///   cancelled while a slow call waits (the charge is then not taken).
-    func charge(_ amountCents: Int, reference: String) async throws -> PaymentReceipt {
+    package func charge(_ amountCents: Int, reference: String) async throws -> PaymentReceipt {
         self.calls += 1
         switch self.behaviour {
         case .healthy:

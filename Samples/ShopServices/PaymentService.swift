@@ -8,25 +8,32 @@ import Keel
 /// means that a request refused by the open breaker or the full bulkhead never even reaches this
 /// actor, and that the caller sees the refusal as what it is: a `RequestError` with code
 /// `rejected`, not a failure of this handler.
-actor PaymentService: ServiceActor {
-    static let name: ServiceName = "payment"
+package actor PaymentService: ServiceActor {
+    package static let name: ServiceName = "payment"
 
     /// The remote API; the service's only way to the money.
     private let gateway: PaymentGateway
     /// Charges that went through.
     private var charged = 0
+    /// Where the service tells what it does.
+    private let say: Narrator
 
-    init(gateway: PaymentGateway) {
+    /// Creates the service.
+    /// - Parameters:
+    ///   - gateway: The remote API it charges through.
+    ///   - narrator: Where the service tells what it does.
+    package init(gateway: PaymentGateway, narrator: Narrator = .standardOutput) {
         self.gateway = gateway
+        self.say = narrator
     }
 
-    nonisolated func registerHandlers(_ handlers: inout RequestHandlers<PaymentService>) {
+    package nonisolated func registerHandlers(_ handlers: inout RequestHandlers<PaymentService>) {
         handlers.on(ChargePayment.self) { service, request in
             try await service.charge(request)
         }
     }
 
-    func stop() async throws {
+    package func stop() async throws {
         say(Self.name, "stopped (\(self.charged) charges went through)")
     }
 

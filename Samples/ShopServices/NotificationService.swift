@@ -1,10 +1,10 @@
 import Keel
 
 /// An e-mail the shop sent (well, printed).
-struct Email: Sendable, Hashable {
-    var to: String
-    var subject: String
-    var body: String
+package struct Email: Sendable, Hashable {
+    package var to: String
+    package var subject: String
+    package var body: String
 }
 
 /// Tells customers about their orders, and keeps an audit log of everything that happens to
@@ -16,18 +16,26 @@ struct Email: Sendable, Hashable {
 /// task, so a slow mail server would never slow down placing orders. The handler runs with the
 /// publisher's trace context, so the customer lookup it makes appears in the same trace as the
 /// order that caused it.
-actor NotificationService: ServiceActor {
-    static let name: ServiceName = "notification"
-    static let dependencies: [ServiceName] = [UserService.name]
+package actor NotificationService: ServiceActor {
+    package static let name: ServiceName = "notification"
+    package static let dependencies: [ServiceName] = [UserService.name]
 
     /// The e-mails sent so far, oldest first.
-    private(set) var outbox: [Email] = []
+    package private(set) var outbox: [Email] = []
     /// Everything that happened to orders, oldest first: one line per event matching `order.#`.
-    private(set) var auditLog: [String] = []
+    package private(set) var auditLog: [String] = []
     /// Callers of `waitUntil(emails:auditEntries:)` still waiting.
     private var waiters: [Waiter] = []
+    /// Where the service tells what it does.
+    private let say: Narrator
 
-    nonisolated func registerHandlers(_ handlers: inout RequestHandlers<NotificationService>) {
+    /// Creates the service.
+    /// - Parameter narrator: Where the service tells what it does.
+    package init(narrator: Narrator = .standardOutput) {
+        self.say = narrator
+    }
+
+    package nonisolated func registerHandlers(_ handlers: inout RequestHandlers<NotificationService>) {
         // By type: only `OrderCreated`, delivered as an `OrderCreated`. The four-argument form
         // hands the handler the environment too, to send requests.
         handlers.subscribe(to: OrderCreated.self) { service, event, _, environment in
@@ -39,7 +47,7 @@ actor NotificationService: ServiceActor {
         }
     }
 
-    func stop() async throws {
+    package func stop() async throws {
         say(Self.name, "stopped (\(self.outbox.count) e-mails sent, \(self.auditLog.count) audit entries)")
     }
 
@@ -48,7 +56,7 @@ actor NotificationService: ServiceActor {
     /// The program calls it so that its output stays in order; services never wait for each
     /// other like this. It is not cancellable: the program waits only for events it knows are
     /// coming.
-    func waitUntil(emails: Int, auditEntries: Int) async {
+    package func waitUntil(emails: Int, auditEntries: Int) async {
         guard self.outbox.count < emails || self.auditLog.count < auditEntries else { return }
         await withCheckedContinuation { continuation in
             self.waiters.append(Waiter(emails: emails, auditEntries: auditEntries, continuation: continuation))

@@ -1,20 +1,36 @@
 import Keel
 import KeelResilience
 
-/// Why the order service refused an order, in the shop's own words.
-enum OrderError: Error, CustomStringConvertible {
+/// Why the order service refused an order, or could not find one, in the shop's own words.
+///
+/// It reaches a caller of ``PlaceOrder`` or ``GetOrder`` as the `underlying` error of a Keel
+/// `RequestError` with code `handlerFailed`.
+public enum OrderError: Error, CustomStringConvertible {
+    /// The order has no lines.
     case emptyOrder
+    /// A line asks for fewer than one unit.
+    case invalidQuantity(sku: String, quantity: Int)
+    /// No customer has this id.
     case unknownUser(id: Int)
+    /// The catalog has no product with this SKU.
     case unknownProduct(sku: String)
+    /// The inventory has fewer units than a line asks for; nothing was reserved.
     case outOfStock(sku: String, requested: Int, available: Int)
-    /// The payment service did not charge the customer, or the payment route refused the charge.
+    /// The payment service did not charge the customer, or the payment route refused the charge:
+    /// the `ChargePayment` request's error, whose code says why (`circuitOpen`, `bulkheadFull`,
+    /// `deadlineExceeded`, or `handlerFailed` when the gateway said no). The stock stays reserved.
     case paymentFailed(RequestError)
     /// Another service failed for a reason that is not the customer's (a deadline, a shutdown…).
     case upstream(RequestError)
+    /// No order has this id (``GetOrder``).
+    case unknownOrder(id: Int)
 
-    var description: String {
+    /// The refusal in a sentence.
+    public var description: String {
         switch self {
         case .emptyOrder: "the order has no lines"
+        case .invalidQuantity(let sku, let quantity): "\(quantity) × \(sku): a line needs at least one unit"
+        case .unknownOrder(let id): "there is no order with id \(id)"
         case .unknownUser(let id): "there is no customer with id \(id)"
         case .unknownProduct(let sku): "the shop does not sell \"\(sku)\""
         case .outOfStock(let sku, let requested, let available):
@@ -48,23 +64,35 @@ enum OrderError: Error, CustomStringConvertible {
 ///
 /// It reaches the other services only by request, through `environment.send`, and only those it
 /// declares in `dependencies`; a request to any other service fails with `undeclaredDependency`.
-actor OrderService: ServiceActor {
-    static let name: ServiceName = "order"
-    static let dependencies: [ServiceName] = [
+package actor OrderService: ServiceActor {
+    package static let name: ServiceName = "order"
+    package static let dependencies: [ServiceName] = [
         UserService.name, CatalogService.name, InventoryService.name, PaymentService.name,
     ]
 
     /// The orders placed so far, by id.
     private var orders: [Int: Order] = [:]
+    /// Where the service tells what it does.
+    private let say: Narrator
 
-    nonisolated func registerHandlers(_ handlers: inout RequestHandlers<OrderService>) {
+    /// Creates the service, with no orders yet (orders live in memory only).
+    /// - Parameter narrator: Where the service tells what it does.
+    package init(narrator: Narrator = .standardOutput) {
+        self.say = narrator
+    }
+
+    package nonisolated func registerHandlers(_ handlers: inout RequestHandlers<OrderService>) {
         // The three-argument form hands the handler the environment the service was started with.
         handlers.on(PlaceOrder.self) { service, request, environment in
             try await service.place(request, in: environment)
         }
+        handlers.on(GetOrder.self) { service, request in
+            guard let order = service.orders[request.id] else { throw OrderError.unknownOrder(id: request.id) }
+            return order
+        }
     }
 
-    func stop() async throws {
+    package func stop() async throws {
         say(Self.name, "stopped (\(self.orders.count) orders on record)")
     }
 
@@ -86,6 +114,9 @@ actor OrderService: ServiceActor {
 
     private func place(_ request: PlaceOrder, environment: ServiceEnvironment) async throws(OrderError) -> Order {
         guard !request.lines.isEmpty else { throw .emptyOrder }
+        if let line = request.lines.first(where: { $0.quantity < 1 }) {
+            throw .invalidQuantity(sku: line.sku, quantity: line.quantity)
+        }
 
         // 1. Validate the customer. The user service throws `UserError`; it reaches us as the
         //    `underlying` cause of a `RequestError` with code `handlerFailed`.

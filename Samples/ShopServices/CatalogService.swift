@@ -1,10 +1,10 @@
 import Keel
 
 /// Why the catalog service could not answer.
-enum CatalogError: Error, CustomStringConvertible {
+package enum CatalogError: Error, CustomStringConvertible {
     case unknownProduct(sku: String)
 
-    var description: String {
+    package var description: String {
         switch self {
         case .unknownProduct(let sku): "the catalog has no product \"\(sku)\""
         }
@@ -12,8 +12,11 @@ enum CatalogError: Error, CustomStringConvertible {
 }
 
 /// Knows what the shop sells and at what price.
-actor CatalogService: ServiceActor {
-    static let name: ServiceName = "catalog"
+package actor CatalogService: ServiceActor {
+    package static let name: ServiceName = "catalog"
+
+    /// Where the service tells what it does.
+    private let say: Narrator
 
     /// The service's own storage, keyed by SKU.
     private var products: [String: Product] = [
@@ -23,17 +26,23 @@ actor CatalogService: ServiceActor {
         "cable": Product(sku: "cable", name: "USB-C cable", priceCents: 9_50),
     ]
 
-    nonisolated func registerHandlers(_ handlers: inout RequestHandlers<CatalogService>) {
+    /// Creates the service with the shop's four products.
+    /// - Parameter narrator: Where the service tells what it does.
+    package init(narrator: Narrator = .standardOutput) {
+        self.say = narrator
+    }
+
+    package nonisolated func registerHandlers(_ handlers: inout RequestHandlers<CatalogService>) {
         handlers.on(GetProduct.self) { service, request in
             guard let product = service.products[request.sku] else {
                 throw CatalogError.unknownProduct(sku: request.sku)
             }
-            say(Self.name, "\(product.sku) costs \(dollars(product.priceCents))")
+            service.say(Self.name, "\(product.sku) costs \(dollars(product.priceCents))")
             return product
         }
     }
 
-    func stop() async throws {
+    package func stop() async throws {
         say(Self.name, "stopped")
     }
 }

@@ -1,10 +1,10 @@
 import Keel
 
 /// Why the inventory service refused a reservation.
-enum InventoryError: Error, CustomStringConvertible {
+package enum InventoryError: Error, CustomStringConvertible {
     case insufficientStock(sku: String, requested: Int, available: Int)
 
-    var description: String {
+    package var description: String {
         switch self {
         case .insufficientStock(let sku, let requested, let available):
             "only \(available) × \(sku) left, \(requested) requested"
@@ -13,15 +13,29 @@ enum InventoryError: Error, CustomStringConvertible {
 }
 
 /// Knows what is on the shelf, and hands it out.
-actor InventoryService: ServiceActor {
-    static let name: ServiceName = "inventory"
+package actor InventoryService: ServiceActor {
+    package static let name: ServiceName = "inventory"
+
+    /// What the shop has on the shelf when it opens, keyed by SKU.
+    package static let openingStock = ["keyboard": 5, "mouse": 10, "monitor": 1, "cable": 40]
 
     /// Units on the shelf, keyed by SKU.
-    private var stock: [String: Int] = ["keyboard": 5, "mouse": 10, "monitor": 1, "cable": 40]
+    private var stock: [String: Int]
     /// Reservations made so far, by id.
     private var reservations: [Int: StockReservation] = [:]
+    /// Where the service tells what it does.
+    private let say: Narrator
 
-    nonisolated func registerHandlers(_ handlers: inout RequestHandlers<InventoryService>) {
+    /// Creates the service.
+    /// - Parameters:
+    ///   - stock: Units on the shelf when the service starts, keyed by SKU.
+    ///   - narrator: Where the service tells what it does.
+    package init(stock: [String: Int] = InventoryService.openingStock, narrator: Narrator = .standardOutput) {
+        self.stock = stock
+        self.say = narrator
+    }
+
+    package nonisolated func registerHandlers(_ handlers: inout RequestHandlers<InventoryService>) {
         handlers.on(CheckStock.self) { service, request in
             StockLevel(sku: request.sku, available: service.stock[request.sku, default: 0])
         }
@@ -49,7 +63,7 @@ actor InventoryService: ServiceActor {
         return reservation
     }
 
-    func stop() async throws {
+    package func stop() async throws {
         say(Self.name, "stopped")
     }
 }
