@@ -51,10 +51,23 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // What both test targets share: an in-memory tracer that propagates W3C trace context.
+        .target(
+            name: "IntegrationsTestSupport",
+            dependencies: [
+                .product(name: "KeelCore", package: "Keel"),
+                .product(name: "Instrumentation", package: "swift-distributed-tracing"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
+            ],
+            path: "Tests/IntegrationsTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "KeelSwiftServerTests",
             dependencies: [
                 "KeelSwiftServer",
+                "IntegrationsTestSupport",
                 .product(name: "Keel", package: "Keel"),
                 .product(name: "KeelCore", package: "Keel"),
                 .product(name: "KeelResilience", package: "Keel"),
@@ -84,6 +97,7 @@ let package = Package(
                 .product(name: "KeelEventSourcing", package: "Keel"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
@@ -104,6 +118,9 @@ let package = Package(
             name: "ShopServerTests",
             dependencies: [
                 "ShopServer",
+                "IntegrationsTestSupport",
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
                 .product(name: "ShopServices", package: "Keel"),
                 .product(name: "Keel", package: "Keel"),
                 .product(name: "KeelCore", package: "Keel"),

@@ -6,6 +6,7 @@ import Logging
 import Prometheus
 import ServiceLifecycle
 import ShopServices
+import Tracing
 
 /// The shop's six Keel services behind a Hummingbird HTTP API, in one `ServiceGroup`.
 ///
@@ -26,7 +27,9 @@ import ShopServices
 ///
 /// Keel's metrics reach ``metrics`` (served at `/metrics`) through ``/KeelSwiftServer/SwiftServerTelemetry``
 /// with a `PrometheusMetricsFactory` of this server's own: nothing is bootstrapped process-wide, so
-/// several servers can run in one process (tests do).
+/// several servers can run in one process (tests do). The same telemetry sends Keel's log records
+/// to the server's logger and every request's spans (the HTTP span and Keel's under it) to the
+/// tracer given to ``init(configuration:logger:tracer:)``.
 ///
 /// **Concurrency.** Every stored property is `Sendable` and immutable; ``run()`` may be called
 /// once, the other methods from any task at any time.
@@ -52,10 +55,18 @@ public final class ShopServer: Sendable {
     /// - Parameters:
     ///   - configuration: How to listen, store and shut down; its invariants are checked with
     ///     `precondition`.
-    ///   - logger: The server's logger; its level is set to ``Configuration/logLevel``.
+    ///   - logger: The server's logger, for the HTTP side and Keel's own log records; its level is
+    ///     set to ``Configuration/logLevel``.
+    ///   - tracer: The tracer of the requests' spans and Keel's; by default the process's
+    ///     bootstrapped one (`InstrumentationSystem.tracer`); `nil` or the no-op tracer records no
+    ///     spans.
     /// - Throws: The ``/Keel/HostError`` of a registration that failed (not expected: the services
     ///   are registered once, on a new host).
-    public init(configuration: Configuration = Configuration(), logger: Logger) async throws(HostError) {
+    public init(
+        configuration: Configuration = Configuration(),
+        logger: Logger,
+        tracer: (any Tracer)? = InstrumentationSystem.tracer
+    ) async throws(HostError) {
         configuration.validate()
         self.configuration = configuration
         var logger = logger
@@ -63,7 +74,13 @@ public final class ShopServer: Sendable {
 
         let metrics = PrometheusCollectorRegistry()
         self.metrics = metrics
-        let telemetry = SwiftServerTelemetry(metrics: PrometheusMetricsFactory(registry: metrics))
+        // Keel's own log records (starts, stops, breaker transitions, rejections…) go to the same
+        // logger, under Keel's sources (`keel.host`, `keel.breaker`…).
+        let telemetry = SwiftServerTelemetry(
+            metrics: PrometheusMetricsFactory(registry: metrics),
+            tracer: tracer,
+            logger: logger
+        )
         var hostConfiguration = ServiceHost.Configuration()
         hostConfiguration.shutdownTimeout = configuration.drainTimeout
         switch configuration.storage {
@@ -100,7 +117,7 @@ public final class ShopServer: Sendable {
         )
 
         let router = Router(context: ShopRequestContext.self)
-        router.add(middleware: RequestIdentityMiddleware(logger: logger, random: host.random))
+        router.add(middleware: RequestIdentityMiddleware(logger: logger, telemetry: telemetry, random: host.random))
         OperationsRoutes(host: host, gate: self.gate, metrics: metrics).add(to: router)
         let api = router.group().add(middleware: DrainGateMiddleware(gate: self.gate))
         ShopRoutes(

@@ -1,6 +1,7 @@
 import InMemoryLogging
 import InMemoryTracing
 import Instrumentation
+import IntegrationsTestSupport
 import Keel
 import KeelCore
 import KeelTesting
@@ -98,7 +99,7 @@ struct TracingBridgeTests {
 
     @Test("with a W3C tracer, Keel's context, logs and envelopes carry the tracer's ids")
     func w3cIDs() async throws {
-        let tracer = TracingFixtures.W3CTracer()
+        let tracer = W3CTracer()
         let sightings = TracingFixtures.Sightings()
         let (logger, logs) = Fixtures.makeLogger()
         _ = try await Self.run(tracer: tracer, logger: logger, sightings: sightings) { host in
@@ -130,7 +131,7 @@ struct TracingBridgeTests {
 
     @Test("a traceparent that came in continues the remote trace under the remote span")
     func inboundTraceparent() async throws {
-        let tracer = TracingFixtures.W3CTracer()
+        let tracer = W3CTracer()
         let sightings = TracingFixtures.Sightings()
         let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         _ = try await Self.run(tracer: tracer, sightings: sightings) { host in

@@ -4,6 +4,7 @@ import InMemoryLogging
 import Logging
 import NIOCore
 import ShopServer
+import Tracing
 
 /// A failure of the fixture itself.
 struct FixtureError: Error, CustomStringConvertible {
@@ -18,9 +19,10 @@ struct ServerFixture: Sendable {
     let log: InMemoryLogHandler
 
     /// Runs `body` with a server that listens on loopback, any free port, in memory, with no signal
-    /// handling of its own (the test process's signals stay alone); then shuts it down gracefully
-    /// and waits for it to stop.
+    /// handling of its own (the test process's signals stay alone) and the given tracer (none by
+    /// default); then shuts it down gracefully and waits for it to stop.
     static func with<T: Sendable>(
+        tracer: (any Tracer)? = nil,
         _ configure: (inout ShopServer.Configuration) -> Void = { _ in },
         _ body: @Sendable (ServerFixture) async throws -> T
     ) async throws -> T {
@@ -32,7 +34,7 @@ struct ServerFixture: Sendable {
         configure(&configuration)
         let handler = InMemoryLogHandler()
         let logger = Logger(label: "shop-server.tests") { _ in handler }
-        let server = try await ShopServer(configuration: configuration, logger: logger)
+        let server = try await ShopServer(configuration: configuration, logger: logger, tracer: tracer)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await server.run() }
             guard let port = await server.waitUntilRunning() else {

@@ -3,14 +3,20 @@ import Hummingbird
 import KeelCore
 import Logging
 
-/// The outermost middleware: gives every request an id and a trace context, binds the trace as
-/// Keel's task-local ``/KeelCore/TraceContext/current`` around the handler (so every Keel request
-/// the handler sends belongs to it), turns every error into the API's JSON answer, adds the
-/// `x-request-id` and `traceparent` headers, and logs one line per request with both ids.
+/// The outermost middleware: gives every request an id and a server span, binds the span's trace
+/// context as Keel's task-local ``/KeelCore/TraceContext/current`` around the handler (so every
+/// Keel request the handler sends is its child), turns every error into the API's JSON answer,
+/// adds the `x-request-id` and `traceparent` headers, and logs one line per request with both ids.
+///
+/// The span is started through the host's telemetry: with a tracer, it is the request's span in
+/// the tracer (a child of the caller's span when the request came with a `traceparent`), current
+/// as `ServiceContext.current` while the handler runs, and its ids are the ones returned in
+/// `traceparent`; the request id is the trace's correlation id.
 struct RequestIdentityMiddleware: RouterMiddleware {
     typealias Context = ShopRequestContext
 
     let logger: Logger
+    let telemetry: any Telemetry
     let random: RandomSource
 
     // Hummingbird is built without NonisolatedNonsendingByDefault: its `next` is `@concurrent`.
@@ -21,10 +27,19 @@ struct RequestIdentityMiddleware: RouterMiddleware {
     ) async throws -> Response {
         let started = ContinuousClock.now
         let requestID = request.headers[.requestID].flatMap(Self.usable) ?? Self.makeID(using: self.random)
-        let trace =
-            request.headers[.traceparent].flatMap {
-                TraceContext.continuing(traceparent: $0, correlationID: requestID, using: self.random)
-            } ?? TraceContext.makeRoot(using: self.random, correlationID: requestID)
+        // A valid `traceparent` is the caller's span: this request's span is its child. Without
+        // one, the request starts a trace.
+        var given =
+            request.headers[.traceparent].flatMap { TraceContext(traceparent: $0)?.makeChild(using: self.random) }
+            ?? TraceContext.makeRoot(using: self.random)
+        given.correlationID = requestID
+        let span = self.telemetry.startSpan("HTTP \(request.method)", context: given, kind: .server)
+        span.setAttribute("http.request.method", .string("\(request.method)"))
+        span.setAttribute("url.path", .string(request.uri.path))
+        span.setAttribute("request.id", .string(requestID))
+        defer { span.end() }
+        // The span's context: the tracer's ids when it assigns its own, the rest as given.
+        let trace = span.context
         var logger = self.logger
         logger[metadataKey: "request_id"] = .string(requestID)
         logger[metadataKey: "trace_id"] = .stringConvertible(trace.traceID)
@@ -36,7 +51,7 @@ struct RequestIdentityMiddleware: RouterMiddleware {
         var response: Response
         do {
             response = try await TraceContext.$current.withValue(trace) {
-                try await next(request, context)
+                try await span.withCurrent { try await next(request, context) }
             }
         } catch {
             let failure = APIError(mapping: error)
@@ -49,9 +64,11 @@ struct RequestIdentityMiddleware: RouterMiddleware {
                     "request failed",
                     metadata: ["status": "\(failure.status.code)", "error": "\(String(reflecting: error))"]
                 )
+                span.recordError(error)
             }
             response = failure.response(requestID: requestID)
         }
+        span.setAttribute("http.response.status_code", .int(Int64(response.status.code)))
         response.headers[.requestID] = requestID
         response.headers[.traceparent] = trace.traceparent
         let elapsed = ContinuousClock.now - started
