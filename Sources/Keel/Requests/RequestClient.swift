@@ -64,10 +64,8 @@ public struct RequestClient: Sendable {
         // The route is keyed by `ObjectIdentifier(R.self)`, so its handlers are `BoundHandler<R>`.
         let handler = unsafeDowncast(erased, to: BoundHandler<R>.self)
         do {
-            guard let span = call.span else {
-                return try await Self.call(handler, with: request, boundTo: call.context)
-            }
-            return try await span.withCurrent { try await Self.call(handler, with: request, boundTo: call.context) }
+            // A call with a span takes the slow path (``RequestRouter/begin``), which binds it.
+            return try await Self.call(handler, with: request, boundTo: call.context)
         } catch {
             throw routes.failure(call, handlerError: error)
         }

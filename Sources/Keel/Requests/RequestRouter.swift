@@ -429,8 +429,10 @@ final class RequestRouter: Sendable {
         if let span { context.adoptIDs(of: span.context) }
         let started = self.recordsMetrics ? self.reader.now() : .zero
         // While a test injects request faults, every attempt goes through `invoke`, which asks.
+        // A span goes through `dispatch` too, which binds the telemetry's own current span (the fast
+        // path does not: the branch alone costs it two task allocations per call).
         guard
-            !running.isLocked && context.deadline == nil && running.policy.isEmpty
+            span == nil && !running.isLocked && context.deadline == nil && running.policy.isEmpty
                 && self.faults?.isInjectingRequestFaults != true
         else {
             return Call(running: running, index: -1, context: context, span: span, started: started)
