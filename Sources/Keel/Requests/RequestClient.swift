@@ -17,10 +17,12 @@ import KeelCore
 /// (no lock and no dictionary per call); the work tracking for graceful shutdown and the
 /// cancellation check (a few atomic operations); a new trace context bound as a task-local around
 /// the handler, which alone costs more than a direct actor call (the binding takes the task's
-/// status lock, and adds two executor checks that find the task where it already is); and a span
-/// only when the telemetry records spans (``/KeelCore/Telemetry/recordsSpans``). With a deadline,
-/// the call runs in a child task raced against the deadline on the host's clock; with a route
-/// policy, inside the policy.
+/// status lock, and adds two executor checks that find the task where it already is). With a
+/// telemetry that records spans (``/KeelCore/Telemetry/recordsSpans``), the call starts a span and
+/// runs the handler with the span bound as well (``/KeelCore/TelemetrySpan/withCurrent(_:)``), on
+/// the same path as a route policy; nothing of that is paid when no span is recorded. With a
+/// deadline, the call runs in a child task raced against the deadline on the host's clock; with a
+/// route policy, inside the policy.
 ///
 /// **Deadlines.** The effective deadline is the earlier of the one given and the one inherited from
 /// the caller's ``/KeelCore/TraceContext``; the handler, and every request it sends on, inherits it.
