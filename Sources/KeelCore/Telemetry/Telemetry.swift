@@ -273,7 +273,9 @@ extension Telemetry {
     }
 
     /// Runs `body` inside a new span that is a child of the current task's ``TraceContext``
-    /// (or a new trace's root), with the span's context bound as ``TraceContext/current``.
+    /// (or a new trace's root), with the span's context bound as ``TraceContext/current`` (with the
+    /// ids the telemetry gave the span) and the span current in the telemetry's own context
+    /// (``TelemetrySpan/withCurrent(_:)``).
     ///
     /// The span ends when `body` returns or throws; a thrown error is recorded on the span, except
     /// `CancellationError`, which is recorded as the attribute `cancelled`.
