@@ -117,6 +117,44 @@ extension RequestHandlers {
 }
 
 extension RequestHandlers {
+    /// Declares that requests of type `type` are served elsewhere, by `forward`: for a service
+    /// that stands in for one in another process (a proxy, such as the gRPC remote service of
+    /// Keel's integrations).
+    ///
+    /// The caller's ``RequestClient/send(_:deadline:)`` is unchanged, and so is everything the
+    /// route does on the caller's side: its policy, its deadline, its metrics and span, and the
+    /// choice of an instance. `forward` runs in the caller's task with the caller's
+    /// ``/KeelCore/TraceContext`` bound (its deadline included) but off the service's actor, so
+    /// concurrent calls do not queue on the proxy. A ``RequestError`` it throws reaches the
+    /// caller as it is, with its code and message (the remote route's error, or
+    /// ``RequestError/Code-swift.struct/noHealthyInstance`` for a host it cannot reach); any
+    /// other error reaches the caller as the cause of
+    /// ``RequestError/Code-swift.struct/handlerFailed``, as a handler's does. Declaring two
+    /// handlers for one request type makes registration fail.
+    ///
+    /// ```swift
+    /// nonisolated func registerHandlers(_ handlers: inout RequestHandlers<PaymentProxy>) {
+    ///     handlers.forward(ChargeCard.self) { request in
+    ///         try await connection.send(request)
+    ///     }
+    /// }
+    /// ```
+    /// - Parameters:
+    ///   - type: The request type.
+    ///   - forward: Sends the request on and returns the response.
+    public mutating func forward<R: ServiceRequest>(
+        _ type: R.Type,
+        _ forward: @escaping @Sendable (R) async throws -> R.Response
+    ) {
+        let key = ObjectIdentifier(type)
+        guard self.entries[key] == nil else {
+            self.duplicates.append(R.name)
+            return
+        }
+        self.entries[key] = ForwardingHandler(forward: forward)
+        self.order.append(key)
+    }
+
     /// What the host keeps of the table, without the service's type.
     var table: HandlerTable {
         HandlerTable(
@@ -164,26 +202,33 @@ package class AnyBoundHandler: @unchecked Sendable {
     // subclass's, are immutable `Sendable` values.
     /// The name of the request type it handles.
     package let requestName: String
+    /// Whether a ``RequestError`` the handler throws reaches the caller as it is, rather than as
+    /// the cause of ``RequestError/Code-swift.struct/handlerFailed``: true for a handler that
+    /// forwards the request to another process (``RequestHandlers/forward(_:_:)``), whose errors
+    /// are the remote route's own.
+    package let forwardsRequestErrors: Bool
 
-    init(requestName: String) {
+    init(requestName: String, forwardsRequestErrors: Bool = false) {
         self.requestName = requestName
+        self.forwardsRequestErrors = forwardsRequestErrors
     }
 }
 
 /// A handler bound to one service instance, for requests of type `R`, with the service's type
-/// erased. Its one subclass, ``ServiceHandler``, is what routes hold.
+/// erased. Its subclasses, ``ServiceHandler`` and ``ForwardingHandler``, are what routes hold.
 ///
 /// A subclass rather than a stored closure: calling a stored async closure here costs one more
 /// executor switch and one more task allocation per request than calling an overridden method.
 @usableFromInline
 package class BoundHandler<R: ServiceRequest>: AnyBoundHandler, @unchecked Sendable {
     // `@unchecked`: as for `AnyBoundHandler`; no stored state of its own.
-    init() {
-        super.init(requestName: R.name)
+    init(forwardsRequestErrors: Bool = false) {
+        super.init(requestName: R.name, forwardsRequestErrors: forwardsRequestErrors)
     }
 
     /// Runs the handler on its service's actor, in the caller's task, in the context the caller
-    /// has bound. ``ServiceHandler`` overrides it; this one, never reached through a route, throws
+    /// has bound. ``ServiceHandler`` and ``ForwardingHandler`` override it; this one, never
+    /// reached through a route, throws
     /// ``RequestError/Code-swift.struct/noHandler``.
     /// - Parameter request: The request.
     /// - Returns: The handler's response.
@@ -216,5 +261,21 @@ final class ServiceHandler<Service: ServiceActor, R: ServiceRequest>: BoundHandl
 
     override func call(_ request: R) async throws -> R.Response {
         try await self.handler(self.service, request)
+    }
+}
+
+/// The handler of requests of type `R` that another process serves: it runs in the caller's task,
+/// off every actor, and a ``RequestError`` it throws reaches the caller as it is.
+final class ForwardingHandler<R: ServiceRequest>: BoundHandler<R>, @unchecked Sendable {
+    // `@unchecked`: every stored property is an immutable `Sendable` value.
+    private let forward: @Sendable (R) async throws -> R.Response
+
+    init(forward: @escaping @Sendable (R) async throws -> R.Response) {
+        self.forward = forward
+        super.init(forwardsRequestErrors: true)
+    }
+
+    override func call(_ request: R) async throws -> R.Response {
+        try await self.forward(request)
     }
 }

@@ -515,7 +515,12 @@ final class RequestRouter: Sendable {
     func failure(_ call: Call, handlerError error: any Error) -> RequestError {
         // The fast path always has an instance.
         let slot = call.running.slots[call.index]
-        return self.fail(route: call.route, span: call.span, self.handlerError(error, route: call.route, slot: slot))
+        let forwards = call.running.handlers[call.index]?.forwardsRequestErrors ?? false
+        return self.fail(
+            route: call.route,
+            span: call.span,
+            self.handlerError(error, route: call.route, slot: slot, forwards: forwards)
+        )
     }
 
     private func fail(route: Route, span: (any TelemetrySpan)?, _ error: RequestError) -> RequestError {
@@ -680,7 +685,7 @@ final class RequestRouter: Sendable {
         do {
             return try await handler.call(request)
         } catch {
-            throw self.handlerError(error, route: route, slot: slot)
+            throw self.handlerError(error, route: route, slot: slot, forwards: erased.forwardsRequestErrors)
         }
     }
 
@@ -698,8 +703,17 @@ final class RequestRouter: Sendable {
         return (slot, handler)
     }
 
-    /// What a handler's error becomes for the caller.
-    private func handlerError(_ error: any Error, route: Route, slot: ServiceRegistry.Slot) -> RequestError {
+    /// What a handler's error becomes for the caller: a forwarding handler's ``RequestError`` as
+    /// it is.
+    private func handlerError(
+        _ error: any Error,
+        route: Route,
+        slot: ServiceRegistry.Slot,
+        forwards: Bool
+    ) -> RequestError {
+        if forwards, let error = error as? RequestError {
+            return error
+        }
         if error is CancellationError && Task.isCancelled {
             return self.cancelled(route)
         }
