@@ -68,9 +68,30 @@ public struct ServiceStorage: Sendable {
 
 /// Where a host keeps its services' data.
 public struct StorageLocation: Sendable, Hashable, CustomStringConvertible {
-    enum Base: Hashable {
+    enum Base: Sendable, Hashable {
         case directory(String)
         case inMemory
+        case stores(Stores)
+    }
+
+    /// Stores the application made and owns, told apart by the identity of the location that
+    /// names them.
+    final class Stores: Sendable, Hashable {
+        let events: any EventStore
+        let state: any StateStore
+        let name: String
+
+        init(events: any EventStore, state: any StateStore, name: String) {
+            self.events = events
+            self.state = state
+            self.name = name
+        }
+
+        static func == (lhs: Stores, rhs: Stores) -> Bool { lhs === rhs }
+
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(ObjectIdentifier(self))
+        }
     }
 
     let base: Base
@@ -95,11 +116,33 @@ public struct StorageLocation: Sendable, Hashable, CustomStringConvertible {
     /// ``/KeelEventSourcing/InMemoryStateStore``: nothing survives the host. For tests.
     public static let inMemory = StorageLocation(base: .inMemory)
 
-    /// `directory <path>` or `in memory`.
+    /// Stores the application opened itself: an event store and a state store of any kind, such
+    /// as a PostgreSQL event store that several processes share (Keel's integrations package).
+    ///
+    /// Every service gets its namespaces in them as in the host's own stores; service code does not
+    /// change. The host neither opens nor closes them: the application closes them after the host
+    /// has shut down (which stops the durable subscriptions reading them). Two hosts given the same
+    /// stores share their services' streams, so that one host's durable subscriptions receive the
+    /// other's durable publications; a service's key-value namespaces are its own, so run each
+    /// service in one of the hosts only.
+    ///
+    /// Two locations made by separate calls are different locations, even for the same stores.
+    /// - Parameters:
+    ///   - events: The event store.
+    ///   - state: The state store, for the services' key-value state and the durable
+    ///     subscriptions' checkpoints.
+    ///   - name: What ``description`` says of the stores, such as `postgres 127.0.0.1:5432/keel`.
+    /// - Returns: The location.
+    public static func stores(events: any EventStore, state: any StateStore, name: String) -> StorageLocation {
+        StorageLocation(base: .stores(Stores(events: events, state: state, name: name)))
+    }
+
+    /// `directory <path>`, `in memory`, or the name given to ``stores(events:state:name:)``.
     public var description: String {
         switch self.base {
         case .directory(let path): "directory \(path)"
         case .inMemory: "in memory"
+        case .stores(let stores): stores.name
         }
     }
 }
@@ -218,6 +261,9 @@ actor HostStorage {
             let state = InMemoryStateStore()
             self.memoryState = state
             stores = (InMemoryEventStore(), state)
+        case .stores(let given):
+            // The application's: not closed here.
+            stores = (given.events, given.state)
         case .directory(let path):
             let events = try FileEventStore(directory: path, telemetry: self.telemetry)
             let state: FileStateStore
