@@ -18,6 +18,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "KeelSwiftServer", targets: ["KeelSwiftServer"]),
+        .library(name: "KeelPostgres", targets: ["KeelPostgres"]),
         .library(name: "ShopServer", targets: ["ShopServer"]),
         .executable(name: "shop-server", targets: ["ShopServerMain"]),
     ],
@@ -27,6 +28,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        // The event store and state store on PostgreSQL.
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         // For the `shop-server` sample only: the HTTP server and the Prometheus exposition.
         // Without its default traits: shop-server reads no swift-configuration and encodes no forms,
         // and the traits would build swift-configuration.
@@ -48,6 +51,31 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Instrumentation", package: "swift-distributed-tracing"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The event store and the state store on PostgreSQL.
+        .target(
+            name: "KeelPostgres",
+            dependencies: [
+                .product(name: "KeelCore", package: "Keel"),
+                .product(name: "KeelEventSourcing", package: "Keel"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KeelPostgresTests",
+            dependencies: [
+                "KeelPostgres",
+                .product(name: "Keel", package: "Keel"),
+                .product(name: "KeelCore", package: "Keel"),
+                .product(name: "KeelEventSourcing", package: "Keel"),
+                .product(name: "KeelTesting", package: "Keel"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
