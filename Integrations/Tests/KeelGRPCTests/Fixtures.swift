@@ -235,22 +235,28 @@ final class RemoteProcess: Sendable {
     }
 }
 
-/// Runs `body` with a started caller host that has a proxy of `payment` at `address` and a
-/// local `checkout` service, then shuts the host down.
+/// Runs `body` with a started caller host that has a proxy of `payment` at `address` (and one
+/// more at each of `others`) and a local `checkout` service, then shuts the host down. `body`
+/// gets the proxy at `address`.
 func withCaller<T>(
     address: ServerAddress,
+    others: [ServerAddress] = [],
     configure: (inout RemoteService<Payments>.Configuration) -> Void = { _ in },
     _ body: (ServiceHost, RemoteService<Payments>) async throws -> T
 ) async throws -> T {
     let host = ServiceHost(configuration: manualHealthChecks())
-    var configuration = RemoteService<Payments>.Configuration(address: address, requests: forwardedRequests)
-    // Reconnect quickly once a remote host is back.
-    configuration.transport.backoff.initial = .milliseconds(20)
-    configuration.transport.backoff.max = .milliseconds(100)
-    configure(&configuration)
-    let proxy = RemoteService<Payments>(configuration: configuration)
+    func makeProxy(at address: ServerAddress) -> RemoteService<Payments> {
+        var configuration = RemoteService<Payments>.Configuration(address: address, requests: forwardedRequests)
+        // Reconnect quickly once a remote host is back.
+        configuration.transport.backoff.initial = .milliseconds(20)
+        configuration.transport.backoff.max = .milliseconds(100)
+        configure(&configuration)
+        return RemoteService<Payments>(configuration: configuration)
+    }
+    let proxy = makeProxy(at: address)
     do {
         try await host.register(proxy)
+        for other in others { try await host.register(makeProxy(at: other)) }
         try await host.register(CheckoutService())
         try await host.start()
         let result = try await body(host, proxy)

@@ -200,6 +200,40 @@ struct RemoteServiceTests {
         }
     }
 
+    @Test("proxies of one service at two remote hosts share the calls; one that goes down leaves the rotation")
+    func twoRemoteHosts() async throws {
+        let (firstProbe, secondProbe) = (Probe(), Probe())
+        let first = try await RemoteProcess.start(probe: firstProbe)
+        let second: RemoteProcess
+        do {
+            second = try await RemoteProcess.start(probe: secondProbe)
+        } catch {
+            await first.stop()
+            throw error
+        }
+        do {
+            try await withCaller(address: first.address, others: [second.address]) { host, _ in
+                #expect(host.registry.instances(of: "payment").map(\.health.isServing) == [true, true])
+                for _ in 0..<4 { _ = try await host.client.send(Inspect()) }
+                // Round robin, the host's default.
+                #expect(firstProbe.contexts.withLock { $0.count } == 2)
+                #expect(secondProbe.contexts.withLock { $0.count } == 2)
+
+                await first.stop()
+                await host.checkHealth()
+                #expect(host.registry.instances(of: "payment").map(\.health.isServing) == [false, true])
+                for _ in 0..<2 { _ = try await host.client.send(Inspect()) }
+                #expect(secondProbe.contexts.withLock { $0.count } == 4)
+            }
+        } catch {
+            await first.stop()
+            await second.stop()
+            throw error
+        }
+        await first.stop()
+        await second.stop()
+    }
+
     @Test("a remote host that restarts on its address: calls work again")
     func remoteRestart() async throws {
         let first = try await RemoteProcess.start()

@@ -97,7 +97,7 @@ final class RemoteConnection: Sendable {
         if host.contains(":") {
             return ResolvableTargets.IPv6(addresses: [SocketAddress.IPv6(host: host, port: port)])
         }
-        if !host.isEmpty, host.allSatisfy({ $0.isNumber || $0 == "." }) {
+        if !host.isEmpty, host.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }) {
             return ResolvableTargets.IPv4(addresses: [SocketAddress.IPv4(host: host, port: port)])
         }
         return ResolvableTargets.DNS(host: host, port: port)

@@ -17,7 +17,8 @@ extension RemoteService {
         /// The error types that the caller gets back as themselves rather than as a
         /// ``RemoteError``: when a remote handler throws an `Encodable` error whose unqualified
         /// type name is one of these types' names, the caller's
-        /// `RequestError.underlying` is the error decoded from its JSON. Empty by default.
+        /// `RequestError.underlying` is the error decoded from its JSON (a ``RemoteError`` when
+        /// it does not decode). Empty by default.
         public var errorTypes: [any (Error & Decodable).Type]
         /// The gRPC client transport's settings. The default is gRPC's, except the reconnection
         /// backoff: from 200 ms up to 5 seconds (gRPC's own grows to 2 minutes), so that a remote

@@ -17,9 +17,9 @@ import Keel
 /// ```
 ///
 /// The server serves once: ``run()`` binds, serves until its task is cancelled, then shuts down
-/// gracefully (it takes no new calls and waits for those in flight) and returns. Calls reach the
-/// host only while it runs: before ``/Keel/ServiceHost/start()`` and after shutdown they fail as
-/// a local call would (`noHealthyInstance`, `shuttingDown`). To serve again, make a new server.
+/// gracefully (it takes no new calls and waits for those in flight) and returns. Calls are sent
+/// with the host's client whatever the host's state: before ``/Keel/ServiceHost/start()`` and
+/// after its shutdown they fail as a local call would then. To serve again, make a new server.
 public final class RequestServer: Sendable {
     /// Where the server listens and what it exposes.
     public struct Configuration: Sendable {

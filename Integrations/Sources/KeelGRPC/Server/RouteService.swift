@@ -20,7 +20,7 @@ import KeelCore
 /// **Send.** Each call names a request type and carries the request as JSON. The service decodes
 /// it and sends it with the host's ``/Keel/ServiceHost/client``, so the host's routes do
 /// everything they do for a local caller (the policy, the metrics, the choice of an instance).
-/// The call runs in the RPC's task, inside `TraceContext.$current.withValue(_:)` with the
+/// The call runs in a child task of the RPC's, inside `TraceContext.$current.withValue(_:)` with the
 /// caller's trace context read from `traceparent` (and `keel-correlation-id`): the host's call is
 /// a child of the caller's span. The caller's remaining budget, read from gRPC's timeout, becomes
 /// the call's deadline on the host's clock; it is shorter than the caller's by the time in
@@ -201,23 +201,5 @@ public struct RouteService: RegistrableRPCService {
             // `body` never returns `nil`, so the loop returns its value.
             preconditionFailure("the body of an RPC ended without a value")
         }
-    }
-}
-
-extension Deadline {
-    /// A deadline `duration` from now on a type-erased clock.
-    static func after(_ duration: Duration, onAnyClock clock: any Clock<Duration>) -> Deadline {
-        func make<C: Clock<Duration>>(_ clock: C) -> Deadline {
-            .after(duration, on: clock)
-        }
-        return make(clock)
-    }
-
-    /// The time left on a type-erased clock; `nil` for a deadline of another clock kind.
-    func remaining(onAnyClock clock: any Clock<Duration>) -> Duration? {
-        func read<C: Clock<Duration>>(_ clock: C) -> Duration? {
-            self.remaining(on: clock)
-        }
-        return read(clock)
     }
 }
