@@ -37,6 +37,11 @@ struct Hang: ServiceRequest {
     typealias Response = Done
 }
 
+/// Its handler says it started, and returns once the test releases it.
+struct Hold: ServiceRequest {
+    typealias Response = Done
+}
+
 /// Its handler fails its first attempt and answers the attempt's number after that.
 struct Flaky: ServiceRequest {
     typealias Response = Int
@@ -63,44 +68,62 @@ struct Checkout: ServiceRequest {
 }
 
 /// The request types the remote host exposes.
-let exposedRequests: [any ServiceRequest.Type] = [Charge.self, Decline.self, Inspect.self, Hang.self, Flaky.self]
+let exposedRequests: [any ServiceRequest.Type] = [
+    Charge.self, Decline.self, Inspect.self, Hang.self, Hold.self, Flaky.self,
+]
 /// The request types the caller's proxy forwards.
 let forwardedRequests: [any ServiceRequest.Type] = exposedRequests + [Unexposed.self, MisshapenCharge.self]
 
 // MARK: Events
 
-/// A one-shot event that tasks wait for.
+/// A one-shot event that tasks wait for. A wait ends when the event fires or the waiting task is
+/// cancelled, so that a test's time limit ends a test whose event never comes.
 final class Latch: Sendable {
-    private let state = Mutex<(fired: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    private struct State {
+        var fired = false
+        var nextID = 0
+        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        var cancelled: Set<Int> = []
+    }
+
+    private let state = Mutex(State())
 
     func fire() {
         let waiters = self.state.withLock { state in
             state.fired = true
-            defer { state.waiters = [] }
-            return state.waiters
+            defer { state.waiters = [:] }
+            return state.waiters.values
         }
         for waiter in waiters { waiter.resume() }
     }
 
     func wait() async {
-        await withCheckedContinuation { continuation in
-            let fired = self.state.withLock { state in
-                if !state.fired { state.waiters.append(continuation) }
-                return state.fired
+        let id = self.state.withLock { state in
+            defer { state.nextID += 1 }
+            return state.nextID
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let resumeNow = self.state.withLock { state in
+                    guard !state.fired, !state.cancelled.contains(id) else { return true }
+                    state.waiters[id] = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
             }
-            if fired { continuation.resume() }
+        } onCancel: {
+            let waiter = self.state.withLock { state in
+                state.cancelled.insert(id)
+                return state.waiters.removeValue(forKey: id)
+            }
+            waiter?.resume()
         }
     }
 }
 
 /// Suspends until the calling task is cancelled, even when it already is.
 func waitUntilCancelled() async {
-    let cancelled = Latch()
-    await withTaskCancellationHandler {
-        await cancelled.wait()
-    } onCancel: {
-        cancelled.fire()
-    }
+    await Latch().wait()
 }
 
 /// What the remote handlers saw.
@@ -108,6 +131,8 @@ final class Probe: Sendable {
     let contexts = Mutex<[TraceContext?]>([])
     let hangStarted = Latch()
     let hangCancelled = Latch()
+    let holdStarted = Latch()
+    let release = Latch()
     let attempts = Atomic<Int>(0)
 
     var lastContext: TraceContext? {
@@ -143,6 +168,10 @@ actor PaymentService: ServiceActor {
             await waitUntilCancelled()
             probe.hangCancelled.fire()
             throw CancellationError()
+        }
+        handlers.on(Hold.self) { _, _ in
+            probe.holdStarted.fire()
+            await probe.release.wait()
         }
         handlers.on(Flaky.self) { _, _ in
             let attempt = probe.attempts.add(1, ordering: .relaxed).newValue
@@ -196,12 +225,14 @@ func manualHealthChecks() -> ServiceHost.Configuration {
 final class RemoteProcess: Sendable {
     let host: ServiceHost
     let address: ServerAddress
+    private let server: RequestServer
     /// Runs the server; owned by this process: ``stop()`` cancels it and waits for it.
     private let serving: Task<Void, any Error>
 
-    private init(host: ServiceHost, address: ServerAddress, serving: Task<Void, any Error>) {
+    private init(host: ServiceHost, address: ServerAddress, server: RequestServer, serving: Task<Void, any Error>) {
         self.host = host
         self.address = address
+        self.server = server
         self.serving = serving
     }
 
@@ -218,7 +249,12 @@ final class RemoteProcess: Sendable {
         // `stop()` cancels and awaits it.
         let serving = Task { try await server.run() }
         do {
-            return RemoteProcess(host: host, address: try await server.listeningAddress, serving: serving)
+            return RemoteProcess(
+                host: host,
+                address: try await server.listeningAddress,
+                server: server,
+                serving: serving
+            )
         } catch {
             serving.cancel()
             _ = await serving.result
@@ -227,7 +263,17 @@ final class RemoteProcess: Sendable {
         }
     }
 
-    /// Stops the server (graceful: calls in flight finish) and the host.
+    /// Begins the server's graceful shutdown: no new calls, those in flight finish.
+    func beginGracefulShutdown() {
+        self.server.beginGracefulShutdown()
+    }
+
+    /// Waits until the server has stopped serving.
+    func waitUntilServed() async throws {
+        try await self.serving.value
+    }
+
+    /// Stops the server (calls in flight are cancelled) and the host.
     func stop() async {
         self.serving.cancel()
         _ = await self.serving.result

@@ -234,6 +234,29 @@ struct RemoteServiceTests {
         await second.stop()
     }
 
+    @Test("a graceful shutdown of the server lets the call in flight finish, then refuses new ones")
+    func gracefulShutdown() async throws {
+        let probe = Probe()
+        let remote = try await RemoteProcess.start(probe: probe)
+        do {
+            try await withCaller(address: remote.address) { host, _ in
+                let call = Task { try await host.client.send(Hold()) }
+                await probe.holdStarted.wait()
+                remote.beginGracefulShutdown()
+                probe.release.fire()
+                let done = try await call.value
+                #expect(done == Done())
+                try await remote.waitUntilServed()
+                let error = await #expect(throws: RequestError.self) { try await host.client.send(Charge(amount: 1)) }
+                #expect(error?.code == .noHealthyInstance)
+            }
+        } catch {
+            await remote.stop()
+            throw error
+        }
+        await remote.stop()
+    }
+
     @Test("a remote host that restarts on its address: calls work again")
     func remoteRestart() async throws {
         let first = try await RemoteProcess.start()

@@ -13,11 +13,14 @@ import Keel
 /// try await withThrowingDiscardingTaskGroup { group in
 ///     group.addTask { try await server.run() }
 ///     print("serving on", try await server.listeningAddress)
+///     // …; then, to stop after the calls in flight:
+///     server.beginGracefulShutdown()
 /// }
 /// ```
 ///
-/// The server serves once: ``run()`` binds, serves until its task is cancelled, then shuts down
-/// gracefully (it takes no new calls and waits for those in flight) and returns. Calls are sent
+/// The server serves once: ``run()`` binds and serves until ``beginGracefulShutdown()`` (no new
+/// calls; those in flight finish) or until its task is cancelled (the calls in flight are
+/// cancelled too: their handlers see the cancellation, their callers fail). Calls are sent
 /// with the host's client whatever the host's state: before ``/Keel/ServiceHost/start()`` and
 /// after its shutdown they fail as a local call would then. To serve again, make a new server.
 public final class RequestServer: Sendable {
@@ -65,18 +68,22 @@ public final class RequestServer: Sendable {
         )
     }
 
-    /// Binds and serves until the calling task is cancelled, then shuts down gracefully: takes no
-    /// new calls, waits for the calls in flight, and returns.
+    /// Binds and serves until ``beginGracefulShutdown()`` has let the calls in flight finish, or
+    /// until the calling task is cancelled, which cancels the calls in flight (each remote
+    /// handler sees the cancellation; its caller fails).
     ///
     /// Call it once, from a task that owns the server (a task group's child, a service's `run()`).
     /// - Throws: When the address cannot be bound, when the server already ran, or when the
     ///   transport fails.
     public func run() async throws {
-        try await withTaskCancellationHandler {
-            try await self.server.serve()
-        } onCancel: {
-            self.server.beginGracefulShutdown()
-        }
+        try await self.server.serve()
+    }
+
+    /// Stops taking new calls and lets ``run()`` return once the calls in flight have finished.
+    /// Returns at once; calling it again is harmless. Called before ``run()``, it makes
+    /// ``run()`` throw: the server never serves.
+    public func beginGracefulShutdown() {
+        self.server.beginGracefulShutdown()
     }
 
     /// The address the server is bound to, with the port the system chose for port 0.
