@@ -257,6 +257,26 @@ struct RemoteServiceTests {
         await remote.stop()
     }
 
+    @Test("cancelling the server's run cancels the call in flight: the remote handler sees it, the caller fails")
+    func serverCancelled() async throws {
+        let probe = Probe()
+        let remote = try await RemoteProcess.start(probe: probe)
+        do {
+            try await withCaller(address: remote.address) { host, _ in
+                let call = Task { try await host.client.send(Hang()) }
+                await probe.hangStarted.wait()
+                await remote.stop()
+                await probe.hangCancelled.wait()
+                let error = await #expect(throws: RequestError.self) { try await call.value }
+                // gRPC reports the reset stream as unavailable, as it does a refused connection.
+                #expect(error?.code == .noHealthyInstance)
+            }
+        } catch {
+            await remote.stop()
+            throw error
+        }
+    }
+
     @Test("a remote host that restarts on its address: calls work again")
     func remoteRestart() async throws {
         let first = try await RemoteProcess.start()

@@ -203,7 +203,7 @@ final class RemoteConnection: Sendable {
         }
         let (code, message): (RequestError.Code, String) =
             switch rpc.code {
-            case .unavailable: (.noHealthyInstance, "\(self.address) is unreachable: \(rpc.message)")
+            case .unavailable: (.noHealthyInstance, "\(self.address) is unavailable: \(rpc.message)")
             case .deadlineExceeded: (.deadlineExceeded, "the deadline passed during the call to \(self.address)")
             case .cancelled: (.cancelled, "the call to \(self.address) was cancelled")
             case .unimplemented: (.noHandler, "\(self.address) serves no Keel requests: \(rpc.message)")

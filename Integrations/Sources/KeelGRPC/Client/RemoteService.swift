@@ -38,8 +38,9 @@ import KeelCore
 /// service and message; its cause arrives as a ``RemoteError`` (the type's name and text), or
 /// as the error itself for a type in ``Configuration/errorTypes``. A remote host that cannot be
 /// reached fails the call at once with `noHealthyInstance` (the call does not wait for a
-/// connection); a call whose deadline passes fails with `deadlineExceeded`; a cancelled caller
-/// gets `cancelled`.
+/// connection); so does one that goes away during the call (gRPC reports both as unavailable),
+/// and then the request may have run there: retry only what is idempotent. A call whose deadline
+/// passes fails with `deadlineExceeded`; a cancelled caller gets `cancelled`.
 ///
 /// **Health.** ``health()`` asks the remote host whether an instance of the service serves,
 /// within ``Configuration/healthTimeout``; an unreachable or unhealthy remote host makes the proxy
