@@ -135,7 +135,7 @@ public struct RouteService: RegistrableRPCService {
         }
     }
 
-    /// Handles one `Send`: in the RPC's task, cancelled with the RPC.
+    /// Handles one `Send`, in a child task of the RPC's that is cancelled with the RPC.
     func send(
         _ request: ServerRequest<SendMessage>,
         cancellation: ServerContext.RPCCancellationHandle
