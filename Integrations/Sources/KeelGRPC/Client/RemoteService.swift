@@ -31,8 +31,9 @@ import KeelCore
 /// **What travels.** The request as JSON; the caller's trace context (`traceparent`, so the
 /// remote handler's call is a child of the caller's span, and the correlation id); the caller's
 /// remaining budget as the call's gRPC timeout, which the remote host turns into a deadline on
-/// its own clock (shorter by the time in transit). Cancelling the caller cancels the call, and
-/// the remote handler sees the cancellation.
+/// its own clock (shorter by the time in transit). The budget is read on this host's clock but
+/// runs out in real time on the wire: a host driven by a test clock sends what its clock says is
+/// left. Cancelling the caller cancels the call, and the remote handler sees the cancellation.
 ///
 /// **Errors.** A `RequestError` of the remote route reaches the caller with its code, request,
 /// service and message; its cause arrives as a ``RemoteError`` (the type's name and text), or
