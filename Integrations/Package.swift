@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "KeelSwiftServer", targets: ["KeelSwiftServer"]),
         .library(name: "KeelPostgres", targets: ["KeelPostgres"]),
         .library(name: "ShopServer", targets: ["ShopServer"]),
+        .library(name: "KeelGRPC", targets: ["KeelGRPC"]),
         .executable(name: "shop-server", targets: ["ShopServerMain"]),
     ],
     dependencies: [
@@ -39,6 +40,9 @@ let package = Package(
         // (`ByteBuffer`'s members, `HTTPField.Name`).
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        // For KeelGRPC: request channels between hosts in different processes.
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
     ],
     targets: [
         .target(
@@ -109,6 +113,30 @@ let package = Package(
                 .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Request channels over gRPC: a host's routes served to other processes, and proxies of
+        // services that live in another process.
+        .target(
+            name: "KeelGRPC",
+            dependencies: [
+                .product(name: "Keel", package: "Keel"),
+                .product(name: "KeelCore", package: "Keel"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KeelGRPCTests",
+            dependencies: [
+                "KeelGRPC",
+                .product(name: "Keel", package: "Keel"),
+                .product(name: "KeelCore", package: "Keel"),
+                .product(name: "KeelResilience", package: "Keel"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ],
             swiftSettings: swiftSettings
         ),
