@@ -123,6 +123,7 @@ let package = Package(
             dependencies: [
                 .product(name: "Keel", package: "Keel"),
                 .product(name: "KeelCore", package: "Keel"),
+                .product(name: "KeelEventSourcing", package: "Keel"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ],

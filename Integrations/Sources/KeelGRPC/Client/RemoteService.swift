@@ -1,6 +1,7 @@
 import GRPCCore
 import Keel
 import KeelCore
+import KeelEventSourcing
 
 /// A stand-in for a service that lives in another process: registered in this host under the
 /// remote service's name, it forwards the requests it is configured with over gRPC to the
@@ -55,6 +56,10 @@ import KeelCore
 public actor RemoteService<Remote: RemoteServiceName>: ServiceActor {
     /// The remote service's name, `Remote.name`.
     public static var name: ServiceName { Remote.name }
+
+    /// The remote service's durable publications, `Remote.publishes`: durable subscriptions of
+    /// this host receive them from an event store both hosts share.
+    public static var publishes: [any DomainEvent.Type] { Remote.publishes }
 
     /// Where the remote service is and what the proxy forwards.
     public nonisolated let configuration: Configuration
