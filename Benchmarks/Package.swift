@@ -17,7 +17,14 @@ let package = Package(
         .executable(name: "keel-bench", targets: ["KeelBench"])
     ],
     dependencies: [
-        .package(name: "Keel", path: "..")
+        .package(name: "Keel", path: ".."),
+        // The PostgreSQL event store and the gRPC request channels, and the same libraries bare,
+        // for their baselines.
+        .package(name: "KeelIntegrations", path: "../Integrations"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
     ],
     targets: [
         // The system SQLite, for the event store's baseline (libsqlite3-dev; .ci/run installs it
@@ -30,8 +37,14 @@ let package = Package(
                 .product(name: "Keel", package: "Keel"),
                 .product(name: "KeelResilience", package: "Keel"),
                 .product(name: "KeelEventSourcing", package: "Keel"),
+                .product(name: "KeelPostgres", package: "KeelIntegrations"),
+                .product(name: "KeelGRPC", package: "KeelIntegrations"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
-        )
+        ),
     ]
 )

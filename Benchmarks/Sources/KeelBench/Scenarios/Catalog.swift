@@ -115,6 +115,8 @@ enum Catalog {
                 eventLogGoal: 1.0,
                 eventLogRecorded: 1.0
             ),
+            GRPCRequestScenario(name: "grpc.request", baseline: .plainGRPC, goal: 1.3),
+            GRPCRequestScenario(name: "grpc.request.vs-in-process", baseline: .inProcess),
         ]
     }
 }
