@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "KeelSwiftServer", targets: ["KeelSwiftServer"]),
         .library(name: "ShopServer", targets: ["ShopServer"]),
         .executable(name: "shop-server", targets: ["ShopServerMain"]),
+        .library(name: "KeelPostgres", targets: ["KeelPostgres"]),
     ],
     dependencies: [
         .package(name: "Keel", path: ".."),
@@ -36,6 +37,8 @@ let package = Package(
         // (`ByteBuffer`'s members, `HTTPField.Name`).
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        // For KeelPostgres: the PostgreSQL client.
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         .target(
@@ -133,6 +136,31 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "InMemoryLogging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // An event store on PostgreSQL.
+        .target(
+            name: "KeelPostgres",
+            dependencies: [
+                .product(name: "KeelCore", package: "Keel"),
+                .product(name: "KeelEventSourcing", package: "Keel"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KeelPostgresTests",
+            dependencies: [
+                "KeelPostgres",
+                .product(name: "KeelCore", package: "Keel"),
+                .product(name: "KeelEventSourcing", package: "Keel"),
+                .product(name: "KeelTesting", package: "Keel"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
