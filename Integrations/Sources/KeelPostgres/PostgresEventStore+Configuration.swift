@@ -1,4 +1,5 @@
 import KeelCore
+import KeelEventSourcing
 import Logging
 import PostgresNIO
 

@@ -1,5 +1,6 @@
 import KeelEventSourcing
 import PostgresNIO
+import Synchronization
 
 /// The schema of a store is newer than this build of Keel knows how to use: a newer version of
 /// the application migrated it.

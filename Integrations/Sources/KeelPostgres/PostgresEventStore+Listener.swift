@@ -1,6 +1,7 @@
 import KeelCore
 import Logging
 import PostgresNIO
+import Synchronization
 
 extension PostgresEventStore {
     /// The listener: keeps one connection listening on the schema's channel and raises the known

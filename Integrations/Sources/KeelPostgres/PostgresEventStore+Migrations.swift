@@ -1,6 +1,7 @@
 import KeelEventSourcing
 import Logging
 import PostgresNIO
+import Synchronization
 
 extension PostgresEventStore {
     /// What one migration transaction found.

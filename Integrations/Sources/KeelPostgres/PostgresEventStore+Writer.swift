@@ -2,6 +2,7 @@ import Foundation
 import KeelEventSourcing
 import Logging
 import PostgresNIO
+import Synchronization
 
 extension PostgresEventStore {
     /// The outcome of one batch: each append's result, in batch order, and the head after it
@@ -22,7 +23,7 @@ extension PostgresEventStore {
             let failed = outcome.results.allSatisfy {
                 if case .failure(let error) = $0 { error.code == .io } else { false }
             }
-            let acknowledged = outcome.results.count { if case .success = $0 { true } else { false } }
+            let acknowledged = outcome.results.count(where: { if case .success = $0 { true } else { false } })
             let waiters = self.state.withLock {
                 $0.batchFinished(appends: acknowledged, committed: committed, failed: failed)
             }

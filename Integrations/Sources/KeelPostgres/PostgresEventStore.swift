@@ -143,10 +143,10 @@ public final class PostgresEventStore: EventStore {
     ///   - body: What to do with the store.
     /// - Returns: What `body` returns.
     /// - Throws: What ``open(configuration:)`` or `body` throws.
-    public static func withStore<Result>(
+    public static func withStore<Value>(
         configuration: Configuration,
-        _ body: (PostgresEventStore) async throws -> Result
-    ) async throws -> Result {
+        _ body: (PostgresEventStore) async throws -> Value
+    ) async throws -> Value {
         let store = try await Self.open(configuration: configuration)
         do {
             let result = try await body(store)
@@ -426,7 +426,7 @@ public final class PostgresEventStore: EventStore {
         try self.checkOpen()
         var binds = PostgresBindings()
         binds.append(stream.name)
-        binds.append(metadata.maxCount.map(Int64.init))
+        binds.append(metadata.maxCount.map { Int64($0) })
         binds.append(metadata.truncateBefore.map { Int64(clamping: $0) })
         do {
             try await self.client.query(
@@ -580,13 +580,13 @@ public final class PostgresEventStore: EventStore {
     /// Runs `body` in a transaction on `connection`: `BEGIN`, the body, `COMMIT`; `ROLLBACK` when
     /// the body throws.
     /// - Throws: What the body throws, or ``CommitOutcomeUnknown`` when `COMMIT` failed.
-    static func transaction<Result: Sendable>(
+    static func transaction<Value: Sendable>(
         on connection: PostgresConnection,
         logger: Logger,
-        _ body: (PostgresConnection) async throws -> Result
-    ) async throws -> Result {
+        _ body: (PostgresConnection) async throws -> Value
+    ) async throws -> Value {
         try await connection.query("BEGIN", logger: logger)
-        let result: Result
+        let result: Value
         do {
             result = try await body(connection)
         } catch {

@@ -3,12 +3,11 @@ import KeelPostgres
 import KeelTesting
 import XCTest
 
-final class PostgresEventStoreXCTests: XCTestCase {
+final class PostgresEventStoreXCTests: TimeLimitedTestCase {
     override func setUp() async throws {
         guard PostgresTestEnvironment.isEnabled else {
             throw XCTSkip("KEEL_POSTGRES_HOST is not set: no PostgreSQL server to test against")
         }
-        self.executionTimeAllowance = 60
     }
 
     /// Every conformance check, each on a store on a fresh schema.

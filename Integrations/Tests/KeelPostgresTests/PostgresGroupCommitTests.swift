@@ -25,7 +25,7 @@ struct PostgresGroupCommitTests {
             try await connection.query("COMMIT", logger: logger)
             return result
         } catch {
-            try? await connection.query("ROLLBACK", logger: logger)
+            _ = try? await connection.query("ROLLBACK", logger: logger)
             throw error
         }
     }
@@ -92,7 +92,7 @@ struct PostgresGroupCommitTests {
                         expecting expected: ExpectedVersion
                     ) async {
                         group.addTask {
-                            do {
+                            do throws(EventStoreError) {
                                 let result = try await store.append(
                                     tags.map { PostgresTestEnvironment.event($0) },
                                     to: stream,

@@ -66,7 +66,7 @@ struct PostgresMigrationTests {
         let configuration = try PostgresTestEnvironment.configuration(schema: schema)
         let store = try await PostgresEventStore.open(configuration: configuration)
         await store.close()
-        try await PostgresTestEnvironment.withConnection { connection in
+        _ = try await PostgresTestEnvironment.withConnection { connection in
             try await connection.query(
                 PostgresQuery(
                     unsafeSQL:

@@ -9,12 +9,13 @@ import XCTest
 ///
 /// An XCTest, not a Swift Testing test, on purpose: `swift test` runs XCTest cases one at a time
 /// and before the Swift Testing suites, so the restart cannot break another test's connections.
-final class PostgresRestartTests: XCTestCase {
+final class PostgresRestartTests: TimeLimitedTestCase {
+    override class var timeLimit: Duration { .seconds(120) }
+
     override func setUp() async throws {
         guard PostgresTestEnvironment.isEnabled else {
             throw XCTSkip("KEEL_POSTGRES_HOST is not set: no PostgreSQL server to test against")
         }
-        self.executionTimeAllowance = 120
     }
 
     /// Runs `command` with `/bin/bash -c`; returns its exit status.
@@ -59,12 +60,14 @@ final class PostgresRestartTests: XCTestCase {
         try await writer.append(PostgresTestEnvironment.event("before"), to: "watch-1", expecting: .noStream)
 
         let probe = ParkingProbe(base: watcher, threshold: 1)
-        let stop = Atomic<Bool>(false)
-        let restarted = Atomic<Bool>(false)
+        let stop = Flag()
+        let restarted = Flag()
         let acknowledgedAfterRestart = Countdown()
         let acknowledgedBeforeRestart = Countdown()
 
-        let (watched, logs) = try await withThrowingTaskGroup(of: ([String], AppenderLog?).self) { group in
+        let (watched, logs): ([String], [AppenderLog]) = try await withThrowingTaskGroup(
+            of: ([String], AppenderLog?).self
+        ) { group in
             group.addTask {
                 var tags: [String] = []
                 for try await event in probe.subscribe(from: 0) {
@@ -79,16 +82,16 @@ final class PostgresRestartTests: XCTestCase {
                 group.addTask {
                     var log = AppenderLog()
                     var index = 0
-                    while !stop.load(ordering: .acquiring) {
+                    while !stop.isSet {
                         let tag = "a\(appender)-\(index)"
                         index += 1
-                        do {
+                        do throws(EventStoreError) {
                             let result = try await store.append(
                                 PostgresTestEnvironment.event(tag),
                                 to: StreamID("load-\(appender)")
                             )
                             log.acknowledged.append((result.positions.lowerBound, tag))
-                            if restarted.load(ordering: .acquiring) {
+                            if restarted.isSet {
                                 acknowledgedAfterRestart.increment()
                             } else {
                                 acknowledgedBeforeRestart.increment()
@@ -103,10 +106,10 @@ final class PostgresRestartTests: XCTestCase {
             await acknowledgedBeforeRestart.wait(for: 40)
             let status = try await Self.run(command)
             XCTAssertEqual(status, 0, "the restart command failed")
-            restarted.store(true, ordering: .releasing)
+            restarted.set()
             // The same store, not a new one, appends again once the server is back.
             await acknowledgedAfterRestart.wait(for: 40)
-            stop.store(true, ordering: .releasing)
+            stop.set()
 
             // After the restart, another process appends to the quiet schema; the parked watcher
             // hears of it only if its listener listens again. Its pool may still hold a dead
@@ -117,7 +120,7 @@ final class PostgresRestartTests: XCTestCase {
                 do {
                     try await writer.append(PostgresTestEnvironment.event("after"), to: "watch-1")
                     break
-                } catch  where error.code == .io && ContinuousClock.now < deadline {
+                } catch let error as EventStoreError where error.code == .io && ContinuousClock.now < deadline {
                     continue
                 }
             }

@@ -99,7 +99,7 @@ enum PostgresTestEnvironment {
     }
 
     static func dropSchema(_ schema: String) async throws {
-        try await withConnection { connection in
+        _ = try await withConnection { connection in
             try await connection.query(
                 PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \"\(schema)\" CASCADE"),
                 logger: logger
@@ -234,4 +234,13 @@ final class Countdown: Sendable {
             if reached { continuation.resume() }
         }
     }
+}
+
+/// A Boolean that tasks share: set once by one, read by the others.
+final class Flag: Sendable {
+    private let value = Atomic<Bool>(false)
+
+    var isSet: Bool { self.value.load(ordering: .acquiring) }
+
+    func set() { self.value.store(true, ordering: .releasing) }
 }
