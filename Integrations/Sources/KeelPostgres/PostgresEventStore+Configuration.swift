@@ -32,9 +32,9 @@ extension PostgresEventStore {
         /// Every store on one schema shares one event log: two processes that open the same
         /// schema append to the same streams and see one global order.
         public var schema: String
-        /// The most connections the store's pool opens (when the store makes its own client).
-        /// Default 10; at least 2, since the store keeps one connection listening for the commits
-        /// of other processes, and its writer needs another.
+        /// The most connections the store's pool opens for appends and reads (when the store
+        /// makes its own client). Default 10; at least 1. The writer uses one at a time; the
+        /// listener's connection is not part of the pool.
         public var poolSize: Int
         /// The most events one group commit writes in one transaction. Default 512; at least 1.
         /// A single append larger than this is written alone.
@@ -91,6 +91,10 @@ extension PostgresEventStore {
                 tls: self.tls
             )
             configuration.options.maximumConnections = self.poolSize
+            // Keep one connection open: postgres-nio 1.33.2's pool can leave a lease request
+            // waiting forever when the only connection it had closes under it (a server restart);
+            // a pool with a minimum opens a replacement at once.
+            configuration.options.minimumConnections = self.poolSize > 1 ? 1 : 0
             return configuration
         }
 
@@ -102,8 +106,8 @@ extension PostgresEventStore {
                     message: "schema name \"\(self.schema)\" is not a lowercase identifier of at most 48 characters"
                 )
             }
-            guard self.poolSize >= 2 else {
-                throw EventStoreError(code: .invalidArgument, message: "poolSize \(self.poolSize) is below 2")
+            guard self.poolSize >= 1 else {
+                throw EventStoreError(code: .invalidArgument, message: "poolSize \(self.poolSize) is below 1")
             }
             guard self.maxBatchEvents >= 1 else {
                 throw EventStoreError(

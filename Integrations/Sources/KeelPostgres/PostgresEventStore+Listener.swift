@@ -4,7 +4,7 @@ import PostgresNIO
 import Synchronization
 
 extension PostgresEventStore {
-    /// The listener: keeps one connection listening on the schema's channel and raises the known
+    /// The listener: keeps its one connection (``listenerClient``'s) listening on the schema's channel and raises the known
     /// head with every notification, until its task is cancelled. When the connection fails it
     /// waits per ``Configuration/listenerBackoff`` and listens again; each time it starts
     /// listening it reads the head from the table, since a notification sent while nobody
@@ -14,11 +14,11 @@ extension PostgresEventStore {
         let channel = self.schema.channel
         while !Task.isCancelled {
             do {
-                try await self.client.withConnection { connection in
+                try await self.listenerClient.withConnection { connection in
                     try await connection.listen(on: channel) { notifications in
                         // Listening from here on: a commit after this point is notified. Read the
                         // head, which covers every commit before it.
-                        let rows = try await connection.query(
+                        let rows = try await connection.checkedQuery(
                             PostgresQuery(unsafeSQL: self.schema.readHead),
                             logger: self.logger
                         )

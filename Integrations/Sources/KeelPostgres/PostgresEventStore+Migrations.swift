@@ -25,21 +25,21 @@ extension PostgresEventStore {
         while true {
             let step: MigrationStep
             do {
-                step = try await self.client.withConnection { connection in
+                step = try await self.withConnection { connection in
                     try await Self.transaction(on: connection, logger: logger) { connection -> MigrationStep in
                         var key = PostgresBindings()
                         key.append(schema.migrationLockKey)
-                        try await connection.query(
+                        try await connection.checkedQuery(
                             PostgresQuery(unsafeSQL: "SELECT pg_advisory_xact_lock($1)", binds: key),
                             logger: logger
                         )
-                        try await connection.query(PostgresQuery(unsafeSQL: schema.createSchema), logger: logger)
-                        try await connection.query(
+                        try await connection.checkedQuery(PostgresQuery(unsafeSQL: schema.createSchema), logger: logger)
+                        try await connection.checkedQuery(
                             PostgresQuery(unsafeSQL: schema.createMigrationsTable),
                             logger: logger
                         )
                         var version = 0
-                        let rows = try await connection.query(
+                        let rows = try await connection.checkedQuery(
                             PostgresQuery(unsafeSQL: schema.currentVersion),
                             logger: logger
                         )
@@ -49,12 +49,12 @@ extension PostgresEventStore {
                             return .current
                         }
                         for statement in migration.statements {
-                            try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                            try await connection.checkedQuery(PostgresQuery(unsafeSQL: statement), logger: logger)
                         }
                         var record = PostgresBindings()
                         record.append(Int32(migration.version))
                         record.append(migration.description)
-                        try await connection.query(
+                        try await connection.checkedQuery(
                             PostgresQuery(unsafeSQL: schema.recordMigration, binds: record),
                             logger: logger
                         )

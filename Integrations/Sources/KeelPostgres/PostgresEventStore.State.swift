@@ -15,6 +15,11 @@ extension PostgresEventStore {
         package var enqueuedAppends = 0
         /// Appends the writer has taken into a batch.
         package var takenAppends = 0
+        /// Batches the writer has taken.
+        package var takenBatches = 0
+        /// Batches whose transaction has locked the head (each batch does, first thing): a batch
+        /// taken but not yet locked is waiting for another transaction that holds the head.
+        package var lockedBatches = 0
         /// Transactions the writer has committed (one per batch that wrote something).
         package var committedTransactions = 0
         /// Appends acknowledged as written, empty ones included.
@@ -72,6 +77,7 @@ extension PostgresEventStore {
             let batch = Array(self.queue.prefix(count))
             self.queue.removeFirst(count)
             self.statistics.takenAppends += count
+            self.statistics.takenBatches += 1
             return .batch(batch, statisticsWaiters: self.takeSatisfiedStatisticsWaiters())
         }
 
@@ -88,6 +94,12 @@ extension PostgresEventStore {
             precondition(self.writer == nil, "two writers parked in one store")
             self.writer = writer
             return true
+        }
+
+        /// Records that the batch in flight locked the head; returns the waiters to resume.
+        mutating func batchLockedHead() -> [Waiter] {
+            self.statistics.lockedBatches += 1
+            return self.takeSatisfiedStatisticsWaiters()
         }
 
         /// Records a finished batch; returns the waiters to resume.

@@ -58,6 +58,11 @@ import Synchronization
 public final class PostgresEventStore: EventStore {
     let client: PostgresClient
     private let ownsClient: Bool
+    /// The listener's own client, with one connection, always the store's: the listener holds its
+    /// connection for as long as it listens, and must not take it from the pool that serves
+    /// appends and reads (postgres-nio's pool reopens a single connection after a period of
+    /// failed connection attempts, and a request that keeps it would starve the others).
+    let listenerClient: PostgresClient
     let configuration: Configuration
     let schema: PostgresSchema
     let logger: Logger
@@ -74,6 +79,13 @@ public final class PostgresEventStore: EventStore {
     private init(client: PostgresClient, ownsClient: Bool, configuration: Configuration) {
         self.client = client
         self.ownsClient = ownsClient
+        var listenerConfiguration = configuration.clientConfiguration
+        listenerConfiguration.options.maximumConnections = 1
+        self.listenerClient = PostgresClient(
+            configuration: listenerConfiguration,
+            backgroundLogger: configuration.logger
+                ?? Logger(label: "keel.postgres", factory: { _ in SwiftLogNoOpLogHandler() })
+        )
         self.configuration = configuration
         self.schema = PostgresSchema(name: configuration.schema)
         self.logger =
@@ -93,7 +105,8 @@ public final class PostgresEventStore: EventStore {
     /// Connects to the server in `configuration`, migrates the schema, and starts the store.
     ///
     /// The store makes its own ``PostgresClient`` (a pool of at most
-    /// ``Configuration/poolSize`` connections) and runs it until ``close()``. Creating the schema
+    /// ``Configuration/poolSize`` connections) and runs it until ``close()``; its listener has a
+    /// connection of its own beside the pool. Creating the schema
     /// or migrating it happens here, each migration in a transaction that holds an advisory lock
     /// on the schema, so two processes opening a new schema at once do not race; a schema that is
     /// already current is left alone.
@@ -119,11 +132,11 @@ public final class PostgresEventStore: EventStore {
     /// Opens a store on a client that you run, migrating the schema as
     /// ``open(configuration:)`` does.
     ///
-    /// The store uses `client` and neither runs it nor shuts it down: run its `run()` in a task
-    /// you own, before this call and until after ``close()``. The connection fields of
-    /// `configuration` (host, port, user, password, database, TLS, pool size) are ignored. The
-    /// store keeps one of the client's connections for its listener, so the client's pool needs
-    /// at least two.
+    /// The store uses `client` for appends and reads, and neither runs it nor shuts it down: run
+    /// its `run()` in a task you own, before this call and until after ``close()``. The store's
+    /// listener does not take a connection from `client`: it opens one of its own with the
+    /// connection fields of `configuration` (host, port, user, password, database, TLS), which
+    /// must name the same server and database; ``Configuration/poolSize`` is ignored.
     /// - Parameters:
     ///   - client: The client, running.
     ///   - configuration: The schema and the store's settings.
@@ -184,6 +197,7 @@ public final class PostgresEventStore: EventStore {
             if self.ownsClient {
                 group.addTask { await self.client.run() }
             }
+            group.addTask { await self.listenerClient.run() }
             do throws(EventStoreError) {
                 try await self.migrate()
                 let head = try await self.headPosition()
@@ -360,10 +374,17 @@ public final class PostgresEventStore: EventStore {
     public func headPosition() async throws(EventStoreError) -> UInt64 {
         try self.checkOpen()
         do {
-            let rows = try await self.client.query(PostgresQuery(unsafeSQL: self.schema.readHead), logger: self.logger)
-            var head: Int64 = 0
-            for try await position in rows.decode(Int64.self) { head = position }
-            let position = UInt64(head)
+            let position = try await self.withConnection { connection in
+                let rows = try await connection.checkedQuery(
+                    PostgresQuery(unsafeSQL: self.schema.readHead),
+                    logger: self.logger
+                )
+                var head: Int64?
+                for try await position in rows.decode(Int64.self) { head = position }
+                try Task.checkCancellation()
+                guard let head else { throw ConnectionClosedError() }
+                return UInt64(head)
+            }
             self.observe(head: position)
             return position
         } catch {
@@ -384,12 +405,12 @@ public final class PostgresEventStore: EventStore {
         let schema = self.schema
         let logger = self.logger
         do {
-            try await self.client.withConnection { connection in
+            try await self.withConnection { connection in
                 try await Self.transaction(on: connection, logger: logger) { connection in
-                    try await connection.query(PostgresQuery(unsafeSQL: schema.lockHead), logger: logger)
+                    try await connection.checkedQuery(PostgresQuery(unsafeSQL: schema.lockHead), logger: logger)
                     var binds = PostgresBindings()
                     binds.append(stream.name)
-                    let rows = try await connection.query(
+                    let rows = try await connection.checkedQuery(
                         PostgresQuery(unsafeSQL: schema.readStreamState, binds: binds),
                         logger: logger
                     )
@@ -403,7 +424,7 @@ public final class PostgresEventStore: EventStore {
                     }
                     guard let last = entry?.lastVersion else { return }
                     binds.append(Int64(last + 1))
-                    try await connection.query(
+                    try await connection.checkedQuery(
                         PostgresQuery(unsafeSQL: schema.markDeleted, binds: binds),
                         logger: logger
                     )
@@ -429,10 +450,10 @@ public final class PostgresEventStore: EventStore {
         binds.append(metadata.maxCount.map { Int64($0) })
         binds.append(metadata.truncateBefore.map { Int64(clamping: $0) })
         do {
-            try await self.client.query(
-                PostgresQuery(unsafeSQL: self.schema.writeMetadata, binds: binds),
-                logger: self.logger
-            )
+            let query = PostgresQuery(unsafeSQL: self.schema.writeMetadata, binds: binds)
+            _ = try await self.withConnection { connection in
+                try await connection.checkedQuery(query, logger: self.logger)
+            }
         } catch {
             throw self.storeError(error, during: "writing the stream's metadata", stream: stream)
         }
@@ -550,25 +571,29 @@ public final class PostgresEventStore: EventStore {
     private func streamState(_ stream: StreamID) async throws -> StreamState? {
         var binds = PostgresBindings()
         binds.append(stream.name)
-        let rows = try await self.client.query(
-            PostgresQuery(unsafeSQL: self.schema.readStreamState, binds: binds),
-            logger: self.logger
-        )
-        var entry: StreamState?
-        for try await row in rows.decode((Int64?, Bool, Int64?, Int64?).self) {
-            entry = StreamState(row)
+        let query = PostgresQuery(unsafeSQL: self.schema.readStreamState, binds: binds)
+        return try await self.withConnection { connection in
+            let rows = try await connection.checkedQuery(query, logger: self.logger)
+            var entry: StreamState?
+            for try await row in rows.decode((Int64?, Bool, Int64?, Int64?).self) {
+                entry = StreamState(row)
+            }
+            try Task.checkCancellation()
+            return entry
         }
-        return entry
     }
 
     private func readEvents(_ query: PostgresQuery) async throws -> [RecordedEvent] {
-        let rows = try await self.client.query(query, logger: self.logger)
-        let decoder = JSONDecoder()
-        var events: [RecordedEvent] = []
-        for try await row in rows {
-            events.append(try EventRows.decode(row, decoder: decoder))
+        try await self.withConnection { connection in
+            let rows = try await connection.checkedQuery(query, logger: self.logger)
+            let decoder = JSONDecoder()
+            var events: [RecordedEvent] = []
+            for try await row in rows {
+                events.append(try EventRows.decode(row, decoder: decoder))
+            }
+            try Task.checkCancellation()
+            return events
         }
-        return events
     }
 
     /// Thrown by ``transaction(on:logger:_:)`` when `COMMIT` failed: whether the transaction
@@ -585,18 +610,18 @@ public final class PostgresEventStore: EventStore {
         logger: Logger,
         _ body: (PostgresConnection) async throws -> Value
     ) async throws -> Value {
-        try await connection.query("BEGIN", logger: logger)
+        try await connection.checkedQuery("BEGIN", logger: logger)
         let result: Value
         do {
             result = try await body(connection)
         } catch {
             // The connection may be gone; the server rolls back a transaction whose connection
             // closed, so a failed ROLLBACK loses nothing.
-            _ = try? await connection.query("ROLLBACK", logger: logger)
+            _ = try? await connection.checkedQuery("ROLLBACK", logger: logger)
             throw error
         }
         do {
-            try await connection.query("COMMIT", logger: logger)
+            try await connection.checkedQuery("COMMIT", logger: logger)
         } catch {
             throw CommitOutcomeUnknown(underlying: error)
         }

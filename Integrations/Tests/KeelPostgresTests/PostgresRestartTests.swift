@@ -1,6 +1,7 @@
 import Foundation
 import KeelEventSourcing
 import KeelPostgres
+import PostgresNIO
 import Synchronization
 import XCTest
 
@@ -19,10 +20,22 @@ final class PostgresRestartTests: TimeLimitedTestCase {
     }
 
     /// Runs `command` with `/bin/bash -c`; returns its exit status.
+    ///
+    /// The command runs in a subshell that first closes every descriptor above 2. Foundation's
+    /// `Process` on Linux learns that its child exited when a descriptor the child inherited is
+    /// closed; a server that the command starts in the background would inherit it too, and
+    /// keep it open for as long as it runs.
     static func run(_ command: String) async throws -> Int32 {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = ["-c", command]
+        process.arguments = [
+            "-c",
+            #"( for fd in $(ls /proc/$BASHPID/fd); do if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi; done; "#
+                + #"eval "$KEEL_TEST_COMMAND" )"#,
+        ]
+        var environment = ProcessInfo.processInfo.environment
+        environment["KEEL_TEST_COMMAND"] = command
+        process.environment = environment
         return try await withCheckedThrowingContinuation { continuation in
             process.terminationHandler = { process in continuation.resume(returning: process.terminationStatus) }
             do {
@@ -104,7 +117,23 @@ final class PostgresRestartTests: TimeLimitedTestCase {
                 }
             }
             await acknowledgedBeforeRestart.wait(for: 40)
+            // Make sure a batch is in flight when the server goes down: hold the head's lock, so
+            // that the next batch the writer takes waits for it inside its transaction.
+            let blocker = try await PostgresTestEnvironment.connect()
+            try await blocker.query("BEGIN", logger: PostgresTestEnvironment.logger)
+            try await blocker.query(
+                PostgresQuery(unsafeSQL: "SELECT position FROM \"\(loadSchema)\".head FOR UPDATE"),
+                logger: PostgresTestEnvironment.logger
+            )
+            // A batch taken before the lock that has not locked the head waits for it now; if
+            // there is none, the next batch will.
+            let locked = store.statistics
+            if locked.lockedBatches == locked.takenBatches {
+                await store.waitForStatistics { $0.takenBatches > locked.takenBatches }
+            }
             let status = try await Self.run(command)
+            // The restart ended the blocker's session, and its transaction with it.
+            try? await blocker.close()
             XCTAssertEqual(status, 0, "the restart command failed")
             restarted.set()
             // The same store, not a new one, appends again once the server is back.
