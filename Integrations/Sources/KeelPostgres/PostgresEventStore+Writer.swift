@@ -85,6 +85,7 @@ extension PostgresEventStore {
         return try await Self.transaction(on: connection, logger: logger) { connection in
 
             var head: Int64?
+            for waiter in self.state.withLock({ $0.batchRequestsHeadLock() }) { waiter.resume() }
             let locked = try await connection.checkedQuery(PostgresQuery(unsafeSQL: schema.lockHead), logger: logger)
             for try await position in locked.decode(Int64.self) { head = position }
             // A row stream ends early, without an error, when the task is cancelled (the

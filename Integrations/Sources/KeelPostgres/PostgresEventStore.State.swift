@@ -17,6 +17,8 @@ extension PostgresEventStore {
         package var takenAppends = 0
         /// Batches the writer has taken.
         package var takenBatches = 0
+        /// Batches whose transaction has asked for the head's lock (sent its `FOR UPDATE`).
+        package var lockRequests = 0
         /// Batches whose transaction has locked the head (each batch does, first thing): a batch
         /// taken but not yet locked is waiting for another transaction that holds the head.
         package var lockedBatches = 0
@@ -94,6 +96,12 @@ extension PostgresEventStore {
             precondition(self.writer == nil, "two writers parked in one store")
             self.writer = writer
             return true
+        }
+
+        /// Records that the batch in flight asks for the head's lock; returns the waiters to resume.
+        mutating func batchRequestsHeadLock() -> [Waiter] {
+            self.statistics.lockRequests += 1
+            return self.takeSatisfiedStatisticsWaiters()
         }
 
         /// Records that the batch in flight locked the head; returns the waiters to resume.

@@ -125,12 +125,9 @@ final class PostgresRestartTests: TimeLimitedTestCase {
                 PostgresQuery(unsafeSQL: "SELECT position FROM \"\(loadSchema)\".head FOR UPDATE"),
                 logger: PostgresTestEnvironment.logger
             )
-            // A batch taken before the lock that has not locked the head waits for it now; if
-            // there is none, the next batch will.
-            let locked = store.statistics
-            if locked.lockedBatches == locked.takenBatches {
-                await store.waitForStatistics { $0.takenBatches > locked.takenBatches }
-            }
+            // Once our lock is held, a batch that has asked for it and not got it waits for it
+            // (a batch that got it before us has committed): wait for one.
+            await store.waitForStatistics { $0.lockRequests > $0.lockedBatches }
             let status = try await Self.run(command)
             // The restart ended the blocker's session, and its transaction with it.
             try? await blocker.close()
