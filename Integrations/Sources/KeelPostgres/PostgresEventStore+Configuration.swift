@@ -43,6 +43,9 @@ extension PostgresEventStore {
         /// failed (the server restarted, the network dropped). Default exponential from 50 ms to
         /// 5 s, with jitter; it restarts from the first delay after each successful connection.
         public var listenerBackoff: Backoff
+        /// How long ``PostgresEventStore/open(configuration:)`` tries to reach the server and
+        /// migrate the schema before it gives up with ``EventStoreError/Code/io``. Default 30 s.
+        public var openTimeout: Duration
         /// Where the store records its metrics (batches committed and their sizes); `nil`
         /// records nothing.
         public var telemetry: (any Telemetry)?
@@ -76,6 +79,7 @@ extension PostgresEventStore {
             self.poolSize = 10
             self.maxBatchEvents = 512
             self.listenerBackoff = .exponential(initial: .milliseconds(50), maximum: .seconds(5))
+            self.openTimeout = .seconds(30)
             self.telemetry = nil
             self.logger = nil
         }

@@ -199,7 +199,7 @@ public final class PostgresEventStore: EventStore {
             }
             group.addTask { await self.listenerClient.run() }
             do throws(EventStoreError) {
-                try await self.migrate()
+                try await self.migrateWithinTimeout()
                 let head = try await self.headPosition()
                 self.observe(head: head)
             } catch {
@@ -212,6 +212,43 @@ public final class PostgresEventStore: EventStore {
             await self.runWriter()
             group.cancelAll()
         }
+    }
+
+    /// Runs ``migrate()``, giving up after ``Configuration/openTimeout`` (the pool keeps trying
+    /// to connect to an unreachable server for a minute before it fails a request).
+    private func migrateWithinTimeout() async throws(EventStoreError) {
+        let timeout = self.configuration.openTimeout
+        let outcome = await withTaskGroup(of: EventStoreError??.self) { group in
+            group.addTask {
+                do throws(EventStoreError) {
+                    try await self.migrate()
+                    return .some(nil)
+                } catch {
+                    return .some(error)
+                }
+            }
+            group.addTask {
+                do {
+                    try await self.sleep(for: timeout)
+                } catch {
+                    return nil
+                }
+                return .some(
+                    EventStoreError(
+                        code: .io,
+                        message: "could not reach the PostgreSQL server at \(self.configuration.host):"
+                            + "\(self.configuration.port) and migrate schema \(self.configuration.schema) "
+                            + "within \(timeout)"
+                    )
+                )
+            }
+            defer { group.cancelAll() }
+            while let result = await group.next() {
+                if let result { return result }
+            }
+            return nil
+        }
+        if let error = outcome { throw error }
     }
 
     /// Closes the store: queued appends that the writer has not started fail with

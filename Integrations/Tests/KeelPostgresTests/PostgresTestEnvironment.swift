@@ -41,6 +41,7 @@ enum PostgresTestEnvironment {
         )
         // Tests run in parallel against a server that others share: keep the pools small.
         configuration.poolSize = 4
+        configuration.openTimeout = .seconds(15)
         return configuration
     }
 
