@@ -95,10 +95,6 @@ extension PostgresEventStore {
                 tls: self.tls
             )
             configuration.options.maximumConnections = self.poolSize
-            // Keep one connection open: postgres-nio 1.33.2's pool can leave a lease request
-            // waiting forever when the only connection it had closes under it (a server restart);
-            // a pool with a minimum opens a replacement at once.
-            configuration.options.minimumConnections = self.poolSize > 1 ? 1 : 0
             return configuration
         }
 

@@ -59,9 +59,8 @@ public final class PostgresEventStore: EventStore {
     let client: PostgresClient
     private let ownsClient: Bool
     /// The listener's own client, with one connection, always the store's: the listener holds its
-    /// connection for as long as it listens, and must not take it from the pool that serves
-    /// appends and reads (postgres-nio's pool reopens a single connection after a period of
-    /// failed connection attempts, and a request that keeps it would starve the others).
+    /// connection for as long as it listens, so it does not take it from the pool that serves
+    /// appends and reads (whose size then means what it says, and which may be the caller's).
     let listenerClient: PostgresClient
     let configuration: Configuration
     let schema: PostgresSchema
