@@ -80,6 +80,7 @@ let package = Package(
                 .product(name: "KeelTesting", package: "Keel"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
