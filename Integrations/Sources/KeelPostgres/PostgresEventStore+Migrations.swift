@@ -18,14 +18,37 @@ extension PostgresEventStore {
     /// version and applies the next migration, so that two processes opening a new schema at once
     /// apply each migration exactly once between them.
     func migrate() async throws(EventStoreError) {
-        let schema = self.schema
-        let logger = self.logger
         var applied = 0
         defer { self.recordMigrations(applied) }
+        do {
+            applied = try await Self.migrate(
+                schema: self.schema,
+                named: self.configuration.schema,
+                client: self.client,
+                logger: self.logger
+            )
+        } catch let error as PostgresSchemaVersionError {
+            throw EventStoreError(code: .corrupted, message: error.description, cause: error)
+        } catch {
+            throw self.storeError(error, during: "migrating schema \(self.configuration.schema)")
+        }
+    }
+
+    /// Brings `schema` to ``PostgresSchema/latestVersion`` on `client`, as ``migrate()`` does; for
+    /// both stores of the schema (the state store opens it too).
+    /// - Returns: How many migrations this call applied.
+    /// - Throws: ``PostgresSchemaVersionError`` for a schema newer than this build; the client's
+    ///   errors.
+    static func migrate(
+        schema: PostgresSchema,
+        named name: String,
+        client: PostgresClient,
+        logger: Logger
+    ) async throws -> Int {
+        var applied = 0
         while true {
-            let step: MigrationStep
-            do {
-                step = try await self.withConnection { connection in
+            let step = try await client.withConnection { connection in
+                try await Self.cancellingOnClose(connection) { connection in
                     try await Self.transaction(on: connection, logger: logger) { connection -> MigrationStep in
                         var key = PostgresBindings()
                         key.append(schema.migrationLockKey)
@@ -61,22 +84,19 @@ extension PostgresEventStore {
                         return .applied(migration.version)
                     }
                 }
-            } catch {
-                throw self.storeError(error, during: "migrating schema \(self.configuration.schema)")
             }
             switch step {
             case .current:
-                return
+                return applied
             case .applied(let version):
                 applied += 1
-                logger.info("schema \(self.configuration.schema) migrated to version \(version)")
+                logger.info("schema \(name) migrated to version \(version)")
             case .newer(let version):
-                let cause = PostgresSchemaVersionError(
-                    schema: self.configuration.schema,
+                throw PostgresSchemaVersionError(
+                    schema: name,
                     foundVersion: version,
                     supportedVersion: PostgresSchema.latestVersion
                 )
-                throw EventStoreError(code: .corrupted, message: cause.description, cause: cause)
             }
         }
     }

@@ -46,7 +46,7 @@ struct PostgresSchema: Sendable {
     // MARK: Migrations
 
     /// The newest schema version this build knows.
-    static let latestVersion = 2
+    static let latestVersion = 3
 
     var createSchema: String { "CREATE SCHEMA IF NOT EXISTS \(self.quoted)" }
 
@@ -111,6 +111,20 @@ struct PostgresSchema: Sendable {
                 version: 2,
                 description: "index events by id",
                 statements: ["CREATE INDEX events_event_id ON \(schema).events (event_id)"]
+            ),
+            Migration(
+                version: 3,
+                description: "key-value state",
+                statements: [
+                    """
+                    CREATE TABLE \(schema).keel_state (
+                        namespace text NOT NULL,
+                        key text NOT NULL,
+                        value bytea NOT NULL,
+                        PRIMARY KEY (namespace, key)
+                    )
+                    """
+                ]
             ),
         ]
     }

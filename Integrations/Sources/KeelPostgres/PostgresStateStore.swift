@@ -47,54 +47,47 @@ public final class PostgresStateStore: StateStore, Sendable {
         self.logger = logger
     }
 
-    /// Opens the state store in `schema`, creating its table the first time, and reads the table
-    /// into memory.
+    /// Opens the state store in `schema`, creating or migrating the schema's tables the first time
+    /// (the same versioned migrations as ``PostgresEventStore``'s), and reads the state table into
+    /// memory.
     /// - Parameters:
     ///   - client: The connection pool; run it (`client.run()`) in a task you own for as long as
     ///     the store is used.
-    ///   - schema: The PostgreSQL schema: letters, digits and underscores, starting with a letter
-    ///     or an underscore; default `keel`.
+    ///   - schema: The PostgreSQL schema, the event store's: lowercase letters, digits and
+    ///     underscores, starting with a letter or an underscore, at most 48 characters; default
+    ///     `keel`.
     ///   - logger: Where postgres-nio logs the store's queries.
     /// - Returns: The store.
     /// - Throws: ``/KeelEventSourcing/KeyValueStoreError`` with
-    ///   ``/KeelEventSourcing/KeyValueStoreError/Code/invalidNamespace`` for a schema name that is
-    ///   not a plain identifier, or ``/KeelEventSourcing/KeyValueStoreError/Code/storeFailed`` when
-    ///   the server cannot be reached or refuses.
+    ///   ``/KeelEventSourcing/KeyValueStoreError/Code/invalidNamespace`` for a schema name that
+    ///   breaks those rules, ``/KeelEventSourcing/KeyValueStoreError/Code/corrupted`` with a
+    ///   ``PostgresSchemaVersionError`` cause for a schema newer than this build, or
+    ///   ``/KeelEventSourcing/KeyValueStoreError/Code/storeFailed`` when the server cannot be
+    ///   reached or refuses.
     public static func open(
         client: PostgresClient,
         schema: String = "keel",
         logger: Logger = Logger(label: "keel.postgres.state")
     ) async throws(KeyValueStoreError) -> PostgresStateStore {
-        guard PostgresIdentifier.isPlain(schema) else {
+        guard PostgresSchema.isValidName(schema) else {
             throw KeyValueStoreError(
                 code: .invalidNamespace,
                 namespace: schema,
-                message: "a PostgreSQL schema name must be letters, digits and underscores, not starting with a digit"
+                message: "schema name \"\(schema)\" is not a lowercase identifier of at most 48 characters"
             )
         }
         let store = PostgresStateStore(client: client, table: "\"\(schema)\".keel_state", logger: logger)
         do {
-            try await client.withConnection { connection in
-                try await connection.query(
-                    PostgresQuery(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS \"\(schema)\""),
-                    logger: logger
-                )
-                try await connection.query(
-                    PostgresQuery(
-                        unsafeSQL: """
-                            CREATE TABLE IF NOT EXISTS \(store.table) (
-                                namespace text NOT NULL,
-                                key text NOT NULL,
-                                value bytea NOT NULL,
-                                PRIMARY KEY (namespace, key)
-                            )
-                            """
-                    ),
-                    logger: logger
-                )
-            }
+            _ = try await PostgresEventStore.migrate(
+                schema: PostgresSchema(name: schema),
+                named: schema,
+                client: client,
+                logger: logger
+            )
+        } catch let error as PostgresSchemaVersionError {
+            throw KeyValueStoreError(code: .corrupted, namespace: "", message: error.description, cause: error)
         } catch {
-            throw Self.failure(error, doing: "create the state table", namespace: "")
+            throw Self.failure(error, doing: "migrate schema \(schema)", namespace: "")
         }
         let namespaces = try await store.readTable()
         store.state.withLock { $0.namespaces = namespaces }
@@ -278,21 +271,5 @@ public final class PostgresStateStore: StateStore, Sendable {
             message: "PostgreSQL: could not \(what): \(String(reflecting: error))",
             cause: error
         )
-    }
-}
-
-/// PostgreSQL identifiers that Keel puts in its SQL.
-enum PostgresIdentifier {
-    /// Whether `name` is a plain identifier: ASCII letters, digits and underscores, not starting
-    /// with a digit, at most 63 bytes; such a name needs no escaping inside double quotes.
-    static func isPlain(_ name: String) -> Bool {
-        guard let first = name.utf8.first, name.utf8.count <= 63,
-            !(UInt8(ascii: "0")...UInt8(ascii: "9")).contains(first)
-        else { return false }
-        return name.utf8.allSatisfy { byte in
-            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)
-                || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
-                || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || byte == UInt8(ascii: "_")
-        }
     }
 }

@@ -6,53 +6,22 @@ import PostgresNIO
 import Testing
 import XCTest
 
-/// The server the tests use: the `KEEL_POSTGRES_*` variables that
-/// `Integrations/Scripts/postgres-server.sh start` prints.
-enum TestDatabase {
-    static let environment = ProcessInfo.processInfo.environment
-
-    /// Whether the variables name a server.
-    static var isConfigured: Bool { environment["KEEL_POSTGRES_HOST"] != nil }
-
-    /// Whether the suites must run (CI sets it): then a missing server fails them.
-    static var isRequired: Bool { environment["KEEL_POSTGRES_REQUIRED"] == "1" }
-
-    /// Run the suites when a server is named, or when they are required (and fail without one).
-    static var shouldRun: Bool { isConfigured || isRequired }
-
-    static var configuration: PostgresClient.Configuration {
-        PostgresClient.Configuration(
-            host: environment["KEEL_POSTGRES_HOST"] ?? "127.0.0.1",
-            port: Int(environment["KEEL_POSTGRES_PORT"] ?? "") ?? 5432,
-            username: environment["KEEL_POSTGRES_USER"] ?? "postgres",
-            password: environment["KEEL_POSTGRES_PASSWORD"],
-            database: environment["KEEL_POSTGRES_DATABASE"] ?? "keel",
-            tls: .disable
-        )
-    }
-
-    /// A schema no other test uses.
-    static func freshSchema(_ label: String) -> String {
-        "t_\(label)_\(UInt32.random(in: 0...UInt32.max))"
-    }
-
-    /// Runs `body` with a running client, then shuts the client down.
-    static func withClient<T: Sendable>(_ body: (PostgresClient) async throws -> T) async throws -> T {
-        let client = PostgresClient(configuration: configuration)
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await client.run() }
-            defer { group.cancelAll() }
-            return try await body(client)
-        }
+/// Runs `body` with a running client on the test server, then shuts the client down.
+private func withClient<T: Sendable>(_ body: (PostgresClient) async throws -> T) async throws -> T {
+    let client = PostgresClient(configuration: try PostgresTestEnvironment.clientConfiguration())
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { await client.run() }
+        defer { group.cancelAll() }
+        return try await body(client)
     }
 }
 
-@Suite("PostgreSQL state store", .enabled(if: TestDatabase.shouldRun), .timeLimit(.minutes(1)))
+@Suite("PostgreSQL state store", .enabled(if: PostgresTestEnvironment.isEnabled), .timeLimit(.minutes(1)))
 struct PostgresStateStoreTests {
     @Test("puts, deletes, prefixes and namespaces, read back from memory and from the table")
     func roundTrip() async throws {
-        let schema = TestDatabase.freshSchema("state")
-        try await TestDatabase.withClient { client in
+        let schema = PostgresTestEnvironment.freshSchema("state")
+        try await withClient { client in
             let store = try await PostgresStateStore.open(client: client, schema: schema)
             let settings = store.namespace("settings")
             try await settings.put(Array("dark".utf8), forKey: "theme")
@@ -77,8 +46,8 @@ struct PostgresStateStoreTests {
 
     @Test("a commit over two namespaces lands whole or not at all")
     func atomicAcrossNamespaces() async throws {
-        let schema = TestDatabase.freshSchema("atomic")
-        try await TestDatabase.withClient { client in
+        let schema = PostgresTestEnvironment.freshSchema("atomic")
+        try await withClient { client in
             let store = try await PostgresStateStore.open(client: client, schema: schema)
             var good = KeyValueBatch()
             good.put([1], forKey: "checkpoint")
@@ -106,8 +75,8 @@ struct PostgresStateStoreTests {
 
     @Test("64 concurrent commits all land, and the copy in memory matches the table")
     func concurrentCommits() async throws {
-        let schema = TestDatabase.freshSchema("concurrent")
-        try await TestDatabase.withClient { client in
+        let schema = PostgresTestEnvironment.freshSchema("concurrent")
+        try await withClient { client in
             let store = try await PostgresStateStore.open(client: client, schema: schema)
             let counters = store.namespace("counters")
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -133,8 +102,8 @@ struct PostgresStateStoreTests {
 
     @Test("a commit called by a cancelled task still lands, and its caller learns so")
     func cancelledCaller() async throws {
-        let schema = TestDatabase.freshSchema("cancelled")
-        try await TestDatabase.withClient { client in
+        let schema = PostgresTestEnvironment.freshSchema("cancelled")
+        try await withClient { client in
             let store = try await PostgresStateStore.open(client: client, schema: schema)
             let task = Task {
                 withUnsafeCurrentTask { $0?.cancel() }
@@ -148,8 +117,11 @@ struct PostgresStateStoreTests {
 
     @Test("after close, reads and commits fail with closed; a bad schema name is refused")
     func closedAndInvalid() async throws {
-        try await TestDatabase.withClient { client in
-            let store = try await PostgresStateStore.open(client: client, schema: TestDatabase.freshSchema("closed"))
+        try await withClient { client in
+            let store = try await PostgresStateStore.open(
+                client: client,
+                schema: PostgresTestEnvironment.freshSchema("closed")
+            )
             try await store.namespace("n").put([1], forKey: "k")
             await store.close()
             #expect(throws: KeyValueStoreError.self) { try store.value(forKey: "k", in: "n") }
@@ -167,11 +139,11 @@ struct PostgresStateStoreTests {
 
 final class PostgresStateStoreXCTests: XCTestCase {
     func testCommitAndReopen() async throws {
-        guard TestDatabase.shouldRun else {
+        guard PostgresTestEnvironment.isEnabled else {
             throw XCTSkip("no KEEL_POSTGRES_HOST: start Integrations/Scripts/postgres-server.sh")
         }
-        let schema = TestDatabase.freshSchema("xc")
-        try await TestDatabase.withClient { client in
+        let schema = PostgresTestEnvironment.freshSchema("xc")
+        try await withClient { client in
             let store = try await PostgresStateStore.open(client: client, schema: schema)
             try await store.namespace("a").put([1, 2, 3], forKey: "k")
             let reopened = try await PostgresStateStore.open(client: client, schema: schema)

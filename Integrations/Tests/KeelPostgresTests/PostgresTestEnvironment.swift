@@ -45,6 +45,21 @@ enum PostgresTestEnvironment {
         return configuration
     }
 
+    /// A client configuration for the test server, for a client of the test's own.
+    static func clientConfiguration() throws -> PostgresClient.Configuration {
+        let store = try configuration(schema: "unused")
+        var client = PostgresClient.Configuration(
+            host: store.host,
+            port: store.port,
+            username: store.username,
+            password: store.password,
+            database: store.database,
+            tls: .disable
+        )
+        client.options.maximumConnections = 4
+        return client
+    }
+
     /// A schema name no other test uses.
     static func freshSchema(_ label: String) -> String {
         "keeltest_\(label)_\(String(UInt64.random(in: 0...UInt64.max), radix: 36))"
