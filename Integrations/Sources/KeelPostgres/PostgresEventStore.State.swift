@@ -28,6 +28,9 @@ extension PostgresEventStore {
         package var committedAppends = 0
         /// Batches that failed as a whole (a connection error, a server error, an unknown commit).
         package var failedBatches = 0
+        /// Batches written in a transaction that locks the head first, because another writer
+        /// moved the head between their unlocked read and their write.
+        package var lockedRetries = 0
     }
 
     /// The store's hot state, behind one lock: the writer's queue, the highest head known to be
@@ -107,6 +110,13 @@ extension PostgresEventStore {
         /// Records that the batch in flight locked the head; returns the waiters to resume.
         mutating func batchLockedHead() -> [Waiter] {
             self.statistics.lockedBatches += 1
+            return self.takeSatisfiedStatisticsWaiters()
+        }
+
+        /// Records that the batch in flight found the head moved and goes again under its lock;
+        /// returns the waiters to resume.
+        mutating func batchRetriesLocked() -> [Waiter] {
+            self.statistics.lockedRetries += 1
             return self.takeSatisfiedStatisticsWaiters()
         }
 

@@ -25,19 +25,26 @@ import Synchronization
 /// ## Global order across processes
 ///
 /// Positions are contiguous (0, 1, 2, …) and become visible in order, even with writers in other
-/// processes: every append transaction locks the schema's one-row head table, takes its positions
-/// from it and moves it, so transactions that write events commit one after the other, in
-/// position order. A reader never sees position `n + 1` before `n`.
+/// processes: every statement that writes events updates the schema's one-row head table, takes
+/// its positions from it and moves it, and holds the head's row lock until it commits, so
+/// commits that write events are serialised in position order. A reader never sees position
+/// `n + 1` before `n`.
 ///
 /// ## Group commit
 ///
-/// Since that lock serialises commits, the store does not give each append a transaction of its
-/// own. Appends join a queue; one writer task takes every append queued while the previous batch
-/// was committing (up to ``Configuration/maxBatchEvents`` events) and writes them in one
-/// transaction. Each append's expected version is checked on its own: a conflicting append fails
-/// alone with the stream's actual version, and the others commit. An append is acknowledged only
-/// after its transaction committed; when a batch fails — a lost connection, a server restart,
-/// a `COMMIT` whose outcome is unknown — each of its appends throws
+/// Appends join a queue; one writer task takes every append queued while the previous batch
+/// was committing (up to ``Configuration/maxBatchEvents`` events) and writes them at once. A
+/// batch reads the head and its streams' last versions (one statement, no lock), checks each
+/// append's expected version on its own — a conflicting append fails alone with the stream's
+/// actual version, and the others go on — and writes the accepted events, the streams and the
+/// head in one statement that commits by itself, on condition that the head is still as read:
+/// every append and every deletion, in any process, moves the head's position or its
+/// generation, so an unchanged head means the checks still hold. When it has moved, the batch
+/// goes again in a transaction that locks the head before it reads. Two round trips per batch,
+/// and the head's lock is held for one statement, not across round trips.
+///
+/// An append is acknowledged only after its batch committed; when a batch fails — a lost
+/// connection, a server restart, a commit whose outcome is unknown — each of its appends throws
 /// ``EventStoreError/Code/io``, and some of them may have been written: read the stream before
 /// retrying one that expected a version.
 ///
@@ -464,6 +471,7 @@ public final class PostgresEventStore: EventStore {
                         PostgresQuery(unsafeSQL: schema.markDeleted, binds: binds),
                         logger: logger
                     )
+                    try await connection.checkedQuery(PostgresQuery(unsafeSQL: schema.moveGeneration), logger: logger)
                 }
             }
         } catch {

@@ -46,7 +46,7 @@ struct PostgresSchema: Sendable {
     // MARK: Migrations
 
     /// The newest schema version this build knows.
-    static let latestVersion = 3
+    static let latestVersion = 4
 
     var createSchema: String { "CREATE SCHEMA IF NOT EXISTS \(self.quoted)" }
 
@@ -126,6 +126,11 @@ struct PostgresSchema: Sendable {
                     """
                 ]
             ),
+            Migration(
+                version: 4,
+                description: "head generation, moved by deletions",
+                statements: ["ALTER TABLE \(schema).head ADD COLUMN generation bigint NOT NULL DEFAULT 0"]
+            ),
         ]
     }
 
@@ -137,6 +142,15 @@ struct PostgresSchema: Sendable {
     var lockHead: String { "SELECT position FROM \(self.quoted).head FOR UPDATE" }
 
     var readHead: String { "SELECT position FROM \(self.quoted).head" }
+
+    /// The head's position and generation, and the state of each stream named in `$1` that
+    /// exists, read together without a lock: one row per stream found, or one row with no stream.
+    var readBatchState: String {
+        """
+        SELECT h.position, h.generation, s.stream, s.last_version, s.is_deleted
+        FROM \(self.quoted).head h LEFT JOIN \(self.quoted).streams s ON s.stream = ANY($1::text[])
+        """
+    }
 
     var readStreamStates: String {
         "SELECT stream, last_version, is_deleted FROM \(self.quoted).streams WHERE stream = ANY($1::text[])"
@@ -167,6 +181,36 @@ struct PostgresSchema: Sendable {
             """
     }
 
+    /// `writeBatch` on condition: it writes, and returns one row, only if the head's position is
+    /// still `$14` and its generation `$15` once its row is locked (PostgreSQL re-reads a row that
+    /// a concurrent transaction changed before it updates it); otherwise it writes nothing and
+    /// returns no row.
+    var writeBatchIfUnchanged: String {
+        let schema = self.quoted
+        return """
+            WITH moved AS (
+                UPDATE \(schema).head SET position = $12 WHERE position = $14 AND generation = $15
+                RETURNING position
+            ), new_events AS (
+                INSERT INTO \(schema).events
+                    (position, stream, version, event_id, type, schema_version, time, metadata, payload)
+                SELECT e.position, e.stream, e.version, e.event_id, e.type, e.schema_version, e.time,
+                    e.metadata::jsonb, e.payload
+                FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::integer[],
+                    $7::bigint[], $8::text[], $9::bytea[])
+                    AS e(position, stream, version, event_id, type, schema_version, time, metadata, payload)
+                WHERE EXISTS (SELECT 1 FROM moved)
+            ), touched AS (
+                INSERT INTO \(schema).streams (stream, last_version, is_deleted)
+                SELECT s.stream, s.last_version, false
+                FROM unnest($10::text[], $11::bigint[]) AS s(stream, last_version)
+                WHERE EXISTS (SELECT 1 FROM moved)
+                ON CONFLICT (stream) DO UPDATE SET last_version = EXCLUDED.last_version, is_deleted = false
+            )
+            SELECT pg_notify($13, $12::text) FROM moved
+            """
+    }
+
     var readAll: String {
         "SELECT \(Self.eventColumns) FROM \(self.quoted).events WHERE position >= $1 ORDER BY position LIMIT $2"
     }
@@ -185,6 +229,12 @@ struct PostgresSchema: Sendable {
 
     var markDeleted: String {
         "UPDATE \(self.quoted).streams SET is_deleted = true, truncate_before = $2 WHERE stream = $1"
+    }
+
+    /// Moves the head's generation, under its row lock: appends checked against the state from
+    /// before a deletion then take the locked path.
+    var moveGeneration: String {
+        "UPDATE \(self.quoted).head SET generation = generation + 1"
     }
 
     var writeMetadata: String {

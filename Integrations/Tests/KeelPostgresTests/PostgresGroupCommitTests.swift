@@ -30,6 +30,47 @@ struct PostgresGroupCommitTests {
         }
     }
 
+    @Test(
+        "a stream deleted between a batch's unlocked read and its write: the batch goes again under the lock and sees it"
+    )
+    func deletionBetweenReadAndWrite() async throws {
+        let schema = PostgresTestEnvironment.freshSchema("moved")
+        let store = try await PostgresEventStore.open(
+            configuration: PostgresTestEnvironment.configuration(schema: schema)
+        )
+        try await store.append(PostgresTestEnvironment.event("first"), to: "s", expecting: .noStream)
+        let before = store.statistics
+        let outcome = try await PostgresTestEnvironment.withConnection { other in
+            try await Self.holdingHeadLock(schema: schema, on: other) {
+                // The batch reads the stream at version 0 and waits for the head to write.
+                let append = Task {
+                    try await store.append(PostgresTestEnvironment.event("second"), to: "s", expecting: .exactly(0))
+                }
+                await store.waitForStatistics { $0.lockRequests > before.lockRequests }
+                // Meanwhile another process deletes the stream, as `deleteStream` does.
+                try await other.query(
+                    PostgresQuery(
+                        unsafeSQL: """
+                            UPDATE "\(schema)".streams SET is_deleted = true, truncate_before = 1 WHERE stream = 's'
+                            """
+                    ),
+                    logger: PostgresTestEnvironment.logger
+                )
+                try await other.query(
+                    PostgresQuery(unsafeSQL: "UPDATE \"\(schema)\".head SET generation = generation + 1"),
+                    logger: PostgresTestEnvironment.logger
+                )
+                return append
+            }
+        }
+        let error = await #expect(throws: EventStoreError.self) { try await outcome.value }
+        #expect(error?.code == .wrongExpectedVersion)
+        #expect(store.statistics.lockedRetries == before.lockedRetries + 1)
+        #expect(try await store.headPosition() == 1)
+        await store.close()
+        try await PostgresTestEnvironment.dropSchema(schema)
+    }
+
     @Test("64 concurrent appends commit in fewer transactions than appends")
     func concurrentAppendsShareTransactions() async throws {
         let schema = PostgresTestEnvironment.freshSchema("group")
@@ -64,6 +105,8 @@ struct PostgresGroupCommitTests {
         // in one more transaction.
         let transactions = after.committedTransactions - before.committedTransactions
         #expect(transactions >= 1 && transactions <= 2, "64 appends took \(transactions) transactions")
+        // Nobody moved the head while the batches waited for it: no batch went again under the lock.
+        #expect(after.lockedRetries == before.lockedRetries)
         #expect(try await store.readAll(from: 0, limit: 100).map(\.position) == Array(0..<64))
         await store.close()
         try await PostgresTestEnvironment.dropSchema(schema)

@@ -28,8 +28,8 @@ struct PostgresMigrationTests {
         async let opening2 = PostgresEventStore.open(configuration: configuration)
         let (first, second) = try await (opening1, opening2)
         let recorded = try await Self.recordedMigrations(schema)
-        #expect(recorded.map(\.version) == [1, 2, 3])
-        #expect(first.appliedMigrations + second.appliedMigrations == 3)
+        #expect(recorded.map(\.version) == [1, 2, 3, 4])
+        #expect(first.appliedMigrations + second.appliedMigrations == 4)
         // Both work on the one log.
         try await first.append(PostgresTestEnvironment.event("x"), to: "m-1", expecting: .noStream)
         try await second.append(PostgresTestEnvironment.event("y"), to: "m-1", expecting: .exactly(0))
@@ -44,7 +44,7 @@ struct PostgresMigrationTests {
         let schema = PostgresTestEnvironment.freshSchema("migrate1")
         let configuration = try PostgresTestEnvironment.configuration(schema: schema)
         let first = try await PostgresEventStore.open(configuration: configuration)
-        #expect(first.appliedMigrations == 3)
+        #expect(first.appliedMigrations == 4)
         try await first.append(PostgresTestEnvironment.event("kept"), to: "m-1", expecting: .noStream)
         await first.close()
         let recorded = try await Self.recordedMigrations(schema)
@@ -82,7 +82,7 @@ struct PostgresMigrationTests {
         } catch {
             #expect(error.code == .corrupted)
             let cause = try #require(error.cause as? PostgresSchemaVersionError)
-            #expect(cause == PostgresSchemaVersionError(schema: schema, foundVersion: 999, supportedVersion: 3))
+            #expect(cause == PostgresSchemaVersionError(schema: schema, foundVersion: 999, supportedVersion: 4))
             #expect(error.message.contains("version 999"))
         }
         try await PostgresTestEnvironment.dropSchema(schema)
