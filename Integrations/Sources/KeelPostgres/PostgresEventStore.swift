@@ -314,7 +314,7 @@ public final class PostgresEventStore: EventStore {
         to stream: StreamID,
         expecting expected: ExpectedVersion
     ) async throws(EventStoreError) -> AppendResult {
-        try Self.validate(events, stream: stream)
+        try EventStoreRules.validate(events, stream: stream)
         let result = await withCheckedContinuation {
             (continuation: CheckedContinuation<Result<AppendResult, EventStoreError>, Never>) in
             let pending = PendingAppend(events: events, stream: stream, expected: expected, continuation: continuation)
@@ -355,7 +355,7 @@ public final class PostgresEventStore: EventStore {
             guard let last = entry.lastVersion else { return [] }
             let first = entry.metadata.firstVisibleVersion(last: last)
             guard
-                let range = Self.versionRange(
+                let range = EventStoreRules.versionRange(
                     first: first,
                     last: last,
                     from: version,
@@ -485,9 +485,7 @@ public final class PostgresEventStore: EventStore {
     ///   - stream: The stream.
     /// - Throws: ``EventStoreError``.
     public func setStreamMetadata(_ metadata: StreamMetadata, for stream: StreamID) async throws(EventStoreError) {
-        if let maxCount = metadata.maxCount, maxCount < 1 {
-            throw EventStoreError(code: .invalidArgument, stream: stream, message: "maxCount \(maxCount) is below 1")
-        }
+        try EventStoreRules.validate(metadata, stream: stream)
         try self.checkOpen()
         var binds = PostgresBindings()
         binds.append(stream.name)
@@ -550,50 +548,6 @@ public final class PostgresEventStore: EventStore {
 
     private func checkOpen() throws(EventStoreError) {
         if self.state.withLock({ $0.isClosed }) { throw Self.closedError }
-    }
-
-    /// The same argument checks as Keel's own stores.
-    private static func validate(_ events: [EventData], stream: StreamID) throws(EventStoreError) {
-        guard !stream.name.isEmpty else {
-            throw EventStoreError(code: .invalidArgument, message: "the stream name is empty")
-        }
-        for event in events {
-            guard !event.type.isEmpty else {
-                throw EventStoreError(code: .invalidArgument, stream: stream, message: "an event type is empty")
-            }
-            guard event.schemaVersion >= 1 else {
-                throw EventStoreError(
-                    code: .invalidArgument,
-                    stream: stream,
-                    message: "event type \(event.type) has schema version \(event.schemaVersion), below 1"
-                )
-            }
-        }
-    }
-
-    /// The versions a read returns, as the closed range to query (`nil`: none), with the same
-    /// arithmetic as Keel's own stores.
-    static func versionRange(
-        first: UInt64,
-        last: UInt64,
-        from version: UInt64,
-        direction: ReadDirection,
-        limit: Int
-    ) -> ClosedRange<UInt64>? {
-        guard first <= last else { return nil }
-        let count = UInt64(limit)
-        switch direction {
-        case .forwards:
-            let start = max(version, first)
-            guard start <= last else { return nil }
-            let end = last - start + 1 > count ? start + count - 1 : last
-            return start...end
-        case .backwards:
-            guard version >= first else { return nil }
-            let start = min(version, last)
-            let end = start - first + 1 > count ? start - (count - 1) : first
-            return end...start
-        }
     }
 
     /// A stream's row: its last version, whether it is deleted, its metadata.

@@ -416,7 +416,7 @@ public final class FileEventStore: EventStore {
         to stream: StreamID,
         expecting expected: ExpectedVersion
     ) async throws(EventStoreError) -> AppendResult {
-        try StoreRules.validate(events, stream: stream)
+        try EventStoreRules.validate(events, stream: stream)
         var bodies = events.map { FileRecord.encodeEventBody($0, stream: stream) }
         for (body, event) in zip(bodies, events) where body.count > self.configuration.maxRecordSize {
             throw EventStoreError(
@@ -480,7 +480,7 @@ public final class FileEventStore: EventStore {
                 throw EventStoreError(code: .streamDeleted, stream: stream, message: "the stream was deleted")
             }
             guard let last = entry.lastVersion else { return [] }
-            let versions = StoreRules.visibleVersions(
+            let versions = EventStoreRules.visibleVersions(
                 first: entry.metadata.firstVisibleVersion(last: last),
                 last: last,
                 from: version,
@@ -560,7 +560,7 @@ public final class FileEventStore: EventStore {
     ///   - stream: The stream.
     /// - Throws: ``EventStoreError``.
     public func setStreamMetadata(_ metadata: StreamMetadata, for stream: StreamID) async throws(EventStoreError) {
-        try StoreRules.validate(metadata, stream: stream)
+        try EventStoreRules.validate(metadata, stream: stream)
         _ = try await self.enqueue { state throws(EventStoreError) in
             let result = AppendResult(streamVersion: state.assigned[stream]?.currentVersion, positions: 0..<0)
             let body = FileRecord.streamMetadata(stream, metadata, sequence: state.takeChangeSequence()).encodeBody()

@@ -7,8 +7,9 @@
 /// ``EventStoreError/Code/wrongExpectedVersion`` and the actual version, and writes nothing.
 ///
 /// ``InMemoryEventStore`` keeps events in memory, for tests and samples; ``FileEventStore`` keeps
-/// them durably in a directory. To write your own, implement the requirements below and run the conformance
-/// checks in KeelTesting (`EventStoreConformance`) against it; the subscriptions
+/// them durably in a directory. To write your own, implement the requirements below (with
+/// ``EventStoreRules`` for the argument checks and read ranges Keel's stores share) and run the
+/// conformance checks in KeelTesting (`EventStoreConformance`) against it; the subscriptions
 /// (``subscribe(from:pageSize:)`` and ``subscribe(to:from:pageSize:)``) are built on the
 /// requirements and need no code of their own.
 ///

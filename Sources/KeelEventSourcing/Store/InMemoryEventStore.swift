@@ -83,7 +83,7 @@ public final class InMemoryEventStore: EventStore {
         to stream: StreamID,
         expecting expected: ExpectedVersion
     ) async throws(EventStoreError) -> AppendResult {
-        try StoreRules.validate(events, stream: stream)
+        try EventStoreRules.validate(events, stream: stream)
         let (result, ready) = try self.state.withLock {
             state throws(EventStoreError) -> (AppendResult, [CheckedContinuation<Void, Never>]) in
             let current = state.streams[stream]?.currentVersion
@@ -120,7 +120,7 @@ public final class InMemoryEventStore: EventStore {
                 throw EventStoreError(code: .streamDeleted, stream: stream, message: "the stream was deleted")
             }
             guard let last = entry.lastVersion else { return [] }
-            let range = StoreRules.visibleVersions(
+            let range = EventStoreRules.visibleVersions(
                 first: entry.metadata.firstVisibleVersion(last: last),
                 last: last,
                 from: version,
@@ -186,7 +186,7 @@ public final class InMemoryEventStore: EventStore {
     ///   - stream: The stream.
     /// - Throws: ``EventStoreError``.
     public func setStreamMetadata(_ metadata: StreamMetadata, for stream: StreamID) async throws(EventStoreError) {
-        try StoreRules.validate(metadata, stream: stream)
+        try EventStoreRules.validate(metadata, stream: stream)
         self.state.withLock { state in
             state.streams[stream, default: Stream()].metadata = metadata
         }
