@@ -74,6 +74,7 @@ let package = Package(
             name: "KeelPostgresTests",
             dependencies: [
                 "KeelPostgres",
+                .product(name: "ShopServices", package: "Keel"),
                 .product(name: "Keel", package: "Keel"),
                 .product(name: "KeelCore", package: "Keel"),
                 .product(name: "KeelEventSourcing", package: "Keel"),

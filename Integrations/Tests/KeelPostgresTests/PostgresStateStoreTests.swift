@@ -73,6 +73,25 @@ struct PostgresStateStoreTests {
         }
     }
 
+    @Test("after a failed commit the store reads its table again before the next one")
+    func rereadsAfterAFailedCommit() async throws {
+        let schema = PostgresTestEnvironment.freshSchema("reread")
+        try await withClient { client in
+            let store = try await PostgresStateStore.open(client: client, schema: schema)
+            // Another writer of the table, which the store's copy does not see.
+            let other = try await PostgresStateStore.open(client: client, schema: schema)
+            try await other.namespace("n").put([7], forKey: "elsewhere")
+            #expect(try store.value(forKey: "elsewhere", in: "n") == nil)
+            await #expect(throws: KeyValueStoreError.self) {
+                try await store.namespace("n").put([1], forKey: "bad\u{0}")
+            }
+            try await store.namespace("n").put([2], forKey: "good")
+            // The failure's outcome could have been unknown: the copy was read again.
+            #expect(try store.value(forKey: "elsewhere", in: "n") == [7])
+            #expect(try store.value(forKey: "good", in: "n") == [2])
+        }
+    }
+
     @Test("64 concurrent commits all land, and the copy in memory matches the table")
     func concurrentCommits() async throws {
         let schema = PostgresTestEnvironment.freshSchema("concurrent")

@@ -5,6 +5,7 @@ import KeelEventSourcing
 import KeelPostgres
 import KeelTesting
 import PostgresNIO
+import ShopServices
 import Synchronization
 import Testing
 
@@ -78,6 +79,12 @@ struct SharedSchemaHostsTests {
         let host: ServiceHost
 
         static func start(schema: String, services: [any ServiceActor]) async throws -> Node {
+            try await self.start(schema: schema) { host in
+                for service in services { try await host.register(service) }
+            }
+        }
+
+        static func start(schema: String, register: (ServiceHost) async throws -> Void) async throws -> Node {
             let events = try await PostgresEventStore.open(
                 configuration: PostgresTestEnvironment.configuration(schema: schema)
             )
@@ -87,9 +94,7 @@ struct SharedSchemaHostsTests {
             var configuration = ServiceHost.Configuration()
             configuration.storage = .stores(events: events, state: state, name: "postgres \(schema)")
             let host = ServiceHost(configuration: configuration)
-            for service in services {
-                try await host.register(service)
-            }
+            try await register(host)
             try await host.start()
             return Node(events: events, state: state, stateClient: stateClient, stateTask: stateTask, host: host)
         }
@@ -154,6 +159,64 @@ struct SharedSchemaHostsTests {
         }
         await subscriber.stop()
         await publisher.stop()
+        try await PostgresTestEnvironment.dropSchema(schema)
+    }
+
+    @Test(
+        "the shop's six services, unchanged, on PostgreSQL: an aggregate, its projection's read model and an order, across a restart"
+    )
+    func shopOnPostgres() async throws {
+        let schema = PostgresTestEnvironment.freshSchema("shop")
+        let register = { (host: ServiceHost) async throws in
+            try await ShopAssembly.register(
+                on: host,
+                gateway: PaymentGateway(clock: host.clock, random: RandomSource(seed: 1)),
+                payments: PaymentResilience(
+                    clock: host.clock,
+                    random: RandomSource(seed: 2),
+                    telemetry: NoOpTelemetry()
+                ),
+                narrator: .silent
+            )
+        }
+        let (name, email) = ("Edsger Dijkstra", "edsger@example.org")
+        var node = try await Node.start(schema: schema, register: register)
+        let receipt: CommandReceipt
+        do {
+            let client = node.host.client
+            receipt = try await client.send(
+                RegisterCustomer(aggregateID: "42", name: name, email: email)
+            )
+            let listed = try await client.send(
+                CustomersByDomain(domain: "example.org", minimumPosition: receipt.position)
+            )
+            #expect(listed.map { [$0.id, $0.name, $0.email] } == [["42", name, email]])
+            let order = try await client.send(PlaceOrder(userID: 42, lines: [OrderLine(sku: "mouse", quantity: 1)]))
+            #expect(order.userID == 42)
+        } catch {
+            await node.stop()
+            throw error
+        }
+        await node.stop()
+        // A new "process": new stores on the same schema. The customer's events and the directory's
+        // read model are where the first one left them.
+        node = try await Node.start(schema: schema, register: register)
+        do {
+            let client = node.host.client
+            let user = try await client.send(GetUser(id: 42))
+            #expect(user.email == email)
+            let listed = try await client.send(
+                CustomersByDomain(domain: "example.org", minimumPosition: receipt.position)
+            )
+            #expect(listed.map { [$0.id, $0.name, $0.email] } == [["42", name, email]])
+            let streams = Set(try await node.events.readAll(from: 0, limit: 1_000).map(\.stream.name))
+            #expect(streams.contains("user/customer-42"))
+            #expect(node.state.namespaces().contains("user/customer-directory"))
+        } catch {
+            await node.stop()
+            throw error
+        }
+        await node.stop()
         try await PostgresTestEnvironment.dropSchema(schema)
     }
 }
