@@ -94,3 +94,18 @@ struct ForwardingHandlerTests {
         }
     }
 }
+
+@Suite("Request error codes")
+struct RequestErrorCodeTests {
+    @Test("every code is listed once and found again by its name; an unknown name finds none")
+    func namesRoundTrip() {
+        let codes = RequestError.Code.allCases
+        #expect(codes.count == 12)
+        #expect(Set(codes).count == codes.count)
+        for code in codes {
+            #expect(RequestError.Code(name: code.description) == code)
+        }
+        #expect(codes.contains(.noHealthyInstance) && codes.contains(.invalidDeadline))
+        #expect(RequestError.Code(name: "somethingNew") == nil)
+    }
+}

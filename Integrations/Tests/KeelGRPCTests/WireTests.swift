@@ -32,7 +32,7 @@ struct WireTests {
 
     @Test("every RequestError code crosses the wire as itself; an unknown one as handlerFailed")
     func errorCodes() throws {
-        for code in RequestError.Code.known {
+        for code in RequestError.Code.allCases {
             let wire = WireError(RequestError(code: code, request: "R", service: "s", message: "m"))
             let bytes = try Reply.failure(wire).encoded()
             guard case .failure(let decoded) = try bytes.withUnsafeBytes({ try Reply(decoding: $0) }) else {

@@ -5,14 +5,26 @@
 /// policy's rejection).
 public struct RequestError: Error, Sendable, CustomStringConvertible {
     /// What kind of failure this is. New codes may be added; switch with a `default`.
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
-        private enum Base: String, Hashable, Sendable {
+    public struct Code: Hashable, Sendable, CustomStringConvertible, CaseIterable {
+        private enum Base: String, Hashable, Sendable, CaseIterable {
             case noHandler, undeclaredDependency, noHealthyInstance, deadlineExceeded
             case handlerFailed, shuttingDown, cancelled, rejected
             case circuitOpen, bulkheadFull, rateLimited, invalidDeadline
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
+
+        /// Every code this version of Keel has, for a mapping that must cover them all (such as a
+        /// wire format that carries codes by name).
+        public static var allCases: [Code] { Base.allCases.map(Code.init) }
+
+        /// The code whose ``description`` is `name`.
+        /// - Parameter name: A code's name, such as `noHealthyInstance`.
+        /// - Returns: `nil` for a name that no code of this version has (a newer version's code).
+        public init?(name: String) {
+            guard let base = Base(rawValue: name) else { return nil }
+            self.base = base
+        }
 
         /// No registered service handles this request type.
         public static let noHandler = Code(.noHandler)

@@ -44,7 +44,7 @@ struct WireError: Codable, Sendable, Hashable {
     /// the ``RemoteError``, or the registered error type decoded from its JSON.
     /// - Parameter errorTypes: The error types the caller decodes, by unqualified type name.
     func requestError(decoding errorTypes: [String: any (Error & Decodable).Type]) -> RequestError {
-        let known = RequestError.Code(wireName: self.code)
+        let known = RequestError.Code(name: self.code)
         return RequestError(
             code: known ?? .handlerFailed,
             request: self.request,
@@ -63,23 +63,5 @@ struct WireError: Codable, Sendable, Hashable {
             try? JSONDecoder().decode(E.self, from: Data(json.utf8))
         }
         return decode(type)
-    }
-}
-
-extension RequestError.Code {
-    /// Every code this version of Keel knows, for the wire mapping.
-    static let known: [RequestError.Code] = [
-        .noHandler, .undeclaredDependency, .noHealthyInstance, .deadlineExceeded, .handlerFailed, .invalidDeadline,
-        .shuttingDown, .cancelled, .rejected, .circuitOpen, .bulkheadFull, .rateLimited,
-    ]
-
-    private static let byName: [String: RequestError.Code] = Dictionary(
-        uniqueKeysWithValues: Self.known.map { ($0.description, $0) }
-    )
-
-    /// The code named `name` (its `description`), or `nil` for a code this version does not know.
-    init?(wireName name: String) {
-        guard let code = Self.byName[name] else { return nil }
-        self = code
     }
 }
