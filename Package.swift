@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "KeelResilience", targets: ["KeelResilience"]),
         .library(name: "KeelEventSourcing", targets: ["KeelEventSourcing"]),
         .library(name: "Keel", targets: ["Keel"]),
+        .library(name: "KeelSagas", targets: ["KeelSagas"]),
         .library(name: "KeelTesting", targets: ["KeelTesting"]),
         .library(name: "ShopServices", targets: ["ShopServices"]),
         .executable(name: "shop", targets: ["Shop"]),
@@ -29,6 +30,11 @@ let package = Package(
         .target(
             name: "Keel",
             dependencies: ["KeelCore", "KeelResilience", "KeelEventSourcing"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "KeelSagas",
+            dependencies: ["Keel", "KeelCore", "KeelResilience", "KeelEventSourcing"],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -102,6 +108,13 @@ let package = Package(
             dependencies: [
                 "KeelEventSourcing", "KeelCore", "KeelTesting", "KeelTestSupport", "KeelCrashAppender",
                 "KeelCrashProjector",
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KeelSagasTests",
+            dependencies: [
+                "KeelSagas", "Keel", "KeelCore", "KeelResilience", "KeelEventSourcing", "KeelTesting", "KeelTestSupport",
             ],
             swiftSettings: swiftSettings
         ),

@@ -32,7 +32,7 @@ set -euo pipefail
 
 # Modules to document, in dependency order: a module's docs may link only to modules before it.
 # Every module needs a catalog DocC/<Module>.docc with a landing page <Module>.md.
-MODULES=(KeelCore KeelResilience KeelEventSourcing Keel KeelTesting)
+MODULES=(KeelCore KeelResilience KeelEventSourcing Keel KeelSagas KeelTesting)
 
 DISPLAY_NAME="Keel"
 BUNDLE_ID_PREFIX="org.keel"
