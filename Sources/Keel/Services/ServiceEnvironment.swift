@@ -49,6 +49,10 @@ public struct ServiceEnvironment: Sendable {
     }
     /// The host's storage, from which ``storage()`` takes this service's namespace.
     let hostStorage: HostStorage
+
+    /// The task executor preference of the tasks the host starts, for components of Keel's other
+    /// modules that start tasks on a service's behalf (a saga runner).
+    package var executor: (any TaskExecutor)? { self.hostStorage.executor }
     /// Every registered service's declared durable publications.
     let publications: PublicationCatalog
 

@@ -39,4 +39,18 @@ package enum TaskSpawner {
         guard let executor else { return Task(operation: operation) }
         return Task(executorPreference: executor, operation: operation)
     }
+
+    /// Starts `operation`, which returns a value and does not throw, as an unstructured task that
+    /// prefers `executor`.
+    /// - Parameters:
+    ///   - executor: The task executor preference, or `nil` for the global executor.
+    ///   - operation: The work.
+    /// - Returns: The task, which the caller owns.
+    package static func spawn<Success: Sendable>(
+        executor: (any TaskExecutor)?,
+        _ operation: sending @escaping @isolated(any) () async -> Success
+    ) -> Task<Success, Never> {
+        guard let executor else { return Task(operation: operation) }
+        return Task(executorPreference: executor, operation: operation)
+    }
 }

@@ -1,0 +1,515 @@
+import KeelCore
+import KeelEventSourcing
+import KeelResilience
+import Synchronization
+
+/// One run of one saga in this process: its journal writer, what replay knows, and the checks of
+/// the determinism rule.
+final class SagaExecution: Sendable {
+    struct State: Sendable {
+        var names: Set<String> = []
+        var replayed: Set<SagaItemRef> = []
+        var pivotCalled = false
+        var isPastPivot = false
+        /// Steps found in doubt whose effect nobody can undo (they have a compensation, or are
+        /// the pivot): the run ends as needing intervention.
+        var inDoubt: [SagaFailure] = []
+        var failedCompensations: [SagaFailure] = []
+        var completedCompensations: Set<SagaItemRef> = []
+        var isSuspending = false
+        /// The first journal failure during compensation: the run stops, unfinished.
+        var journalFailure: SagaError?
+        /// Tasks to cancel when the run is suspended (retry loops past the pivot, compensations).
+        var suspendables: [Int: @Sendable () -> Void] = [:]
+        var nextSuspendable = 0
+        /// The saga's deadline, in wall-clock nanoseconds.
+        var deadline: Int64?
+        var deadlineExceeded = false
+    }
+
+    let saga: String
+    let id: String
+    let run: Int
+    let stream: StreamID
+    let runtime: SagaRuntime
+    let instruments: SagaInstruments
+    /// The journal of this run as it was when the run (re)started; `nil` for a new run.
+    let replay: SagaReplay?
+    let root: SagaScope
+    let state = Lock(State())
+
+    init(
+        saga: String,
+        id: String,
+        run: Int,
+        runtime: SagaRuntime,
+        instruments: SagaInstruments,
+        replay: SagaReplay?
+    ) {
+        self.saga = saga
+        self.id = id
+        self.run = run
+        self.stream = SagaRuntime.stream(saga: saga, id: id)
+        self.runtime = runtime
+        self.instruments = instruments
+        self.replay = replay
+        self.root = SagaScope(path: "", namePrefix: "", isRoot: true)
+    }
+
+    /// The saga's deadline, in wall-clock nanoseconds, if it has one.
+    var deadline: Int64? {
+        get { self.state.withLock { $0.deadline } }
+        set { self.state.withLock { $0.deadline = newValue } }
+    }
+
+    var isPastPivot: Bool { self.state.withLock { $0.isPastPivot } }
+    var isSuspending: Bool { self.state.withLock { $0.isSuspending } }
+
+    /// Stops the run at its next step (and cancels its retry loops): the runner is shutting down.
+    func suspend() {
+        let hooks = self.state.withLock { state -> [@Sendable () -> Void] in
+            state.isSuspending = true
+            return Array(state.suspendables.values)
+        }
+        for hook in hooks { hook() }
+    }
+
+    /// Whether `error` means the run was stopped for a shutdown, not that its step failed.
+    func isSuspension(_ error: any Error) -> Bool {
+        if let error = error as? SagaError, error.code == .suspended { return true }
+        return error is CancellationError && self.isSuspending
+    }
+
+    // MARK: Journal
+
+    func entry(_ kind: SagaJournalEntry.Kind) -> SagaJournalEntry {
+        SagaJournalEntry(kind: kind, run: self.run, time: self.runtime.wallClock.nanosecondsSinceEpoch())
+    }
+
+    func append(_ entry: SagaJournalEntry) async throws(SagaError) {
+        let data = try entry.eventData(id: EventID.random(using: self.runtime.random))
+        do {
+            try await self.runtime.store.append([data], to: self.stream, expecting: .any)
+        } catch {
+            throw SagaError(
+                code: .journalUnavailable,
+                message: "cannot append \(entry.kind) to the journal \(self.stream)",
+                underlying: error
+            )
+        }
+    }
+
+    func itemEntry(
+        _ kind: SagaJournalEntry.Kind,
+        _ ref: SagaItemRef,
+        name: String,
+        itemKind: SagaItemKind
+    ) -> SagaJournalEntry {
+        var entry = self.entry(kind)
+        entry.item = ref
+        entry.name = name
+        entry.itemKind = itemKind
+        return entry
+    }
+
+    // MARK: Items
+
+    func idempotencyKey(for step: String) -> String {
+        self.run == 1 ? "\(self.id)/\(step)" : "\(self.id)#\(self.run)/\(step)"
+    }
+
+    func stepContext(_ step: String, attempt: Int) -> SagaStepContext {
+        SagaStepContext(
+            saga: self.saga,
+            sagaID: self.id,
+            step: step,
+            idempotencyKey: self.idempotencyKey(for: step),
+            attempt: attempt
+        )
+    }
+
+    /// Claims the item `name` at `ref` and checks it against the rules and the journal.
+    /// - Returns: What the journal records for it, or `nil` for an item the run reaches for the
+    ///   first time.
+    func claim(
+        _ ref: SagaItemRef,
+        name: String,
+        kind: SagaItemKind,
+        in scope: SagaScope
+    ) throws(SagaError)
+        -> SagaReplay.Item?
+    {
+        try self.state.withLock { state throws(SagaError) -> SagaReplay.Item? in
+            if state.isSuspending {
+                throw SagaError(code: .suspended, message: "the runner is shutting down; \(name) did not start")
+            }
+            guard state.names.insert(name).inserted else {
+                throw SagaError(
+                    code: .duplicateStepName,
+                    message: "\(self.saga) \(self.id) has two items named \(name)"
+                )
+            }
+            switch kind {
+            case .pivot:
+                guard scope.isRoot, !state.pivotCalled else {
+                    throw SagaError(
+                        code: .misplacedPivot,
+                        message: "\(name): a saga has one pivot, in its own body (not in a branch or a nested saga)"
+                    )
+                }
+                state.pivotCalled = true
+            case .step, .parallel, .nested:
+                if state.isPastPivot {
+                    throw SagaError(
+                        code: .stepAfterPivot,
+                        message: "\(name) comes after the pivot: past it, only retriable steps (and timers) may follow"
+                    )
+                }
+            case .retriable, .timer:
+                break
+            }
+            guard let recorded = self.replay?.items[ref] else { return nil }
+            guard recorded.name == name, recorded.kind == kind else {
+                throw SagaError(
+                    code: .nondeterminism,
+                    message:
+                        "at \(ref) the journal records the \(recorded.kind.rawValue) \(recorded.name), but the body asked for the \(kind.rawValue) \(name)"
+                )
+            }
+            state.replayed.insert(ref)
+            return recorded
+        }
+    }
+
+    /// The journaled items the body did not reach again on replay.
+    func unreplayedItems() -> [String] {
+        guard let replay = self.replay else { return [] }
+        let replayed = self.state.withLock { $0.replayed }
+        return replay.items.filter { !replayed.contains($0.key) }
+            .sorted { ($0.key.scope, $0.key.index) < ($1.key.scope, $1.key.index) }
+            .map(\.value.name)
+    }
+
+    /// Runs one step: replays it from the journal, or runs it and journals it.
+    func step<T: Codable & Sendable>(
+        in scope: SagaScope,
+        name: String,
+        kind: SagaItemKind,
+        options: SagaStepOptions,
+        action: @escaping @Sendable (SagaStepContext) async throws -> T,
+        compensate: (@Sendable (T, SagaStepContext) async throws -> Void)?
+    ) async throws -> T {
+        let fullName = scope.namePrefix + name
+        guard !name.isEmpty else {
+            throw SagaError(code: .invalidArgument, message: "a step of \(self.saga) has an empty name")
+        }
+        let index = try scope.take(fullName)
+        defer { scope.release() }
+        let ref = SagaItemRef(scope: scope.path, index: index)
+        let recorded = try self.claim(ref, name: fullName, kind: kind, in: scope)
+        var attemptsBefore = 0
+        if let recorded {
+            if recorded.isCompleted {
+                let value = try SagaPayload.decode(T.self, from: recorded.output, what: "the output of \(fullName)")
+                self.didComplete(ref, name: fullName, kind: kind, value: value, in: scope, compensate: compensate)
+                return value
+            }
+            if let failure = recorded.failure {
+                throw SagaStepFailure(failure: failure)
+            }
+            guard options.isIdempotent || kind == .retriable else {
+                // Started before a crash, never recorded as completed, and not safe to repeat.
+                let failure = SagaFailure(
+                    step: fullName,
+                    errorType: "SagaError",
+                    message:
+                        "stepInDoubt: \(fullName) started and was not recorded as completed; it is not idempotent, so it does not run again"
+                )
+                var entry = self.itemEntry(.stepFailed, ref, name: fullName, itemKind: kind)
+                entry.failure = failure
+                try await self.append(entry)
+                if compensate != nil || kind == .pivot {
+                    self.state.withLock { $0.inDoubt.append(failure) }
+                }
+                throw SagaStepFailure(failure: failure)
+            }
+            attemptsBefore = recorded.attempts
+        } else if kind != .retriable, !self.isPastPivot {
+            try Task.checkCancellation()
+        }
+
+        let started = ContinuousClock.now
+        let result: Result<T, any Error>
+        if kind == .retriable {
+            let before = attemptsBefore
+            result = await self.whileNotSuspended { [self] in
+                await self.runRetriable(ref, name: fullName, options: options, after: before, action: action)
+            }
+        } else {
+            result = await self.runAttempts(
+                ref,
+                name: fullName,
+                kind: kind,
+                options: options,
+                after: attemptsBefore,
+                action: action
+            )
+        }
+        self.instruments.stepDuration.record(ContinuousClock.now - started)
+        switch result {
+        case .success(let value):
+            var entry = self.itemEntry(.stepCompleted, ref, name: fullName, itemKind: kind)
+            entry.payload = try SagaPayload.encode(value, what: "the output of \(fullName)")
+            try await self.append(entry)
+            self.didComplete(ref, name: fullName, kind: kind, value: value, in: scope, compensate: compensate)
+            return value
+        case .failure(let error):
+            if self.isSuspension(error) {
+                throw SagaError(code: .suspended, message: "the runner is shutting down; \(fullName) was stopped")
+            }
+            if let error = error as? SagaError, error.code == .journalUnavailable { throw error }
+            let failure = SagaFailure(error, step: fullName)
+            var entry = self.itemEntry(.stepFailed, ref, name: fullName, itemKind: kind)
+            entry.failure = failure
+            try await self.append(entry)
+            throw SagaStepFailure(failure: failure)
+        }
+    }
+
+    private func didComplete<T: Sendable>(
+        _ ref: SagaItemRef,
+        name: String,
+        kind: SagaItemKind,
+        value: T,
+        in scope: SagaScope,
+        compensate: (@Sendable (T, SagaStepContext) async throws -> Void)?
+    ) {
+        if kind == .pivot {
+            self.state.withLock { $0.isPastPivot = true }
+        }
+        guard let compensate else { return }
+        scope.add(
+            .step(
+                SagaUndo(
+                    ref: ref,
+                    step: name,
+                    context: self.stepContext(name + "/compensate", attempt: 1),
+                    compensate: { context in try await compensate(value, context) }
+                )
+            )
+        )
+    }
+
+    /// The attempts of a step before the pivot, or of the pivot: its retry strategy's, each with
+    /// its timeout, each journaled as it starts.
+    private func runAttempts<T: Sendable>(
+        _ ref: SagaItemRef,
+        name: String,
+        kind: SagaItemKind,
+        options: SagaStepOptions,
+        after attemptsBefore: Int,
+        action: @escaping @Sendable (SagaStepContext) async throws -> T
+    ) async -> Result<T, any Error> {
+        var attempt = attemptsBefore
+        let once = { () async throws -> T in
+            attempt += 1
+            var entry = self.itemEntry(.stepStarted, ref, name: name, itemKind: kind)
+            entry.attempt = attempt
+            entry.idempotent = options.isIdempotent
+            try await self.append(entry)
+            let context = self.stepContext(name, attempt: attempt)
+            return try await self.withTimeout(options.timeout, step: name) { try await action(context) }
+        }
+        do {
+            if let retry = options.retry {
+                return .success(try await retry.run(once))
+            }
+            return .success(try await once())
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// The attempts of a retriable step: until it succeeds, the configured attempts run out, or
+    /// the run is suspended.
+    private func runRetriable<T: Sendable>(
+        _ ref: SagaItemRef,
+        name: String,
+        options: SagaStepOptions,
+        after attemptsBefore: Int,
+        action: @escaping @Sendable (SagaStepContext) async throws -> T
+    ) async -> Result<T, any Error> {
+        await self.whileNotSuspended {
+            var delays = self.runtime.configuration.retriableBackoff.makeDelays(using: self.runtime.random)
+            var attempt = attemptsBefore
+            let limit = attemptsBefore + self.runtime.configuration.retriableAttempts
+            while true {
+                attempt += 1
+                do {
+                    var entry = self.itemEntry(.stepStarted, ref, name: name, itemKind: .retriable)
+                    entry.attempt = attempt
+                    entry.idempotent = true
+                    try await self.append(entry)
+                    let context = self.stepContext(name, attempt: attempt)
+                    return .success(
+                        try await self.withTimeout(options.timeout, step: name) { try await action(context) }
+                    )
+                } catch {
+                    if self.isSuspension(error) || attempt >= limit { return .failure(error) }
+                    if let error = error as? SagaError, error.code == .journalUnavailable { return .failure(error) }
+                    self.instruments.stepRetries.increment(by: 1)
+                    if let delay = delays.next(), delay > .zero {
+                        do {
+                            try await self.runtime.clock.sleep(for: delay)
+                        } catch {
+                            return .failure(error)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `operation` in a task of its own, and waits for it: compensations and the steps past
+    /// a pivot must finish even when the saga's task is cancelled, so the caller's cancellation
+    /// does not reach the task; suspending the run (a shutdown) cancels it. The caller owns the
+    /// task and awaits it. The trace is the caller's without its deadline: a compensation's
+    /// requests must not fail only because the saga ran out of time.
+    func whileNotSuspended<T: Sendable>(_ operation: @escaping @Sendable () async -> T) async -> T {
+        var context = TraceContext.current
+        context?.deadline = nil
+        let inner = TaskSpawner.spawn(executor: self.runtime.executor) { () async -> T in
+            await TraceContext.$current.withValue(context) { await operation() }
+        }
+        let key = self.state.withLock { state -> Int? in
+            if state.isSuspending { return nil }
+            defer { state.nextSuspendable += 1 }
+            state.suspendables[state.nextSuspendable] = { inner.cancel() }
+            return state.nextSuspendable
+        }
+        if key == nil { inner.cancel() }
+        let value = await inner.value
+        if let key { _ = self.state.withLock { $0.suspendables.removeValue(forKey: key) } }
+        return value
+    }
+
+    func withTimeout<T: Sendable>(
+        _ timeout: Duration?,
+        step: String,
+        _ operation: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        guard let timeout else { return try await operation() }
+        let clock = self.runtime.clock
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await operation() }
+            group.addTask {
+                try await clock.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            if case .some(.some(let value)) = try await group.next() {
+                return value
+            }
+            throw SagaError(code: .stepTimedOut, message: "an attempt of \(step) ran past its timeout of \(timeout)")
+        }
+    }
+
+    // MARK: Compensation
+
+    /// Compensates every completed item of `scope`, newest first; a parallel group's branches
+    /// concurrently. Failed compensations are collected in the state, not thrown.
+    func compensate(_ scope: SagaScope) async {
+        let nodes = scope.state.withLock { state -> [SagaScope.Node] in
+            if state.isCompensated { return [] }
+            return state.nodes
+        }
+        for node in nodes.reversed() {
+            if self.isSuspending || self.state.withLock({ $0.journalFailure != nil }) { return }
+            switch node {
+            case .step(let undo):
+                await self.compensateStep(undo)
+            case .branches(let scopes):
+                await withTaskGroup(of: Void.self) { group in
+                    for branch in scopes {
+                        group.addTask { await self.compensate(branch) }
+                    }
+                }
+            case .nested(let nested):
+                await self.compensate(nested)
+            }
+        }
+        if !self.isSuspending {
+            scope.state.withLock { $0.isCompensated = true }
+        }
+    }
+
+    private func compensateStep(_ undo: SagaUndo) async {
+        var attemptsBefore = 0
+        if self.state.withLock({ $0.completedCompensations.contains(undo.ref) }) { return }
+        if let recorded = self.replay?.items[undo.ref] {
+            switch recorded.compensation {
+            case .completed:
+                return
+            case .failed(let failure):
+                self.state.withLock { $0.failedCompensations.append(failure) }
+                return
+            case .started(let attempts):
+                attemptsBefore = attempts
+            case .none:
+                break
+            }
+        }
+        let configuration = self.runtime.configuration
+        var delays = configuration.compensationBackoff.makeDelays(using: self.runtime.random)
+        var attempt = attemptsBefore
+        var lastError: (any Error)?
+        let name = self.saga
+        while attempt < attemptsBefore + configuration.compensationAttempts {
+            attempt += 1
+            var context = undo.context
+            context.attempt = attempt
+            do {
+                var started = self.itemEntry(.compensationStarted, undo.ref, name: undo.step, itemKind: .step)
+                started.attempt = attempt
+                try await self.append(started)
+                try await self.runtime.telemetry.withSpan("saga.compensate \(undo.step)", random: self.runtime.random) {
+                    span in
+                    span.setAttribute("saga", .string(name))
+                    span.setAttribute("attempt", .int(Int64(attempt)))
+                    try await undo.compensate(context)
+                }
+                try await self.append(
+                    self.itemEntry(.compensationCompleted, undo.ref, name: undo.step, itemKind: .step)
+                )
+                self.state.withLock { _ = $0.completedCompensations.insert(undo.ref) }
+                return
+            } catch let error as SagaError where error.code == .journalUnavailable {
+                self.state.withLock { $0.journalFailure = $0.journalFailure ?? error }
+                return
+            } catch {
+                if self.isSuspension(error) { return }
+                lastError = error
+            }
+            if attempt < attemptsBefore + configuration.compensationAttempts {
+                self.instruments.compensationRetries.increment(by: 1)
+                if let delay = delays.next(), delay > .zero {
+                    do {
+                        try await self.runtime.clock.sleep(for: delay)
+                    } catch {
+                        return
+                    }
+                }
+            }
+        }
+        let failure = SagaFailure(lastError ?? CancellationError(), step: undo.step)
+        var entry = self.itemEntry(.compensationFailed, undo.ref, name: undo.step, itemKind: .step)
+        entry.failure = failure
+        do {
+            try await self.append(entry)
+        } catch {
+            self.state.withLock { $0.journalFailure = $0.journalFailure ?? error }
+            return
+        }
+        self.state.withLock { $0.failedCompensations.append(failure) }
+    }
+}
