@@ -35,7 +35,8 @@ import Synchronization
 public final class SagaRunner: Sendable {
     struct Definition: Sendable {
         /// Resumes the saga whose journal is `replay`, to an outcome.
-        let resume: @Sendable (SagaRunner, SagaReplay) async throws(SagaError) -> SagaStatus.Phase
+        /// `claimed` is the claim of the saga in this process, made by the caller.
+        let resume: @Sendable (SagaRunner, SagaReplay, Running) async throws(SagaError) -> SagaStatus.Phase
     }
 
     /// A run in this process, for others to wait for.
@@ -155,13 +156,26 @@ public final class SagaRunner: Sendable {
     /// - Parameter saga: The saga definition.
     public func register<S: Saga>(_ saga: S) {
         precondition(Self.isValidName(S.name), "a saga's name must be non-empty and without `:`, got \"\(S.name)\"")
-        let definition = Definition { runner, replay throws(SagaError) in
-            let input = try SagaPayload.decode(
-                S.Input.self,
-                from: replay.input,
-                what: "the input of \(S.name) \(replay.id)"
-            )
-            return try await runner.execute(saga, id: replay.id, run: replay.run, input: input, replay: replay).phase
+        let definition = Definition { runner, replay, claimed throws(SagaError) in
+            let input: S.Input
+            do throws(SagaError) {
+                input = try SagaPayload.decode(
+                    S.Input.self,
+                    from: replay.input,
+                    what: "the input of \(S.name) \(replay.id)"
+                )
+            } catch {
+                runner.release(SagaRuntime.stream(saga: S.name, id: replay.id), claimed)
+                throw error
+            }
+            return try await runner.execute(
+                saga,
+                id: replay.id,
+                run: replay.run,
+                input: input,
+                replay: replay,
+                claimed: claimed
+            ).phase
         }
         self.state.withLock { $0.definitions[S.name] = definition }
     }
@@ -739,10 +753,9 @@ public final class SagaRunner: Sendable {
                 source: "keel.saga",
                 "resuming \(replay.saga) \(replay.id) (run \(replay.run))"
             )
-            // The definition's resume claims nothing: hand over the claim made here.
-            self.release(stream, running)
+            // The claim made here passes to the task, which releases it when the saga finishes.
             self.spawn { runner throws(SagaError) in
-                _ = try await definition.resume(runner, replay)
+                _ = try await definition.resume(runner, replay, running)
             }
         }
         if !unknown.isEmpty {
@@ -872,11 +885,11 @@ public final class SagaRunner: Sendable {
             )
             entry.note = "retry"
             try await self.appendOperatorEntry(entry, to: stream)
-            self.release(stream, running)
             guard let reopened = try await SagaReplay.load(from: self.runtime.store, stream: stream) else {
                 throw SagaError(code: .notFound, message: "no saga \(S.name) \(id) in the journal")
             }
-            _ = try await definition.resume(self, reopened)
+            // The claim passes to the run, which releases it when it finishes.
+            _ = try await definition.resume(self, reopened, running)
             return try await self.outcome(S.self, id: id)
         } catch {
             self.release(stream, running)

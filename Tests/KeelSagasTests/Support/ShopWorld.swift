@@ -180,7 +180,7 @@ struct OrderSaga: Saga {
     let world: ShopWorld
 
     func run(_ order: OrderDraft, saga: SagaContext) async throws -> String {
-        let total = try await saga.step("validate") { _ in try await world.validate(order) }
+        let total = try await saga.step("validate", .idempotent) { _ in try await world.validate(order) }
         let payment = try await saga.step("pay", .idempotent) { step in
             try await world.pay(order, amount: total, key: step.idempotencyKey)
         } compensate: { payment, _ in
@@ -192,7 +192,7 @@ struct OrderSaga: Saga {
             try await world.release(reservation)
         }
         _ = payment
-        return try await saga.pivot("confirm") { _ in try await world.confirm(order) }
+        return try await saga.pivot("confirm", .idempotent) { _ in try await world.confirm(order) }
     }
 }
 
