@@ -74,6 +74,38 @@ public final class SagaContext: Sendable {
         )
     }
 
+    /// Runs a compensatable step whose action returns nothing: as
+    /// ``step(_:_:action:compensate:)``, with a compensation that gets only the step's context.
+    /// - Parameters:
+    ///   - name: The step's name, unique within the run.
+    ///   - options: Idempotence, timeout and retries.
+    ///   - action: The step's work.
+    ///   - compensate: Undoes the step's effect; `nil` for a step with nothing to undo.
+    /// - Throws: As ``step(_:_:action:compensate:)``.
+    public func step(
+        _ name: String,
+        _ options: SagaStepOptions = SagaStepOptions(),
+        action: @escaping @Sendable (SagaStepContext) async throws -> Void,
+        compensate: (@Sendable (SagaStepContext) async throws -> Void)? = nil
+    ) async throws {
+        var undo: (@Sendable (SagaNothing, SagaStepContext) async throws -> Void)?
+        if let compensate {
+            undo = { _, context in try await compensate(context) }
+        }
+        let work: @Sendable (SagaStepContext) async throws -> SagaNothing = { context in
+            try await action(context)
+            return SagaNothing()
+        }
+        _ = try await self.execution.step(
+            in: self.scope,
+            name: name,
+            kind: .step,
+            options: options,
+            action: work,
+            compensate: undo
+        )
+    }
+
     /// Runs the saga's pivot: the step after which it can no longer compensate.
     ///
     /// If the pivot fails, the steps before it are compensated. Once it has completed, only
@@ -101,6 +133,23 @@ public final class SagaContext: Sendable {
             action: action,
             compensate: nil
         )
+    }
+
+    /// Runs the saga's pivot, whose action returns nothing: as ``pivot(_:_:action:)``.
+    /// - Parameters:
+    ///   - name: The step's name, unique within the run.
+    ///   - options: Idempotence, timeout and retries.
+    ///   - action: The step's work.
+    /// - Throws: As ``pivot(_:_:action:)``.
+    public func pivot(
+        _ name: String,
+        _ options: SagaStepOptions = SagaStepOptions(),
+        action: @escaping @Sendable (SagaStepContext) async throws -> Void
+    ) async throws {
+        _ = try await self.pivot(name, options) { context in
+            try await action(context)
+            return SagaNothing()
+        }
     }
 
     /// Runs a retriable step: one that must eventually succeed, so it is retried rather than
@@ -133,6 +182,23 @@ public final class SagaContext: Sendable {
             action: action,
             compensate: nil
         )
+    }
+
+    /// Runs a retriable step whose action returns nothing: as ``retriable(_:_:action:)``.
+    /// - Parameters:
+    ///   - name: The step's name, unique within the run.
+    ///   - options: The timeout of each attempt.
+    ///   - action: The step's work.
+    /// - Throws: As ``retriable(_:_:action:)``.
+    public func retriable(
+        _ name: String,
+        _ options: SagaStepOptions = SagaStepOptions(),
+        action: @escaping @Sendable (SagaStepContext) async throws -> Void
+    ) async throws {
+        _ = try await self.retriable(name, options) { context in
+            try await action(context)
+            return SagaNothing()
+        }
     }
 
     /// Runs branches concurrently, each in a child task with a scope of its own, and returns
@@ -277,6 +343,9 @@ public final class SagaContext: Sendable {
         try await execution.append(execution.itemEntry(.timerFired, ref, name: fullName, itemKind: .timer))
     }
 }
+
+/// The journaled output of a step that returns nothing.
+struct SagaNothing: Codable, Sendable {}
 
 /// Hands out the values of a parallel group, in order, as the types of its branches.
 private final class PackCursor: @unchecked Sendable {
