@@ -318,7 +318,9 @@ final class SagaExecution: Sendable {
             entry.idempotent = options.isIdempotent
             try await self.append(entry)
             let context = self.stepContext(name, attempt: attempt)
-            return try await self.withTimeout(options.timeout, step: name) { try await action(context) }
+            return try await self.traced(name, attempt: attempt) {
+                try await self.withTimeout(options.timeout, step: name) { try await action(context) }
+            }
         }
         do {
             if let retry = options.retry {
@@ -352,7 +354,9 @@ final class SagaExecution: Sendable {
                     try await self.append(entry)
                     let context = self.stepContext(name, attempt: attempt)
                     return .success(
-                        try await self.withTimeout(options.timeout, step: name) { try await action(context) }
+                        try await self.traced(name, attempt: attempt) {
+                            try await self.withTimeout(options.timeout, step: name) { try await action(context) }
+                        }
                     )
                 } catch {
                     if self.isSuspension(error) || attempt >= limit { return .failure(error) }
@@ -391,6 +395,61 @@ final class SagaExecution: Sendable {
         let value = await inner.value
         if let key { _ = self.state.withLock { $0.suspendables.removeValue(forKey: key) } }
         return value
+    }
+
+    /// Runs one attempt of a step in a span of its own, `saga.step <name>`, in the saga's trace.
+    func traced<T: Sendable>(_ step: String, attempt: Int, _ operation: () async throws -> T) async throws -> T {
+        let saga = self.saga
+        return try await self.runtime.telemetry.withSpan("saga.step \(step)", random: self.runtime.random) { span in
+            span.setAttribute("saga", .string(saga))
+            span.setAttribute("attempt", .int(Int64(attempt)))
+            return try await operation()
+        }
+    }
+
+    /// Suspends until the run is suspended (the runner shuts down), or the calling task is
+    /// cancelled.
+    func waitForSuspension() async {
+        let key = self.state.withLock { state -> Int in
+            defer { state.nextSuspendable += 1 }
+            return state.nextSuspendable
+        }
+        let signal = SuspensionSignal()
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                signal.park(continuation)
+                let now = self.state.withLock { state -> Bool in
+                    if state.isSuspending || Task.isCancelled { return true }
+                    state.suspendables[key] = { signal.fire() }
+                    return false
+                }
+                if now { signal.fire() }
+            }
+        } onCancel: {
+            signal.fire()
+        }
+        _ = self.state.withLock { $0.suspendables.removeValue(forKey: key) }
+    }
+
+    /// Sleeps `duration` on the runner's clock; a suspension of the run (a shutdown) ends the
+    /// sleep with ``SagaError/Code-swift.struct/suspended``.
+    func sleep(for duration: Duration, timer: String) async throws {
+        let clock = self.runtime.clock
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                try await clock.sleep(for: duration)
+                return true
+            }
+            group.addTask {
+                await self.waitForSuspension()
+                return false
+            }
+            defer { group.cancelAll() }
+            if try await group.next() == false, self.isSuspending {
+                throw SagaError(code: .suspended, message: "the runner is shutting down; the timer \(timer) stopped")
+            }
+            try Task.checkCancellation()
+        }
     }
 
     func withTimeout<T: Sendable>(
@@ -511,5 +570,29 @@ final class SagaExecution: Sendable {
             return
         }
         self.state.withLock { $0.failedCompensations.append(failure) }
+    }
+}
+
+/// A continuation resumed exactly once, by whichever comes first: the suspension or the
+/// waiter's cancellation.
+private final class SuspensionSignal: Sendable {
+    private let state = Lock<(continuation: CheckedContinuation<Void, Never>?, fired: Bool)>((nil, false))
+
+    func park(_ continuation: CheckedContinuation<Void, Never>) {
+        let resumeNow = self.state.withLock { state -> Bool in
+            if state.fired { return true }
+            state.continuation = continuation
+            return false
+        }
+        if resumeNow { continuation.resume() }
+    }
+
+    func fire() {
+        let continuation = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.fired = true
+            defer { state.continuation = nil }
+            return state.continuation
+        }
+        continuation?.resume()
     }
 }

@@ -338,7 +338,7 @@ public final class SagaContext: Sendable {
             try await execution.append(entry)
         }
         if due > now {
-            try await execution.runtime.clock.sleep(for: .nanoseconds(due - now))
+            try await execution.sleep(for: .nanoseconds(due - now), timer: fullName)
         }
         try await execution.append(execution.itemEntry(.timerFired, ref, name: fullName, itemKind: .timer))
     }
