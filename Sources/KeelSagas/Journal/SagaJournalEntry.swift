@@ -16,6 +16,8 @@ struct SagaJournalEntry: Codable, Sendable, Hashable {
         case compensationStarted, compensationCompleted, compensationFailed
         case scopeStarted, timerStarted, timerFired
         case finished, reopened, resolved
+        /// A signal sent to the saga from outside (``SagaRunner/signal(_:id:name:payload:)``).
+        case signalSent
     }
 
     var kind: Kind
@@ -118,7 +120,7 @@ struct SagaItemRef: Codable, Sendable, Hashable, CustomStringConvertible {
 
 /// What an item is; replay checks that the body asks for the same kind at the same place.
 enum SagaItemKind: String, Codable, Sendable, Hashable {
-    case step, pivot, retriable, parallel, nested, timer
+    case step, pivot, retriable, parallel, nested, timer, signal
 }
 
 /// JSON text of a value, for journal payloads.

@@ -41,6 +41,8 @@ struct SagaReplay: Sendable {
     var failedCompensations: [SagaFailure] = []
     /// The stream's last version.
     var version: UInt64
+    /// The signals sent to the saga, by name: the first payload of each (JSON text).
+    var signals: [String: String] = [:]
     /// Every entry of the latest run, in journal order, for the timeline.
     var entries: [SagaJournalEntry] = []
 
@@ -195,6 +197,10 @@ struct SagaReplay: Sendable {
             }
         case .resolved:
             self.phase = .resolved
+        case .signalSent:
+            if let name = entry.name, self.signals[name] == nil {
+                self.signals[name] = entry.payload ?? "null"
+            }
         }
     }
 }

@@ -165,7 +165,7 @@ final class SagaExecution: Sendable {
                         message: "\(name) comes after the pivot: past it, only retriable steps (and timers) may follow"
                     )
                 }
-            case .retriable, .timer:
+            case .retriable, .timer, .signal:
                 break
             }
             guard let recorded = self.replay?.items[ref] else { return nil }
@@ -452,6 +452,73 @@ final class SagaExecution: Sendable {
         }
     }
 
+    /// Waits for the signal `name`, or until `timeout` passes (durably: the due time is
+    /// journaled).
+    /// - Returns: The signal's payload (JSON text), or `nil` when the wait timed out.
+    func waitForSignal(in scope: SagaScope, name: String, timeout: Duration) async throws -> String? {
+        let fullName = scope.namePrefix + name
+        let index = try scope.take(fullName)
+        defer { scope.release() }
+        let ref = SagaItemRef(scope: scope.path, index: index)
+        let recorded = try self.claim(ref, name: fullName, kind: .signal, in: scope)
+        if let recorded, recorded.isCompleted {
+            return try SagaPayload.decode(
+                SagaSignalRecord.self,
+                from: recorded.output,
+                what: "the wait for \(fullName)"
+            )
+            .payload
+        }
+        let wallClock = self.runtime.wallClock
+        let due: Int64
+        if let recordedDue = recorded?.dueTime {
+            due = recordedDue
+        } else {
+            try Task.checkCancellation()
+            let (seconds, attoseconds) = timeout.components
+            due = wallClock.nanosecondsSinceEpoch() + seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+            var entry = self.itemEntry(.timerStarted, ref, name: fullName, itemKind: .signal)
+            entry.dueTime = due
+            try await self.append(entry)
+        }
+        while true {
+            let wake = SuspensionSignal()
+            let key = self.runtime.mailbox.register(self.stream) { wake.fire() }
+            defer { self.runtime.mailbox.remove(self.stream, key) }
+            // The journal is what counts; it is read after the registration, so that a signal sent
+            // in between is seen here or wakes the wait below.
+            let journal = try await SagaReplay.load(from: self.runtime.store, stream: self.stream)
+            let payload = journal?.signals[name]
+            let remaining = due - wallClock.nanosecondsSinceEpoch()
+            if payload != nil || remaining <= 0 {
+                var entry = self.itemEntry(.stepCompleted, ref, name: fullName, itemKind: .signal)
+                entry.payload = try SagaPayload.encode(
+                    SagaSignalRecord(payload: payload),
+                    what: "the wait for \(fullName)"
+                )
+                try await self.append(entry)
+                return payload
+            }
+            let clock = self.runtime.clock
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await clock.sleep(for: .nanoseconds(remaining)) }
+                group.addTask { await wake.wait() }
+                group.addTask {
+                    await self.waitForSuspension()
+                    if self.isSuspending {
+                        throw SagaError(
+                            code: .suspended,
+                            message: "the runner is shutting down; the wait for \(fullName) stopped"
+                        )
+                    }
+                }
+                defer { group.cancelAll() }
+                try await group.next()
+            }
+            try Task.checkCancellation()
+        }
+    }
+
     func withTimeout<T: Sendable>(
         _ timeout: Duration?,
         step: String,
@@ -575,7 +642,7 @@ final class SagaExecution: Sendable {
 
 /// A continuation resumed exactly once, by whichever comes first: the suspension or the
 /// waiter's cancellation.
-private final class SuspensionSignal: Sendable {
+final class SuspensionSignal: Sendable {
     private let state = Lock<(continuation: CheckedContinuation<Void, Never>?, fired: Bool)>((nil, false))
 
     func park(_ continuation: CheckedContinuation<Void, Never>) {
@@ -587,6 +654,17 @@ private final class SuspensionSignal: Sendable {
         if resumeNow { continuation.resume() }
     }
 
+    /// Suspends until ``fire()`` (or the calling task is cancelled).
+    func wait() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                self.park(continuation)
+            }
+        } onCancel: {
+            self.fire()
+        }
+    }
+
     func fire() {
         let continuation = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
             state.fired = true
@@ -595,4 +673,9 @@ private final class SuspensionSignal: Sendable {
         }
         continuation?.resume()
     }
+}
+
+/// The journaled result of a wait for a signal: the payload, or `nil` for a timeout.
+struct SagaSignalRecord: Codable, Sendable {
+    var payload: String?
 }

@@ -51,12 +51,13 @@ extension SagaRunner {
         case .compensationFailed:
             return "compensate \(name): gave up: " + (entry.failure.map { "\($0.errorType): \($0.message)" } ?? "")
         case .scopeStarted: return "\(kind) \(name): started"
-        case .timerStarted: return "timer \(name): set"
+        case .timerStarted: return entry.itemKind == .signal ? "wait for \(name): started" : "timer \(name): set"
         case .timerFired: return "timer \(name): fired"
         case .finished:
             return "finished: \(entry.outcome?.rawValue ?? "?")" + (entry.failure.map { " (\($0))" } ?? "")
         case .reopened: return "reopened by an operator" + (entry.note.map { ": \($0)" } ?? "")
         case .resolved: return "resolved by an operator" + (entry.note.map { ": \($0)" } ?? "")
+        case .signalSent: return "signal \(name) sent"
         }
     }
 }

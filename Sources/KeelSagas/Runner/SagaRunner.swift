@@ -944,6 +944,42 @@ public final class SagaRunner: Sendable {
         }
     }
 
+    // MARK: Signals
+
+    /// Sends the signal `name` to the saga `id` named `saga`: journals it, and wakes the saga if it
+    /// waits for it in this process (``SagaContext/waitForSignal(_:as:timeout:)``). A saga that
+    /// reaches the wait later, or is resumed after a restart, finds it in its journal. Only the
+    /// first signal of a name counts in a run, so sending one twice (a redelivered event) is
+    /// harmless.
+    /// - Parameters:
+    ///   - saga: The saga's type name.
+    ///   - id: The saga's id.
+    ///   - name: The signal's name.
+    ///   - payload: What the signal carries.
+    /// - Throws: ``SagaError`` with ``SagaError/Code-swift.struct/notFound`` when the journal has no
+    ///   such saga, with ``SagaError/Code-swift.struct/journalUnavailable`` when it cannot be
+    ///   written.
+    public func signal<Payload: Encodable & Sendable>(
+        _ saga: String,
+        id: String,
+        name: String,
+        payload: Payload
+    ) async throws(SagaError) {
+        let stream = SagaRuntime.stream(saga: saga, id: id)
+        guard let replay = try await SagaReplay.load(from: self.runtime.store, stream: stream) else {
+            throw SagaError(code: .notFound, message: "no saga \(saga) \(id) to signal \(name)")
+        }
+        var entry = SagaJournalEntry(
+            kind: .signalSent,
+            run: replay.run,
+            time: self.runtime.wallClock.nanosecondsSinceEpoch()
+        )
+        entry.name = name
+        entry.payload = try SagaPayload.encode(payload, what: "the signal \(name)")
+        try await self.appendOperatorEntry(entry, to: stream)
+        self.runtime.mailbox.wake(stream)
+    }
+
     // MARK: Shutdown
 
     /// Stops the runner: its sagas stop at their next step (a running step finishes; retry

@@ -1,5 +1,6 @@
 import KeelCore
 import KeelEventSourcing
+import Synchronization
 
 /// What every run of one runner shares: the journal's store, time, randomness, telemetry and the
 /// executor preference of the tasks the runner starts.
@@ -11,9 +12,44 @@ struct SagaRuntime: Sendable {
     let telemetry: any Telemetry
     let executor: (any TaskExecutor)?
     let configuration: SagaRunner.Configuration
+    /// Wakes the runs that wait for a signal when one is sent.
+    let mailbox = SagaMailbox()
 
     /// The journal stream of the saga `saga` with id `id`.
     static func stream(saga: String, id: String) -> StreamID {
         StreamID("saga-\(saga):\(id)")
+    }
+}
+
+/// The runs of one runner that wait for a signal, to wake when one is sent. A woken run reads its
+/// journal for the signal: the journal, not the wake-up, is what counts.
+final class SagaMailbox: Sendable {
+    private struct State {
+        var waiters: [StreamID: [Int: @Sendable () -> Void]] = [:]
+        var next = 0
+    }
+    private let state = Lock(State())
+
+    /// Registers `wake` for signals to `stream`.
+    /// - Returns: The key to remove it with.
+    func register(_ stream: StreamID, _ wake: @escaping @Sendable () -> Void) -> Int {
+        self.state.withLock { state in
+            defer { state.next += 1 }
+            state.waiters[stream, default: [:]][state.next] = wake
+            return state.next
+        }
+    }
+
+    func remove(_ stream: StreamID, _ key: Int) {
+        self.state.withLock { state in
+            state.waiters[stream]?[key] = nil
+            if state.waiters[stream]?.isEmpty == true { state.waiters[stream] = nil }
+        }
+    }
+
+    /// Wakes every run waiting for a signal to `stream`.
+    func wake(_ stream: StreamID) {
+        let waiters = self.state.withLock { $0.waiters[stream].map { Array($0.values) } ?? [] }
+        for wake in waiters { wake() }
     }
 }

@@ -344,6 +344,44 @@ public final class SagaContext: Sendable {
     }
 }
 
+extension SagaContext {
+    /// Waits for the signal `name` — an answer from outside, sent with
+    /// ``SagaRunner/signal(_:id:name:payload:)`` — or until `timeout` passes, durably: the wait's
+    /// due time is journaled, so a saga resumed after a restart waits only what is left, and a
+    /// signal sent while no process ran is found in the journal.
+    ///
+    /// This is how a saga waits for an event: a durable subscription's handler (at least once,
+    /// across restarts) turns the event into a signal for the saga it correlates with.
+    ///
+    /// ```swift
+    /// // In the saga: wait up to a day for the bank's confirmation.
+    /// guard let transfer = try await saga.waitForSignal("transfer-confirmed", as: Transfer.self, timeout: .seconds(86_400)) else {
+    ///     throw TransferTimedOut()   // before the pivot: the saga compensates
+    /// }
+    /// // In the subscriber: the event becomes the signal.
+    /// try await runner.signal(PayByTransfer.name, id: event.orderID, name: "transfer-confirmed", payload: event.transfer)
+    /// ```
+    /// - Parameters:
+    ///   - name: The signal's name; also the wait's name, unique within the run.
+    ///   - type: The payload's type.
+    ///   - timeout: How long to wait, from the first time the body reaches the wait.
+    /// - Returns: The first payload sent under `name` in this run, or `nil` when the wait timed
+    ///   out.
+    /// - Throws: `CancellationError` when the saga's task is cancelled; ``SagaError`` as for
+    ///   ``step(_:_:action:compensate:)``, or with ``SagaError/Code-swift.struct/encodingFailed``
+    ///   when the payload does not decode as `type`.
+    public func waitForSignal<T: Codable & Sendable>(
+        _ name: String,
+        as type: T.Type = T.self,
+        timeout: Duration
+    ) async throws -> T? {
+        guard let payload = try await self.execution.waitForSignal(in: self.scope, name: name, timeout: timeout) else {
+            return nil
+        }
+        return try SagaPayload.decode(T.self, from: payload, what: "the signal \(name)")
+    }
+}
+
 /// The journaled output of a step that returns nothing.
 struct SagaNothing: Codable, Sendable {}
 
