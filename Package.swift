@@ -39,7 +39,7 @@ let package = Package(
         ),
         .target(
             name: "KeelTesting",
-            dependencies: ["KeelCore", "Keel", "KeelEventSourcing"],
+            dependencies: ["KeelCore", "Keel", "KeelEventSourcing", "KeelSagas"],
             swiftSettings: swiftSettings
         ),
         // The shop's services and messages, shared by the `shop` walk-through and by the
@@ -120,7 +120,9 @@ let package = Package(
         ),
         .testTarget(
             name: "KeelTestingTests",
-            dependencies: ["KeelTesting", "Keel", "KeelCore", "KeelEventSourcing", "KeelResilience", "KeelTestSupport"],
+            dependencies: [
+                "KeelTesting", "Keel", "KeelCore", "KeelEventSourcing", "KeelResilience", "KeelSagas", "KeelTestSupport",
+            ],
             swiftSettings: swiftSettings
         ),
     ]

@@ -80,6 +80,13 @@ final class SagaExecution: Sendable {
         return error is CancellationError && self.isSuspending
     }
 
+    /// Passes an attempt through the runner's interceptor, if it has one.
+    func intercept(_ kind: SagaInterception.Kind, step: String, attempt: Int) throws {
+        try self.runtime.interceptor?(
+            SagaInterception(kind: kind, saga: self.saga, id: self.id, step: step, attempt: attempt)
+        )
+    }
+
     // MARK: Journal
 
     func entry(_ kind: SagaJournalEntry.Kind) -> SagaJournalEntry {
@@ -318,6 +325,7 @@ final class SagaExecution: Sendable {
             entry.idempotent = options.isIdempotent
             try await self.append(entry)
             let context = self.stepContext(name, attempt: attempt)
+            try self.intercept(.step, step: name, attempt: attempt)
             return try await self.traced(name, attempt: attempt) {
                 try await self.withTimeout(options.timeout, step: name) { try await action(context) }
             }
@@ -353,6 +361,7 @@ final class SagaExecution: Sendable {
                     entry.idempotent = true
                     try await self.append(entry)
                     let context = self.stepContext(name, attempt: attempt)
+                    try self.intercept(.step, step: name, attempt: attempt)
                     return .success(
                         try await self.traced(name, attempt: attempt) {
                             try await self.withTimeout(options.timeout, step: name) { try await action(context) }
@@ -602,6 +611,7 @@ final class SagaExecution: Sendable {
                     span in
                     span.setAttribute("saga", .string(name))
                     span.setAttribute("attempt", .int(Int64(attempt)))
+                    try self.intercept(.compensation, step: undo.step, attempt: attempt)
                     try await undo.compensate(context)
                 }
                 try await self.append(

@@ -107,7 +107,7 @@ public final class SagaRunner: Sendable {
     ///   - random: The source of event ids and backoff jitter.
     ///   - telemetry: Where metrics, spans and logs go.
     ///   - executor: The task executor preference of the tasks the runner starts.
-    public init(
+    public convenience init(
         store: any EventStore,
         configuration: Configuration = Configuration(),
         clock: any Clock<Duration> = ContinuousClock(),
@@ -116,6 +116,30 @@ public final class SagaRunner: Sendable {
         telemetry: any Telemetry = NoOpTelemetry(),
         executor: (any TaskExecutor)? = nil
     ) {
+        self.init(
+            store: store,
+            configuration: configuration,
+            clock: clock,
+            wallClock: wallClock,
+            random: random,
+            telemetry: telemetry,
+            executor: executor,
+            interceptor: nil
+        )
+    }
+
+    /// Creates a runner whose step and compensation attempts first pass `interceptor`: what it
+    /// throws fails the attempt. For KeelTesting's saga tester.
+    package init(
+        store: any EventStore,
+        configuration: Configuration,
+        clock: any Clock<Duration>,
+        wallClock: WallClock,
+        random: RandomSource,
+        telemetry: any Telemetry,
+        executor: (any TaskExecutor)?,
+        interceptor: (@Sendable (SagaInterception) throws -> Void)?
+    ) {
         self.runtime = SagaRuntime(
             store: store,
             clock: clock,
@@ -123,7 +147,8 @@ public final class SagaRunner: Sendable {
             random: random,
             telemetry: telemetry,
             executor: executor,
-            configuration: configuration
+            configuration: configuration,
+            interceptor: interceptor
         )
     }
 

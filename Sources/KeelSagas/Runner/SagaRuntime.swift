@@ -12,6 +12,9 @@ struct SagaRuntime: Sendable {
     let telemetry: any Telemetry
     let executor: (any TaskExecutor)?
     let configuration: SagaRunner.Configuration
+    /// Called before every attempt of a step and of a compensation; what it throws fails the
+    /// attempt. For KeelTesting's saga tester, which injects failures and crashes by step name.
+    let interceptor: (@Sendable (SagaInterception) throws -> Void)?
     /// Wakes the runs that wait for a signal when one is sent.
     let mailbox = SagaMailbox()
 
@@ -52,4 +55,20 @@ final class SagaMailbox: Sendable {
         let waiters = self.state.withLock { $0.waiters[stream].map { Array($0.values) } ?? [] }
         for wake in waiters { wake() }
     }
+}
+
+/// An attempt about to run, as the runner's interceptor sees it.
+package struct SagaInterception: Sendable, Hashable {
+    /// What is about to run.
+    package enum Kind: Sendable, Hashable {
+        case step
+        case compensation
+    }
+    package var kind: Kind
+    /// The saga's type name and id.
+    package var saga: String
+    package var id: String
+    /// The step's full name.
+    package var step: String
+    package var attempt: Int
 }
