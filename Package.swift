@@ -46,7 +46,7 @@ let package = Package(
         // `shop-server` sample of the Integrations package.
         .target(
             name: "ShopServices",
-            dependencies: ["Keel", "KeelCore", "KeelResilience", "KeelEventSourcing"],
+            dependencies: ["Keel", "KeelCore", "KeelResilience", "KeelEventSourcing", "KeelSagas"],
             path: "Samples/ShopServices",
             swiftSettings: swiftSettings
         ),

@@ -3,8 +3,9 @@
 //   user, catalog, inventory   answer requests, each from its own private storage
 //   payment                    charges customers through an external payment gateway (simulated),
 //                              on a route guarded by a resilience pipeline
-//   order                      places orders by request to the four above, then publishes
-//                              `order.created` on the event bus
+//   order                      places orders by request to the four above, each as a saga
+//                              journaled in its storage (a failed charge releases the stock it
+//                              reserved), then publishes `order.created` on the event bus
 //   notification               listens for `order.created` (by type) and `order.#` (by pattern)
 //
 // The user service is event-sourced in the host's embedded store (`.keel/shop`): a second run finds

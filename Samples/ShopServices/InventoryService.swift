@@ -23,6 +23,8 @@ package actor InventoryService: ServiceActor {
     private var stock: [String: Int]
     /// Reservations made so far, by id.
     private var reservations: [Int: StockReservation] = [:]
+    /// The reservations released (their stock back on the shelf).
+    private var released: Set<Int> = []
     /// Where the service tells what it does.
     private let say: Narrator
 
@@ -42,6 +44,19 @@ package actor InventoryService: ServiceActor {
         handlers.on(ReserveStock.self) { service, request in
             try service.reserve(request.lines)
         }
+        handlers.on(ReleaseStock.self) { service, request in
+            service.release(request.reservationID)
+        }
+    }
+
+    /// Puts a reservation's stock back, once.
+    private func release(_ id: Int) -> Bool {
+        guard let reservation = self.reservations[id], self.released.insert(id).inserted else { return false }
+        for line in reservation.lines {
+            self.stock[line.sku, default: 0] += line.quantity
+        }
+        say(Self.name, "released reservation #\(id): \(describe(reservation.lines)) back on the shelf")
+        return true
     }
 
     /// Checks every line, then takes them all; there is no `await` in between, so on this actor

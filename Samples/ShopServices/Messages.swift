@@ -108,6 +108,15 @@ package struct ReserveStock: ServiceRequest {
     package var lines: [OrderLine]
 }
 
+/// Puts a reservation's stock back on the shelf: the compensation of ``ReserveStock``.
+///
+/// Releasing a reservation twice, or one that does not exist, changes nothing: the answer says
+/// whether this call released it.
+package struct ReleaseStock: ServiceRequest {
+    package typealias Response = Bool
+    package var reservationID: Int
+}
+
 /// The inventory's receipt for a reservation.
 package struct StockReservation: Sendable, Codable, Hashable {
     package var id: Int

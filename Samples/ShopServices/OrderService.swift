@@ -1,5 +1,7 @@
 import Keel
+import KeelCore
 import KeelResilience
+import KeelSagas
 
 /// Why the order service refused an order, or could not find one, in the shop's own words.
 ///
@@ -18,8 +20,11 @@ public enum OrderError: Error, CustomStringConvertible {
     case outOfStock(sku: String, requested: Int, available: Int)
     /// The payment service did not charge the customer, or the payment route refused the charge:
     /// the `ChargePayment` request's error, whose code says why (`circuitOpen`, `bulkheadFull`,
-    /// `deadlineExceeded`, or `handlerFailed` when the gateway said no). The stock stays reserved.
+    /// `deadlineExceeded`, or `handlerFailed` when the gateway said no). The order's saga released
+    /// the reserved stock.
     case paymentFailed(RequestError)
+    /// The order's saga could neither finish nor undo what it did, and waits for an operator.
+    case needsIntervention(String)
     /// Another service failed for a reason that is not the customer's (a deadline, a shutdown…).
     case upstream(RequestError)
     /// No order has this id (``GetOrder``).
@@ -37,6 +42,7 @@ public enum OrderError: Error, CustomStringConvertible {
             "\(requested) × \(sku) requested, but only \(available) left in stock"
         case .paymentFailed(let error): "the payment did not go through: \(Self.describePayment(error))"
         case .upstream(let error): "another service failed: \(error)"
+        case .needsIntervention(let what): "the order needs an operator: \(what)"
         }
     }
 
@@ -62,6 +68,10 @@ public enum OrderError: Error, CustomStringConvertible {
 /// Places orders: validates the customer, prices the lines, reserves the stock, charges the
 /// customer, records the order and tells everyone who listens.
 ///
+/// Placing an order is a saga (``PlaceOrderSaga``), journaled in the service's own storage: when
+/// the charge fails, the saga releases the reservation it made, and a saga interrupted by a crash
+/// is resumed when the service starts again.
+///
 /// It reaches the other services only by request, through `environment.send`, and only those it
 /// declares in `dependencies`; a request to any other service fails with `undeclaredDependency`.
 package actor OrderService: ServiceActor {
@@ -72,6 +82,11 @@ package actor OrderService: ServiceActor {
 
     /// The orders placed so far, by id.
     private var orders: [Int: Order] = [:]
+    /// Runs the orders' sagas; made at start, on the service's storage.
+    private var sagas: SagaRunner?
+    /// Makes each saga's id unique, with the time the service started.
+    private var sagaCount = 0
+    private var startTime: Int64 = 0
     /// Where the service tells what it does.
     private let say: Narrator
 
@@ -92,7 +107,20 @@ package actor OrderService: ServiceActor {
         }
     }
 
+    package func start(_ environment: ServiceEnvironment) async throws {
+        let sagas = try await SagaRunner.make(environment)
+        sagas.register(PlaceOrderSaga(environment: environment, narrator: self.say))
+        // A saga a crash interrupted goes on (or compensates) from where its journal stops.
+        let resumed = try await sagas.recover()
+        if !resumed.isEmpty {
+            say(Self.name, "resuming \(resumed.count) interrupted order saga(s)")
+        }
+        self.sagas = sagas
+        self.startTime = environment.wallClock.nanosecondsSinceEpoch()
+    }
+
     package func stop() async throws {
+        await self.sagas?.shutdown()
         say(Self.name, "stopped (\(self.orders.count) orders on record)")
     }
 
@@ -117,58 +145,30 @@ package actor OrderService: ServiceActor {
         if let line = request.lines.first(where: { $0.quantity < 1 }) {
             throw .invalidQuantity(sku: line.sku, quantity: line.quantity)
         }
+        guard let sagas = self.sagas else { throw .needsIntervention("the order service has not started") }
 
-        // 1. Validate the customer. The user service throws `UserError`; it reaches us as the
-        //    `underlying` cause of a `RequestError` with code `handlerFailed`.
+        // Steps 1–4 (validate, price, reserve, charge) are the saga's. Its id is unique across runs
+        // of the shop: the service's start time and a count.
+        self.sagaCount += 1
+        let sagaID = "\(self.startTime)-\(self.sagaCount)"
+        let placed: PlaceOrderSaga.Placed
         do {
-            _ = try await environment.send(GetUser(id: request.userID))
-        } catch {
-            throw Self.translate(error)
-        }
-
-        // 2. Price every line from the catalog.
-        var items: [Order.Item] = []
-        for line in request.lines {
-            do {
-                let product = try await environment.send(GetProduct(sku: line.sku))
-                items.append(
-                    Order.Item(
-                        sku: product.sku,
-                        name: product.name,
-                        quantity: line.quantity,
-                        unitPriceCents: product.priceCents
-                    )
-                )
-            } catch {
-                throw Self.translate(error)
+            switch try await sagas.run(
+                PlaceOrderSaga(environment: environment, narrator: self.say),
+                id: sagaID,
+                input: request
+            ) {
+            case .completed(let output):
+                placed = output
+            case .compensated(let cause):
+                throw Self.refusal(cause)
+            case .needsIntervention(let intervention):
+                throw OrderError.needsIntervention(intervention.description)
             }
-        }
-
-        // 3. Reserve the stock: the inventory checks and takes all lines in one step.
-        let reservation: StockReservation
-        do {
-            reservation = try await environment.send(ReserveStock(lines: request.lines))
+        } catch let error as OrderError {
+            throw error
         } catch {
-            throw Self.translate(error)
-        }
-
-        // 4. Charge the customer. The route carries a resilience pipeline, so this one call may be
-        //    retried, cut short by a timeout, or refused at once by the breaker or the bulkhead.
-        let totalCents = items.reduce(0) { $0 + $1.quantity * $1.unitPriceCents }
-        let receipt: PaymentReceipt
-        do {
-            receipt = try await environment.send(
-                ChargePayment(
-                    userID: request.userID,
-                    amountCents: totalCents,
-                    reference: "reservation #\(reservation.id)"
-                )
-            )
-        } catch {
-            // The inventory has no request that gives stock back, so the reservation stays held.
-            // A saga would release it; the sample only says so.
-            say(Self.name, "reservation #\(reservation.id) stays held: nothing releases stock yet")
-            throw .paymentFailed(error)
+            throw .needsIntervention("\(error)")
         }
 
         // 5. Record the order. The id is chosen and the order stored with no `await` in between,
@@ -177,16 +177,16 @@ package actor OrderService: ServiceActor {
         let order = Order(
             id: self.orders.count + 1,
             userID: request.userID,
-            items: items,
-            reservationID: reservation.id,
-            paymentID: receipt.id
+            items: placed.items,
+            reservationID: placed.reservationID,
+            paymentID: placed.paymentID
         )
         self.orders[order.id] = order
         say(Self.name, "created order #\(order.id), total \(dollars(order.totalCents))")
 
         // 6. Tell whoever listens. `publish` returns once subscribers' mailboxes have the event;
         //    it does not wait for their handlers. (If it fails, the order stands but nobody hears
-        //    of it: a saga or an outbox would close that gap; the sample keeps it simple.)
+        //    of it: a durable publication from the outbox would close that gap.)
         do {
             try await environment.publish(
                 OrderCreated(orderID: order.id, userID: order.userID, items: order.items, totalCents: order.totalCents)
@@ -197,6 +197,14 @@ package actor OrderService: ServiceActor {
         return order
     }
 
+    /// Why a compensated saga refused the order, in the order service's words.
+    private static func refusal(_ cause: SagaFailure) -> OrderError {
+        guard let error = cause.error as? RequestError else {
+            return .needsIntervention("\(cause)")
+        }
+        if cause.step == "charge" { return .paymentFailed(error) }
+        return Self.translate(error)
+    }
     /// Turns another service's failure into the order service's own words.
     private static func translate(_ error: RequestError) -> OrderError {
         switch error.underlying {
@@ -210,5 +218,81 @@ package actor OrderService: ServiceActor {
             // Not a business failure (a deadline, a shutdown…): let it through as it is.
             return .upstream(error)
         }
+    }
+}
+
+/// Placing an order, as a saga: validate the customer, price the lines, reserve the stock, then
+/// charge the customer — the pivot. When the charge fails, the reservation is released.
+///
+/// Each step is a request to another service, in the order's trace; the journal lives in the
+/// order service's storage.
+package struct PlaceOrderSaga: Saga {
+    package static let name = "order.place"
+
+    /// What a completed saga hands the order service to record.
+    package struct Placed: Codable, Sendable {
+        package var items: [Order.Item]
+        package var reservationID: Int
+        package var paymentID: Int
+    }
+
+    let environment: ServiceEnvironment
+    let narrator: Narrator
+
+    package init(environment: ServiceEnvironment, narrator: Narrator) {
+        self.environment = environment
+        self.narrator = narrator
+    }
+
+    package func run(_ request: PlaceOrder, saga: SagaContext) async throws -> Placed {
+        let environment = self.environment
+        let say = self.narrator
+        // 1. Validate the customer. The user service throws `UserError`; it reaches us as the
+        //    `underlying` cause of a `RequestError` with code `handlerFailed`. Reads are idempotent.
+        try await saga.step("validate", .idempotent) { _ in
+            _ = try await environment.send(GetUser(id: request.userID))
+        }
+
+        // 2. Price every line from the catalog.
+        let items = try await saga.step("price", .idempotent) { _ in
+            var items: [Order.Item] = []
+            for line in request.lines {
+                let product = try await environment.send(GetProduct(sku: line.sku))
+                items.append(
+                    Order.Item(
+                        sku: product.sku,
+                        name: product.name,
+                        quantity: line.quantity,
+                        unitPriceCents: product.priceCents
+                    )
+                )
+            }
+            return items
+        }
+
+        // 3. Reserve the stock: the inventory checks and takes all lines in one step. Its
+        //    compensation puts the stock back.
+        let reservation = try await saga.step("reserve") { _ in
+            try await environment.send(ReserveStock(lines: request.lines))
+        } compensate: { reservation, _ in
+            say(OrderService.name, "compensating: releasing reservation #\(reservation.id)")
+            _ = try await environment.send(ReleaseStock(reservationID: reservation.id))
+        }
+
+        // 4. Charge the customer: the pivot. The route carries a resilience pipeline, so this one
+        //    call may be retried, cut short by a timeout, or refused at once by the breaker or the
+        //    bulkhead. If it fails, the saga compensates the reservation; once it succeeds, the
+        //    order stands.
+        let totalCents = items.reduce(0) { $0 + $1.quantity * $1.unitPriceCents }
+        let receipt = try await saga.pivot("charge") { _ in
+            try await environment.send(
+                ChargePayment(
+                    userID: request.userID,
+                    amountCents: totalCents,
+                    reference: "reservation #\(reservation.id)"
+                )
+            )
+        }
+        return Placed(items: items, reservationID: reservation.id, paymentID: receipt.id)
     }
 }
