@@ -171,8 +171,10 @@ actor OrderService: ServiceActor {
     let fulfilment: ProcessManagerRunner<OrderFulfilment>
     private var environment: ServiceEnvironment?
 
-    init(_ manager: OrderFulfilment = OrderFulfilment(), configuration: ProcessManagerRunner<OrderFulfilment>.Configuration)
-    {
+    init(
+        _ manager: OrderFulfilment = OrderFulfilment(),
+        configuration: ProcessManagerRunner<OrderFulfilment>.Configuration
+    ) {
         self.fulfilment = ProcessManagerRunner(manager, configuration: configuration)
     }
 

@@ -175,7 +175,11 @@ struct ProcessManagerTests {
             name: "stores shared by two hosts"
         )
         let first = shop.services()
-        try await TestHost.with(services: first.all, configuration: Self.configuration(clock, storage: storage), clock: clock) {
+        try await TestHost.with(
+            services: first.all,
+            configuration: Self.configuration(clock, storage: storage),
+            clock: clock
+        ) {
             test in
             _ = try await test.client.send(PlaceOrder(orderID: "o-6", amount: 20, quantity: 1))
             await clock.waitForSleepers(count: 1)
@@ -185,7 +189,11 @@ struct ProcessManagerTests {
         if overdue { clock.advance(by: .seconds(60)) }
 
         let second = shop.services()
-        try await TestHost.with(services: second.all, configuration: Self.configuration(clock, storage: storage), clock: clock) {
+        try await TestHost.with(
+            services: second.all,
+            configuration: Self.configuration(clock, storage: storage),
+            clock: clock
+        ) {
             _ in
             if !overdue {
                 await clock.waitForSleepers(count: 1)
@@ -209,7 +217,11 @@ struct ProcessManagerTests {
         let state = FailingAfterCommitStateStore()
         let storage = StorageLocation.stores(events: InMemoryEventStore(), state: state, name: "fails after a commit")
         let (order, services) = shop.services()
-        try await TestHost.with(services: services, configuration: Self.configuration(clock, storage: storage), clock: clock) {
+        try await TestHost.with(
+            services: services,
+            configuration: Self.configuration(clock, storage: storage),
+            clock: clock
+        ) {
             test in
             state.failNextOutboxCommit()
             _ = try await test.client.send(PlaceOrder(orderID: "o-7", amount: 30, quantity: 1))
@@ -238,7 +250,11 @@ struct ProcessManagerTests {
             name: "stores shared by two hosts"
         )
         let first = shop.services()
-        try await TestHost.with(services: first.all, configuration: Self.configuration(clock, storage: storage), clock: clock) {
+        try await TestHost.with(
+            services: first.all,
+            configuration: Self.configuration(clock, storage: storage),
+            clock: clock
+        ) {
             test in
             _ = try await test.client.send(PlaceOrder(orderID: "o-8", amount: 40, quantity: 1))
             _ = await shop.ledger.books.wait { $0.attempts.count == 1 }
@@ -249,7 +265,11 @@ struct ProcessManagerTests {
         shop.ledger.books.update { $0.failures = 0 }  // back up
 
         let second = shop.services()
-        try await TestHost.with(services: second.all, configuration: Self.configuration(clock, storage: storage), clock: clock) {
+        try await TestHost.with(
+            services: second.all,
+            configuration: Self.configuration(clock, storage: storage),
+            clock: clock
+        ) {
             _ in
             #expect(await shop.outcomes.outcome(of: "o-8") == .confirmed)
             let failed = try await second.order.fulfilment.failedEffects()
@@ -272,7 +292,7 @@ struct ProcessManagerTests {
         try await TestHost.with(services: services, configuration: Self.configuration(clock), clock: clock) { test in
             _ = try await test.client.send(PlaceOrder(orderID: "o-9", amount: 10, quantity: 1))
             _ = await shop.ledger.books.wait { $0.attempts.count == 1 }
-            await clock.waitForSleepers(count: 1)
+            await clock.waitForSleepers(count: 2)  // the relay's pause and the payment's timeout
             clock.advance(by: .seconds(1))
             _ = await shop.ledger.books.wait { $0.attempts.count == 2 }
             await order.fulfilment.waitUntilEffectsDelivered()
@@ -297,7 +317,11 @@ struct ProcessManagerTests {
         let state = InMemoryStateStore()
         let storage = StorageLocation.stores(events: InMemoryEventStore(), state: state, name: "inspected")
         let (order, services) = shop.services()
-        try await TestHost.with(services: services, configuration: Self.configuration(clock, storage: storage), clock: clock) {
+        try await TestHost.with(
+            services: services,
+            configuration: Self.configuration(clock, storage: storage),
+            clock: clock
+        ) {
             test in
             _ = try await test.client.send(PlaceOrder(orderID: "o-10", amount: 10, quantity: 1))
             _ = await shop.ledger.books.wait { $0.attempts.count == 1 }
@@ -313,7 +337,9 @@ struct ProcessManagerTests {
 
             // The payment's answer cannot be applied: it is parked by its subscription.
             let position = try await test.client.send(AnnouncePayment(orderID: "o-10"))
-            let subscription = try #require(await order.fulfilment.subscriptions.first { $0.name.hasSuffix("processed") })
+            let subscription = try #require(
+                await order.fulfilment.subscriptions.first { $0.name.hasSuffix("processed") }
+            )
             try await subscription.waitUntilDelivered(through: position)
             let parked = try await subscription.status().failed
             #expect(parked.map(\.position) == [position])
@@ -350,7 +376,9 @@ struct ProcessManagerTests {
         try context.schedule("reminder", after: .seconds(2))
         #expect(context.pendingTimeouts == [ProcessTimeout(name: "reminder", dueTime: 2_000_000_100, id: "p/k/m/1")])
         #expect(context.effects.map(\.header.idempotencyKey) == ["p/k/m/0"])
-        #expect(command?.description.hasPrefix("ProcessManagerError(undeclaredEffect) [k]: p sends RefundPayment") == true)
+        #expect(
+            command?.description.hasPrefix("ProcessManagerError(undeclaredEffect) [k]: p sends RefundPayment") == true
+        )
     }
 }
 
@@ -360,7 +388,6 @@ struct AnnouncePayment: ServiceRequest {
     typealias Response = UInt64
     var orderID: String
 }
-
 
 /// A state store that, once armed, commits the next batch that holds an outbox entry and then
 /// reports a failure: the crash point between a process manager's commit and its delivery.
@@ -390,12 +417,14 @@ final class FailingAfterCommitStateStore: StateStore {
                 return false
             }
         }
-        let fail = holdsOutbox && self.state.withLock { state in
-            guard state.armed else { return false }
-            state.armed = false
-            state.failures += 1
-            return true
-        }
+        let fail =
+            holdsOutbox
+            && self.state.withLock { state in
+                guard state.armed else { return false }
+                state.armed = false
+                state.failures += 1
+                return true
+            }
         if fail {
             throw KeyValueStoreError(code: .storeFailed, namespace: "test", message: "injected after the commit")
         }

@@ -165,7 +165,11 @@ public struct ProcessContext: Sendable {
         self.timeouts[name] = nil
     }
 
-    private mutating func record(_ kind: ProcessEffect.Kind, type: String, value: some Encodable)
+    private mutating func record(
+        _ kind: ProcessEffect.Kind,
+        type: String,
+        value: some Encodable
+    )
         throws(ProcessManagerError)
     {
         let payload: [UInt8]

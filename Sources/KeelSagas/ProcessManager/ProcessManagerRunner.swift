@@ -97,6 +97,9 @@ public actor ProcessManagerRunner<Manager: ProcessManager> {
     /// Relays that must look at their outbox again before they end: effects were committed while
     /// they were finding it empty.
     private var relaysToRepeat: Set<String> = []
+    /// Callers of ``stop()`` that came while another call was stopping. (They wait without
+    /// honouring cancellation: the stop they wait for only waits for tasks it has cancelled.)
+    private var stopWaiters: [CheckedContinuation<Void, Never>] = []
     /// The callers of ``waitUntilEffectsDelivered()``, resumed when the last relay ends.
     private let idleWaiters = Lock(IdleWaiters())
 
@@ -186,14 +189,17 @@ public actor ProcessManagerRunner<Manager: ProcessManager> {
 
     /// Stops the runner: stops its durable subscriptions (waiting for the event being handled),
     /// cancels its timers and relays and waits for them. Effects not yet delivered and timeouts
-    /// not yet fired stay stored, for the next start. Concurrent and repeated calls are harmless.
+    /// not yet fired stay stored, for the next start. A call made while another is stopping waits
+    /// for it; a call on a stopped runner returns at once. A stopped runner does not start again:
+    /// make a new one.
     public func stop() async {
         switch self.phase {
         case .idle, .stopped:
             self.phase = .stopped
             return
         case .stopping:
-            // Another call is stopping; the tasks it waits for are gone from this runner.
+            // Another call is stopping: wait for it to finish.
+            await withCheckedContinuation { self.stopWaiters.append($0) }
             return
         case .starting, .running:
             break
@@ -216,6 +222,9 @@ public actor ProcessManagerRunner<Manager: ProcessManager> {
         for task in tasks { await task.value }
         self.phase = .stopped
         self.resumeIdleWaitersIfIdle()
+        let waiters = self.stopWaiters
+        self.stopWaiters = []
+        for waiter in waiters { waiter.resume() }
     }
 
     // MARK: - Inspection
@@ -228,7 +237,9 @@ public actor ProcessManagerRunner<Manager: ProcessManager> {
     ///   ``start(in:)``, ``ProcessManagerError/Code/stateUndecodable`` or
     ///   ``ProcessManagerError/Code/recordCorrupt`` for damaged entries,
     ///   ``ProcessManagerError/Code/storageFailed`` when the store fails.
-    public func instance(for correlationKey: String) async throws(ProcessManagerError) -> ProcessInstance<
+    public func instance(
+        for correlationKey: String
+    ) async throws(ProcessManagerError) -> ProcessInstance<
         Manager.State
     >? {
         let namespace = try self.running().namespace
@@ -472,7 +483,8 @@ public actor ProcessManagerRunner<Manager: ProcessManager> {
                 )
             }
             for effect in context.effects {
-                let key = ProcessStorageLayout.outboxPrefix(correlationKey)
+                let key =
+                    ProcessStorageLayout.outboxPrefix(correlationKey)
                     + ProcessStorageLayout.sequence(updated.nextEffect)
                 updated.nextEffect += 1
                 batch.put(try effect.encoded(), forKey: key)
@@ -699,7 +711,12 @@ public actor ProcessManagerRunner<Manager: ProcessManager> {
                 trace.causationID = entry.header.idempotencyKey
                 trace.deadline = nil
                 try await TraceContext.$current.withValue(trace) {
-                    try await delivery(entry.payload, self.configuration.codec, environment, self.configuration.commandTimeout)
+                    try await delivery(
+                        entry.payload,
+                        self.configuration.codec,
+                        environment,
+                        self.configuration.commandTimeout
+                    )
                 }
                 try await namespace.delete(key)
                 return true
@@ -748,9 +765,10 @@ public actor ProcessManagerRunner<Manager: ProcessManager> {
     // MARK: - Recovery
 
     /// Re-arms the stored timeouts and wakes the relays of the stored effects.
-    private func recover(_ namespace: StateNamespace, _ environment: ServiceEnvironment) async throws(
-        ProcessManagerError
-    ) {
+    private func recover(
+        _ namespace: StateNamespace,
+        _ environment: ServiceEnvironment
+    ) async throws(ProcessManagerError) {
         var armed = 0
         for key in await namespace.keys(withPrefix: ProcessStorageLayout.allTimeouts) {
             guard let bytes = try await Self.read(key, from: namespace) else { continue }
@@ -840,7 +858,10 @@ public actor ProcessManagerRunner<Manager: ProcessManager> {
         return effects
     }
 
-    private static func read(_ key: String, from namespace: StateNamespace) async throws(ProcessManagerError)
+    private static func read(
+        _ key: String,
+        from namespace: StateNamespace
+    ) async throws(ProcessManagerError)
         -> [UInt8]?
     {
         do {
