@@ -16,7 +16,7 @@ import KeelEventSourcing
 ///     process.step = .reserving
 ///     state = process
 ///     context.cancelTimeout("payment")
-///     try context.send(ReserveInventory(orderID: event.orderID, items: process.items))
+///     try context.send(ReserveInventory(orderID: event.orderID, quantity: process.quantity))
 /// }
 /// ```
 public struct ProcessContext: Sendable {

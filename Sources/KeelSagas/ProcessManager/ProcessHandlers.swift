@@ -75,7 +75,7 @@ public struct ProcessHandlers<Manager: ProcessManager>: Sendable {
     /// - Parameter type: The command type; ``/Keel/ServiceRequest/name`` names it in the outbox.
     public mutating func sends<R: ServiceRequest>(_ type: R.Type) {
         self.effects.commands.insert(R.name)
-        self.effects.deliver[EffectDeclarations.key(.command, R.name)] = { payload, codec, environment, timeout in
+        self.effects.deliver[EffectDeclarations.key(.command, R.name)] = { payload, _, codec, environment, timeout in
             let command = try codec.decode(R.self, from: payload)
             if let timeout {
                 _ = try await environment.requests.send(command, timeout: timeout)
@@ -94,11 +94,11 @@ public struct ProcessHandlers<Manager: ProcessManager>: Sendable {
         self.effects.publications.insert(E.eventType)
         self.effects.deliver[EffectDeclarations.key(.publication, E.eventType)] = {
             payload,
+            key,
             codec,
             environment,
             _ in
             let event = try codec.decode(E.self, from: payload)
-            let key = TraceContext.current?.causationID ?? ""
             try await environment.publishDurably(event, id: EffectDeclarations.eventID(for: key))
         }
     }
@@ -117,8 +117,10 @@ struct EventRoute<Manager: ProcessManager>: Sendable {
 /// The command and event types a process manager may record, and how to deliver each.
 struct EffectDeclarations: Sendable {
     /// Delivers a stored effect: decodes its payload and sends or publishes it, within the trace
-    /// context the runner binds (whose causation id is the effect's idempotency key).
-    typealias Delivery = @Sendable ([UInt8], any EventCodec, ServiceEnvironment, Duration?) async throws -> Void
+    /// context the runner binds (whose causation id is the effect's idempotency key). Given the
+    /// payload, the idempotency key, the codec, the service's environment and the command timeout.
+    typealias Delivery =
+        @Sendable ([UInt8], String, any EventCodec, ServiceEnvironment, Duration?) async throws -> Void
 
     var commands: Set<String> = []
     var publications: Set<String> = []

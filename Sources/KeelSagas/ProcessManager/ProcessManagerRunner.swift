@@ -713,6 +713,7 @@ public actor ProcessManagerRunner<Manager: ProcessManager> {
                 try await TraceContext.$current.withValue(trace) {
                     try await delivery(
                         entry.payload,
+                        entry.header.idempotencyKey,
                         self.configuration.codec,
                         environment,
                         self.configuration.commandTimeout
