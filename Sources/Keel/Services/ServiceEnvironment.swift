@@ -86,6 +86,23 @@ public struct ServiceEnvironment: Sendable {
     ///   not encode, or what ``storage()`` and the store's append throw.
     @discardableResult
     public func publishDurably<E: DomainEvent>(_ event: E) async throws -> AppendResult {
+        try await self.publishDurably(event, id: nil)
+    }
+
+    /// The task executor preference of the tasks that Keel's own components start for this
+    /// service (through `TaskSpawner`): the host's.
+    package var executor: (any TaskExecutor)? { self.hostStorage.executor }
+
+    /// ``publishDurably(_:)`` with the event's id given rather than drawn: a component that may
+    /// publish the same event again after a crash (a process manager's outbox) gives it the same
+    /// id each time, so that subscribers that deduplicate by event id see one event.
+    /// - Parameters:
+    ///   - event: The event.
+    ///   - id: The event's id; `nil` draws one from the host's random source.
+    /// - Returns: Where it landed.
+    /// - Throws: What ``publishDurably(_:)`` throws.
+    @discardableResult
+    package func publishDurably<E: DomainEvent>(_ event: E, id: EventID?) async throws -> AppendResult {
         guard self.publications.declares(self.name, E.self) else {
             throw HostError(
                 code: .undeclaredPublication,
@@ -96,7 +113,7 @@ public struct ServiceEnvironment: Sendable {
         }
         let storage = try await self.storage()
         let metadata = EventMetadata.current(
-            id: EventID.random(using: self.random),
+            id: id ?? EventID.random(using: self.random),
             time: self.wallClock.nanosecondsSinceEpoch()
         )
         let data = try EventSerializer().encode(event, metadata: metadata)
