@@ -89,10 +89,6 @@ public struct ServiceEnvironment: Sendable {
         try await self.publishDurably(event, id: nil)
     }
 
-    /// The task executor preference of the tasks that Keel's own components start for this
-    /// service (through `TaskSpawner`): the host's.
-    package var executor: (any TaskExecutor)? { self.hostStorage.executor }
-
     /// ``publishDurably(_:)`` with the event's id given rather than drawn: a component that may
     /// publish the same event again after a crash (a process manager's outbox) gives it the same
     /// id each time, so that subscribers that deduplicate by event id see one event.
