@@ -149,6 +149,36 @@ struct SagaRecoveryTests {
         }
     }
 
+    @Test("a step found in doubt stays in doubt when the process dies again during the compensation")
+    func inDoubtAcrossASecondCrash() async throws {
+        let world = ShopWorld()
+        let store = InMemoryEventStore()
+        let saga = InDoubt(world: world, compensates: true)
+        await #expect(throws: SagaError.self) {
+            try await self.makeRunner(CrashingStore(base: store, crashAtAppend: 4, writes: true)).run(
+                saga,
+                id: "o-1",
+                input: OrderDraft(id: "o-1")
+            )
+        }
+        // The first recovery journals pay as in doubt, then dies as it starts compensating.
+        let second = self.makeRunner(CrashingStore(base: store, crashAtAppend: 2))
+        second.register(saga)
+        try await second.recover()
+        await #expect(throws: SagaError.self) { try await second.outcome(InDoubt.self, id: "o-1") }
+        // The second recovery must still know that pay's effect is unknown.
+        let third = self.makeRunner(store)
+        third.register(saga)
+        try await third.recover()
+        let outcome = try await third.outcome(InDoubt.self, id: "o-1")
+        guard case .needsIntervention(let intervention) = outcome else {
+            Issue.record("expected needsIntervention, got \(outcome.phase)")
+            return
+        }
+        #expect(intervention.cause.step == "pay")
+        #expect(world.log == ["reserve", "release"])
+    }
+
     @Test("an idempotent step found started runs again with the same idempotency key")
     func idempotentStepRunsAgain() async throws {
         let world = ShopWorld()

@@ -43,6 +43,9 @@ struct SagaJournalEntry: Codable, Sendable, Hashable {
     var attempt: Int?
     /// `stepFailed`, `compensationFailed`, `finished`: the cause.
     var failure: SagaFailure?
+    /// `stepFailed`: the step was found started and not completed, and was not run again; its
+    /// effect is unknown.
+    var inDoubt: Bool?
     /// `finished`: how the run ended.
     var outcome: SagaStatus.Phase?
     /// `resolved`, `reopened`: the operator's note.

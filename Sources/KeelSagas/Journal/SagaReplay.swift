@@ -22,6 +22,8 @@ struct SagaReplay: Sendable {
         /// The failure the step ended with; `nil` when it did not fail, or when an operator's
         /// retry reopened it.
         var failure: SagaFailure?
+        /// Whether the failure is that the step was in doubt (its effect unknown).
+        var isInDoubt = false
         var compensation = Compensation.none
         /// A timer's due time, in wall-clock nanoseconds.
         var dueTime: Int64?
@@ -153,6 +155,7 @@ struct SagaReplay: Sendable {
         case .stepFailed:
             let ref = try existing()
             self.items[ref]!.failure = entry.failure
+            self.items[ref]!.isInDoubt = entry.inDoubt ?? false
         case .timerFired:
             let ref = try existing()
             self.items[ref]!.isFired = true

@@ -222,6 +222,11 @@ final class SagaExecution: Sendable {
                 return value
             }
             if let failure = recorded.failure {
+                // A step found in doubt by an earlier recovery stays in doubt: its effect is still
+                // unknown, however many times the process died since.
+                if recorded.isInDoubt, compensate != nil || kind == .pivot {
+                    self.state.withLock { $0.inDoubt.append(failure) }
+                }
                 throw SagaStepFailure(failure: failure)
             }
             guard options.isIdempotent || kind == .retriable else {
@@ -234,6 +239,7 @@ final class SagaExecution: Sendable {
                 )
                 var entry = self.itemEntry(.stepFailed, ref, name: fullName, itemKind: kind)
                 entry.failure = failure
+                entry.inDoubt = true
                 try await self.append(entry)
                 if compensate != nil || kind == .pivot {
                     self.state.withLock { $0.inDoubt.append(failure) }
