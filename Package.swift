@@ -98,6 +98,12 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .executableTarget(
+            name: "KeelCrashSaga",
+            dependencies: ["KeelSagas", "KeelEventSourcing", "KeelCore", "KeelResilience", "KeelTesting"],
+            path: "Tests/Tools/KeelCrashSaga",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
             name: "KeelRecordFuzzer",
             dependencies: ["KeelEventSourcing", "KeelCore"],
             path: "Fuzz/RecordDecoder",
@@ -115,6 +121,7 @@ let package = Package(
             name: "KeelSagasTests",
             dependencies: [
                 "KeelSagas", "Keel", "KeelCore", "KeelResilience", "KeelEventSourcing", "KeelTesting", "KeelTestSupport",
+                "KeelCrashSaga",
             ],
             swiftSettings: swiftSettings
         ),
