@@ -25,13 +25,6 @@ struct SagaCrashTrialTests {
         for problem in report.problems {
             Issue.record("seed \(seed), \(problem)")
         }
-        // A known bug, until KeelSagas journals a step's being in doubt: see SagaInDoubtTests.
-        withKnownIssue(
-            "bug: a second kill turns a compensatable step in doubt into a compensated saga",
-            isIntermittent: true
-        ) {
-            for known in report.knownIssues { Issue.record("\(known)") }
-        }
         #expect(report.trials == trials)
         // The trials must exercise what they check: sagas of each final phase.
         #expect(report.phases[.completed, default: 0] > 0)

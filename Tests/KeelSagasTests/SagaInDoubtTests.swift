@@ -27,7 +27,7 @@ struct SagaInDoubtTests {
     func crashDuringThePivot(_ base: any EventStore, _ world: ShopWorld) async {
         let first = self.makeRunner(CrashingStore(base: base, crashAtAppend: 9))
         await #expect(throws: SagaError.self) {
-            try await first.run(OrderSaga(world: world), id: "o-1", input: OrderDraft(id: "o-1"))
+            try await first.run(StrictOrderSaga(world: world), id: "o-1", input: OrderDraft(id: "o-1"))
         }
         #expect(world.confirmed == ["o-1"])
     }
@@ -38,7 +38,7 @@ struct SagaInDoubtTests {
         let world = ShopWorld()
         await self.crashDuringThePivot(base, world)
         let outcome = try await self.makeRunner(base).run(
-            OrderSaga(world: world),
+            StrictOrderSaga(world: world),
             id: "o-1",
             input: OrderDraft(id: "o-1")
         )
@@ -55,10 +55,10 @@ struct SagaInDoubtTests {
         // at the first compensation's start (append 2).
         let second = self.makeRunner(CrashingStore(base: base, crashAtAppend: 2))
         await #expect(throws: SagaError.self) {
-            try await second.run(OrderSaga(world: world), id: "o-1", input: OrderDraft(id: "o-1"))
+            try await second.run(StrictOrderSaga(world: world), id: "o-1", input: OrderDraft(id: "o-1"))
         }
         let outcome = try await self.makeRunner(base).run(
-            OrderSaga(world: world),
+            StrictOrderSaga(world: world),
             id: "o-1",
             input: OrderDraft(id: "o-1")
         )
@@ -67,9 +67,7 @@ struct SagaInDoubtTests {
         // it. The in-doubt mark lives only in the memory of the run that found it
         // (`SagaExecution.step` appends to `inDoubt` when it journals the failure, not when it
         // replays it).
-        withKnownIssue("bug: the in-doubt mark of a step is not journaled; a second crash loses it") {
-            #expect(outcome.phase == .needsIntervention, "\(outcome)")
-        }
+        #expect(outcome.phase == .needsIntervention, "\(outcome)")
         #expect(world.confirmed == ["o-1"])
         #expect(world.balance == 100 && world.stock == 10)
     }
@@ -81,11 +79,11 @@ struct SagaInDoubtTests {
         // The first process dies at pay's start (the 4th append): the saga is unfinished.
         let first = self.makeRunner(CrashingStore(base: base, crashAtAppend: 4))
         await #expect(throws: SagaError.self) {
-            try await first.run(OrderSaga(world: world), id: "o-1", input: OrderDraft(id: "o-1"))
+            try await first.run(StrictOrderSaga(world: world), id: "o-1", input: OrderDraft(id: "o-1"))
         }
         let executor = HeldExecutor()
         let runner = self.makeRunner(base, executor: executor)
-        runner.register(OrderSaga(world: world))
+        runner.register(StrictOrderSaga(world: world))
         let resumed = try await runner.recover()
         #expect(resumed.map(\.id) == ["o-1"])
         // The resumed saga's task has not run yet: the executor holds it. A caller whose task is
@@ -94,46 +92,41 @@ struct SagaInDoubtTests {
         // took it) and says the saga is not running, as a caller that is not cancelled would too.
         let probe = Task {
             withUnsafeCurrentTask { $0?.cancel() }
-            return try await runner.outcome(OrderSaga.self, id: "o-1")
+            return try await runner.outcome(StrictOrderSaga.self, id: "o-1")
         }
         let result = await probe.result
-        withKnownIssue("bug: recover() releases each saga's claim before the saga's task takes it") {
-            guard case .failure(let error as SagaError) = result else {
-                Issue.record("expected a SagaError, got \(result)")
-                return
-            }
-            #expect(error.message.contains("cancelled while waiting"), "\(error)")
+        guard case .failure(let error as SagaError) = result else {
+            Issue.record("expected a SagaError, got \(result)")
+            return
         }
+        #expect(error.message.contains("cancelled while waiting"), "\(error)")
         executor.release()
         await runner.shutdown()
     }
 
-    @Test("a saga that run(_:id:input:) finishes while recover()'s task for it waits does not run again")
+    @Test("a saga submitted again while recover()'s task for it waits runs once: the submission waits for it")
     func runWhileRecoveryWaits() async throws {
         let base = InMemoryEventStore()
         let world = ShopWorld()
         let first = self.makeRunner(CrashingStore(base: base, crashAtAppend: 4))
         await #expect(throws: SagaError.self) {
-            try await first.run(OrderSaga(world: world), id: "o-1", input: OrderDraft(id: "o-1"))
+            try await first.run(StrictOrderSaga(world: world), id: "o-1", input: OrderDraft(id: "o-1"))
         }
         let executor = HeldExecutor()
         let runner = self.makeRunner(base, executor: executor)
-        runner.register(OrderSaga(world: world))
+        runner.register(StrictOrderSaga(world: world))
         #expect(try await runner.recover().map(\.id) == ["o-1"])
         // Submitting the same order again ("harmless", says `returnExisting`) finds the saga
-        // unclaimed, resumes it in this task and completes it (its steps need no task of the
-        // runner's, so the held executor does not stop it).
-        let outcome = try await runner.run(OrderSaga(world: world), id: "o-1", input: OrderDraft(id: "o-1"))
-        #expect(outcome.output == "receipt-o-1")
-        #expect(world.log.filter { $0 == "confirm" }.count == 1)
-        // Then recovery's task runs, claims the saga (nobody holds it now) and resumes it from the
-        // journal as recover() read it: it runs the steps after `validate` again, and the
-        // pivot, which is not idempotent, confirms the order a second time.
+        // claimed by recovery's task (held by the executor), and waits for its outcome instead of
+        // running it a second time.
+        let resubmitted = Task {
+            try await runner.run(StrictOrderSaga(world: world), id: "o-1", input: OrderDraft(id: "o-1"))
+        }
         executor.release()
         await executor.drain()
-        withKnownIssue("bug: recovery's task resumes a saga from a stale journal after another run finished it") {
-            #expect(world.log.filter { $0 == "confirm" }.count == 1, "\(world.log)")
-        }
+        let outcome = try await resubmitted.value
+        #expect(outcome.output == "receipt-o-1")
+        #expect(world.log.filter { $0 == "confirm" }.count == 1, "\(world.log)")
         await runner.shutdown()
     }
 }
@@ -184,5 +177,27 @@ final class HeldExecutor: TaskExecutor, Sendable {
             job.runSynchronously(on: executor)
             self.state.withLock { $0.pending -= 1 }
         }
+    }
+}
+
+/// The seed's order saga with a pivot that is not idempotent, so that a crash during it leaves
+/// the pivot in doubt.
+struct StrictOrderSaga: Saga {
+    static let name = "order.strict"
+    let world: ShopWorld
+
+    func run(_ order: OrderDraft, saga: SagaContext) async throws -> String {
+        let total = try await saga.step("validate", .idempotent) { _ in try await world.validate(order) }
+        _ = try await saga.step("pay", .idempotent) { step in
+            try await world.pay(order, amount: total, key: step.idempotencyKey)
+        } compensate: { payment, _ in
+            try await world.refund(payment)
+        }
+        _ = try await saga.step("reserve", .idempotent) { step in
+            try await world.reserve(order, key: step.idempotencyKey)
+        } compensate: { reservation, _ in
+            try await world.release(reservation)
+        }
+        return try await saga.pivot("confirm") { _ in try await world.confirm(order) }
     }
 }

@@ -4,20 +4,12 @@ import Testing
 /// its waiter is cancelled.
 @Suite("ShopWorld's gate", .timeLimit(.minutes(1)))
 struct ShopWorldGateTests {
-    /// Bug (found by the randomized saga run with its default seed 1516904484, whose steps first
-    /// hung at a `Gate` until their cancellation arrived; about one run in five crashed): `pass()` stores its continuation, releases the lock, resumes
-    /// the arrival waiters, and then, if the continuation is no longer stored, resumes it with
-    /// `CancellationError`. When `onCancel` runs in between (the test was woken by `arrival()`
-    /// and cancels at once, as `OrderSagaTests.cancellationAtEachStep` does), `onCancel` removes
-    /// and resumes the continuation, and `pass()` resumes it a second time: the process stops with
-    /// "SWIFT TASK CONTINUATION MISUSE: pass() tried to resume its continuation more than once".
-    /// The fix: decide inside the one locked section whether to store the continuation (`isOpen`
-    /// → resume; `Task.isCancelled` → resume throwing; else store), and never look at `waiters`
-    /// again outside it, as `TestClock.sleep` does.
-    @Test(
-        "cancelling a waiter as soon as it arrives resumes it once",
-        .disabled("bug: Gate.pass() resumes twice when cancelled right after arrival (crashes the process)")
-    )
+    /// A regression test. The randomized saga run found that `pass()` once stored its
+    /// continuation, released the lock, and then, if the continuation was no longer stored,
+    /// resumed it with `CancellationError`; when `onCancel` ran in between, the continuation was
+    /// resumed twice and the process stopped ("SWIFT TASK CONTINUATION MISUSE"). `pass()` now
+    /// decides in one locked section whether to resume, refuse or store the continuation.
+    @Test("cancelling a waiter as soon as it arrives resumes it once")
     func cancelRightAfterArrival() async throws {
         for _ in 0..<20_000 {
             let gate = Gate()

@@ -312,8 +312,9 @@ public final class SagaContext: Sendable {
     /// Waits `duration` on the runner's clock, durably: the timer's due time is journaled, so a
     /// saga resumed after a restart waits only what is left (or not at all, when it is due).
     ///
-    /// The wait ends early with `CancellationError` when the saga's task is cancelled (before the
-    /// pivot the saga then compensates).
+    /// Before the pivot, the wait ends early with `CancellationError` when the saga's task is
+    /// cancelled (the saga then compensates); past the pivot, where the saga only goes forward, it
+    /// does not.
     /// - Parameters:
     ///   - name: The timer's name, unique within the run.
     ///   - duration: How long to wait, from the first time the body reaches the timer.
@@ -338,7 +339,20 @@ public final class SagaContext: Sendable {
             try await execution.append(entry)
         }
         if due > now {
-            try await execution.sleep(for: .nanoseconds(due - now), timer: fullName)
+            if execution.isPastPivot {
+                // Past the pivot the saga only goes forward: its cancellation does not cut the
+                // timer short (a shutdown still stops it).
+                let slept = await execution.whileNotSuspended { () async -> Result<Void, any Error> in
+                    do {
+                        return .success(try await execution.sleep(for: .nanoseconds(due - now), timer: fullName))
+                    } catch {
+                        return .failure(error)
+                    }
+                }
+                try slept.get()
+            } else {
+                try await execution.sleep(for: .nanoseconds(due - now), timer: fullName)
+            }
         }
         try await execution.append(execution.itemEntry(.timerFired, ref, name: fullName, itemKind: .timer))
     }

@@ -236,20 +236,22 @@ final class Gate: Sendable {
         }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let (resume, arrivals) = self.state.withLock { state -> (Bool, [CheckedContinuation<Void, Never>]) in
+                // One locked decision: pass, refuse (already cancelled), or wait. The continuation is
+                // touched again only by whoever takes it out of `waiters` under the lock.
+                let (decision, arrivals) = self.state.withLock { state -> (Bool?, [CheckedContinuation<Void, Never>]) in
                     state.arrivals += 1
                     let arrivals = state.arrivalWaiters
                     state.arrivalWaiters = []
                     if state.isOpen { return (true, arrivals) }
                     if Task.isCancelled { return (false, arrivals) }
                     state.waiters[key] = continuation
-                    return (false, arrivals)
+                    return (nil, arrivals)
                 }
                 for arrival in arrivals { arrival.resume() }
-                if resume {
-                    continuation.resume()
-                } else if self.state.withLock({ $0.waiters[key] == nil }) {
-                    continuation.resume(throwing: CancellationError())
+                switch decision {
+                case true?: continuation.resume()
+                case false?: continuation.resume(throwing: CancellationError())
+                case nil: break
                 }
             }
         } onCancel: {
