@@ -37,6 +37,7 @@ let package = Package(
                 .product(name: "Keel", package: "Keel"),
                 .product(name: "KeelResilience", package: "Keel"),
                 .product(name: "KeelEventSourcing", package: "Keel"),
+                .product(name: "KeelSagas", package: "Keel"),
                 .product(name: "KeelPostgres", package: "KeelIntegrations"),
                 .product(name: "KeelGRPC", package: "KeelIntegrations"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
