@@ -60,18 +60,12 @@ struct SagaJournalEntry: Codable, Sendable, Hashable {
     /// The stored event type of this entry: `saga.<kind>`.
     var eventType: String { "saga." + self.kind.rawValue }
 
-    func eventData(id: EventID) throws(SagaError) -> EventData {
-        let payload: Data
-        do {
-            payload = try JSONEncoder().encode(self)
-        } catch {
-            throw SagaError(code: .encodingFailed, message: "cannot encode a journal entry", underlying: error)
-        }
-        return EventData(
+    func eventData(id: EventID) -> EventData {
+        EventData(
             type: self.eventType,
             schemaVersion: Self.schemaVersion,
             metadata: .current(id: id, time: self.time),
-            payload: Array(payload)
+            payload: self.jsonBytes()
         )
     }
 

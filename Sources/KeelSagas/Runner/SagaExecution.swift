@@ -94,7 +94,7 @@ final class SagaExecution: Sendable {
     }
 
     func append(_ entry: SagaJournalEntry) async throws(SagaError) {
-        let data = try entry.eventData(id: EventID.random(using: self.runtime.random))
+        let data = entry.eventData(id: EventID.random(using: self.runtime.random))
         do {
             try await self.runtime.store.append([data], to: self.stream, expecting: .any)
         } catch {

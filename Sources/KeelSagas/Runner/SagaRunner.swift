@@ -422,7 +422,7 @@ public final class SagaRunner: Sendable {
                 let (seconds, attoseconds) = deadline.components
                 entry.dueTime = entry.time + seconds * 1_000_000_000 + attoseconds / 1_000_000_000
             }
-            let data = try entry.eventData(id: EventID.random(using: self.runtime.random))
+            let data = entry.eventData(id: EventID.random(using: self.runtime.random))
             do {
                 try await self.runtime.store.append([data], to: stream, expecting: expected)
             } catch  where error.code == .wrongExpectedVersion {
@@ -957,7 +957,7 @@ public final class SagaRunner: Sendable {
     }
 
     private func appendOperatorEntry(_ entry: SagaJournalEntry, to stream: StreamID) async throws(SagaError) {
-        let data = try entry.eventData(id: EventID.random(using: self.runtime.random))
+        let data = entry.eventData(id: EventID.random(using: self.runtime.random))
         do {
             try await self.runtime.store.append([data], to: stream, expecting: .any)
         } catch {

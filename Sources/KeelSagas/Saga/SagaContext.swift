@@ -381,17 +381,32 @@ extension SagaContext {
     ///   - timeout: How long to wait, from the first time the body reaches the wait.
     /// - Returns: The first payload sent under `name` in this run, or `nil` when the wait timed
     ///   out.
-    /// - Throws: `CancellationError` when the saga's task is cancelled; ``SagaError`` as for
-    ///   ``step(_:_:action:compensate:)``, or with ``SagaError/Code-swift.struct/encodingFailed``
-    ///   when the payload does not decode as `type`.
+    /// - Throws: `CancellationError` when the saga's task is cancelled before the pivot (past it,
+    ///   the wait goes on); ``SagaError`` as for ``step(_:_:action:compensate:)``, or with
+    ///   ``SagaError/Code-swift.struct/encodingFailed`` when the payload does not decode as `type`.
     public func waitForSignal<T: Codable & Sendable>(
         _ name: String,
         as type: T.Type = T.self,
         timeout: Duration
     ) async throws -> T? {
-        guard let payload = try await self.execution.waitForSignal(in: self.scope, name: name, timeout: timeout) else {
-            return nil
+        let execution = self.execution
+        let scope = self.scope
+        let payload: String?
+        if execution.isPastPivot {
+            // Past the pivot the saga only goes forward: its cancellation does not cut the wait
+            // short (a shutdown still stops it).
+            let waited = await execution.whileNotSuspended { () async -> Result<String?, any Error> in
+                do {
+                    return .success(try await execution.waitForSignal(in: scope, name: name, timeout: timeout))
+                } catch {
+                    return .failure(error)
+                }
+            }
+            payload = try waited.get()
+        } else {
+            payload = try await execution.waitForSignal(in: scope, name: name, timeout: timeout)
         }
+        guard let payload else { return nil }
         return try SagaPayload.decode(T.self, from: payload, what: "the signal \(name)")
     }
 }
