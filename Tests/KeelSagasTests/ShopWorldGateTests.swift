@@ -11,7 +11,7 @@ struct ShopWorldGateTests {
     /// decides in one locked section whether to resume, refuse or store the continuation.
     @Test("cancelling a waiter as soon as it arrives resumes it once")
     func cancelRightAfterArrival() async throws {
-        for _ in 0..<20_000 {
+        for _ in 0..<2_000 {
             let gate = Gate()
             // Unstructured, as in `OrderSagaTests`: the loop owns it, cancels it and awaits it.
             let task = Task { try await gate.pass() }
