@@ -75,13 +75,13 @@ public final class SagaContext: Sendable {
     }
 
     /// Runs a compensatable step whose action returns nothing: as
-    /// ``step(_:_:action:compensate:)``, with a compensation that gets only the step's context.
+    /// ``step(_:_:action:compensate:)->_``, with a compensation that gets only the step's context.
     /// - Parameters:
     ///   - name: The step's name, unique within the run.
     ///   - options: Idempotence, timeout and retries.
     ///   - action: The step's work.
     ///   - compensate: Undoes the step's effect; `nil` for a step with nothing to undo.
-    /// - Throws: As ``step(_:_:action:compensate:)``.
+    /// - Throws: As ``step(_:_:action:compensate:)->_``.
     public func step(
         _ name: String,
         _ options: SagaStepOptions = SagaStepOptions(),
@@ -109,7 +109,7 @@ public final class SagaContext: Sendable {
     /// Runs the saga's pivot: the step after which it can no longer compensate.
     ///
     /// If the pivot fails, the steps before it are compensated. Once it has completed, only
-    /// ``retriable(_:_:action:)`` steps and timers may follow, cancelling the saga no longer
+    /// ``retriable(_:_:action:)->_`` steps and timers may follow, cancelling the saga no longer
     /// compensates anything, and a failure of the body ends the run as needing intervention. A
     /// saga has at most one pivot, called from its own body (not a branch or a nested saga).
     /// - Parameters:
@@ -117,7 +117,7 @@ public final class SagaContext: Sendable {
     ///   - options: Idempotence, timeout and retries.
     ///   - action: The step's work.
     /// - Returns: The action's output.
-    /// - Throws: As ``step(_:_:action:compensate:)``, and ``SagaError`` with
+    /// - Throws: As ``step(_:_:action:compensate:)->_``, and ``SagaError`` with
     ///   ``SagaError/Code-swift.struct/misplacedPivot`` for a second pivot or one in a branch or
     ///   nested saga.
     public func pivot<T: Codable & Sendable>(
@@ -135,12 +135,12 @@ public final class SagaContext: Sendable {
         )
     }
 
-    /// Runs the saga's pivot, whose action returns nothing: as ``pivot(_:_:action:)``.
+    /// Runs the saga's pivot, whose action returns nothing: as ``pivot(_:_:action:)->_``.
     /// - Parameters:
     ///   - name: The step's name, unique within the run.
     ///   - options: Idempotence, timeout and retries.
     ///   - action: The step's work.
-    /// - Throws: As ``pivot(_:_:action:)``.
+    /// - Throws: As ``pivot(_:_:action:)->_``.
     public func pivot(
         _ name: String,
         _ options: SagaStepOptions = SagaStepOptions(),
@@ -168,7 +168,7 @@ public final class SagaContext: Sendable {
     ///   - action: The step's work.
     /// - Returns: The action's output.
     /// - Throws: ``SagaStepFailure`` when the attempts ran out; ``SagaError`` as for
-    ///   ``step(_:_:action:compensate:)``.
+    ///   ``step(_:_:action:compensate:)->_``.
     public func retriable<T: Codable & Sendable>(
         _ name: String,
         _ options: SagaStepOptions = SagaStepOptions(),
@@ -184,12 +184,12 @@ public final class SagaContext: Sendable {
         )
     }
 
-    /// Runs a retriable step whose action returns nothing: as ``retriable(_:_:action:)``.
+    /// Runs a retriable step whose action returns nothing: as ``retriable(_:_:action:)->_``.
     /// - Parameters:
     ///   - name: The step's name, unique within the run.
     ///   - options: The timeout of each attempt.
     ///   - action: The step's work.
-    /// - Throws: As ``retriable(_:_:action:)``.
+    /// - Throws: As ``retriable(_:_:action:)->_``.
     public func retriable(
         _ name: String,
         _ options: SagaStepOptions = SagaStepOptions(),
@@ -219,7 +219,7 @@ public final class SagaContext: Sendable {
     ///   - name: The group's name, unique within the run.
     ///   - branches: The branches; each gets its own context.
     /// - Returns: Each branch's output, in order.
-    /// - Throws: The first branch failure; ``SagaError`` as for ``step(_:_:action:compensate:)``.
+    /// - Throws: The first branch failure; ``SagaError`` as for ``step(_:_:action:compensate:)->_``.
     public func parallel<each Output: Sendable>(
         _ name: String,
         _ branches: repeat @escaping @Sendable (SagaContext) async throws -> each Output
@@ -279,7 +279,7 @@ public final class SagaContext: Sendable {
     ///   - name: Its name in this run, unique within the run.
     /// - Returns: Its output.
     /// - Throws: What its body throws, after its compensation; ``SagaError`` as for
-    ///   ``step(_:_:action:compensate:)``.
+    ///   ``step(_:_:action:compensate:)->_``.
     public func run<Nested: Saga>(
         _ saga: Nested,
         _ input: Nested.Input,
@@ -318,7 +318,7 @@ public final class SagaContext: Sendable {
     /// - Parameters:
     ///   - name: The timer's name, unique within the run.
     ///   - duration: How long to wait, from the first time the body reaches the timer.
-    /// - Throws: `CancellationError`; ``SagaError`` as for ``step(_:_:action:compensate:)``.
+    /// - Throws: `CancellationError`; ``SagaError`` as for ``step(_:_:action:compensate:)->_``.
     public func sleep(_ name: String, for duration: Duration) async throws {
         let execution = self.execution
         let fullName = self.scope.namePrefix + name
@@ -382,7 +382,7 @@ extension SagaContext {
     /// - Returns: The first payload sent under `name` in this run, or `nil` when the wait timed
     ///   out.
     /// - Throws: `CancellationError` when the saga's task is cancelled before the pivot (past it,
-    ///   the wait goes on); ``SagaError`` as for ``step(_:_:action:compensate:)``, or with
+    ///   the wait goes on); ``SagaError`` as for ``step(_:_:action:compensate:)->_``, or with
     ///   ``SagaError/Code-swift.struct/encodingFailed`` when the payload does not decode as `type`.
     public func waitForSignal<T: Codable & Sendable>(
         _ name: String,

@@ -26,8 +26,8 @@ public struct SagaStepOptions: Sendable {
     /// Retries the step's attempts (KeelResilience's ``/KeelResilience/Retry``, on its own clock);
     /// `nil` (the default) for a single attempt. Each attempt is journaled.
     ///
-    /// Only for ``SagaContext/step(_:_:action:compensate:)`` and
-    /// ``SagaContext/pivot(_:_:action:)``: a retriable step is retried by the runner's
+    /// Only for ``SagaContext/step(_:_:action:compensate:)->_`` and
+    /// ``SagaContext/pivot(_:_:action:)->_``: a retriable step is retried by the runner's
     /// ``SagaRunner/Configuration/retriableAttempts`` and
     /// ``SagaRunner/Configuration/retriableBackoff``.
     public var retry: Retry?
