@@ -29,6 +29,16 @@ struct APIErrorTests {
 
     static let cases: [Case] = [
         Case(
+            name: "an order saga that needs an operator → 500",
+            error: RequestError(
+                code: .handlerFailed,
+                request: "PlaceOrder",
+                message: "the handler threw",
+                underlying: OrderError.needsIntervention("order.place 1 needs intervention")
+            ),
+            status: .internalServerError
+        ),
+        Case(
             name: "payments circuit open, 2.5 s left → 503, Retry-After 3",
             error: payment(
                 RequestError(

@@ -124,6 +124,13 @@ package struct APIError: Error, Sendable, Equatable {
                 return self.mapping(payment: payment)
             case .upstream(let upstream):
                 return self.mapping(request: upstream)
+            case .needsIntervention:
+                // The order's saga could neither finish nor undo; an operator resolves it.
+                return APIError(
+                    .internalServerError,
+                    "order_needs_intervention",
+                    "the order could not be completed or undone; an operator will resolve it"
+                )
             }
         default:
             return .internalError
