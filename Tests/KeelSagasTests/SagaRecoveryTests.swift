@@ -200,6 +200,61 @@ struct SagaRecoveryTests {
         #expect(timeline.contains("step pay: attempt 2"))
     }
 
+    @Test("submitting an unfinished saga again resumes it with the input its journal records")
+    func resumeWithTheJournaledInput() async throws {
+        let world = ShopWorld()
+        let store = InMemoryEventStore()
+        await #expect(throws: SagaError.self) {
+            try await self.makeRunner(CrashingStore(base: store, crashAtAppend: 4)).run(
+                OrderSaga(world: world),
+                id: "o-1",
+                input: OrderDraft(id: "o-1", quantity: 2)
+            )
+        }
+        let runner = self.makeRunner(store)
+        let outcome = try await runner.run(
+            OrderSaga(world: world),
+            id: "o-1",
+            input: OrderDraft(id: "o-1", quantity: 9)
+        )
+        #expect(outcome.output == "receipt-o-1")
+        // The journal's two widgets, not the resubmission's nine.
+        #expect(world.reserved == 2)
+    }
+
+    @Test("a damaged journal does not keep recovery from resuming the others, and is named")
+    func damagedJournal() async throws {
+        let world = ShopWorld()
+        let store = InMemoryEventStore()
+        for id in ["o-1", "o-2"] {
+            await #expect(throws: SagaError.self) {
+                try await self.makeRunner(CrashingStore(base: store, crashAtAppend: 4)).run(
+                    OrderSaga(world: world),
+                    id: id,
+                    input: OrderDraft(id: id)
+                )
+            }
+        }
+        try await store.append(
+            EventData(
+                type: "saga.unheard-of",
+                metadata: EventMetadata(id: EventID(high: 9, low: 9), time: 0),
+                payload: []
+            ),
+            to: "saga-order.place:o-1"
+        )
+        let runner = self.makeRunner(store)
+        runner.register(OrderSaga(world: world))
+        do {
+            try await runner.recover()
+            Issue.record("recovered a damaged journal")
+        } catch {
+            #expect(error.code == .journalCorrupt)
+            #expect(error.message.contains("saga-order.place:o-1"))
+        }
+        #expect(try await runner.outcome(OrderSaga.self, id: "o-2").output == "receipt-o-2")
+    }
+
     @Test("recovery names a journal whose saga type is not registered, after resuming the others")
     func unknownSaga() async throws {
         let store = InMemoryEventStore()

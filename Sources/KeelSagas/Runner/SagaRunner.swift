@@ -241,8 +241,16 @@ public final class SagaRunner: Sendable {
         switch try await self.begin(saga, id: id, input: input, reuse: reuse) {
         case .existing(let outcome):
             return outcome
-        case .resume(let replay, let running):
-            return try await self.execute(saga, id: id, run: replay.run, input: input, replay: replay, claimed: running)
+        case .resume(let replay, let recordedInput, let running):
+            // The journal's input, not the caller's: a resumed body must see what it first saw.
+            return try await self.execute(
+                saga,
+                id: id,
+                run: replay.run,
+                input: recordedInput,
+                replay: replay,
+                claimed: running
+            )
         case .new(let run, let expected, let running):
             return try await self.execute(
                 saga,
@@ -277,13 +285,13 @@ public final class SagaRunner: Sendable {
         switch try await self.begin(saga, id: id, input: input, reuse: reuse) {
         case .existing:
             return
-        case .resume(let replay, let running):
+        case .resume(let replay, let recordedInput, let running):
             self.spawn { runner throws(SagaError) in
                 _ = try await runner.execute(
                     saga,
                     id: id,
                     run: replay.run,
-                    input: input,
+                    input: recordedInput,
                     replay: replay,
                     claimed: running
                 )
@@ -304,9 +312,10 @@ public final class SagaRunner: Sendable {
         }
     }
 
-    enum Beginning<Output: Sendable> {
+    enum Beginning<Input: Sendable, Output: Sendable> {
         case existing(SagaOutcome<Output>)
-        case resume(SagaReplay, Running)
+        /// An unfinished run to resume, with the input its journal records.
+        case resume(SagaReplay, Input, Running)
         case new(run: Int, expected: ExpectedVersion, Running)
     }
 
@@ -318,7 +327,7 @@ public final class SagaRunner: Sendable {
         input: S.Input,
         reuse: SagaReusePolicy
     ) async throws(SagaError)
-        -> Beginning<S.Output>
+        -> Beginning<S.Input, S.Output>
     {
         guard !id.isEmpty else { throw SagaError(code: .invalidArgument, message: "a saga's id must not be empty") }
         self.register(saga)
@@ -344,7 +353,12 @@ public final class SagaRunner: Sendable {
                 }
                 switch replay.phase {
                 case .running:
-                    return .resume(replay, running)
+                    let recordedInput = try SagaPayload.decode(
+                        S.Input.self,
+                        from: replay.input,
+                        what: "the input of \(S.name) \(id)"
+                    )
+                    return .resume(replay, recordedInput, running)
                 case .completed:
                     self.release(stream, running)
                     return .existing(try Self.outcome(S.self, from: replay))
@@ -757,21 +771,40 @@ public final class SagaRunner: Sendable {
     /// ``outcome(_:id:)``.
     /// - Returns: The sagas it resumed, as their journals stood.
     /// - Throws: ``SagaError`` with ``SagaError/Code-swift.struct/journalUnavailable`` when the
-    ///   store cannot be read; ``SagaError/Code-swift.struct/unknownSaga`` when an unfinished
-    ///   saga's type is not registered (the others are resumed first).
+    ///   store cannot be read; with the journal's error
+    ///   (``SagaError/Code-swift.struct/journalCorrupt``,
+    ///   ``SagaError/Code-swift.struct/journalFromNewerVersion``) when an unfinished saga's journal
+    ///   cannot be read, or ``SagaError/Code-swift.struct/unknownSaga`` when its type is not
+    ///   registered — in both cases after the others were resumed.
     @discardableResult
     public func recover() async throws(SagaError) -> [SagaStatus] {
         var resumed: [SagaStatus] = []
         var unknown: [String] = []
+        var unreadable: [SagaError] = []
         for stream in try await self.scan().filter({ $0.value == .running }).map(\.key).sorted() {
-            guard let replay = try await SagaReplay.load(from: self.runtime.store, stream: stream),
-                replay.phase == .running
-            else { continue }
+            // Claimed before the journal is read: a run that finishes the saga in the meantime
+            // cannot leave this recovery a stale journal to run again.
+            guard let running = try self.claim(stream).claimed else { continue }
+            let replay: SagaReplay
+            do throws(SagaError) {
+                guard let loaded = try await SagaReplay.load(from: self.runtime.store, stream: stream),
+                    loaded.phase == .running
+                else {
+                    self.release(stream, running)
+                    continue
+                }
+                replay = loaded
+            } catch {
+                // One damaged journal does not keep the others from being resumed.
+                self.release(stream, running)
+                unreadable.append(error)
+                continue
+            }
             guard let definition = self.state.withLock({ $0.definitions[replay.saga] }) else {
+                self.release(stream, running)
                 unknown.append("\(replay.saga) \(replay.id)")
                 continue
             }
-            guard let running = try self.claim(stream).claimed else { continue }
             resumed.append(replay.status)
             self.runtime.telemetry.log(
                 .notice,
@@ -782,6 +815,15 @@ public final class SagaRunner: Sendable {
             self.spawn { runner throws(SagaError) in
                 _ = try await definition.resume(runner, replay, running)
             }
+        }
+        if let first = unreadable.first {
+            throw SagaError(
+                code: first.code,
+                message:
+                    "\(unreadable.count) unfinished saga journal(s) could not be read; the others were resumed: "
+                    + unreadable.map(\.message).joined(separator: "; "),
+                underlying: first
+            )
         }
         if !unknown.isEmpty {
             throw SagaError(
@@ -808,7 +850,8 @@ public final class SagaRunner: Sendable {
                 case "saga.started", "saga.reopened": phases[event.stream] = .running
                 case "saga.resolved": phases[event.stream] = .resolved
                 case "saga.finished":
-                    phases[event.stream] = try SagaJournalEntry(event).outcome ?? .needsIntervention
+                    // An entry that does not decode marks its journal for recovery, which reports it.
+                    phases[event.stream] = (try? SagaJournalEntry(event))?.outcome ?? .running
                 default: break
                 }
             }

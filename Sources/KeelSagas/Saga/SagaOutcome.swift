@@ -118,8 +118,9 @@ public struct SagaReusePolicy: Hashable, Sendable, CustomStringConvertible {
     /// state.
     public static let rejectDuplicate = SagaReusePolicy(.rejectDuplicate)
     /// Return the earlier run's outcome: its recorded outcome when it finished; when it is
-    /// unfinished, resume it in the calling task (or wait for it, when it runs in this process)
-    /// and return its outcome. The default: submitting the same id twice is harmless.
+    /// unfinished, resume it in the calling task — with the input its journal records, not the
+    /// one given — (or wait for it, when it runs in this process) and return its outcome. The
+    /// default: submitting the same id twice is harmless.
     public static let returnExisting = SagaReusePolicy(.returnExisting)
     /// As ``returnExisting``, except that a compensated run is followed by a new run (its steps
     /// get new idempotency keys). A completed run is returned, not run again; a run that needs
