@@ -125,7 +125,9 @@ struct ProcessManagerTests {
             let subscription = try #require(await order.fulfilment.subscriptions.first)
             try await subscription.waitUntilDelivered(through: last)
             _ = await shop.ledger.books.wait { $0.attempts.count == 1 }
-            // The charge's relay has nothing left: the second delivery recorded no second effect.
+            // The charge's relay has nothing left once it delivered the one charge (it marks it
+            // delivered after the request returns): the second delivery recorded no second effect.
+            await order.fulfilment.waitUntilEffectsDelivered()
             #expect(try await order.fulfilment.pendingEffects().isEmpty)
             #expect(shop.ledger.books.value.attempts == ["o-4"])
             let instance = try #require(try await order.fulfilment.instance(for: "o-4"))

@@ -1,11 +1,12 @@
 import Keel
 import KeelCore
 import KeelSagas
+import KeelTestSupport
 import KeelTesting
 import XCTest
 
 /// The choreography from an `XCTestCase`: a confirmed order, and a timed-out payment.
-final class ProcessManagerXCTests: XCTestCase {
+final class ProcessManagerXCTests: TimeLimitedTestCase {
     func testConfirmedAndTimedOutOrders() async throws {
         let ledger = PaymentLedger()
         let outcomes = Outcomes()

@@ -1,7 +1,7 @@
 import KeelSagas
 import Testing
 
-@Suite("SagaError")
+@Suite("SagaError", .timeLimit(.minutes(1)))
 struct SagaErrorTests {
     @Test("describes its code, message and cause")
     func description() {

@@ -8,15 +8,15 @@ import Testing
 
 /// Records what the steps of a test saga did, in order.
 final class Trail: Sendable {
-    private let entries = Mutex<[String]>([])
+    private let entries = Lock<[String]>([])
     func add(_ entry: String) { self.entries.withLock { $0.append(entry) } }
     var all: [String] { self.entries.withLock { $0 } }
 }
 
 /// A count that goes down by one per `take()`, from any task.
 final class Countdown: Sendable {
-    private let left: Mutex<Int>
-    init(_ count: Int) { self.left = Mutex(count) }
+    private let left: Lock<Int>
+    init(_ count: Int) { self.left = Lock(count) }
     /// Whether the count was above zero; counts one down.
     func take() -> Bool {
         self.left.withLock { left in
@@ -32,7 +32,7 @@ struct Boom: Error, CustomStringConvertible {
     var description: String { "boom: \(self.what)" }
 }
 
-@Suite("Parallel branches, nested sagas, the pivot and the rules")
+@Suite("Parallel branches, nested sagas, the pivot and the rules", .timeLimit(.minutes(1)))
 struct SagaStructureTests {
     func makeRunner(_ store: any EventStore = InMemoryEventStore(), clock: TestClock = TestClock()) -> SagaRunner {
         SagaRunner(

@@ -1,4 +1,6 @@
+import KeelCore
 import KeelSagas
+import KeelTestSupport
 import KeelTesting
 import Synchronization
 import Testing
@@ -6,7 +8,7 @@ import XCTest
 
 /// A small order saga with three steps, whose effects land in a ledger.
 final class Ledger: Sendable {
-    private let entries = Mutex<[String]>([])
+    private let entries = Lock<[String]>([])
     func add(_ entry: String) { self.entries.withLock { $0.append(entry) } }
     var all: [String] { self.entries.withLock { $0 } }
 }
@@ -31,7 +33,7 @@ struct Checkout: Saga {
     }
 }
 
-@Suite("SagaTester")
+@Suite("SagaTester", .timeLimit(.minutes(1)))
 struct SagaTesterTests {
     @Test("when a step fails, then the completed steps are compensated, newest first")
     func failStep() async throws {
@@ -78,7 +80,7 @@ struct SagaTesterTests {
     }
 }
 
-final class SagaTesterXCTests: XCTestCase {
+final class SagaTesterXCTests: TimeLimitedTestCase {
     func testAFailedStepIsCompensated() async throws {
         let tester = SagaTester()
         let ledger = Ledger()

@@ -63,7 +63,7 @@ public final class SagaTester: Sendable {
     public let telemetry: InMemoryRecorder
     private let configuration: SagaRunner.Configuration
     private let random: RandomSource
-    private let state = Mutex(State())
+    private let state = Lock(State())
     /// The faults, apart from the tester, so that the runner it makes does not hold the tester.
     private let faults = SagaFaults()
 
@@ -224,7 +224,7 @@ private final class SagaFaults: Sendable {
         var hasCrashed = false
     }
 
-    let state = Mutex(State())
+    let state = Lock(State())
 
     var hasCrashed: Bool { self.state.withLock { $0.hasCrashed } }
 

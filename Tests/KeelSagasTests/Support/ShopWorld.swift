@@ -33,13 +33,13 @@ final class ShopWorld: Sendable {
         var gates: [String: Gate] = [:]
     }
 
-    let state: Mutex<State>
+    let state: Lock<State>
 
     init(balance: Int = 100, stock: Int = 10) {
         var state = State()
         state.balances["ada"] = balance
         state.stock["widget"] = stock
-        self.state = Mutex(state)
+        self.state = Lock(state)
     }
 
     var log: [String] { self.state.withLock { $0.log } }
@@ -205,7 +205,7 @@ final class Gate: Sendable {
         var arrivalWaiters: [CheckedContinuation<Void, Never>] = []
         var next = 0
     }
-    private let state = Mutex(State())
+    private let state = Lock(State())
 
     /// Opens the gate: every waiter passes, and so does every later caller.
     func open() {
@@ -268,7 +268,7 @@ final class CrashingStore: ForwardingEventStore {
     let base: any EventStore
     private let limit: Int
     private let writes: Bool
-    private let count = Mutex(0)
+    private let count = Lock(0)
 
     init(base: any EventStore, crashAtAppend limit: Int, writes: Bool = false) {
         self.base = base

@@ -135,7 +135,7 @@ final class ReportingStore: ForwardingEventStore {
     }
 
     let base: any EventStore
-    private let state = Mutex(State())
+    private let state = Lock(State())
 
     init(base: any EventStore) {
         self.base = base

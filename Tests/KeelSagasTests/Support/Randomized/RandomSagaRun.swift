@@ -170,7 +170,7 @@ struct RandomSagaRun: Sendable {
 
     /// The sagas' outcomes, by index, as their tasks finish.
     final class Outcomes: Sendable {
-        let results = Mutex([Int: Result<SagaOutcome<Int>, SagaError>]())
+        let results = Lock([Int: Result<SagaOutcome<Int>, SagaError>]())
     }
 
     /// Runs one saga in a child task, and cancels that task when the saga requests it.

@@ -1,3 +1,4 @@
+import KeelCore
 import Synchronization
 
 /// The money and stock the randomized sagas move, with a journal of every effect and every
@@ -49,7 +50,7 @@ final class SagaLedger: Sendable {
         var journal: [Entry] = []
     }
 
-    let state = Mutex(State())
+    let state = Lock(State())
 
     func recordActionCall(_ key: String) {
         self.state.withLock { $0.actionCalls[key, default: 0] += 1 }

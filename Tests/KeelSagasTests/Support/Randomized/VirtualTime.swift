@@ -1,3 +1,4 @@
+import KeelCore
 import KeelTesting
 import Synchronization
 
@@ -55,11 +56,11 @@ final class VirtualTime: Sendable {
     }
 
     let clock: TestClock
-    private let state: Mutex<State>
+    private let state: Lock<State>
 
     init(clock: TestClock, concurrency: Int, total: Int) {
         self.clock = clock
-        self.state = Mutex(State(concurrency: concurrency, total: total))
+        self.state = Lock(State(concurrency: concurrency, total: total))
     }
 
     private func update(_ change: (inout State) -> Void) {
@@ -179,7 +180,7 @@ final class SiblingBarrier: Sendable {
 
     private let branches: Int
     private let time: VirtualTime
-    private let state = Mutex(State())
+    private let state = Lock(State())
 
     init(branches: Int, time: VirtualTime) {
         self.branches = branches
@@ -238,7 +239,7 @@ final class BranchUnits: Sendable {
 
     private let branches: Int
     private let time: VirtualTime
-    private let state = Mutex(State())
+    private let state = Lock(State())
 
     /// Activates the units of the branches beyond the body's own.
     init(branches: Int, time: VirtualTime) {
@@ -274,7 +275,7 @@ final class CancelRequest: Sendable {
         var waiter: CheckedContinuation<Void, Never>?
     }
 
-    private let state = Mutex(State())
+    private let state = Lock(State())
 
     func request() {
         let waiter = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
@@ -311,7 +312,7 @@ final class CancelRequest: Sendable {
 /// cancellation races with it; see the report of this branch.)
 enum Cancellation {
     private final class Waiter: Sendable {
-        let state = Mutex<(isCancelled: Bool, continuation: CheckedContinuation<Void, any Error>?)>((false, nil))
+        let state = Lock<(isCancelled: Bool, continuation: CheckedContinuation<Void, any Error>?)>((false, nil))
     }
 
     /// Suspends until the calling task is cancelled.
