@@ -149,6 +149,27 @@ struct SagaRecoveryTests {
         }
     }
 
+    @Test("a step found in doubt by a run in the caller's task carries SagaError.stepInDoubt")
+    func inDoubtErrorInProcess() async throws {
+        let world = ShopWorld()
+        let store = InMemoryEventStore()
+        let saga = InDoubt(world: world, compensates: true)
+        await #expect(throws: SagaError.self) {
+            try await self.makeRunner(CrashingStore(base: store, crashAtAppend: 4, writes: true)).run(
+                saga,
+                id: "o-1",
+                input: OrderDraft(id: "o-1")
+            )
+        }
+        // Submitting it again resumes it here, so the failure still holds its error.
+        let outcome = try await self.makeRunner(store).run(saga, id: "o-1", input: OrderDraft(id: "o-1"))
+        guard case .needsIntervention(let intervention) = outcome else {
+            Issue.record("expected needsIntervention, got \(outcome.phase)")
+            return
+        }
+        #expect((intervention.cause.error as? SagaError)?.code == .stepInDoubt)
+    }
+
     @Test("a step found in doubt stays in doubt when the process dies again during the compensation")
     func inDoubtAcrossASecondCrash() async throws {
         let world = ShopWorld()

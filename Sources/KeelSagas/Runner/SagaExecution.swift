@@ -231,11 +231,13 @@ final class SagaExecution: Sendable {
             }
             guard options.isIdempotent || kind == .retriable else {
                 // Started before a crash, never recorded as completed, and not safe to repeat.
+                let message =
+                    "\(fullName) started and was not recorded as completed; it is not idempotent, so it does not run again"
                 let failure = SagaFailure(
                     step: fullName,
                     errorType: "SagaError",
-                    message:
-                        "stepInDoubt: \(fullName) started and was not recorded as completed; it is not idempotent, so it does not run again"
+                    message: "stepInDoubt: " + message,
+                    error: SagaError(code: .stepInDoubt, message: message)
                 )
                 var entry = self.itemEntry(.stepFailed, ref, name: fullName, itemKind: kind)
                 entry.failure = failure

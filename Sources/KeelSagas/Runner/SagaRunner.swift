@@ -475,28 +475,18 @@ public final class SagaRunner: Sendable {
         return execution
     }
 
-    /// Runs a saga to its outcome: a new run when `replay` is `nil`, else a resumed one.
+    /// Runs a saga to its outcome: a new run when `replay` is `nil`, else a resumed one. The caller
+    /// has claimed the saga; the run releases the claim when it finishes.
     func execute<S: Saga>(
         _ saga: S,
         id: String,
         run: Int,
         input: S.Input,
         replay: SagaReplay?,
-        claimed: Running? = nil,
+        claimed running: Running,
         expected: ExpectedVersion = .noStream,
         deadline: Duration? = nil
     ) async throws(SagaError) -> SagaOutcome<S.Output> {
-        let stream = SagaRuntime.stream(saga: S.name, id: id)
-        let running: Running
-        if let claimed {
-            running = claimed
-        } else {
-            let claim = try self.claim(stream)
-            guard let mine = claim.claimed else {
-                throw SagaError(code: .duplicateSaga, message: "\(S.name) \(id) is already running in this process")
-            }
-            running = mine
-        }
         let execution: SagaExecution
         if let replay {
             execution = self.makeExecution(S.name, id: id, run: run, replay: replay, claimed: running)

@@ -45,7 +45,8 @@ public struct SagaError: Error, Sendable, CustomStringConvertible {
         /// A step's attempt ran past its timeout.
         public static let stepTimedOut = Code(.stepTimedOut)
         /// Recovery found a step that started but was not recorded as completed, and the step is
-        /// not idempotent, so running it again could repeat its effect.
+        /// not idempotent, so running it again could repeat its effect. It is the ``SagaFailure/error``
+        /// of such a step's failure, in the process that found it.
         public static let stepInDoubt = Code(.stepInDoubt)
         /// The runner is shutting down: the saga stopped between steps, unfinished, and the next
         /// recovery resumes it.
