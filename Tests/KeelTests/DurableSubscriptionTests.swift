@@ -22,9 +22,13 @@ struct DurableSubscriptionTests {
 
     /// What the subscriber's handler saw, and which orders make it fail.
     final class Deliveries: Sendable {
-        private let state = Lock<(orders: [Int], lines: [String], failing: Set<Int>)>(([], [], []))
+        private let state = Lock<(orders: [Int], lines: [String], failing: Set<Int>, contexts: [TraceContext?])>(
+            ([], [], [], [])
+        )
 
         var orders: [Int] { self.state.withLock { $0.orders } }
+        /// The trace context each delivery's handler ran with.
+        var contexts: [TraceContext?] { self.state.withLock { $0.contexts } }
         /// Each delivery as `delivered <order> <position> <event id>`, as the crash subscriber says it.
         var lines: [String] { self.state.withLock { $0.lines } }
 
@@ -34,6 +38,7 @@ struct DurableSubscriptionTests {
             try self.state.withLock { state throws(HandlerFailure) in
                 guard !state.failing.contains(order) else { throw HandlerFailure() }
                 state.orders.append(order)
+                state.contexts.append(TraceContext.current)
                 state.lines.append("delivered \(order) \(recorded.position) \(recorded.metadata.id)")
             }
         }
@@ -163,6 +168,38 @@ struct DurableSubscriptionTests {
             let status = try await subscription.status()
             #expect(status.failed.isEmpty)
             #expect(status.deliveredUpTo == position + 1)
+        }
+    }
+
+    @Test(
+        "a durable handler runs in the publisher's trace: same trace and correlation, a child span, the event as cause"
+    )
+    func handlerRunsInThePublishersTrace() async throws {
+        let deliveries = Deliveries()
+        let mailer = Mailer(deliveries)
+        let shipping = Shipping()
+        try await TestHost.with(services: [shipping, mailer]) { test in
+            let root = TraceContext.makeRoot(using: test.host.random, correlationID: "order-7")
+            let receipt = try await TraceContext.$current.withValue(root) { try await shipping.ship(7) }
+            // Published outside any trace: the handler gets a trace of its own, still caused by the event.
+            let untraced = try await shipping.ship(8)
+            let subscription = try #require(await mailer.subscription)
+            try await subscription.waitUntilDelivered(through: untraced.positions.lowerBound)
+            // `delivered <order> <position> <event id>`
+            let eventIDs = deliveries.lines.map { String($0.split(separator: " ")[3]) }
+            try #require(eventIDs.count == 2)
+            let contexts = deliveries.contexts
+            try #require(contexts.count == 2)
+            let traced = try #require(contexts[0])
+            #expect(traced.traceID == root.traceID)
+            #expect(traced.parentSpanID == root.spanID)
+            #expect(traced.spanID != root.spanID)
+            #expect(traced.correlationID == "order-7")
+            #expect(traced.causationID == eventIDs[0])
+            #expect(receipt.positions.lowerBound < untraced.positions.lowerBound)
+            let fresh = try #require(contexts[1])
+            #expect(fresh.traceID != root.traceID)
+            #expect(fresh.causationID == eventIDs[1])
         }
     }
 

@@ -127,6 +127,11 @@ public struct ServiceEnvironment: Sendable {
     /// Events are matched by the publishing service and the type, not by the stored type name
     /// alone: an event of a service that does not declare `E` is never delivered, even when its
     /// type name is `E`'s (a private aggregate event stays private).
+    ///
+    /// The handler runs in the publisher's trace, as a bus subscriber's does: its
+    /// ``/KeelCore/TraceContext/current`` has the event's trace and correlation ids (from its
+    /// metadata), a new span whose parent is the publishing span, and the event's id as
+    /// causation; requests it sends and events it publishes carry them on.
     /// - Parameters:
     ///   - type: The event type.
     ///   - name: The subscription's name, unique within this service (all its instances); it names
@@ -168,7 +173,12 @@ public struct ServiceEnvironment: Sendable {
             events: storage.events
         )
         let runner = ProjectionRunner(
-            projection: DeliveryProjection(name: name, serializer: EventSerializer(), handler: handler),
+            projection: DeliveryProjection(
+                name: name,
+                serializer: EventSerializer(),
+                random: self.random,
+                handler: handler
+            ),
             eventStore: view,
             projectionStore: ProjectionStore(keyValueStore: checkpoints),
             configuration: configuration,

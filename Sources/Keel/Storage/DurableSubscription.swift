@@ -110,13 +110,43 @@ public struct Publication: Sendable, Hashable {
 }
 
 /// Delivers the events of one type to a handler, as a projection whose effect is the handler's.
+///
+/// The handler runs in the publisher's trace, as a bus subscriber's does: the context bound is a
+/// child of the span that published the event (from the event's metadata), with its correlation
+/// id and the event's id as causation; an event published outside any trace gets a new trace,
+/// still caused by the event.
 struct DeliveryProjection<E: DomainEvent>: Projection {
     let name: String
     let serializer: EventSerializer
+    /// The source of the handler's span ids.
+    let random: RandomSource
     let handler: @Sendable (E, RecordedEvent) async throws -> Void
 
     func apply(_ event: RecordedEvent, to transaction: inout ReadModelTransaction) async throws {
         guard event.type == E.eventType else { return }
-        try await self.handler(try self.serializer.decode(event, as: E.self), event)
+        let decoded = try self.serializer.decode(event, as: E.self)
+        try await TraceContext.$current.withValue(Self.handlerContext(of: event.metadata, using: self.random)) {
+            try await self.handler(decoded, event)
+        }
+    }
+
+    /// The context a handler of an event with `metadata` runs with.
+    static func handlerContext(of metadata: EventMetadata, using random: RandomSource) -> TraceContext {
+        let causation = LazyID(.uuid(metadata.id.high, metadata.id.low))
+        var context: TraceContext
+        if let traceID = metadata.traceID {
+            context = TraceContext(
+                traceID: traceID,
+                spanID: .random(using: random),
+                parentSpanID: metadata.spanID,
+                correlation: metadata.correlationID.map(LazyID.init),
+                causation: causation
+            )
+        } else {
+            context = TraceContext.makeRoot(using: random, correlationID: metadata.correlationID)
+            context.causation = causation
+        }
+        context.isInHandler = true
+        return context
     }
 }
