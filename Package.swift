@@ -126,6 +126,13 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "ShopServicesTests",
+            dependencies: [
+                "ShopServices", "Keel", "KeelCore", "KeelEventSourcing", "KeelResilience", "KeelSagas", "KeelTesting",
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "KeelTestingTests",
             dependencies: [
                 "KeelTesting", "Keel", "KeelCore", "KeelEventSourcing", "KeelResilience", "KeelSagas", "KeelTestSupport",

@@ -1,12 +1,16 @@
-// The shop: a modular monolith of six services in one process.
+// The shop: a modular monolith of seven services in one process.
 //
 //   user, catalog, inventory   answer requests, each from its own private storage
 //   payment                    charges customers through an external payment gateway (simulated),
-//                              on a route guarded by a resilience pipeline
+//                              on a route guarded by a resilience pipeline; refunds them
+//   shipping                   books an external courier (simulated) and publishes its answer
 //   order                      places orders by request to the four above, each as a saga
 //                              journaled in its storage (a failed charge releases the stock it
-//                              reserved), then publishes `order.created` on the event bus
-//   notification               listens for `order.created` (by type) and `order.#` (by pattern)
+//                              reserved), then publishes `order.created` on the event bus; ships
+//                              them by choreography: a process manager reacts to the shipping and
+//                              payment services' events, and refunds an order no courier takes
+//   notification               listens for `order.created` (by type) and `order.#` (by pattern),
+//                              and durably for shipped and cancelled orders
 //
 // The user service is event-sourced in the host's embedded store (`.keel/shop`): a second run finds
 // the first run's customers. Run it with `swift run shop`; `swift run shop --fresh` deletes the
@@ -112,7 +116,7 @@ func stateTransitions(_ events: CircuitBreakerEvents) async -> [String] {
 
 // MARK: Start
 
-print("Keel shop: six services in one process, talking by request and by event.")
+print("Keel shop: seven services in one process, talking by request and by event.")
 print()
 
 // The services' storage: a directory next to the working directory, kept between runs.
@@ -142,6 +146,10 @@ let gateway = PaymentGateway(clock: host.clock, random: RandomSource(seed: 5))
 // Retry, breaker, bulkhead and timeout around every `ChargePayment`; the program keeps them to
 // watch the breaker and print their metrics.
 let payments = PaymentResilience(clock: host.clock, random: RandomSource(seed: 11), telemetry: recorder)
+// The courier stands for a remote API too, which the program makes refuse parcels or fall silent.
+let courier = Courier()
+/// How long the courier has to answer a booking before the order is cancelled and refunded.
+let courierTimeout = Duration.milliseconds(300)
 do {
     // The user service is built by the host when it starts, on its own storage: its repository
     // and read model are there from its first request.
@@ -149,14 +157,15 @@ do {
     try await host.register(CatalogService())
     try await host.register(InventoryService())
     try await host.register(PaymentService(gateway: gateway))
-    try await host.register(OrderService())
+    try await host.register(ShippingService(courier: courier))
+    try await host.register(OrderService(courierTimeout: courierTimeout))
     try await host.register(notifications)
     // Every call of `ChargePayment`, whoever makes it, runs through the pipeline; a refusal by one
     // of its strategies reaches the caller as a `RequestError` whose code names it: `circuitOpen`,
     // `bulkheadFull` (or `deadlineExceeded` for the timeout).
     await host.setPolicy(payments.pipeline, for: ChargePayment.self)
     // Checks the dependency graph, then starts services in dependency order: user, catalog,
-    // inventory and payment first (concurrently), then order and notification.
+    // inventory, payment and shipping first (concurrently), then order and notification.
     try await host.start()
 } catch {
     print("The host did not start: \(error)")
@@ -370,6 +379,64 @@ print("  bulkhead \(payments.bulkhead.metrics)")
 let budget = payments.budget.snapshot
 print("  retry budget: \(budget.calls) calls, \(budget.retries) retries, \(budget.refused) retries refused")
 print("  gateway: \(await gateway.calls) calls received")
+
+// MARK: Shipping, by choreography
+
+print()
+print("4. Shipping is a choreography: nobody calls the services in turn. The order service")
+print("   publishes order.ready-to-ship; its delivery process manager books a courier through the")
+print("   shipping service, which publishes what the courier said. When the courier refuses the")
+print("   parcel, or says nothing for \(milliseconds(courierTimeout)), the process manager puts the stock back,")
+print("   refunds the payment and, once payment.refunded arrives, cancels the order. Its state,")
+print("   timeouts and outbox live in the order service's storage; every event here is durable.")
+
+/// Ships order `id` and waits for the customer's e-mail about it.
+/// - Returns: The e-mail count once it has been sent.
+@MainActor
+func ship(_ id: Int, title: String, emailsBefore: Int) async -> Int {
+    print()
+    print("ship-\(id): \(title)")
+    let root = TraceContext.makeRoot(using: host.random, correlationID: "ship-\(id)")
+    do {
+        let started = try await TraceContext.$current.withValue(root) {
+            try await host.client.send(ShipOrder(orderID: id))
+        }
+        check(started, "order #\(id) was shipped before")
+    } catch {
+        surprises.append("order #\(id) could not be shipped: \(error)")
+        return emailsBefore
+    }
+    await notifications.waitUntil(emails: emailsBefore + 1, auditEntries: tally.placed)
+    return emailsBefore + 1
+}
+
+var emails = tally.accepted
+emails = await ship(1, title: "Ada's keyboard and mice; the courier is reliable", emailsBefore: emails)
+await courier.behave(.refuses(sku: "monitor"))
+emails = await ship(2, title: "Grace's monitor and cables; the courier will not carry monitors", emailsBefore: emails)
+await courier.behave(.unresponsive)
+emails = await ship(3, title: "Ada's cable; the courier stops answering", emailsBefore: emails)
+
+let mail = await notifications.outbox.suffix(3).map(\.subject)
+check(
+    mail == [
+        "Your order #1 is on its way", "Your order #2 is cancelled", "Your order #3 is cancelled",
+    ],
+    "the shipping e-mails were \(mail)"
+)
+print()
+do {
+    let again = try await host.client.send(ShipOrder(orderID: 1))
+    print(
+        "Shipping order #1 again: \(again ? "started a second delivery" : "refused, its delivery has started already")."
+    )
+    check(!again, "order #1 was shipped twice")
+    let monitors = try await host.client.send(CheckStock(sku: "monitor"))
+    print("Monitors on the shelf after order #2's cancellation: \(monitors.available).")
+    check(monitors.available == 1, "order #2's monitor is not back on the shelf")
+} catch {
+    surprises.append("after shipping: \(error)")
+}
 
 // MARK: Customers, read from a projection
 

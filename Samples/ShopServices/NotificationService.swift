@@ -1,4 +1,6 @@
 import Keel
+import KeelCore
+import KeelEventSourcing
 
 /// An e-mail the shop sent (well, printed).
 package struct Email: Sendable, Hashable {
@@ -24,6 +26,10 @@ package actor NotificationService: ServiceActor {
     package private(set) var outbox: [Email] = []
     /// Everything that happened to orders, oldest first: one line per event matching `order.#`.
     package private(set) var auditLog: [String] = []
+    /// The durable events already told, by id: a redelivered event sends no second e-mail.
+    private var told: Set<EventID> = []
+    /// The environment the service was started with.
+    private var environment: ServiceEnvironment?
     /// Callers of `waitUntil(emails:auditEntries:)` still waiting.
     private var waiters: [Waiter] = []
     /// Where the service tells what it does.
@@ -45,6 +51,28 @@ package actor NotificationService: ServiceActor {
         handlers.subscribe(pattern: "order.#") { service, event, envelope in
             service.audit(event, envelope)
         }
+        // Durably: what became of a shipped order, from the order service's outbox, at least once
+        // and across restarts, from where each subscription left off.
+        handlers.subscribeDurably(to: OrderShipped.self, name: "shipped-orders") { service, event, recorded in
+            try await service.tell(
+                event.userID,
+                subject: "Your order #\(event.orderID) is on its way",
+                body: "tracking number \(event.trackingNumber)",
+                once: recorded.metadata.id
+            )
+        }
+        handlers.subscribeDurably(to: OrderCancelled.self, name: "cancelled-orders") { service, event, recorded in
+            try await service.tell(
+                event.userID,
+                subject: "Your order #\(event.orderID) is cancelled",
+                body: "\(event.reason); \(dollars(event.refundedCents)) refunded",
+                once: recorded.metadata.id
+            )
+        }
+    }
+
+    package func start(_ environment: ServiceEnvironment) async throws {
+        self.environment = environment
     }
 
     package func stop() async throws {
@@ -90,6 +118,18 @@ package actor NotificationService: ServiceActor {
         self.outbox.append(email)
         say(Self.name, "e-mailed \(email.to): \"\(email.subject)\"")
 
+        self.resumeSatisfiedWaiters()
+    }
+
+    /// E-mails customer `userID`, once per durable event.
+    private func tell(_ userID: Int, subject: String, body: String, once id: EventID) async throws {
+        guard !self.told.contains(id), let environment = self.environment else { return }
+        let user = try await environment.send(GetUser(id: userID))
+        // Checked again: another delivery of the event may have interleaved at the `await`.
+        guard self.told.insert(id).inserted else { return }
+        let email = Email(to: user.email, subject: subject, body: body)
+        self.outbox.append(email)
+        say(Self.name, "e-mailed \(email.to): \"\(email.subject)\" (\(email.body))")
         self.resumeSatisfiedWaiters()
     }
 

@@ -1,5 +1,6 @@
 import Keel
 import KeelCore
+import KeelEventSourcing
 import KeelResilience
 import KeelSagas
 
@@ -72,12 +73,19 @@ public enum OrderError: Error, CustomStringConvertible {
 /// the charge fails, the saga releases the reservation it made, and a saga interrupted by a crash
 /// is resumed when the service starts again.
 ///
+/// Shipping an order (``ShipOrder``) is a choreography instead: the service publishes
+/// `order.ready-to-ship` durably, and its delivery process manager (``DeliveryProcess``) takes it
+/// from there, on events from the shipping and payment services.
+///
 /// It reaches the other services only by request, through `environment.send`, and only those it
 /// declares in `dependencies`; a request to any other service fails with `undeclaredDependency`.
 package actor OrderService: ServiceActor {
     package static let name: ServiceName = "order"
     package static let dependencies: [ServiceName] = [
-        UserService.name, CatalogService.name, InventoryService.name, PaymentService.name,
+        UserService.name, CatalogService.name, InventoryService.name, PaymentService.name, ShippingService.name,
+    ]
+    package static let publishes: [any DomainEvent.Type] = [
+        OrderReadyToShip.self, OrderShipped.self, OrderCancelled.self,
     ]
 
     /// The orders placed so far, by id.
@@ -87,12 +95,22 @@ package actor OrderService: ServiceActor {
     /// Makes each saga's id unique, with the time the service started.
     private var sagaCount = 0
     private var startTime: Int64 = 0
+    /// Ships orders; made at start, on the service's storage (`nil` before).
+    package private(set) var deliveries: ProcessManagerRunner<DeliveryProcess>?
+    /// The orders whose delivery has started, in this run.
+    private var shipping: Set<Int> = []
+    /// How long a courier has to answer a booking.
+    private let courierTimeout: Duration
     /// Where the service tells what it does.
     private let say: Narrator
 
     /// Creates the service, with no orders yet (orders live in memory only).
-    /// - Parameter narrator: Where the service tells what it does.
-    package init(narrator: Narrator = .standardOutput) {
+    /// - Parameters:
+    ///   - courierTimeout: How long a courier has to answer a booking before the delivery process
+    ///     manager gives up on it and cancels the order.
+    ///   - narrator: Where the service tells what it does.
+    package init(courierTimeout: Duration = .seconds(60), narrator: Narrator = .standardOutput) {
+        self.courierTimeout = courierTimeout
         self.say = narrator
     }
 
@@ -104,6 +122,9 @@ package actor OrderService: ServiceActor {
         handlers.on(GetOrder.self) { service, request in
             guard let order = service.orders[request.id] else { throw OrderError.unknownOrder(id: request.id) }
             return order
+        }
+        handlers.on(ShipOrder.self) { service, request, environment in
+            try await service.ship(request.orderID, in: environment)
         }
     }
 
@@ -117,9 +138,15 @@ package actor OrderService: ServiceActor {
         }
         self.sagas = sagas
         self.startTime = environment.wallClock.nanosecondsSinceEpoch()
+        // Deliveries a restart interrupted go on: their timeouts and undelivered effects are in
+        // the service's storage, and their subscriptions resume where they left off.
+        let deliveries = ProcessManagerRunner(DeliveryProcess(courierTimeout: self.courierTimeout))
+        try await deliveries.start(in: environment)
+        self.deliveries = deliveries
     }
 
     package func stop() async throws {
+        await self.deliveries?.stop()
         await self.sagas?.shutdown()
         say(Self.name, "stopped (\(self.orders.count) orders on record)")
     }
@@ -195,6 +222,34 @@ package actor OrderService: ServiceActor {
             say(Self.name, "could not publish \(OrderCreated.topic): \(error)")
         }
         return order
+    }
+
+    /// Starts the delivery of order `id`: publishes `order.ready-to-ship` durably, once per order.
+    /// - Returns: Whether this call started it (`false` when it had started already).
+    private func ship(_ id: Int, in environment: ServiceEnvironment) async throws -> Bool {
+        guard let order = self.orders[id] else { throw OrderError.unknownOrder(id: id) }
+        // Marked before the `await`, so that a second request for the same order, interleaving
+        // on this actor, does not publish a second delivery.
+        guard self.shipping.insert(id).inserted else { return false }
+        // Said first: once published, the delivery's next steps may speak before this returns.
+        say(Self.name, "order #\(id) is ready to ship")
+        do {
+            try await environment.publishDurably(
+                OrderReadyToShip(
+                    delivery: "order-\(id)-\(self.startTime / 1_000_000_000)",
+                    orderID: id,
+                    userID: order.userID,
+                    lines: order.items.map { OrderLine(sku: $0.sku, quantity: $0.quantity) },
+                    reservationID: order.reservationID,
+                    paymentID: order.paymentID,
+                    totalCents: order.totalCents
+                )
+            )
+        } catch {
+            self.shipping.remove(id)
+            throw error
+        }
+        return true
     }
 
     /// Why a compensated saga refused the order, in the order service's words.

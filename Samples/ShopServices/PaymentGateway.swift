@@ -46,6 +46,8 @@ public actor PaymentGateway {
     private var charges = 0
     /// Calls received so far, including failed and abandoned ones.
     package private(set) var calls = 0
+    /// The receipts refunded so far.
+    private var refunded: Set<Int> = []
 
     /// Creates a healthy gateway.
     /// - Parameters:
@@ -79,5 +81,13 @@ public actor PaymentGateway {
         // interleave at the sleep above, never share a receipt id.
         self.charges += 1
         return PaymentReceipt(id: self.charges, amountCents: amountCents)
+    }
+
+    /// Gives the charge of receipt `receiptID` back to the customer. A receipt is refunded once:
+    /// asking again changes nothing and answers `false`. Refunds are not subject to the gateway's
+    /// misbehaviour (a real gateway's would need a retry too).
+    /// - Returns: Whether this call refunded the charge.
+    package func refund(_ receiptID: Int) -> Bool {
+        self.refunded.insert(receiptID).inserted
     }
 }

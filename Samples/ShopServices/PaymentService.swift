@@ -1,4 +1,5 @@
 import Keel
+import KeelEventSourcing
 
 /// Charges customers through the external payment gateway.
 ///
@@ -10,6 +11,7 @@ import Keel
 /// `rejected`, not a failure of this handler.
 package actor PaymentService: ServiceActor {
     package static let name: ServiceName = "payment"
+    package static let publishes: [any DomainEvent.Type] = [PaymentRefunded.self]
 
     /// The remote API; the service's only way to the money.
     private let gateway: PaymentGateway
@@ -31,6 +33,20 @@ package actor PaymentService: ServiceActor {
         handlers.on(ChargePayment.self) { service, request in
             try await service.charge(request)
         }
+        handlers.on(RefundPayment.self) { service, request, environment in
+            try await service.refund(request, environment)
+        }
+    }
+
+    /// Refunds a charge and says so durably. A refund asked for again is not made twice, but is
+    /// announced again: the first announcement may be what a crash lost.
+    private func refund(_ request: RefundPayment, _ environment: ServiceEnvironment) async throws {
+        if await self.gateway.refund(request.paymentID) {
+            say(Self.name, "refunded \(dollars(request.amountCents)) (receipt #\(request.paymentID))")
+        }
+        try await environment.publishDurably(
+            PaymentRefunded(delivery: request.delivery, paymentID: request.paymentID, amountCents: request.amountCents)
+        )
     }
 
     package func stop() async throws {

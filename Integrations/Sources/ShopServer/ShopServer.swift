@@ -8,7 +8,7 @@ import ServiceLifecycle
 import ShopServices
 import Tracing
 
-/// The shop's six Keel services behind a Hummingbird HTTP API, in one `ServiceGroup`.
+/// The shop's seven Keel services behind a Hummingbird HTTP API, in one `ServiceGroup`.
 ///
 /// ```swift
 /// var configuration = ShopServer.Configuration()
