@@ -2,7 +2,7 @@ import KeelCore
 import KeelTesting
 import Testing
 
-@Suite("Deadline", .timeLimit(.minutes(1)))
+@Suite("Deadline", .timeLimit(.minutes(2)))
 struct DeadlineTests {
     @Test("remaining and hasPassed follow the clock the deadline was made on")
     func remainingOnTestClock() {

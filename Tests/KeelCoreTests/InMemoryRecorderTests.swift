@@ -2,7 +2,7 @@ import KeelCore
 import KeelTesting
 import Testing
 
-@Suite("InMemoryRecorder", .timeLimit(.minutes(1)))
+@Suite("InMemoryRecorder", .timeLimit(.minutes(2)))
 struct InMemoryRecorderTests {
     @Test("the recorder records spans; the no-op telemetry says it records none; a telemetry says yes by default")
     func recordsSpans() {

@@ -1,7 +1,7 @@
 import KeelCore
 import Testing
 
-@Suite("RandomSource", .timeLimit(.minutes(1)))
+@Suite("RandomSource", .timeLimit(.minutes(2)))
 struct RandomSourceTests {
     @Test("produces the SplitMix64 reference sequence")
     func referenceVectors() {

@@ -3,7 +3,7 @@ import KeelCore
 import KeelTesting
 import Testing
 
-@Suite("TraceContext", .timeLimit(.minutes(1)))
+@Suite("TraceContext", .timeLimit(.minutes(2)))
 struct TraceContextTests {
     @Test("a root starts a trace with no parent, correlated by its trace id unless told otherwise")
     func root() {

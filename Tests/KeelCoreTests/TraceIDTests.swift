@@ -2,7 +2,7 @@ import Foundation
 import KeelCore
 import Testing
 
-@Suite("TraceID and SpanID", .timeLimit(.minutes(1)))
+@Suite("TraceID and SpanID", .timeLimit(.minutes(2)))
 struct TraceIDTests {
     @Test("a trace id is 32 lowercase hex digits, high half first, zero padded")
     func traceIDFormatting() {

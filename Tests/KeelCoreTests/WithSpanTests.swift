@@ -2,7 +2,7 @@ import KeelCore
 import KeelTesting
 import Testing
 
-@Suite("Telemetry.withSpan", .timeLimit(.minutes(1)))
+@Suite("Telemetry.withSpan", .timeLimit(.minutes(2)))
 struct WithSpanTests {
     private struct Refused: Error, CustomStringConvertible {
         var description: String { "refused" }

@@ -3,7 +3,7 @@ import KeelEventSourcing
 import Testing
 
 /// The aggregate's id on the events a repository appends, whatever view of the store reads them.
-@Suite("Aggregate ids on recorded events", .timeLimit(.minutes(1)))
+@Suite("Aggregate ids on recorded events", .timeLimit(.minutes(2)))
 struct AggregateIDTests {
     @Test(
         "every event a repository appends carries its aggregate's id, in stream and global reads",

@@ -2,7 +2,7 @@ import KeelCore
 import KeelEventSourcing
 import Testing
 
-@Suite("Aggregate snapshots", .timeLimit(.minutes(1)))
+@Suite("Aggregate snapshots", .timeLimit(.minutes(2)))
 struct AggregateSnapshotTests {
     /// Registers user `id` and changes its email `changes` times, one event per command.
     private func populate(

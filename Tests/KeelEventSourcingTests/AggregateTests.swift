@@ -4,7 +4,7 @@ import KeelTesting
 import Synchronization
 import Testing
 
-@Suite("Aggregates", .timeLimit(.minutes(1)))
+@Suite("Aggregates", .timeLimit(.minutes(2)))
 struct AggregateTests {
     // MARK: Invariants
 

@@ -3,7 +3,7 @@ import KeelCore
 import KeelEventSourcing
 import Testing
 
-@Suite("Event codec and serializer", .timeLimit(.minutes(1)))
+@Suite("Event codec and serializer", .timeLimit(.minutes(2)))
 struct CodecTests {
     struct Unordered: Codable, Equatable {
         var zebra: Int

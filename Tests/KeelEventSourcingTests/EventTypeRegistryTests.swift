@@ -1,7 +1,7 @@
 import KeelEventSourcing
 import Testing
 
-@Suite("Event type registry", .timeLimit(.minutes(1)))
+@Suite("Event type registry", .timeLimit(.minutes(2)))
 struct EventTypeRegistryTests {
     @Test("registered types are found by name, with their upcasters")
     func lookups() {

@@ -146,7 +146,7 @@ struct FileEventStoreTests {
     }
 }
 
-@Suite("File event store records", .timeLimit(.minutes(1)))
+@Suite("File event store records", .timeLimit(.minutes(2)))
 struct FileRecordTests {
     static func frame(_ record: FileRecord) -> [UInt8] {
         var buffer: [UInt8] = []

@@ -16,7 +16,7 @@ import Darwin
 
 /// Values on disk: the index holds where each value lies and its checksum, reads `pread` and check
 /// it, compaction copies values from file to file, and reads never race compaction or close.
-@Suite("File state store values on disk", .timeLimit(.minutes(1)))
+@Suite("File state store values on disk", .timeLimit(.minutes(2)))
 struct FileStateStoreDiskValueTests {
     /// A flag one task sets and others read.
     final class Flag: Sendable {

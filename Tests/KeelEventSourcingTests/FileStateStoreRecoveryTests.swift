@@ -15,7 +15,7 @@ import Darwin
 
 /// What opening a damaged or interrupted state store does: a torn tail is cut and reported;
 /// every other damage fails a strict open naming file and offset; failed writes leave nothing.
-@Suite("File state store recovery", .timeLimit(.minutes(1)))
+@Suite("File state store recovery", .timeLimit(.minutes(2)))
 struct FileStateStoreRecoveryTests {
     typealias Support = FileStateStoreTests
 

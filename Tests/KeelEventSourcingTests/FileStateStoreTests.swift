@@ -15,7 +15,7 @@ import Darwin
 
 /// The file state store: atomic commits across namespaces, compaction that frees disk, recovery
 /// that cuts only torn tails and names every other damage.
-@Suite("File state store", .timeLimit(.minutes(1)))
+@Suite("File state store", .timeLimit(.minutes(2)))
 struct FileStateStoreTests {
     static func configuration(
         minimumBytes: Int = 4 << 20,

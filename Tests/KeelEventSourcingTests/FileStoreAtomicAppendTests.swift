@@ -15,7 +15,7 @@ import Darwin
 
 /// An append is on disk whole or not at all: cut anywhere inside its records, spread over no two
 /// segments, and cut back after a failed write or sync.
-@Suite("File event store atomic appends", .timeLimit(.minutes(1)))
+@Suite("File event store atomic appends", .timeLimit(.minutes(2)))
 struct FileStoreAtomicAppendTests {
     typealias Fixtures = FileStoreFixtures
 

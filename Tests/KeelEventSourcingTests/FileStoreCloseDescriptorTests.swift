@@ -22,7 +22,7 @@ import Darwin
 @Suite(
     "File stores release their descriptors on close",
     .enabled(if: OpenDescriptors.isAvailable, "lists descriptors through /proc/self/fd"),
-    .timeLimit(.minutes(1))
+    .timeLimit(.minutes(2))
 )
 struct FileStoreCloseDescriptorTests {
     typealias Fixtures = FileStoreFixtures

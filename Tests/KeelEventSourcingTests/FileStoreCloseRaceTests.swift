@@ -16,7 +16,7 @@ import Darwin
 
 /// Reads and `close()` never race: a read in flight when the store closes reads with the
 /// descriptors it took, which stay open until it is done, never with a closed or reused one.
-@Suite("File event store closing under reads", .timeLimit(.minutes(1)))
+@Suite("File event store closing under reads", .timeLimit(.minutes(2)))
 struct FileStoreCloseRaceTests {
     typealias Fixtures = FileStoreFixtures
 

@@ -6,7 +6,7 @@ import Testing
 
 /// Damage on disk: each case gives the promised typed error, or the promised cut, and never a
 /// crash or a silent skip.
-@Suite("File event store corruption", .timeLimit(.minutes(1)))
+@Suite("File event store corruption", .timeLimit(.minutes(2)))
 struct FileStoreCorruptionTests {
     typealias Fixtures = FileStoreFixtures
 

@@ -50,14 +50,14 @@ struct FileStoreCrashTrialTests {
         _ directory: String,
         after acks: Int,
         mode: [String] = []
-    ) throws -> (acks: [Ack], stderr: String) {
+    ) async throws -> (acks: [Ack], stderr: String) {
         let child = try CrashChild(tool: "KeelCrashAppender", arguments: [directory, String(Self.appenders)] + mode)
         var received: [Ack] = []
-        guard let ready = child.nextLine(), ready.hasPrefix("ready") else {
+        guard let ready = await child.nextLine(), ready.hasPrefix("ready") else {
             let stderr = child.sigkill()
             throw CrashTrialFailure(message: "the appender did not start: \(stderr)")
         }
-        while received.count < acks, let line = child.nextLine() {
+        while received.count < acks, let line = await child.nextLine() {
             guard let ack = Ack(line) else {
                 throw CrashTrialFailure(message: "unexpected line from the appender: \(line)")
             }
@@ -65,7 +65,7 @@ struct FileStoreCrashTrialTests {
         }
         let stderr = child.sigkill()
         // Lines written before the kill still count: each was written after its append returned.
-        while let line = child.nextLine() {
+        while let line = await child.nextLine() {
             if let ack = Ack(line) { received.append(ack) }
         }
         return (received, stderr)
@@ -78,6 +78,8 @@ struct FileStoreCrashTrialTests {
 
     @Test("acknowledged events survive SIGKILL at random moments, and nothing but in-flight events appears")
     func crashTrials() async throws {
+        await CrashTrialLane.enter()
+        defer { CrashTrialLane.leave() }
         let environment = ProcessInfo.processInfo.environment
         let trials = environment["KEEL_CRASH_TRIALS"].flatMap(Int.init) ?? 200
         // The kill points come from one seed, printed first, so that a failing run can be replayed
@@ -90,7 +92,7 @@ struct FileStoreCrashTrialTests {
         for trial in 0..<trials {
             let directory = TemporaryDirectory("crash-\(trial)")
             defer { directory.remove() }
-            let (acks, stderr) = try Self.runAndKill(directory.path, after: random.next(upperBound: 61))
+            let (acks, stderr) = try await Self.runAndKill(directory.path, after: random.next(upperBound: 61))
             #expect(!CrashChild.hasSanitizerReport(stderr), "trial \(trial): the appender reported\n\(stderr)")
             totalAcks += acks.count
 
@@ -135,6 +137,8 @@ struct FileStoreCrashTrialTests {
         arguments: [FileEventStore.Durability.fsyncEachAppend, .groupCommit, .none]
     )
     func multiEventCrashTrials(durability: FileEventStore.Durability) async throws {
+        await CrashTrialLane.enter()
+        defer { CrashTrialLane.leave() }
         let environment = ProcessInfo.processInfo.environment
         let trials = max(4, (environment["KEEL_CRASH_TRIALS"].flatMap(Int.init) ?? 200) / 10)
         let seed = environment["KEEL_CRASH_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 0...UInt64.max)
@@ -149,7 +153,11 @@ struct FileStoreCrashTrialTests {
             let directory = TemporaryDirectory("crash-multi-\(trial)")
             defer { directory.remove() }
             let mode = ["multi", String(segmentSize), "\(durability)", String(random.next())]
-            let (acks, stderr) = try Self.runAndKill(directory.path, after: random.next(upperBound: 25), mode: mode)
+            let (acks, stderr) = try await Self.runAndKill(
+                directory.path,
+                after: random.next(upperBound: 25),
+                mode: mode
+            )
             #expect(!CrashChild.hasSanitizerReport(stderr), "trial \(trial): the appender reported\n\(stderr)")
             totalAcks += acks.count
 

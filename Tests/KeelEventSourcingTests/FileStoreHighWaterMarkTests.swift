@@ -14,7 +14,7 @@ import Darwin
 #endif
 
 /// The high-water mark: two slots, the newer valid one wins, and a store keeps it up to date.
-@Suite("File event store high-water mark", .timeLimit(.minutes(1)))
+@Suite("File event store high-water mark", .timeLimit(.minutes(2)))
 struct FileStoreHighWaterMarkTests {
     typealias Fixtures = FileStoreFixtures
 

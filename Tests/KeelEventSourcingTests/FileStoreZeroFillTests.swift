@@ -9,7 +9,7 @@ import Testing
 /// Recovery reads zeros from a record boundary to the end of the last segment as the end of the
 /// log; only the last segment has a fill; and zeros over records the high-water mark covers are
 /// still reported.
-@Suite("File store zero fill", .timeLimit(.minutes(1)))
+@Suite("File store zero fill", .timeLimit(.minutes(2)))
 struct FileStoreZeroFillTests {
     typealias Fixtures = FileStoreFixtures
 

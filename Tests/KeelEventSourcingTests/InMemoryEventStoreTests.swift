@@ -4,7 +4,7 @@ import KeelTesting
 import Synchronization
 import Testing
 
-@Suite("In-memory event store", .timeLimit(.minutes(1)))
+@Suite("In-memory event store", .timeLimit(.minutes(2)))
 struct InMemoryEventStoreTests {
     @Test("passes the event store conformance checks", arguments: EventStoreConformance.checks)
     func conformance(_ check: EventStoreConformance.Check) async throws {
@@ -92,7 +92,7 @@ struct InMemoryEventStoreTests {
     }
 }
 
-@Suite("Event store values", .timeLimit(.minutes(1)))
+@Suite("Event store values", .timeLimit(.minutes(2)))
 struct EventStoreValueTests {
     @Test("expected versions against every current version")
     func expectedVersions() {
@@ -169,7 +169,7 @@ final class HidingStore: ForwardingEventStore {
 
 }
 
-@Suite("Subscriptions over a filtered view", .timeLimit(.minutes(1)))
+@Suite("Subscriptions over a filtered view", .timeLimit(.minutes(2)))
 struct FilteredSubscriptionTests {
     @Test("hidden positions are skipped without spinning")
     func hiddenPositions() async throws {
@@ -203,7 +203,7 @@ struct FilteredSubscriptionTests {
     }
 }
 
-@Suite("Namespaced event store views", .timeLimit(.minutes(1)))
+@Suite("Namespaced event store views", .timeLimit(.minutes(2)))
 struct NamespacedEventStoreTests {
     @Test("a namespace's view passes the conformance checks", arguments: EventStoreConformance.checks)
     func conformance(_ check: EventStoreConformance.Check) async throws {

@@ -2,7 +2,7 @@ import KeelCore
 import KeelEventSourcing
 import Testing
 
-@Suite("EventStoreKeyValueStore", .timeLimit(.minutes(1)))
+@Suite("EventStoreKeyValueStore", .timeLimit(.minutes(2)))
 struct KeyValueStoreTests {
     @Test("get, put, delete and a batch, each batch one event")
     func getPutDeleteBatch() async throws {

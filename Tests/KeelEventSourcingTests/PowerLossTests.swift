@@ -10,7 +10,7 @@ import Testing
 /// `PowerLossSimulator`). Every acknowledged append or commit must be there after it, whole;
 /// nothing may be there in part; and a strict open must succeed, which it does only if no
 /// high-water mark claims bytes that were not synced.
-@Suite("Power loss", .timeLimit(.minutes(2)))
+@Suite("Power loss", .timeLimit(.minutes(10)))
 struct PowerLossTests {
     static let tasks = 4
 
@@ -106,6 +106,8 @@ struct PowerLossTests {
         arguments: [FileEventStore.Durability.fsyncEachAppend, .groupCommit, .none]
     )
     func eventStore(durability: FileEventStore.Durability) async throws {
+        await CrashTrialLane.enter()
+        defer { CrashTrialLane.leave() }
         let seed = Self.seed
         TestLog.line("power-loss trials, event store (\(durability)): seed \(seed) (KEEL_CRASH_SEED to replay)")
         let random = RandomSource(seed: seed)
@@ -189,6 +191,8 @@ struct PowerLossTests {
         arguments: [FileEventStore.Durability.fsyncEachAppend, .groupCommit, .none]
     )
     func stateStore(durability: FileEventStore.Durability) async throws {
+        await CrashTrialLane.enter()
+        defer { CrashTrialLane.leave() }
         let seed = Self.seed
         TestLog.line("power-loss trials, state store (\(durability)): seed \(seed) (KEEL_CRASH_SEED to replay)")
         let random = RandomSource(seed: seed)

@@ -6,7 +6,7 @@ import Testing
 
 /// The read model and the checkpoint are one atomic commit: whatever a crash interrupts, after
 /// reopening the read model holds exactly the events before the stored checkpoint.
-@Suite("Projection checkpoints across crashes", .timeLimit(.minutes(5)))
+@Suite("Projection checkpoints across crashes", .timeLimit(.minutes(10)))
 struct ProjectionCrashTests {
     /// Checks that the read model in `projectionStore` is exactly the events before its checkpoint.
     static func expectInStep(_ projectionStore: ProjectionStore, events: any EventStore) async throws -> UInt64 {
@@ -96,6 +96,8 @@ struct ProjectionCrashTests {
         0..<2
     )
     func killAndReopen(point: KillPoint, round: Int) async throws {
+        await CrashTrialLane.enter()
+        defer { CrashTrialLane.leave() }
         // KEEL_PROJECTION_KILL_SEED replays a trial; its page size and stopping point follow from the seed.
         let seed =
             ProcessInfo.processInfo.environment["KEEL_PROJECTION_KILL_SEED"].flatMap { UInt64($0) }
@@ -120,14 +122,14 @@ struct ProjectionCrashTests {
         var lines: [String] = []
         var isAtPoint = false
         var applies = 0
-        while !isAtPoint, let line = child.nextLine() {
+        while !isAtPoint, let line = await child.nextLine() {
             lines.append(line)
             if line.hasPrefix("applied ") { applies += 1 }
             isAtPoint = point == .anywhere ? applies == count : line == "stopped"
         }
         let stderr = child.sigkill()
         // Lines written before the kill count too: each was written after what it reports.
-        while let line = child.nextLine() { lines.append(line) }
+        while let line = await child.nextLine() { lines.append(line) }
         #expect(!CrashChild.hasSanitizerReport(stderr), "\(trial): the child reported\n\(stderr)")
         try #require(
             lines.first == "ready" && isAtPoint,

@@ -4,7 +4,7 @@ import Testing
 
 /// A page is handled while the commit of the page before it runs: these tests hold a commit and
 /// check what the runner does meanwhile and after.
-@Suite("ProjectionRunner commits one page while it handles the next", .timeLimit(.minutes(1)))
+@Suite("ProjectionRunner commits one page while it handles the next", .timeLimit(.minutes(2)))
 struct ProjectionPipelineTests {
     /// Counts the events in one key (read, then overwritten) and checks, at each event, that the
     /// `seen/` keys it can list agree with the count: both read the earlier pages' writes, whether

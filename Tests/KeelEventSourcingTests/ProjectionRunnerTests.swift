@@ -4,7 +4,7 @@ import KeelEventSourcing
 import KeelTesting
 import Testing
 
-@Suite("ProjectionRunner", .timeLimit(.minutes(1)))
+@Suite("ProjectionRunner", .timeLimit(.minutes(2)))
 struct ProjectionRunnerTests {
     @Test("catches up on stored events, then follows live ones")
     func catchUpThenLive() async throws {

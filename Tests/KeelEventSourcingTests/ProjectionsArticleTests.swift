@@ -98,7 +98,7 @@ enum ProjectionsArticle {
     }
 }
 
-@Suite("The projections article's example", .timeLimit(.minutes(1)))
+@Suite("The projections article's example", .timeLimit(.minutes(2)))
 struct ProjectionsArticleTests {
     @Test("the directory keeps typed entries by the recorded user id, and reads its own writes")
     func directory() async throws {

@@ -2,7 +2,7 @@ import Foundation
 import KeelEventSourcing
 import Testing
 
-@Suite("Snapshot envelopes", .timeLimit(.minutes(1)))
+@Suite("Snapshot envelopes", .timeLimit(.minutes(2)))
 struct SnapshotEnvelopeTests {
     struct Cart: Codable, Equatable {
         static let snapshotVersion = 2

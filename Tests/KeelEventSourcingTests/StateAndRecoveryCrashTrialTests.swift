@@ -15,7 +15,7 @@ import Darwin
 
 /// Crash trials for the state store (SIGKILL mid-commit and mid-compaction), and for opening
 /// itself: a store killed while recovery cuts or repairs it opens the same afterwards.
-@Suite("State store and recovery crash trials", .timeLimit(.minutes(3)))
+@Suite("State store and recovery crash trials", .timeLimit(.minutes(10)))
 struct StateAndRecoveryCrashTrialTests {
     typealias Appender = FileStoreCrashTrialTests
     static let tasks = 3
@@ -33,21 +33,24 @@ struct StateAndRecoveryCrashTrialTests {
     }
 
     /// Starts `arguments` and kills it after `acks` acknowledgements.
-    static func runAndKill(_ arguments: [String], after acks: Int) throws -> (acks: [Appender.Ack], stderr: String) {
+    static func runAndKill(
+        _ arguments: [String],
+        after acks: Int
+    ) async throws -> (acks: [Appender.Ack], stderr: String) {
         let child = try CrashChild(tool: "KeelCrashAppender", arguments: arguments)
-        guard let ready = child.nextLine(), ready.hasPrefix("ready") else {
+        guard let ready = await child.nextLine(), ready.hasPrefix("ready") else {
             let stderr = child.sigkill()
             throw Appender.CrashTrialFailure(message: "the appender did not start: \(stderr)")
         }
         var received: [Appender.Ack] = []
-        while received.count < acks, let line = child.nextLine() {
+        while received.count < acks, let line = await child.nextLine() {
             guard let ack = Appender.Ack(line) else {
                 throw Appender.CrashTrialFailure(message: "unexpected line from the appender: \(line)")
             }
             received.append(ack)
         }
         let stderr = child.sigkill()
-        while let line = child.nextLine() {
+        while let line = await child.nextLine() {
             if let ack = Appender.Ack(line) { received.append(ack) }
         }
         return (received, stderr)
@@ -61,14 +64,14 @@ struct StateAndRecoveryCrashTrialTests {
 
     /// How long `arguments` takes to say `ready` (on a copy of the store): kills are spread
     /// over that time, so that many land in recovery.
-    static func timeToReady(_ arguments: [String], copy directory: TemporaryDirectory) throws -> Duration {
+    static func timeToReady(_ arguments: [String], copy directory: TemporaryDirectory) async throws -> Duration {
         let scratch = TemporaryDirectory("time-to-ready")
         defer { scratch.remove() }
         try Self.copy(directory, to: scratch)
         let clock = ContinuousClock()
         let start = clock.now
         let child = try CrashChild(tool: "KeelCrashAppender", arguments: [scratch.path] + arguments)
-        _ = child.nextLine()
+        _ = await child.nextLine()
         let elapsed = clock.now - start
         _ = child.sigkill()
         return elapsed
@@ -83,7 +86,7 @@ struct StateAndRecoveryCrashTrialTests {
         random: RandomSource,
         check: (TemporaryDirectory, Int) async throws -> Void
     ) async throws -> Int {
-        let ready = try Self.timeToReady(arguments, copy: pristine)
+        let ready = try await Self.timeToReady(arguments, copy: pristine)
         let micros = Int(ready.components.seconds) * 1_000_000 + Int(ready.components.attoseconds / 1_000_000_000_000)
         let span = max(1, micros * 6 / 5)
         var killed = 0
@@ -93,10 +96,10 @@ struct StateAndRecoveryCrashTrialTests {
             try Self.copy(pristine, to: directory)
             for _ in 0...random.next(upperBound: 2) {
                 let child = try CrashChild(tool: "KeelCrashAppender", arguments: [directory.path] + arguments)
-                usleep(UInt32(random.next(upperBound: span)))
+                await CrashChild.pause(microseconds: random.next(upperBound: span))
                 let stderr = child.sigkill()
                 #expect(!CrashChild.hasSanitizerReport(stderr), "trial \(trial): \(stderr)")
-                if child.nextLine() == nil { killed += 1 }
+                if await child.nextLine() == nil { killed += 1 }
             }
             try await check(directory, trial)
         }
@@ -108,6 +111,8 @@ struct StateAndRecoveryCrashTrialTests {
         arguments: [FileEventStore.Durability.fsyncEachAppend, .groupCommit, .none]
     )
     func stateCrashTrials(durability: FileEventStore.Durability) async throws {
+        await CrashTrialLane.enter()
+        defer { CrashTrialLane.leave() }
         let seed = Self.seed
         TestLog.line("state crash trials (\(durability)): seed \(seed) (KEEL_CRASH_SEED to replay)")
         let random = RandomSource(seed: seed)
@@ -118,7 +123,7 @@ struct StateAndRecoveryCrashTrialTests {
             let directory = TemporaryDirectory("state-crash-\(trial)")
             defer { directory.remove() }
             let arguments = [directory.path, String(Self.tasks), "state", "\(durability)", "strict"]
-            let (acks, stderr) = try Self.runAndKill(arguments, after: random.next(upperBound: 60))
+            let (acks, stderr) = try await Self.runAndKill(arguments, after: random.next(upperBound: 60))
             #expect(!CrashChild.hasSanitizerReport(stderr), "trial \(trial): the appender reported\n\(stderr)")
             totalAcks += acks.count
 
@@ -167,6 +172,8 @@ struct StateAndRecoveryCrashTrialTests {
         arguments: ["strict", "repair"]
     )
     func killedDuringRecovery(mode: String) async throws {
+        await CrashTrialLane.enter()
+        defer { CrashTrialLane.leave() }
         let seed = Self.seed
         TestLog.line("recovery kill trials (\(mode)): seed \(seed) (KEEL_CRASH_SEED to replay)")
         let random = RandomSource(seed: seed)
@@ -221,6 +228,8 @@ struct StateAndRecoveryCrashTrialTests {
         arguments: ["strict", "repair"]
     )
     func stateKilledDuringRecovery(mode: String) async throws {
+        await CrashTrialLane.enter()
+        defer { CrashTrialLane.leave() }
         let seed = Self.seed
         TestLog.line("state recovery kill trials (\(mode)): seed \(seed) (KEEL_CRASH_SEED to replay)")
         let random = RandomSource(seed: seed)

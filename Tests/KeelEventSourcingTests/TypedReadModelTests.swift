@@ -75,7 +75,7 @@ final class CountingCodec: EventCodec {
     }
 }
 
-@Suite("Typed read models", .timeLimit(.minutes(1)))
+@Suite("Typed read models", .timeLimit(.minutes(2)))
 struct TypedReadModelTests {
     static func event(_ type: String) -> EventData {
         EventData(type: type, metadata: EventMetadata(id: EventID(high: 1, low: 1), time: 0), payload: [])

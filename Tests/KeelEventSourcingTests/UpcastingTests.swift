@@ -3,7 +3,7 @@ import KeelCore
 import KeelEventSourcing
 import Testing
 
-@Suite("Upcasting", .timeLimit(.minutes(1)))
+@Suite("Upcasting", .timeLimit(.minutes(2)))
 struct UpcastingTests {
     @Test("a v1, a v2 and a v3 payload all decode as v3", arguments: ChainKind.allCases)
     func chain(_ kind: ChainKind) throws {

@@ -5,7 +5,7 @@ import Testing
 
 @testable import KeelResilience
 
-@Suite("Bulkhead partitions", .timeLimit(.minutes(1)))
+@Suite("Bulkhead partitions", .timeLimit(.minutes(2)))
 struct BulkheadPartitionsTests {
     @Test func backgroundWorkNeverTakesCriticalPermits() async throws {
         let partitions = BulkheadPartitions(
@@ -61,7 +61,7 @@ struct BulkheadPartitionsTests {
     }
 }
 
-@Suite("Keyed bulkhead", .timeLimit(.minutes(1)))
+@Suite("Keyed bulkhead", .timeLimit(.minutes(2)))
 struct BulkheadKeyedTests {
     @Test func eachKeyHasItsOwnLimit() async throws {
         let keyed = KeyedBulkhead<String>(
@@ -149,7 +149,7 @@ struct BulkheadKeyedTests {
     }
 }
 
-@Suite("Memory bulkhead", .timeLimit(.minutes(1)))
+@Suite("Memory bulkhead", .timeLimit(.minutes(2)))
 struct BulkheadMemoryTests {
     @Test func leasesCountAgainstTheirCategoryAndReturnAtScopeEnd() async throws {
         let memory = MemoryBulkhead<String>(
@@ -229,7 +229,7 @@ struct BulkheadMemoryTests {
     }
 }
 
-@Suite("Resource pool", .timeLimit(.minutes(1)))
+@Suite("Resource pool", .timeLimit(.minutes(2)))
 struct BulkheadResourcePoolTests {
     final class Connection: Sendable {
         let id: Int

@@ -12,7 +12,7 @@ import Testing
 /// and back when the queue empties. These tests look for what a lock-free path gets wrong: more
 /// holders than the capacity, a newcomer overtaking a queued waiter, totals that miss an
 /// admission, and a release racing with a caller that queues (a lost wakeup hangs the test).
-@Suite("Bulkhead lock-free path", .timeLimit(.minutes(1)))
+@Suite("Bulkhead lock-free path", .timeLimit(.minutes(2)))
 struct BulkheadLockFreeTests {
     private func makeStorage(
         capacity: Int,

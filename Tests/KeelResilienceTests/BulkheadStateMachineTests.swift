@@ -2,7 +2,7 @@ import Testing
 
 @testable import KeelResilience
 
-@Suite("Bulkhead state machine", .timeLimit(.minutes(1)))
+@Suite("Bulkhead state machine", .timeLimit(.minutes(2)))
 struct BulkheadStateMachineTests {
     typealias Machine = BulkheadStateMachine<String>
 

@@ -2,7 +2,7 @@ import Testing
 
 @testable import KeelResilience
 
-@Suite("Bounded task group", .timeLimit(.minutes(1)))
+@Suite("Bounded task group", .timeLimit(.minutes(2)))
 struct BulkheadTaskGroupTests {
     struct Boom: Error {}
 

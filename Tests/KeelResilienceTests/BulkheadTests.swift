@@ -5,7 +5,7 @@ import Testing
 
 @testable import KeelResilience
 
-@Suite("Bulkhead", .timeLimit(.minutes(1)))
+@Suite("Bulkhead", .timeLimit(.minutes(2)))
 struct BulkheadTests {
     @Test func tenThousandTasksNeverExceedMaxConcurrent() async throws {
         let bulkhead = Bulkhead(

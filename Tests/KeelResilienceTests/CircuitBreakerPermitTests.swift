@@ -5,7 +5,7 @@ import Testing
 @testable import KeelResilience
 
 /// The permit API: `acquirePermit()`, the call, then one recorded outcome.
-@Suite("Circuit breaker permits", .timeLimit(.minutes(1)))
+@Suite("Circuit breaker permits", .timeLimit(.minutes(2)))
 struct CircuitBreakerPermitTests {
     typealias Fixtures = CircuitBreakerFixtures
     typealias Failure = CircuitBreakerFixtures.Failure

@@ -4,7 +4,7 @@ import Testing
 @testable import KeelResilience
 
 /// The pure state machine, synchronously: every state against every event.
-@Suite("Circuit breaker state machine", .timeLimit(.minutes(1)))
+@Suite("Circuit breaker state machine", .timeLimit(.minutes(2)))
 struct CircuitBreakerStateMachineTests {
     typealias Machine = CircuitBreakerStateMachine
 

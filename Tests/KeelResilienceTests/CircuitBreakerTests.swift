@@ -6,7 +6,7 @@ import Testing
 @testable import KeelResilience
 
 /// The actor façade, driven by a ``TestClock``: no sleeps, no yield loops.
-@Suite("Circuit breaker", .timeLimit(.minutes(1)))
+@Suite("Circuit breaker", .timeLimit(.minutes(2)))
 struct CircuitBreakerTests {
     typealias Fixtures = CircuitBreakerFixtures
     typealias Failure = CircuitBreakerFixtures.Failure

@@ -8,7 +8,7 @@ import Testing
 /// count into its window the next time anything takes the lock. These tests pin down when it may
 /// (no success could open the breaker, no event consumer, a count-based window) and that nothing
 /// is lost, counted twice or counted in the wrong generation.
-@Suite("Circuit breaker: successes counted outside the lock", .timeLimit(.minutes(1)))
+@Suite("Circuit breaker: successes counted outside the lock", .timeLimit(.minutes(2)))
 struct CircuitBreakerUnlockedSuccessTests {
     typealias Fixtures = CircuitBreakerFixtures
     typealias Machine = CircuitBreakerStateMachine

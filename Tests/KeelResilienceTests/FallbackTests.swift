@@ -11,7 +11,7 @@ private struct Invalid: Error, Equatable {}
 
 private struct FallbackFailed: Error, Equatable {}
 
-@Suite("Fallback", .timeLimit(.minutes(1)))
+@Suite("Fallback", .timeLimit(.minutes(2)))
 struct FallbackTests {
     @Test func aSuccessPassesThroughWithoutCallingTheFallback() async throws {
         let calls = Atomic<Int>(0)

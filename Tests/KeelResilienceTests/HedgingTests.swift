@@ -4,7 +4,7 @@ import KeelTesting
 import Synchronization
 import Testing
 
-@Suite("Hedging", .timeLimit(.minutes(1)))
+@Suite("Hedging", .timeLimit(.minutes(2)))
 struct HedgingTests {
     @Test func aFastFirstAttemptStartsNoHedge() async throws {
         let clock = TestClock()

@@ -4,7 +4,7 @@ import KeelTesting
 import Synchronization
 import Testing
 
-@Suite("Strategies in a pipeline, by default", .timeLimit(.minutes(1)))
+@Suite("Strategies in a pipeline, by default", .timeLimit(.minutes(2)))
 struct PipelineDefaultsTests {
     struct Outage: Error {}
 

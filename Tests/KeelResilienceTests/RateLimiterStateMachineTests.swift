@@ -2,7 +2,7 @@ import Testing
 
 @testable import KeelResilience
 
-@Suite("RateLimiter state machine", .timeLimit(.minutes(1)))
+@Suite("RateLimiter state machine", .timeLimit(.minutes(2)))
 struct RateLimiterStateMachineTests {
     private func bucket(capacity: Int = 2) -> RateLimiterStateMachine {
         RateLimiterStateMachine(algorithm: .tokenBucket(capacity: capacity, cost: .milliseconds(100), tat: .zero))
@@ -63,7 +63,7 @@ struct RateLimiterStateMachineTests {
     }
 }
 
-@Suite("RateLimiter state machine: bucketed window and queue bound", .timeLimit(.minutes(1)))
+@Suite("RateLimiter state machine: bucketed window and queue bound", .timeLimit(.minutes(2)))
 struct RateLimiterWindowCounterStateMachineTests {
     private func counter(limit: Int = 3, window: Duration = .seconds(1), buckets: Int = 4) -> RateLimiterStateMachine {
         RateLimiterStateMachine(

@@ -66,7 +66,7 @@ extension TestClock {
     }
 }
 
-@Suite("RateLimiter: bucketed sliding window and queue bound", .timeLimit(.minutes(1)))
+@Suite("RateLimiter: bucketed sliding window and queue bound", .timeLimit(.minutes(2)))
 struct RateLimiterWindowTests {
     @Test func admitsExactlyPerBucketAsTheClockMoves() async throws {
         let clock = TestClock()

@@ -5,7 +5,7 @@ import Testing
 @testable import KeelResilience
 
 /// What breakers and bulkheads log for an operator.
-@Suite("Resilience logs", .timeLimit(.minutes(1)))
+@Suite("Resilience logs", .timeLimit(.minutes(2)))
 struct ResilienceLogTests {
     typealias Fixtures = CircuitBreakerFixtures
 

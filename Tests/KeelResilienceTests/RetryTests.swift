@@ -66,7 +66,7 @@ private func cumulative(_ delays: [Duration]) -> [Duration] {
     return times
 }
 
-@Suite("Retry", .timeLimit(.minutes(1)))
+@Suite("Retry", .timeLimit(.minutes(2)))
 struct RetryTests {
     static let backoffs: [Backoff] = [
         .constant(.milliseconds(250)),

@@ -3,7 +3,7 @@ import Testing
 
 @testable import KeelResilience
 
-@Suite("Timeout schedule", .timeLimit(.minutes(1)))
+@Suite("Timeout schedule", .timeLimit(.minutes(2)))
 struct TimeoutScheduleTests {
     @Test func startsATimerAndReplacesItOnlyForAnEarlierDeadline() throws {
         var schedule = TimeoutSchedule<String>()

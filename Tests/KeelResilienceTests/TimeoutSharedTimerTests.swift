@@ -64,7 +64,7 @@ private struct FailingClock: Clock {
     }
 }
 
-@Suite("Timeout's shared timer", .timeLimit(.minutes(1)))
+@Suite("Timeout's shared timer", .timeLimit(.minutes(2)))
 struct TimeoutSharedTimerTests {
     /// A timer whose clock fails its sleep goes out of service instead of leaving its calls
     /// waiting for it: the pending call times itself, meets the clock's error and throws it, and

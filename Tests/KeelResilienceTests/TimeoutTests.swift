@@ -33,7 +33,7 @@ private func slowOperation(
     }
 }
 
-@Suite("Timeout", .timeLimit(.minutes(1)))
+@Suite("Timeout", .timeLimit(.minutes(2)))
 struct TimeoutTests {
     @Test func firesAndTheOperationObservesCancellation() async throws {
         let clock = TestClock()

@@ -4,7 +4,7 @@ import KeelSagas
 import KeelTesting
 import Testing
 
-@Suite("The seed's order saga", .timeLimit(.minutes(1)))
+@Suite("The seed's order saga", .timeLimit(.minutes(2)))
 struct OrderSagaTests {
     static let steps = ["validate", "pay", "reserve", "confirm"]
     static let compensations = ["pay": "refund", "reserve": "release"]

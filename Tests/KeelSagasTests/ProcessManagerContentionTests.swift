@@ -8,7 +8,7 @@ import Testing
 
 /// Many instances under concurrent events of two types, on the file-backed state store (whose
 /// commits suspend): every instance's count must come out exact.
-@Suite("Process managers under contention", .timeLimit(.minutes(1)))
+@Suite("Process managers under contention", .timeLimit(.minutes(2)))
 struct ProcessManagerContentionTests {
     struct Tick: DomainEvent {
         static let eventType = "tally.tick"

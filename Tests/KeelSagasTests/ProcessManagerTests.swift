@@ -11,7 +11,7 @@ import Testing
 /// The seed's choreography on a process manager: the three outcomes, duplicates, timeouts (also
 /// across a restart), a failure between the state's commit and the effects' delivery, and a state
 /// that no longer decodes.
-@Suite("Process managers", .timeLimit(.minutes(1)))
+@Suite("Process managers", .timeLimit(.minutes(2)))
 struct ProcessManagerTests {
     /// The wall-clock time at the test clock's start.
     static let epoch: Int64 = 1_700_000_000_000_000_000

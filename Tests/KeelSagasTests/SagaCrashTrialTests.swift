@@ -16,6 +16,8 @@ import Testing
 struct SagaCrashTrialTests {
     @Test("sagas killed with SIGKILL at random moments reach a final state with every effect once or undone")
     func crashTrials() async throws {
+        await CrashTrialLane.enter()
+        defer { CrashTrialLane.leave() }
         let environment = ProcessInfo.processInfo.environment
         let trials = environment["KEEL_CRASH_TRIALS"].flatMap(Int.init) ?? 200
         let seed = environment["KEEL_CRASH_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 0...UInt64.max)

@@ -6,6 +6,8 @@ import XCTest
 /// set).
 final class SagaCrashTrialXCTests: TimeLimitedTestCase {
     func testSagasSurviveSIGKILL() async throws {
+        await CrashTrialLane.enter()
+        defer { CrashTrialLane.leave() }
         let seed = UInt64.random(in: 0...UInt64.max)
         let report = try await SagaCrashTrials.run(trials: 5, seed: seed)
         XCTAssertEqual(report.trials, 5)

@@ -1,7 +1,7 @@
 import KeelSagas
 import Testing
 
-@Suite("SagaError", .timeLimit(.minutes(1)))
+@Suite("SagaError", .timeLimit(.minutes(2)))
 struct SagaErrorTests {
     @Test("describes its code, message and cause")
     func description() {

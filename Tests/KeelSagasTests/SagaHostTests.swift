@@ -91,7 +91,7 @@ actor HostedOrders: ServiceActor {
     }
 }
 
-@Suite("Sagas in a service host", .timeLimit(.minutes(1)))
+@Suite("Sagas in a service host", .timeLimit(.minutes(2)))
 struct SagaHostTests {
     @Test("a service runs sagas in its own storage; steps call services in the saga's trace")
     func hosted() async throws {

@@ -9,7 +9,7 @@ import Testing
 /// Recovery across more than one crash, and right after `recover()`: what the saga crash trials
 /// found, made deterministic with stores that fail at a chosen append (a crash as the journal sees
 /// it) and an executor that holds the runner's tasks.
-@Suite("Saga recovery after repeated crashes", .timeLimit(.minutes(1)))
+@Suite("Saga recovery after repeated crashes", .timeLimit(.minutes(2)))
 struct SagaInDoubtTests {
     func makeRunner(_ store: any EventStore, executor: (any TaskExecutor)? = nil) -> SagaRunner {
         SagaRunner(

@@ -4,7 +4,7 @@ import Testing
 
 @testable import KeelSagas
 
-@Suite("The journal's hand-written JSON", .timeLimit(.minutes(1)))
+@Suite("The journal's hand-written JSON", .timeLimit(.minutes(2)))
 struct SagaJournalEncodingTests {
     static func full() -> SagaJournalEntry {
         var entry = SagaJournalEntry(kind: .stepFailed, run: 3, time: -1_700_000_000_000_000_123)

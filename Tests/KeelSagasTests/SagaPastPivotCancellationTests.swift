@@ -7,7 +7,7 @@ import Testing
 /// What cancelling a saga's task does once the saga is past its pivot, where it can only go
 /// forward: the case the randomized run leaves out of its plans (a cancellation with a timer after
 /// the pivot).
-@Suite("Cancellation past the pivot", .timeLimit(.minutes(1)))
+@Suite("Cancellation past the pivot", .timeLimit(.minutes(2)))
 struct SagaPastPivotCancellationTests {
     struct CoolOff: Saga {
         static let name = "random.cool-off"

@@ -4,7 +4,7 @@ import KeelSagas
 import KeelTesting
 import Testing
 
-@Suite("Recovery after a crash", .timeLimit(.minutes(1)))
+@Suite("Recovery after a crash", .timeLimit(.minutes(2)))
 struct SagaRecoveryTests {
     func makeRunner(_ store: any EventStore) -> SagaRunner {
         SagaRunner(

@@ -4,7 +4,7 @@ import KeelSagas
 import KeelTesting
 import Testing
 
-@Suite("Waiting for a signal, durably", .timeLimit(.minutes(1)))
+@Suite("Waiting for a signal, durably", .timeLimit(.minutes(2)))
 struct SagaSignalTests {
     static let start: Int64 = 1_700_000_000_000_000_000
 

@@ -32,7 +32,7 @@ struct Boom: Error, CustomStringConvertible {
     var description: String { "boom: \(self.what)" }
 }
 
-@Suite("Parallel branches, nested sagas, the pivot and the rules", .timeLimit(.minutes(1)))
+@Suite("Parallel branches, nested sagas, the pivot and the rules", .timeLimit(.minutes(2)))
 struct SagaStructureTests {
     func makeRunner(_ store: any EventStore = InMemoryEventStore(), clock: TestClock = TestClock()) -> SagaRunner {
         SagaRunner(

@@ -5,7 +5,7 @@ import KeelSagas
 import KeelTesting
 import Testing
 
-@Suite("Timeouts, retries, deadlines and durable timers, on a test clock", .timeLimit(.minutes(1)))
+@Suite("Timeouts, retries, deadlines and durable timers, on a test clock", .timeLimit(.minutes(2)))
 struct SagaTimeTests {
     static let start: Int64 = 1_700_000_000_000_000_000
 

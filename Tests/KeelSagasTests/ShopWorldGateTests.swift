@@ -2,7 +2,7 @@ import Testing
 
 /// `Gate.pass()` (the fixture of `ShopWorld.swift`) must resume its continuation exactly once when
 /// its waiter is cancelled.
-@Suite("ShopWorld's gate", .timeLimit(.minutes(1)))
+@Suite("ShopWorld's gate", .timeLimit(.minutes(2)))
 struct ShopWorldGateTests {
     /// A regression test. The randomized saga run found that `pass()` once stored its
     /// continuation, released the lock, and then, if the continuation was no longer stored,

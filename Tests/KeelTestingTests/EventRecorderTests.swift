@@ -3,7 +3,7 @@ import KeelCore
 import KeelTesting
 import Testing
 
-@Suite("EventRecorder", .timeLimit(.minutes(1)))
+@Suite("EventRecorder", .timeLimit(.minutes(2)))
 struct EventRecorderTests {
     typealias Ping = HarnessFixtures.Ping
     typealias Pong = HarnessFixtures.Pong

@@ -54,7 +54,7 @@ enum FaultFixtures {
     }
 }
 
-@Suite("Fault injection into request routes", .timeLimit(.minutes(1)))
+@Suite("Fault injection into request routes", .timeLimit(.minutes(2)))
 struct RequestFaultTests {
     typealias Charge = FaultFixtures.Charge
     typealias GatewayDown = FaultFixtures.GatewayDown
@@ -287,7 +287,7 @@ struct RequestFaultTests {
     }
 }
 
-@Suite("Fault injection into bus deliveries", .timeLimit(.minutes(1)))
+@Suite("Fault injection into bus deliveries", .timeLimit(.minutes(2)))
 struct DeliveryFaultTests {
     typealias OrderPlaced = FaultFixtures.OrderPlaced
 
@@ -400,7 +400,7 @@ struct DeliveryFaultTests {
     }
 }
 
-@Suite("Fault injection is seeded", .timeLimit(.minutes(1)))
+@Suite("Fault injection is seeded", .timeLimit(.minutes(2)))
 struct FaultDeterminismTests {
     typealias Charge = FaultFixtures.Charge
 
@@ -467,7 +467,7 @@ struct FaultDeterminismTests {
     }
 }
 
-@Suite("Fault rules", .timeLimit(.minutes(1)))
+@Suite("Fault rules", .timeLimit(.minutes(2)))
 struct FaultRuleTests {
     @Test("a rule belongs to its injector: another injector neither removes nor counts it")
     func rulesBelongToTheirInjector() async throws {

@@ -5,7 +5,7 @@ import KeelTesting
 import Testing
 
 /// The testing article's fault-injection examples, as they are written there.
-@Suite("Testing article: injecting faults", .timeLimit(.minutes(1)))
+@Suite("Testing article: injecting faults", .timeLimit(.minutes(2)))
 struct FaultsArticleTests {
     struct ChargePayment: ServiceRequest {
         typealias Response = String

@@ -4,7 +4,7 @@ import Testing
 
 /// The testing article's health-check example, as it is written there: `checkHealth()` runs a
 /// round and returns when every instance has answered, with no clock to drive.
-@Suite("Testing article: health checks", .timeLimit(.minutes(1)))
+@Suite("Testing article: health checks", .timeLimit(.minutes(2)))
 struct HealthCheckArticleTests {
     struct Quote: ServiceRequest {
         typealias Response = Int

@@ -33,7 +33,7 @@ struct Checkout: Saga {
     }
 }
 
-@Suite("SagaTester", .timeLimit(.minutes(1)))
+@Suite("SagaTester", .timeLimit(.minutes(2)))
 struct SagaTesterTests {
     @Test("when a step fails, then the completed steps are compensated, newest first")
     func failStep() async throws {

@@ -3,7 +3,7 @@ import Testing
 
 /// The clock's state machine, driven synchronously with plain strings standing in for the
 /// continuations of sleepers and waiters.
-@Suite("TestClock.StateMachine", .timeLimit(.minutes(1)))
+@Suite("TestClock.StateMachine", .timeLimit(.minutes(2)))
 struct TestClockStateMachineTests {
     typealias Machine = TestClock.StateMachine<String, String>
 

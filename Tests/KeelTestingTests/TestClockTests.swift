@@ -1,7 +1,7 @@
 import KeelTesting
 import Testing
 
-@Suite("TestClock", .timeLimit(.minutes(1)))
+@Suite("TestClock", .timeLimit(.minutes(2)))
 struct TestClockTests {
     // MARK: Time
 

@@ -100,7 +100,7 @@ enum HarnessFixtures {
     }
 }
 
-@Suite("TestHost", .timeLimit(.minutes(1)))
+@Suite("TestHost", .timeLimit(.minutes(2)))
 struct TestHostTests {
     typealias Greeted = HarnessFixtures.Greeted
     typealias Log = HarnessFixtures.Log

@@ -6,7 +6,7 @@ import Testing
 
 /// The testing article's wall-clock example, as it is written there (and its dead-letter example's
 /// declared subscription): the time stamped on an envelope moves with the test clock.
-@Suite("Testing article: wall-clock time", .timeLimit(.minutes(1)))
+@Suite("Testing article: wall-clock time", .timeLimit(.minutes(2)))
 struct WallClockArticleTests {
     struct PaymentFailed: Event {
         static let topic = "payment.failed"

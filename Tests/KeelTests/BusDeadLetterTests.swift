@@ -10,7 +10,7 @@ import Testing
 /// the handler to go to sleep (`waitForSleepers`) and then move time. To know that an event has
 /// been dead-lettered, each test publishes a marker event after it: handlers run one event at a
 /// time, so once the marker is handled the event before it has reached the dead-letter queue.
-@Suite("Bus dead letters", .timeLimit(.minutes(1)))
+@Suite("Bus dead letters", .timeLimit(.minutes(2)))
 struct BusDeadLetterTests {
     typealias Collector = BusFixtures.Collector
     typealias Flag = BusFixtures.Flag

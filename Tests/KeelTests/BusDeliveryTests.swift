@@ -3,7 +3,7 @@ import Testing
 
 @testable import Keel
 
-@Suite("Bus delivery", .timeLimit(.minutes(1)))
+@Suite("Bus delivery", .timeLimit(.minutes(2)))
 struct BusDeliveryTests {
     typealias Collector = BusFixtures.Collector
     typealias Gate = BusFixtures.Gate
@@ -548,7 +548,7 @@ struct BusDeliveryTests {
     }
 }
 
-@Suite("Bus under contention", .timeLimit(.minutes(1)))
+@Suite("Bus under contention", .timeLimit(.minutes(2)))
 struct BusContentionTests {
     typealias Collector = BusFixtures.Collector
     typealias Numbered = BusFixtures.Numbered

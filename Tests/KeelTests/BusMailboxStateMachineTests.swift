@@ -11,7 +11,7 @@ import Testing
 /// `withCheckedContinuation` / `withUnsafeContinuation` and hand it to the state machine inside the
 /// continuation's body, or, when two must be parked at once, in child tasks that report when they
 /// have parked.
-@Suite("Bus mailbox state machine", .timeLimit(.minutes(1)))
+@Suite("Bus mailbox state machine", .timeLimit(.minutes(2)))
 struct BusMailboxStateMachineTests {
     typealias Mailbox = MailboxStateMachine<Int>
     typealias Collector = BusFixtures.Collector
@@ -505,7 +505,7 @@ struct BusMailboxStateMachineTests {
     }
 }
 
-@Suite("Bus ring buffer", .timeLimit(.minutes(1)))
+@Suite("Bus ring buffer", .timeLimit(.minutes(2)))
 struct BusRingBufferTests {
     @Test("first in, first out, across growth while wrapped")
     func fifoAcrossGrowth() {

@@ -8,7 +8,7 @@ import Testing
 /// Each test makes the subscriber take event 0 and block on a gate before anything else is
 /// published, so the mailbox is empty and every later event meets a stuck subscriber: the counts
 /// below are exact, not approximate.
-@Suite("Bus overflow", .timeLimit(.minutes(1)))
+@Suite("Bus overflow", .timeLimit(.minutes(2)))
 struct BusOverflowTests {
     typealias Collector = BusFixtures.Collector
     typealias Gate = BusFixtures.Gate

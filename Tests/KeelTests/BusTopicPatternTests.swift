@@ -2,7 +2,7 @@ import Testing
 
 @testable import Keel
 
-@Suite("Bus topic patterns", .timeLimit(.minutes(1)))
+@Suite("Bus topic patterns", .timeLimit(.minutes(2)))
 struct BusTopicPatternTests {
     /// One row of a matching table.
     struct Case: Sendable, CustomTestStringConvertible {

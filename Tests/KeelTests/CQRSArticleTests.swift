@@ -220,7 +220,7 @@ actor Mailer: ServiceActor {
 
 // MARK: The tests
 
-@Suite("The CQRS article's example", .timeLimit(.minutes(1)))
+@Suite("The CQRS article's example", .timeLimit(.minutes(2)))
 struct CQRSArticleTests {
     /// The order service, built by the host when it starts.
     static func registerOrders(_ host: ServiceHost) async throws {

@@ -7,7 +7,7 @@ import Testing
 
 /// The seed's user service, event-sourced, with CQRS handlers: commands to the `User`
 /// aggregate, and "users by email domain" from a projection, read-your-writes.
-@Suite("CQRS handlers", .timeLimit(.minutes(1)))
+@Suite("CQRS handlers", .timeLimit(.minutes(2)))
 struct CQRSTests {
     // MARK: Events and the aggregate
 

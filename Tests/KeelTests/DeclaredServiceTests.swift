@@ -7,7 +7,7 @@ import Testing
 
 /// Declared subscriptions, made and ended by the host, and services built once by a factory with
 /// non-optional dependencies.
-@Suite("Declared services", .timeLimit(.minutes(1)))
+@Suite("Declared services", .timeLimit(.minutes(2)))
 struct DeclaredServiceTests {
     struct Ping: Event {
         static let topic = "test.ping"

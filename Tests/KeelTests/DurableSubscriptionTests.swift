@@ -10,7 +10,7 @@ import Testing
 
 /// Durable publications and subscriptions: at least once, across restarts, with each
 /// publication's state listable and failed ones resubmitted.
-@Suite("Durable subscriptions", .timeLimit(.minutes(2)))
+@Suite("Durable subscriptions", .timeLimit(.minutes(10)))
 struct DurableSubscriptionTests {
     struct MissingEnvironment: Error {}
     struct HandlerFailure: Error {}
@@ -91,6 +91,8 @@ struct DurableSubscriptionTests {
         arguments: [0, 3]
     )
     func killedBetweenHandlerAndCheckpoint(completed: Int) async throws {
+        await CrashTrialLane.enter()
+        defer { CrashTrialLane.leave() }
         let directory = Self.directory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         // The child delivers orders 1...completed and commits their checkpoint; the handler of the
@@ -99,7 +101,7 @@ struct DurableSubscriptionTests {
         var lines: [String] = []
         var isStopped = false
         var lastShipped: UInt64?
-        while !isStopped || lastShipped == nil, let line = child.nextLine() {
+        while !isStopped || lastShipped == nil, let line = await child.nextLine() {
             lines.append(line)
             let fields = line.split(separator: " ")
             if line == "stopped" { isStopped = true }
@@ -108,7 +110,7 @@ struct DurableSubscriptionTests {
             }
         }
         let stderr = child.sigkill()
-        while let line = child.nextLine() { lines.append(line) }
+        while let line = await child.nextLine() { lines.append(line) }
         #expect(!CrashChild.hasSanitizerReport(stderr), "the child reported\n\(stderr)")
         try #require(isStopped, "the child said \(lines), stderr \(stderr)")
         let last = try #require(lastShipped)

@@ -3,7 +3,7 @@ import Keel
 import KeelCore
 import Testing
 
-@Suite("Event envelope", .timeLimit(.minutes(1)))
+@Suite("Event envelope", .timeLimit(.minutes(2)))
 struct EnvelopeTests {
     private func makeEnvelope(correlationID: String = "order-7", causationID: String? = "cause-1") -> EventEnvelope {
         EventEnvelope(

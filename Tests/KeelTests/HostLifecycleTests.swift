@@ -67,7 +67,7 @@ private func makeHost(clock: TestClock = TestClock(), shutdownTimeout: Duration 
     return ServiceHost(configuration: configuration, clock: clock, random: RandomSource(seed: 7))
 }
 
-@Suite("Host lifecycle", .timeLimit(.minutes(1)))
+@Suite("Host lifecycle", .timeLimit(.minutes(2)))
 struct HostLifecycleTests {
     // MARK: Order
 

@@ -40,7 +40,7 @@ private actor Greeter: ServiceActor {
 
 /// What Keel logs for an operator: starts, stops and why, rollbacks, drains, dead letters, and
 /// what a service logs through its own logger.
-@Suite("Operator logs", .timeLimit(.minutes(1)))
+@Suite("Operator logs", .timeLimit(.minutes(2)))
 struct OperatorLogTests {
     private func makeHost(_ recorder: InMemoryRecorder, clock: TestClock = TestClock()) -> ServiceHost {
         ServiceHost(

@@ -27,7 +27,7 @@ private func instances(handling count: Int, through client: RequestClient) async
     return result
 }
 
-@Suite("Registry and load balancing", .timeLimit(.minutes(1)))
+@Suite("Registry and load balancing", .timeLimit(.minutes(2)))
 struct RegistryTests {
     // MARK: Strategies
 

@@ -8,7 +8,7 @@ private typealias Worker = HostFixtures.Worker
 private typealias Front = HostFixtures.Front
 private typealias Loner = HostFixtures.Loner
 
-@Suite("Request channels", .timeLimit(.minutes(1)))
+@Suite("Request channels", .timeLimit(.minutes(2)))
 struct RequestChannelTests {
     // MARK: Delivery and typed errors
 

@@ -83,7 +83,7 @@ private actor EarlyCaller: ServiceActor {
     }
 }
 
-@Suite("Request fast path: routes resolved once per client, trace context, spans", .timeLimit(.minutes(1)))
+@Suite("Request fast path: routes resolved once per client, trace context, spans", .timeLimit(.minutes(2)))
 struct RequestFastPathTests {
     // MARK: Routes cached per client
 

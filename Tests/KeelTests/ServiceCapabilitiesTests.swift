@@ -8,7 +8,7 @@ import Testing
 
 /// A service gets exactly its capabilities: a bus that speaks only for it, a registry it can
 /// only read, durable publications only of what it declares, and the host's one wall clock.
-@Suite("Service capabilities", .timeLimit(.minutes(1)))
+@Suite("Service capabilities", .timeLimit(.minutes(2)))
 struct ServiceCapabilitiesTests {
     struct Ping: Event {
         static let topic = "test.ping"

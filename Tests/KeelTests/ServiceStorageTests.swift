@@ -7,7 +7,7 @@ import Testing
 @testable import Keel
 
 /// Each service's own storage: isolated namespaces in one host store, durable in a directory.
-@Suite("Service storage", .timeLimit(.minutes(1)))
+@Suite("Service storage", .timeLimit(.minutes(2)))
 struct ServiceStorageTests {
     struct MissingEnvironment: Error {}
 

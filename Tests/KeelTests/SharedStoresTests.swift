@@ -8,7 +8,7 @@ import Testing
 /// Hosts given stores the application opened (``StorageLocation/stores(events:state:name:)``):
 /// the services' namespaces in them, durable publications of one host reaching the durable
 /// subscriptions of another, and the stores left open when the hosts shut down.
-@Suite("Shared stores", .timeLimit(.minutes(1)))
+@Suite("Shared stores", .timeLimit(.minutes(2)))
 struct SharedStoresTests {
     private typealias Shipping = DurableSubscriptionTests.Shipping
     private typealias Mailer = DurableSubscriptionTests.Mailer

@@ -76,7 +76,7 @@ private actor Back: ServiceActor {
 
 /// A telemetry whose tracer assigns its own ids: Keel runs each handler under the ids of its
 /// span, and binds the telemetry's own current span around it.
-@Suite("Tracer-assigned ids", .timeLimit(.minutes(1)))
+@Suite("Tracer-assigned ids", .timeLimit(.minutes(2)))
 struct TracerAssignedIDsTests {
     @Test("requests, the bus and withSpan run under the span's ids, with the span bound as current")
     func handlersRunUnderTheSpansIDs() async throws {

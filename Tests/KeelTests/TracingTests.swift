@@ -7,7 +7,7 @@ private typealias Work = HostFixtures.Work
 private typealias Worker = HostFixtures.Worker
 private typealias Front = HostFixtures.Front
 
-@Suite("Tracing across requests and events", .timeLimit(.minutes(1)))
+@Suite("Tracing across requests and events", .timeLimit(.minutes(2)))
 struct TracingTests {
     @Test(
         "the bus starts publish and handler spans only when the telemetry records spans; handler durations either way",

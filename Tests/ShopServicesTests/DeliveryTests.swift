@@ -63,7 +63,7 @@ struct ShopUnderTest {
 
 /// Shipping an order in the shop: a choreography of the order service's delivery process manager,
 /// the shipping service and the payment service, with a refund as the compensation.
-@Suite("The shop's delivery choreography", .timeLimit(.minutes(1)))
+@Suite("The shop's delivery choreography", .timeLimit(.minutes(2)))
 struct DeliveryTests {
     @Test("a courier that collects the parcel ships the order: one booking, an e-mail with the tracking number")
     func shipped() async throws {

@@ -199,19 +199,58 @@ package enum FileRecord: Sendable, Equatable {
         minimumBodySize: Int,
         maxRecordSize: Int
     ) throws(DecodingFailure) -> (body: UnsafeRawBufferPointer, size: Int) {
-        guard bytes.count >= Self.frameHeaderSize else { throw .truncatedHeader }
+        try Self.inspectFrame(bytes, minimumBodySize: minimumBodySize, maxRecordSize: maxRecordSize).get()
+    }
+
+    /// Whether a frame that passes ``checkFrame(_:minimumBodySize:maxRecordSize:)`` (and, when
+    /// asked, whose body decodes) starts at the first byte of `bytes`, found without throwing.
+    ///
+    /// Recovery asks this at every byte offset after damage, to tell a torn tail from damage in
+    /// the middle; a thrown error per offset would cost more than the check itself (and far more
+    /// under a test runner that records a backtrace for every thrown error).
+    /// - Parameters:
+    ///   - bytes: The bytes from the candidate frame's first byte to the end of what is available.
+    ///   - minimumBodySize: The smallest body accepted.
+    ///   - maxRecordSize: The largest body accepted.
+    ///   - decodingBody: Whether the body must decode too (``decodeBody(_:)``), or a valid
+    ///     checksum is enough.
+    /// - Returns: Whether a valid frame starts there.
+    package static func startsValidFrame(
+        _ bytes: UnsafeRawBufferPointer,
+        minimumBodySize: Int,
+        maxRecordSize: Int,
+        decodingBody: Bool
+    ) -> Bool {
+        guard
+            case .success(let frame) = Self.inspectFrame(
+                bytes,
+                minimumBodySize: minimumBodySize,
+                maxRecordSize: maxRecordSize
+            )
+        else { return false }
+        return !decodingBody || (try? Self.decodeBody(frame.body)) != nil
+    }
+
+    /// ``checkFrame(_:minimumBodySize:maxRecordSize:)``'s checks, with the failure returned rather
+    /// than thrown.
+    private static func inspectFrame(
+        _ bytes: UnsafeRawBufferPointer,
+        minimumBodySize: Int,
+        maxRecordSize: Int
+    ) -> Result<(body: UnsafeRawBufferPointer, size: Int), DecodingFailure> {
+        guard bytes.count >= Self.frameHeaderSize else { return .failure(.truncatedHeader) }
         let length = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
         let storedCRC = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
         guard Int(length) >= minimumBodySize, Int(length) <= maxRecordSize else {
-            throw .invalidLength(length)
+            return .failure(.invalidLength(length))
         }
         let size = Self.frameHeaderSize + Int(length)
-        guard bytes.count >= size else { throw .truncatedBody(needed: size, available: bytes.count) }
+        guard bytes.count >= size else { return .failure(.truncatedBody(needed: size, available: bytes.count)) }
         var crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[0..<4]))
         let body = UnsafeRawBufferPointer(rebasing: bytes[Self.frameHeaderSize..<size])
         crc = CRC32C.checksum(body, continuing: crc)
-        guard crc == storedCRC else { throw .checksumMismatch }
-        return (body, size)
+        guard crc == storedCRC else { return .failure(.checksumMismatch) }
+        return .success((body, size))
     }
 
     /// Decodes a record body whose checksum has been verified.

@@ -316,7 +316,14 @@ struct FileStoreRecovery {
         var offset = 1
         while offset + FileRecord.frameHeaderSize + FileRecord.minimumBodySize <= rest.count {
             let candidate = UnsafeRawBufferPointer(rebasing: rest[offset...])
-            if (try? FileRecord.decodeFrame(candidate, maxRecordSize: maxRecordSize)) != nil { return true }
+            if FileRecord.startsValidFrame(
+                candidate,
+                minimumBodySize: FileRecord.minimumBodySize,
+                maxRecordSize: maxRecordSize,
+                decodingBody: true
+            ) {
+                return true
+            }
             offset += 1
         }
         return false

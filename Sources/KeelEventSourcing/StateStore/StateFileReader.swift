@@ -84,9 +84,12 @@ final class StateFileReader {
             let length = Int(UInt32(littleEndian: header.loadUnaligned(fromByteOffset: 0, as: UInt32.self)))
             if length >= minimumBodySize, candidate + FileRecord.frameHeaderSize + length <= self.size {
                 let frame = try self.bytes(at: candidate, count: FileRecord.frameHeaderSize + length)
-                if (try? FileRecord.checkFrame(frame, minimumBodySize: minimumBodySize, maxRecordSize: length))
-                    != nil
-                {
+                if FileRecord.startsValidFrame(
+                    frame,
+                    minimumBodySize: minimumBodySize,
+                    maxRecordSize: length,
+                    decodingBody: false
+                ) {
                     return true
                 }
             }

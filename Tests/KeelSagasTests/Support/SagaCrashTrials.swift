@@ -139,21 +139,21 @@ struct SagaCrashTrials {
             )
             let killAt = random.next(upperBound: lastLine)
             var lines = 0
-            while lines < killAt, let line = child.nextLine() {
+            while lines < killAt, let line = await child.nextLine() {
                 lines += 1
                 try said.read(line)
                 if line == "idle" { break }
             }
             let stderr = child.sigkill()
             // Lines written before the kill still count: each was written after what it reports.
-            while let line = child.nextLine() { try said.read(line) }
+            while let line = await child.nextLine() { try said.read(line) }
             if CrashChild.hasSanitizerReport(stderr) {
                 throw Failure(message: "child \(round) reported\n\(stderr)")
             }
             report.kills += 1
         }
         let child = try CrashChild(tool: "KeelCrashSaga", arguments: [directory, String(seed), "final", "0", "1"])
-        while !said.finished, let line = child.nextLine() { try said.read(line) }
+        while !said.finished, let line = await child.nextLine() { try said.read(line) }
         let stderr = child.sigkill()
         if CrashChild.hasSanitizerReport(stderr) { throw Failure(message: "the last child reported\n\(stderr)") }
         guard said.finished else { throw Failure(message: "the last child did not finish recovery: \(stderr)") }

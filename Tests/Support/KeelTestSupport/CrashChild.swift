@@ -4,9 +4,15 @@ import Foundation
 /// stdout line by line and kills it with SIGKILL. Its stderr goes to a file, so that the test can
 /// fail on what a sanitized child reports there.
 ///
-/// Reads block the calling thread; each tool sets an alarm, so a read ends at the latest when the
-/// child dies of it. Shared by the test targets that run tools (`Tests/Tools`).
-package final class CrashChild {
+/// A read waits on a thread of its own, never on the cooperative pool: with two cores the pool has
+/// two threads, and a test blocking one of them on a slow child halves what every other test gets
+/// (on a busy machine, enough to push unrelated tests past their time limits). Each tool sets an
+/// alarm, so a read ends at the latest when the child dies of it. Shared by the test targets that
+/// run tools (`Tests/Tools`).
+///
+/// It is used by one task at a time (the test that made it), hence `@unchecked Sendable`: the
+/// reading thread touches the buffer only while that task waits for it.
+package final class CrashChild: @unchecked Sendable {
     /// Why a child could not be run.
     package struct Failure: Error, CustomStringConvertible {
         package var message: String
@@ -63,8 +69,20 @@ package final class CrashChild {
         try? FileManager.default.removeItem(atPath: self.errorPath)
     }
 
-    /// The next line of the child's stdout, blocking; `nil` at end of file.
-    package func nextLine() -> String? {
+    /// The next line of the child's stdout, read on a thread of its own; `nil` at end of file.
+    package func nextLine() async -> String? {
+        if let newline = self.buffer.firstIndex(of: 10) {
+            let line = String(decoding: self.buffer[..<newline], as: UTF8.self)
+            self.buffer.removeSubrange(...newline)
+            return line
+        }
+        return await withCheckedContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(returning: self.blockingNextLine()) }
+        }
+    }
+
+    /// The next line of the child's stdout, blocking the calling thread; `nil` at end of file.
+    private func blockingNextLine() -> String? {
         while true {
             if let newline = self.buffer.firstIndex(of: 10) {
                 let line = String(decoding: self.buffer[..<newline], as: UTF8.self)
@@ -74,6 +92,17 @@ package final class CrashChild {
             let data = self.output.fileHandleForReading.availableData
             if data.isEmpty { return nil }
             self.buffer.append(contentsOf: data)
+        }
+    }
+
+    /// Waits `microseconds` of real time on a thread of its own (a kill at a random moment of a
+    /// real child's run), leaving the cooperative pool to the other tests.
+    package static func pause(microseconds: Int) async {
+        await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                usleep(UInt32(microseconds))
+                continuation.resume()
+            }
         }
     }
 

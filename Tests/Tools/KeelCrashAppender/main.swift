@@ -86,6 +86,10 @@ if arguments.count == 6 && arguments[3] == "state" {
         exit(1)
     }
     alarm(60)
+    // The trials run beside the rest of `swift test`: the victim yields the processors to it, so
+    // that a busy test process is not also raced by a child it has yet to kill. (Only the
+    // schedule changes, not what a kill can interrupt.)
+    _ = nice(10)
     say("ready \(state.recoveryReport.batches)")
     let tasks = Int(arguments[2]) ?? 4
     await withThrowingTaskGroup(of: Void.self) { group in
@@ -157,6 +161,10 @@ do {
 }
 // A test that stops reading (it failed or was killed) must not leave the appender running.
 alarm(60)
+// The trials run beside the rest of `swift test`: the victim yields the processors to it, so
+// that a busy test process is not also raced by a child it has yet to kill. (Only the
+// schedule changes, not what a kill can interrupt.)
+_ = nice(10)
 say("ready \(store.recoveryReport.eventCount)")
 /// The largest event of multi mode: 256 KiB, or `KEEL_CRASH_MAX_EVENT` bytes (the longer opt-in
 /// run uses 1 MiB).

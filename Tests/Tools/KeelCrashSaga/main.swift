@@ -353,7 +353,7 @@ else {
     exit(2)
 }
 alarm(60)
-// The trials run beside the rest of `swift test`, whose contention tests have one-minute limits: the
+// The trials run beside the rest of `swift test`, whose contention tests have time limits: the
 // victims yield the processors to them. (Only the schedule changes, not what a kill interrupts.)
 _ = nice(10)
 let fileStore: FileEventStore
