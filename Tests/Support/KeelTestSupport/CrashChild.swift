@@ -10,8 +10,8 @@ import Foundation
 /// alarm, so a read ends at the latest when the child dies of it. Shared by the test targets that
 /// run tools (`Tests/Tools`).
 ///
-/// It is used by one task at a time (the test that made it), hence `@unchecked Sendable`: the
-/// reading thread touches the buffer only while that task waits for it.
+/// It is used by one task at a time (the test that made it), hence `@unchecked Sendable`; its
+/// reading thread shares only the buffer with that task, under a lock.
 package final class CrashChild: @unchecked Sendable {
     /// Why a child could not be run.
     package struct Failure: Error, CustomStringConvertible {
@@ -26,7 +26,11 @@ package final class CrashChild: @unchecked Sendable {
     private let process = Process()
     private let output = Pipe()
     private let errorPath: String
+    /// What was read and not yet returned as lines. The reading thread and the test's task take
+    /// turns with it, under `bufferLock` (an `NSLock`, which ThreadSanitizer sees; it does not
+    /// see the continuation that orders them).
     private var buffer: [UInt8] = []
+    private let bufferLock = NSLock()
 
     /// The path of the tool `name`, built beside the test bundle.
     package static func path(of name: String) -> String {
@@ -71,11 +75,7 @@ package final class CrashChild: @unchecked Sendable {
 
     /// The next line of the child's stdout, read on a thread of its own; `nil` at end of file.
     package func nextLine() async -> String? {
-        if let newline = self.buffer.firstIndex(of: 10) {
-            let line = String(decoding: self.buffer[..<newline], as: UTF8.self)
-            self.buffer.removeSubrange(...newline)
-            return line
-        }
+        if let line = self.takeLine() { return line }
         return await withCheckedContinuation { continuation in
             Thread.detachNewThread { continuation.resume(returning: self.blockingNextLine()) }
         }
@@ -84,14 +84,20 @@ package final class CrashChild: @unchecked Sendable {
     /// The next line of the child's stdout, blocking the calling thread; `nil` at end of file.
     private func blockingNextLine() -> String? {
         while true {
-            if let newline = self.buffer.firstIndex(of: 10) {
-                let line = String(decoding: self.buffer[..<newline], as: UTF8.self)
-                self.buffer.removeSubrange(...newline)
-                return line
-            }
+            if let line = self.takeLine() { return line }
             let data = self.output.fileHandleForReading.availableData
             if data.isEmpty { return nil }
-            self.buffer.append(contentsOf: data)
+            self.bufferLock.withLock { self.buffer.append(contentsOf: data) }
+        }
+    }
+
+    /// Removes and returns the first whole line of the buffer, if there is one.
+    private func takeLine() -> String? {
+        self.bufferLock.withLock {
+            guard let newline = self.buffer.firstIndex(of: 10) else { return nil }
+            let line = String(decoding: self.buffer[..<newline], as: UTF8.self)
+            self.buffer.removeSubrange(...newline)
+            return line
         }
     }
 
