@@ -4,10 +4,10 @@ import Foundation
 /// process): tests that run child processes against file stores, kill them and recover what they
 /// left, or that cut a store's power, enter the lane first and leave it when they end.
 ///
-/// Run side by side, such tests slowed each other down far more than their own work: their
-/// children and recoveries contend for the same `fsync`s, and on a busy two-core machine the
-/// trials that took 130 s one after the other took over 250 s together, pushing unrelated tests
-/// past their time limits. A test that waits for the lane counts the wait in its own time limit,
+/// Run side by side, such tests slowed each other down far more than their own work explains: on a
+/// slow two-core machine the trials that took 130 s one after the other took 250–270 s together
+/// (all of them write, `fsync` and reopen stores on one disk), pushing unrelated tests past their
+/// time limits. A test that waits for the lane counts the wait in its own time limit,
 /// so the lane's suites have limits long enough for the others' turns.
 package enum CrashTrialLane {
     private struct State {
