@@ -10,7 +10,7 @@ struct SagaJournalEncodingTests {
         var entry = SagaJournalEntry(kind: .stepFailed, run: 3, time: -1_700_000_000_000_000_123)
         entry.saga = "order.place"
         entry.id = "o-\"1\"\\\n\t\r\u{01}\u{1F}é🚀"
-        entry.payload = "{\"a\":[1,2,\"x\"]}"
+        entry.payload = .json("{\"a\":[1,2,\"x\"]}")
         entry.dueTime = Int64.max
         entry.item = SagaItemRef(scope: "/1.0/2", index: 7)
         entry.name = "card/authorize"

@@ -67,6 +67,28 @@ struct SagaRandomizedTests {
         }
     }
 
+    @Test("journaled in memory, the same seed's sagas end as they do journaled in an event store, one by one")
+    func inMemoryJournalMatchesTheStore() async throws {
+        var configuration = RandomSagaRun.Configuration.fromEnvironment(count: 2_000)
+        configuration.count = min(configuration.count, TestEnvironment.scaled(2_000))
+        configuration.only = nil
+        let store = await RandomSagaRun(configuration).run()
+        configuration.inMemoryJournal = true
+        let memory = await RandomSagaRun(configuration).run()
+        Self.record(memory)
+        #expect(store.failures.isEmpty)
+        #expect(memory.signatures.count == configuration.count)
+        for index in 0..<configuration.count where store.signatures[index] != memory.signatures[index] {
+            Issue.record(
+                "seed \(configuration.seed) saga \(index): \(store.signatures[index] ?? "-") in the store, \(memory.signatures[index] ?? "-") in memory"
+            )
+        }
+        // Every outcome occurred in memory too.
+        for phase in [SagaStatus.Phase.completed, .compensated, .needsIntervention] {
+            #expect(memory.phases[phase, default: 0] > 0, "no saga ended \(phase.rawValue) in memory")
+        }
+    }
+
     @Test("a plan depends only on the seed and the saga's index")
     func plansAreSeeded() {
         let seed = RandomSagaRun.Configuration.defaultSeed

@@ -2,14 +2,16 @@ extension SagaJournalEntry {
     /// The entry as JSON: the same document `JSONEncoder` writes for it (the same keys, absent
     /// optionals left out), written by hand because a saga writes ten entries or more and
     /// `JSONEncoder` made most of a saga's own cost. `JSONDecoder` reads it back.
-    func jsonBytes() -> [UInt8] {
+    /// - Throws: ``SagaError`` with ``SagaError/Code-swift.struct/encodingFailed`` when a kept
+    ///   payload does not encode.
+    func jsonBytes() throws(SagaError) -> [UInt8] {
         var writer = JSONObjectWriter()
         writer.string("kind", self.kind.rawValue)
         writer.integer("run", Int64(self.run))
         writer.integer("time", self.time)
         writer.optionalString("saga", self.saga)
         writer.optionalString("id", self.id)
-        writer.optionalString("payload", self.payload)
+        writer.optionalString("payload", try self.payload?.jsonText(what: "the payload of \(self.kind)"))
         if let dueTime = self.dueTime { writer.integer("dueTime", dueTime) }
         if let item = self.item {
             writer.key("item")

@@ -29,9 +29,10 @@ struct SagaJournalEntry: Codable, Sendable, Hashable {
     /// `started`: the saga's type name and id.
     var saga: String?
     var id: String?
-    /// `started`: the input, as JSON text; `stepCompleted`: the output; `finished` (completed): the
-    /// saga's output.
-    var payload: String?
+    /// `started`: the input; `stepCompleted`: the output; `finished` (completed): the saga's
+    /// output; `signalSent`: the signal's payload. JSON text in a durable journal, the value itself
+    /// in an ``InMemorySagaJournal``.
+    var payload: SagaValue?
     /// `started`: the saga's deadline; `timerStarted`: when the timer fires (wall clock, ns).
     var dueTime: Int64?
     /// Step, scope and timer entries: which item of which scope.
@@ -60,12 +61,15 @@ struct SagaJournalEntry: Codable, Sendable, Hashable {
     /// The stored event type of this entry: `saga.<kind>`.
     var eventType: String { "saga." + self.kind.rawValue }
 
-    func eventData(id: EventID) -> EventData {
+    /// The entry as the event a durable journal appends.
+    /// - Throws: ``SagaError`` with ``SagaError/Code-swift.struct/encodingFailed`` when a kept
+    ///   payload does not encode.
+    func eventData(id: EventID) throws(SagaError) -> EventData {
         EventData(
             type: self.eventType,
             schemaVersion: Self.schemaVersion,
             metadata: .current(id: id, time: self.time),
-            payload: self.jsonBytes()
+            payload: try self.jsonBytes()
         )
     }
 
@@ -128,6 +132,19 @@ enum SagaPayload {
         } catch {
             throw SagaError(code: .encodingFailed, message: "cannot encode \(what())", underlying: error)
         }
+    }
+
+    static func decode<T: Decodable>(
+        _ type: T.Type,
+        from value: SagaValue?,
+        what: @autoclosure () -> String
+    )
+        throws(SagaError) -> T
+    {
+        guard let value else {
+            throw SagaError(code: .journalCorrupt, message: "\(what()) is missing from the journal")
+        }
+        return try value.decode(T.self, what: what())
     }
 
     static func decode<T: Decodable>(

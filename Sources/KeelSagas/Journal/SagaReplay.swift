@@ -16,8 +16,8 @@ struct SagaReplay: Sendable {
         var isIdempotent: Bool
         /// How many attempts were journaled as started.
         var attempts = 0
-        /// The output, once the step completed (JSON text).
-        var output: String?
+        /// The output, once the step completed.
+        var output: SagaValue?
         var isCompleted = false
         /// The failure the step ended with; `nil` when it did not fail, or when an operator's
         /// retry reopened it.
@@ -33,12 +33,12 @@ struct SagaReplay: Sendable {
     var saga: String
     var id: String
     var run: Int
-    var input: String?
+    var input: SagaValue?
     var deadline: Int64?
     var startTime: Int64
     var items: [SagaItemRef: Item] = [:]
     var phase = SagaStatus.Phase.running
-    var output: String?
+    var output: SagaValue?
     var cause: SagaFailure?
     var failedCompensations: [SagaFailure] = []
     /// The stream's last version.
@@ -202,7 +202,8 @@ struct SagaReplay: Sendable {
             self.phase = .resolved
         case .signalSent:
             if let name = entry.name, self.signals[name] == nil {
-                self.signals[name] = entry.payload ?? "null"
+                // A signal's payload is journaled as JSON text (``SagaRunner/signal(_:id:name:payload:)``).
+                self.signals[name] = (try? entry.payload?.jsonText(what: "the signal \(name)")) ?? "null"
             }
         }
     }

@@ -7,7 +7,10 @@ import Synchronization
 /// the determinism rule.
 final class SagaExecution: Sendable {
     struct State: Sendable {
-        var names: Set<String> = []
+        /// The names of the items claimed so far: a list while it is short (a linear search of a
+        /// few names is cheaper than hashing each), a set from then on.
+        var names: [String] = []
+        var nameSet: Set<String> = []
         var replayed: Set<SagaItemRef> = []
         var pivotCalled = false
         var isPastPivot = false
@@ -25,11 +28,30 @@ final class SagaExecution: Sendable {
         /// The saga's deadline, in wall-clock nanoseconds.
         var deadline: Int64?
         var deadlineExceeded = false
+
+        /// Records `name` as claimed.
+        /// - Returns: Whether it was new.
+        mutating func insertName(_ name: String) -> Bool {
+            if self.nameSet.isEmpty {
+                if self.names.contains(name) { return false }
+                self.names.append(name)
+                if self.names.count > 16 {
+                    self.nameSet = Set(self.names)
+                    self.names = []
+                }
+                return true
+            }
+            return self.nameSet.insert(name).inserted
+        }
     }
 
     let saga: String
     let id: String
     let run: Int
+    /// Whether the telemetry records metrics and spans: when not, the step timings and the step
+    /// spans are not made at all.
+    let recordsMetrics: Bool
+    let recordsSpans: Bool
     let stream: StreamID
     let runtime: SagaRuntime
     let instruments: SagaInstruments
@@ -37,6 +59,8 @@ final class SagaExecution: Sendable {
     let replay: SagaReplay?
     let root: SagaScope
     let state = Lock(State())
+    /// The run's stream of an in-memory journal, looked up once: `nil` for an event store.
+    let memoryStream: InMemorySagaJournal.Stream?
 
     init(
         saga: String,
@@ -51,9 +75,16 @@ final class SagaExecution: Sendable {
         self.run = run
         self.stream = SagaRuntime.stream(saga: saga, id: id)
         self.runtime = runtime
+        self.recordsMetrics = runtime.telemetry.recordsMetrics
+        self.recordsSpans = runtime.telemetry.recordsSpans
         self.instruments = instruments
         self.replay = replay
         self.root = SagaScope(path: "", namePrefix: "", isRoot: true)
+        if case .memory(let journal) = runtime.journal {
+            self.memoryStream = journal.stream(self.stream)
+        } else {
+            self.memoryStream = nil
+        }
     }
 
     /// The saga's deadline, in wall-clock nanoseconds, if it has one.
@@ -94,15 +125,16 @@ final class SagaExecution: Sendable {
     }
 
     func append(_ entry: SagaJournalEntry) async throws(SagaError) {
-        let data = entry.eventData(id: EventID.random(using: self.runtime.random))
         do {
-            try await self.runtime.store.append([data], to: self.stream, expecting: .any)
-        } catch {
-            throw SagaError(
-                code: .journalUnavailable,
-                message: "cannot append \(entry.kind) to the journal \(self.stream)",
-                underlying: error
+            try await self.runtime.journal.append(
+                entry,
+                to: self.stream,
+                expecting: .any,
+                random: self.runtime.random,
+                memoryStream: self.memoryStream
             )
+        } catch {
+            throw error.sagaError("cannot append \(entry.kind) to the journal \(self.stream)")
         }
     }
 
@@ -150,7 +182,7 @@ final class SagaExecution: Sendable {
             if state.isSuspending {
                 throw SagaError(code: .suspended, message: "the runner is shutting down; \(name) did not start")
             }
-            guard state.names.insert(name).inserted else {
+            guard state.insertName(name) else {
                 throw SagaError(
                     code: .duplicateStepName,
                     message: "\(self.saga) \(self.id) has two items named \(name)"
@@ -253,7 +285,7 @@ final class SagaExecution: Sendable {
             try Task.checkCancellation()
         }
 
-        let started = ContinuousClock.now
+        let started = self.recordsMetrics ? ContinuousClock.now : nil
         let result: Result<T, any Error>
         if kind == .retriable {
             let before = attemptsBefore
@@ -270,11 +302,11 @@ final class SagaExecution: Sendable {
                 action: action
             )
         }
-        self.instruments.stepDuration.record(ContinuousClock.now - started)
+        if let started { self.instruments.stepDuration.record(ContinuousClock.now - started) }
         switch result {
         case .success(let value):
             var entry = self.itemEntry(.stepCompleted, ref, name: fullName, itemKind: kind)
-            entry.payload = try SagaPayload.encode(value, what: "the output of \(fullName)")
+            entry.payload = try self.runtime.journal.record(value, what: "the output of \(fullName)")
             try await self.append(entry)
             self.didComplete(ref, name: fullName, kind: kind, value: value, in: scope, compensate: compensate)
             return value
@@ -308,7 +340,6 @@ final class SagaExecution: Sendable {
                 SagaUndo(
                     ref: ref,
                     step: name,
-                    context: self.stepContext(name + "/compensate", attempt: 1),
                     compensate: { context in try await compensate(value, context) }
                 )
             )
@@ -325,26 +356,57 @@ final class SagaExecution: Sendable {
         after attemptsBefore: Int,
         action: @escaping @Sendable (SagaStepContext) async throws -> T
     ) async -> Result<T, any Error> {
-        var attempt = attemptsBefore
-        let once = { () async throws -> T in
-            attempt += 1
-            var entry = self.itemEntry(.stepStarted, ref, name: name, itemKind: kind)
-            entry.attempt = attempt
-            entry.idempotent = options.isIdempotent
-            try await self.append(entry)
-            let context = self.stepContext(name, attempt: attempt)
-            try self.intercept(.step, step: name, attempt: attempt)
-            return try await self.traced(name, attempt: attempt) {
-                try await self.withTimeout(options.timeout, step: name) { try await action(context) }
-            }
-        }
         do {
-            if let retry = options.retry {
-                return .success(try await retry.run(once))
+            guard let retry = options.retry else {
+                return .success(
+                    try await self.attempt(
+                        ref,
+                        name: name,
+                        kind: kind,
+                        options: options,
+                        attempt: attemptsBefore + 1,
+                        action
+                    )
+                )
             }
-            return .success(try await once())
+            var attempt = attemptsBefore
+            return .success(
+                try await retry.run {
+                    attempt += 1
+                    return try await self.attempt(
+                        ref,
+                        name: name,
+                        kind: kind,
+                        options: options,
+                        attempt: attempt,
+                        action
+                    )
+                }
+            )
         } catch {
             return .failure(error)
+        }
+    }
+
+    /// One attempt of a step before the pivot, or of the pivot: journaled as it starts, run with its
+    /// timeout, in its span.
+    private func attempt<T: Sendable>(
+        _ ref: SagaItemRef,
+        name: String,
+        kind: SagaItemKind,
+        options: SagaStepOptions,
+        attempt: Int,
+        _ action: @escaping @Sendable (SagaStepContext) async throws -> T
+    ) async throws -> T {
+        var entry = self.itemEntry(.stepStarted, ref, name: name, itemKind: kind)
+        entry.attempt = attempt
+        entry.idempotent = options.isIdempotent
+        try await self.append(entry)
+        let context = self.stepContext(name, attempt: attempt)
+        try self.intercept(.step, step: name, attempt: attempt)
+        guard self.recordsSpans || options.timeout != nil else { return try await action(context) }
+        return try await self.traced(name, attempt: attempt) {
+            try await self.withTimeout(options.timeout, step: name) { try await action(context) }
         }
     }
 
@@ -414,8 +476,11 @@ final class SagaExecution: Sendable {
         return value
     }
 
-    /// Runs one attempt of a step in a span of its own, `saga.step <name>`, in the saga's trace.
+    /// Runs one attempt of a step in a span of its own, `saga.step <name>`, in the saga's trace;
+    /// with a telemetry that records no spans, in the saga's trace context as it is (a span
+    /// nobody records would cost a trace context and a task-local binding per attempt).
     func traced<T: Sendable>(_ step: String, attempt: Int, _ operation: () async throws -> T) async throws -> T {
+        guard self.recordsSpans else { return try await operation() }
         let saga = self.saga
         return try await self.runtime.telemetry.withSpan("saga.step \(step)", random: self.runtime.random) { span in
             span.setAttribute("saga", .string(saga))
@@ -504,12 +569,12 @@ final class SagaExecution: Sendable {
             defer { self.runtime.mailbox.remove(self.stream, key) }
             // The journal is what counts; it is read after the registration, so that a signal sent
             // in between is seen here or wakes the wait below.
-            let journal = try await SagaReplay.load(from: self.runtime.store, stream: self.stream)
+            let journal = try await self.runtime.journal.load(self.stream)
             let payload = journal?.signals[name]
             let remaining = due - wallClock.nanosecondsSinceEpoch()
             if payload != nil || remaining <= 0 {
                 var entry = self.itemEntry(.stepCompleted, ref, name: fullName, itemKind: .signal)
-                entry.payload = try SagaPayload.encode(
+                entry.payload = try self.runtime.journal.record(
                     SagaSignalRecord(payload: payload),
                     what: "the wait for \(fullName)"
                 )
@@ -609,16 +674,22 @@ final class SagaExecution: Sendable {
         let name = self.saga
         while attempt < attemptsBefore + configuration.compensationAttempts {
             attempt += 1
-            var context = undo.context
-            context.attempt = attempt
+            let context = self.stepContext(undo.step + "/compensate", attempt: attempt)
             do {
                 var started = self.itemEntry(.compensationStarted, undo.ref, name: undo.step, itemKind: .step)
                 started.attempt = attempt
                 try await self.append(started)
-                try await self.runtime.telemetry.withSpan("saga.compensate \(undo.step)", random: self.runtime.random) {
-                    span in
-                    span.setAttribute("saga", .string(name))
-                    span.setAttribute("attempt", .int(Int64(attempt)))
+                if self.recordsSpans {
+                    try await self.runtime.telemetry.withSpan(
+                        "saga.compensate \(undo.step)",
+                        random: self.runtime.random
+                    ) { span in
+                        span.setAttribute("saga", .string(name))
+                        span.setAttribute("attempt", .int(Int64(attempt)))
+                        try self.intercept(.compensation, step: undo.step, attempt: attempt)
+                        try await undo.compensate(context)
+                    }
+                } else {
                     try self.intercept(.compensation, step: undo.step, attempt: attempt)
                     try await undo.compensate(context)
                 }

@@ -26,10 +26,7 @@ extension SagaRunner {
     ///   such saga, or when it cannot be read.
     public func history(_ saga: String, id: String) async throws(SagaError) -> SagaHistory {
         guard
-            let replay = try await SagaReplay.load(
-                from: self.runtime.store,
-                stream: SagaRuntime.stream(saga: saga, id: id)
-            )
+            let replay = try await self.runtime.journal.load(SagaRuntime.stream(saga: saga, id: id))
         else {
             throw SagaError(code: .notFound, message: "no saga \(saga) \(id) in the journal")
         }

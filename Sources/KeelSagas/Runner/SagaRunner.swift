@@ -3,7 +3,8 @@ import KeelCore
 import KeelEventSourcing
 import Synchronization
 
-/// Runs sagas, journals them in an event store, and resumes the unfinished ones after a restart.
+/// Runs sagas, journals them in an event store (or an ``InMemorySagaJournal``), and resumes the
+/// unfinished ones after a restart.
 ///
 /// ```swift
 /// let runner = try await SagaRunner.make(environment)   // in a service's start(_:)
@@ -31,7 +32,10 @@ import Synchronization
 /// `keel.saga.compensated`, `keel.saga.needs_intervention`, `keel.saga.in_flight` (gauge),
 /// `keel.saga.step.duration` (timer), `keel.saga.step.retries`,
 /// `keel.saga.compensation.retries`. Spans: `saga <name>` per run, `saga.step <step>` per step
-/// attempt and `saga.compensate <step>` per compensation attempt, all in the run's trace.
+/// attempt and `saga.compensate <step>` per compensation attempt, all in the run's trace. With a
+/// telemetry that records no spans (``/KeelCore/Telemetry/recordsSpans``) none is started: the
+/// steps run in the caller's trace context, or in a new one per run when the caller has none, so
+/// that a run's requests share one trace and correlation id either way.
 public final class SagaRunner: Sendable {
     struct Definition: Sendable {
         /// Resumes the saga whose journal is `replay`, to an outcome.
@@ -128,9 +132,43 @@ public final class SagaRunner: Sendable {
         )
     }
 
+    /// Creates a runner that journals in `journal`, in this process's memory: for sagas that need
+    /// not outlive the process (see ``InMemorySagaJournal``). A new runner over the same journal
+    /// recovers what an earlier one left unfinished, as over a store.
+    /// - Parameters:
+    ///   - journal: Where journals go.
+    ///   - configuration: Compensation and retry persistence.
+    ///   - clock: The clock timeouts, backoff and timers wait on.
+    ///   - wallClock: The time journaled with each entry, and the base of timers and deadlines.
+    ///   - random: The source of backoff jitter.
+    ///   - telemetry: Where metrics, spans and logs go.
+    ///   - executor: The task executor preference of the tasks the runner starts.
+    public convenience init(
+        journal: InMemorySagaJournal,
+        configuration: Configuration = Configuration(),
+        clock: any Clock<Duration> = ContinuousClock(),
+        wallClock: WallClock = .system,
+        random: RandomSource = RandomSource(),
+        telemetry: any Telemetry = NoOpTelemetry(),
+        executor: (any TaskExecutor)? = nil
+    ) {
+        self.init(
+            runtime: SagaRuntime(
+                journal: .memory(journal),
+                clock: clock,
+                wallClock: wallClock,
+                random: random,
+                telemetry: telemetry,
+                executor: executor,
+                configuration: configuration,
+                interceptor: nil
+            )
+        )
+    }
+
     /// Creates a runner whose step and compensation attempts first pass `interceptor`: what it
     /// throws fails the attempt. For KeelTesting's saga tester.
-    package init(
+    package convenience init(
         store: any EventStore,
         configuration: Configuration,
         clock: any Clock<Duration>,
@@ -140,16 +178,22 @@ public final class SagaRunner: Sendable {
         executor: (any TaskExecutor)?,
         interceptor: (@Sendable (SagaInterception) throws -> Void)?
     ) {
-        self.runtime = SagaRuntime(
-            store: store,
-            clock: clock,
-            wallClock: wallClock,
-            random: random,
-            telemetry: telemetry,
-            executor: executor,
-            configuration: configuration,
-            interceptor: interceptor
+        self.init(
+            runtime: SagaRuntime(
+                journal: .events(store),
+                clock: clock,
+                wallClock: wallClock,
+                random: random,
+                telemetry: telemetry,
+                executor: executor,
+                configuration: configuration,
+                interceptor: interceptor
+            )
         )
+    }
+
+    private init(runtime: SagaRuntime) {
+        self.runtime = runtime
     }
 
     /// Makes a runner for a service: it journals in the service's own streams, with the host's
@@ -345,7 +389,7 @@ public final class SagaRunner: Sendable {
                 continue
             }
             do throws(SagaError) {
-                guard let replay = try await SagaReplay.load(from: self.runtime.store, stream: stream) else {
+                guard let replay = try await self.runtime.journal.load(stream) else {
                     return .new(run: 1, expected: .noStream, running)
                 }
                 if reuse == .rejectDuplicate {
@@ -431,18 +475,23 @@ public final class SagaRunner: Sendable {
             var entry = execution.entry(.started)
             entry.saga = S.name
             entry.id = id
-            entry.payload = try SagaPayload.encode(input, what: "the input of \(S.name) \(id)")
+            entry.payload = try self.runtime.journal.record(input, what: "the input of \(S.name) \(id)")
             if let deadline {
                 let (seconds, attoseconds) = deadline.components
                 entry.dueTime = entry.time + seconds * 1_000_000_000 + attoseconds / 1_000_000_000
             }
-            let data = entry.eventData(id: EventID.random(using: self.runtime.random))
             do {
-                try await self.runtime.store.append([data], to: stream, expecting: expected)
-            } catch  where error.code == .wrongExpectedVersion {
+                try await self.runtime.journal.append(
+                    entry,
+                    to: stream,
+                    expecting: expected,
+                    random: self.runtime.random,
+                    memoryStream: execution.memoryStream
+                )
+            } catch  where error.isConflict {
                 throw SagaError(code: .duplicateSaga, message: "\(S.name) \(id) was started elsewhere at the same time")
             } catch {
-                throw SagaError(code: .journalUnavailable, message: "cannot start \(S.name) \(id)", underlying: error)
+                throw error.sagaError("cannot start \(S.name) \(id)")
             }
             execution.instruments.started.increment(by: 1)
             execution.deadline = entry.dueTime
@@ -521,14 +570,34 @@ public final class SagaRunner: Sendable {
             self.release(stream, running)
         }
         if self.state.withLock({ $0.isShutDown }) { execution.suspend() }
-        let outcome: SagaOutcome<S.Output> = try await self.runtime.telemetry.withSpan(
-            "saga \(S.name)",
-            random: self.runtime.random
-        ) { span throws(SagaError) in
-            span.setAttribute("saga.id", .string(execution.id))
-            span.setAttribute("saga.run", .int(Int64(execution.run)))
+        let outcome: SagaOutcome<S.Output>
+        if execution.recordsSpans {
+            outcome = try await self.runtime.telemetry.withSpan(
+                "saga \(S.name)",
+                random: self.runtime.random
+            ) { span throws(SagaError) in
+                span.setAttribute("saga.id", .string(execution.id))
+                span.setAttribute("saga.run", .int(Int64(execution.run)))
+                let result = await self.runBody(saga, input: input, execution: execution)
+                return try await self.finish(saga, execution: execution, result: result)
+            }
+        } else if TraceContext.current == nil {
+            // No span is recorded, but the saga's steps still share one trace (and correlation
+            // id): a new one, as the span would have started.
+            let finished = await TraceContext.$current.withValue(.makeRoot(using: self.runtime.random)) {
+                () async -> Result<SagaOutcome<S.Output>, SagaError> in
+                let result = await self.runBody(saga, input: input, execution: execution)
+                do throws(SagaError) {
+                    return .success(try await self.finish(saga, execution: execution, result: result))
+                } catch {
+                    return .failure(error)
+                }
+            }
+            outcome = try finished.get()
+        } else {
+            // No span is recorded: the steps run in the caller's trace.
             let result = await self.runBody(saga, input: input, execution: execution)
-            return try await self.finish(saga, execution: execution, result: result)
+            outcome = try await self.finish(saga, execution: execution, result: result)
         }
         switch outcome {
         case .completed: execution.instruments.completed.increment(by: 1)
@@ -541,6 +610,7 @@ public final class SagaRunner: Sendable {
     }
 
     private func adjustInFlight(_ saga: String, by delta: Int, _ instruments: SagaInstruments) {
+        guard self.runtime.telemetry.recordsMetrics else { return }
         let count = self.state.withLock { state -> Int in
             state.inFlight[saga, default: 0] += delta
             return state.inFlight[saga]!
@@ -626,7 +696,7 @@ public final class SagaRunner: Sendable {
             }
             var entry = execution.entry(.finished)
             entry.outcome = .completed
-            entry.payload = try SagaPayload.encode(output, what: "the output of \(S.name) \(execution.id)")
+            entry.payload = try self.runtime.journal.record(output, what: "the output of \(S.name) \(execution.id)")
             try await execution.append(entry)
             return .completed(output)
         case .failure(let error):
@@ -777,7 +847,7 @@ public final class SagaRunner: Sendable {
             guard let running = try self.claim(stream).claimed else { continue }
             let replay: SagaReplay
             do throws(SagaError) {
-                guard let loaded = try await SagaReplay.load(from: self.runtime.store, stream: stream),
+                guard let loaded = try await self.runtime.journal.load(stream),
                     loaded.phase == .running
                 else {
                     self.release(stream, running)
@@ -826,29 +896,7 @@ public final class SagaRunner: Sendable {
 
     /// Every saga journal in the store, with its latest phase, from one pass over the store.
     func scan() async throws(SagaError) -> [StreamID: SagaStatus.Phase] {
-        var phases: [StreamID: SagaStatus.Phase] = [:]
-        var position: UInt64 = 0
-        while true {
-            let page: [RecordedEvent]
-            do {
-                page = try await self.runtime.store.readAll(from: position, limit: 1024)
-            } catch {
-                throw SagaError(code: .journalUnavailable, message: "cannot read the saga journals", underlying: error)
-            }
-            for event in page where event.stream.category == "saga" {
-                switch event.type {
-                case "saga.started", "saga.reopened": phases[event.stream] = .running
-                case "saga.resolved": phases[event.stream] = .resolved
-                case "saga.finished":
-                    // An entry that does not decode marks its journal for recovery, which reports it.
-                    phases[event.stream] = (try? SagaJournalEntry(event))?.outcome ?? .running
-                default: break
-                }
-            }
-            guard let last = page.last, page.count == 1024 else { break }
-            position = last.position + 1
-        }
-        return phases
+        try await self.runtime.journal.phases()
     }
 
     // MARK: Inspection and operators
@@ -870,7 +918,7 @@ public final class SagaRunner: Sendable {
                 throw SagaError(code: .suspended, message: "cancelled while waiting for \(S.name) \(id)")
             }
         }
-        guard let replay = try await SagaReplay.load(from: self.runtime.store, stream: stream) else {
+        guard let replay = try await self.runtime.journal.load(stream) else {
             throw SagaError(code: .notFound, message: "no saga \(S.name) \(id) in the journal")
         }
         if replay.phase == .running {
@@ -889,7 +937,7 @@ public final class SagaRunner: Sendable {
     /// - Returns: Its status, or `nil` when the journal has no such saga.
     /// - Throws: ``SagaError`` when the journal cannot be read.
     public func status(_ saga: String, id: String) async throws(SagaError) -> SagaStatus? {
-        try await SagaReplay.load(from: self.runtime.store, stream: SagaRuntime.stream(saga: saga, id: id))?.status
+        try await self.runtime.journal.load(SagaRuntime.stream(saga: saga, id: id))?.status
     }
 
     /// Every saga that needs an operator, oldest journal first.
@@ -898,7 +946,7 @@ public final class SagaRunner: Sendable {
     public func interventions() async throws(SagaError) -> [SagaIntervention] {
         var found: [SagaIntervention] = []
         for stream in try await self.scan().filter({ $0.value == .needsIntervention }).map(\.key).sorted() {
-            guard let replay = try await SagaReplay.load(from: self.runtime.store, stream: stream),
+            guard let replay = try await self.runtime.journal.load(stream),
                 replay.phase == .needsIntervention
             else { continue }
             found.append(
@@ -927,7 +975,7 @@ public final class SagaRunner: Sendable {
         let stream = SagaRuntime.stream(saga: S.name, id: id)
         let running = try self.claimForOperator(stream, S.name, id)
         do throws(SagaError) {
-            guard let replay = try await SagaReplay.load(from: self.runtime.store, stream: stream) else {
+            guard let replay = try await self.runtime.journal.load(stream) else {
                 throw SagaError(code: .notFound, message: "no saga \(S.name) \(id) in the journal")
             }
             guard replay.phase == .needsIntervention else {
@@ -943,7 +991,7 @@ public final class SagaRunner: Sendable {
             )
             entry.note = "retry"
             try await self.appendOperatorEntry(entry, to: stream)
-            guard let reopened = try await SagaReplay.load(from: self.runtime.store, stream: stream) else {
+            guard let reopened = try await self.runtime.journal.load(stream) else {
                 throw SagaError(code: .notFound, message: "no saga \(S.name) \(id) in the journal")
             }
             // The claim passes to the run, which releases it when it finishes.
@@ -967,7 +1015,7 @@ public final class SagaRunner: Sendable {
         let stream = SagaRuntime.stream(saga: saga, id: id)
         let running = try self.claimForOperator(stream, saga, id)
         defer { self.release(stream, running) }
-        guard let replay = try await SagaReplay.load(from: self.runtime.store, stream: stream) else {
+        guard let replay = try await self.runtime.journal.load(stream) else {
             throw SagaError(code: .notFound, message: "no saga \(saga) \(id) in the journal")
         }
         guard replay.phase == .needsIntervention else {
@@ -990,15 +1038,10 @@ public final class SagaRunner: Sendable {
     }
 
     private func appendOperatorEntry(_ entry: SagaJournalEntry, to stream: StreamID) async throws(SagaError) {
-        let data = entry.eventData(id: EventID.random(using: self.runtime.random))
         do {
-            try await self.runtime.store.append([data], to: stream, expecting: .any)
+            try await self.runtime.journal.append(entry, to: stream, expecting: .any, random: self.runtime.random)
         } catch {
-            throw SagaError(
-                code: .journalUnavailable,
-                message: "cannot append \(entry.kind) to \(stream)",
-                underlying: error
-            )
+            throw error.sagaError("cannot append \(entry.kind) to \(stream)")
         }
     }
 
@@ -1024,7 +1067,7 @@ public final class SagaRunner: Sendable {
         payload: Payload
     ) async throws(SagaError) {
         let stream = SagaRuntime.stream(saga: saga, id: id)
-        guard let replay = try await SagaReplay.load(from: self.runtime.store, stream: stream) else {
+        guard let replay = try await self.runtime.journal.load(stream) else {
             throw SagaError(code: .notFound, message: "no saga \(saga) \(id) to signal \(name)")
         }
         var entry = SagaJournalEntry(
@@ -1033,7 +1076,8 @@ public final class SagaRunner: Sendable {
             time: self.runtime.wallClock.nanosecondsSinceEpoch()
         )
         entry.name = name
-        entry.payload = try SagaPayload.encode(payload, what: "the signal \(name)")
+        // As JSON text in every journal: a payload need only be `Encodable`.
+        entry.payload = .json(try SagaPayload.encode(payload, what: "the signal \(name)"))
         try await self.appendOperatorEntry(entry, to: stream)
         self.runtime.mailbox.wake(stream)
     }

@@ -2,10 +2,10 @@ import KeelCore
 import KeelEventSourcing
 import Synchronization
 
-/// What every run of one runner shares: the journal's store, time, randomness, telemetry and the
+/// What every run of one runner shares: the journal, time, randomness, telemetry and the
 /// executor preference of the tasks the runner starts.
 struct SagaRuntime: Sendable {
-    let store: any EventStore
+    let journal: SagaJournalStore
     let clock: any Clock<Duration>
     let wallClock: WallClock
     let random: RandomSource

@@ -67,7 +67,7 @@ final class SagaScope: Sendable {
 /// A completed step's compensation, ready to run.
 struct SagaUndo: Sendable {
     var ref: SagaItemRef
+    /// The step's full name.
     var step: String
-    var context: SagaStepContext
     var compensate: @Sendable (SagaStepContext) async throws -> Void
 }

@@ -20,6 +20,8 @@ struct RandomSagaRun: Sendable {
         var concurrency = 64
         /// Run only these sagas (their plans are the same as in the full run).
         var only: [Int]?
+        /// Journal in an `InMemorySagaJournal` instead of an `InMemoryEventStore`.
+        var inMemoryJournal = false
 
         static let defaultSeed: UInt64 = 0x5A6A_2024
 
@@ -85,19 +87,30 @@ struct RandomSagaRun: Sendable {
         let configuration = self.configuration
         let plans = configuration.indexes.map { SagaPlan.make(seed: configuration.seed, index: $0) }
         let clock = TestClock()
-        let runner = SagaRunner(
-            store: InMemoryEventStore(),
-            configuration: .init(
-                compensationAttempts: SagaPlan.compensationAttempts,
-                compensationBackoff: .immediate,
-                retriableAttempts: SagaPlan.retriableAttempts,
-                retriableBackoff: .immediate
-            ),
-            clock: clock,
-            // Durable timers are due on the wall clock: read it from the test clock.
-            wallClock: WallClock(nanosecondsSinceEpoch: { Self.nanoseconds(clock.now.offset) }),
-            random: RandomSource(seed: configuration.seed)
+        let runnerConfiguration = SagaRunner.Configuration(
+            compensationAttempts: SagaPlan.compensationAttempts,
+            compensationBackoff: .immediate,
+            retriableAttempts: SagaPlan.retriableAttempts,
+            retriableBackoff: .immediate
         )
+        // Durable timers are due on the wall clock: read it from the test clock.
+        let wallClock = WallClock(nanosecondsSinceEpoch: { Self.nanoseconds(clock.now.offset) })
+        let runner =
+            configuration.inMemoryJournal
+            ? SagaRunner(
+                journal: InMemorySagaJournal(),
+                configuration: runnerConfiguration,
+                clock: clock,
+                wallClock: wallClock,
+                random: RandomSource(seed: configuration.seed)
+            )
+            : SagaRunner(
+                store: InMemoryEventStore(),
+                configuration: runnerConfiguration,
+                clock: clock,
+                wallClock: wallClock,
+                random: RandomSource(seed: configuration.seed)
+            )
         let ledger = SagaLedger()
         let time = VirtualTime(clock: clock, concurrency: configuration.concurrency, total: plans.count)
         let retries = [2, 3].reduce(into: [Int: Retry]()) { retries, attempts in
