@@ -151,16 +151,7 @@ struct SagaRecoveryTests {
 
     @Test("a step found in doubt by a run in the caller's task carries SagaError.stepInDoubt")
     func inDoubtErrorInProcess() async throws {
-        let world = ShopWorld()
-        let store = InMemoryEventStore()
-        let saga = InDoubt(world: world, compensates: true)
-        await #expect(throws: SagaError.self) {
-            try await self.makeRunner(CrashingStore(base: store, crashAtAppend: 4, writes: true)).run(
-                saga,
-                id: "o-1",
-                input: OrderDraft(id: "o-1")
-            )
-        }
+        let (store, saga) = await self.crashWithPayInDoubt()
         // Submitting it again resumes it here, so the failure still holds its error.
         let outcome = try await self.makeRunner(store).run(saga, id: "o-1", input: OrderDraft(id: "o-1"))
         guard case .needsIntervention(let intervention) = outcome else {
@@ -170,11 +161,12 @@ struct SagaRecoveryTests {
         #expect((intervention.cause.error as? SagaError)?.code == .stepInDoubt)
     }
 
-    @Test("a step found in doubt stays in doubt when the process dies again during the compensation")
-    func inDoubtAcrossASecondCrash() async throws {
-        let world = ShopWorld()
+    /// Runs the in-doubt saga until its process dies at the fourth journal append (pay's start is
+    /// written, its completion is not).
+    /// - Returns: The store as the crash left it, and the saga.
+    func crashWithPayInDoubt() async -> (InMemoryEventStore, InDoubt) {
         let store = InMemoryEventStore()
-        let saga = InDoubt(world: world, compensates: true)
+        let saga = InDoubt(world: ShopWorld(), compensates: true)
         await #expect(throws: SagaError.self) {
             try await self.makeRunner(CrashingStore(base: store, crashAtAppend: 4, writes: true)).run(
                 saga,
@@ -182,6 +174,12 @@ struct SagaRecoveryTests {
                 input: OrderDraft(id: "o-1")
             )
         }
+        return (store, saga)
+    }
+
+    @Test("a step found in doubt stays in doubt when the process dies again during the compensation")
+    func inDoubtAcrossASecondCrash() async throws {
+        let (store, saga) = await self.crashWithPayInDoubt()
         // The first recovery journals pay as in doubt, then dies as it starts compensating.
         let second = self.makeRunner(CrashingStore(base: store, crashAtAppend: 2))
         second.register(saga)
@@ -197,7 +195,7 @@ struct SagaRecoveryTests {
             return
         }
         #expect(intervention.cause.step == "pay")
-        #expect(world.log == ["reserve", "release"])
+        #expect(saga.world.log == ["reserve", "release"])
     }
 
     @Test("an idempotent step found started runs again with the same idempotency key")

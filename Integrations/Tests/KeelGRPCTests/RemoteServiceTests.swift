@@ -52,12 +52,14 @@ struct RemoteServiceTests {
     func deadlinePropagates() async throws {
         let probe = Probe()
         try await withRemoteAndCaller(probe: probe) { host, _ in
-            _ = try await host.client.send(Inspect(), timeout: .milliseconds(200))
+            // A budget long enough for a first call (the connection is made then) on a loaded
+            // machine: 200 ms ran out in a CI run while other builds shared the two cores.
+            _ = try await host.client.send(Inspect(), timeout: .seconds(10))
             let remaining = try #require(probe.lastContext?.deadline?.remaining(on: ContinuousClock()))
-            // Less the time in transit, and measured once the handler ran: under 200 ms, well
-            // above 0 on loopback.
-            #expect(remaining <= .milliseconds(200))
-            #expect(remaining > .milliseconds(50))
+            // Less the time in transit, and measured once the handler ran: under the budget, and
+            // well above 0 on loopback.
+            #expect(remaining <= .seconds(10))
+            #expect(remaining > .seconds(5))
         }
         // Without a deadline the remote handler has none either.
         try await withRemoteAndCaller(probe: probe) { host, _ in

@@ -24,7 +24,15 @@ import Synchronization
 public final class InMemorySagaJournal: Sendable {
     /// One saga's journal: its entries, in order.
     final class Stream: Sendable {
-        let entries = Lock<[SagaJournalEntry]>([])
+        let entries: Lock<[SagaJournalEntry]>
+
+        init() {
+            // Room for a short saga's entries (a start, two per step, a finish), so that its
+            // journal does not grow by copying four times on the way.
+            var entries: [SagaJournalEntry] = []
+            entries.reserveCapacity(16)
+            self.entries = Lock(entries)
+        }
     }
 
     private let streams = Lock<[StreamID: Stream]>([:])

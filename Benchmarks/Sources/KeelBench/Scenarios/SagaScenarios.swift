@@ -55,18 +55,19 @@ enum SagaBench {
     }
 }
 
-/// `saga.inmemory.4`: one saga of four steps, journaled in an `InMemoryEventStore`, against its
+/// `saga.inmemory.4`: one saga of four steps, journaled in an `InMemorySagaJournal`, against its
 /// four requests made directly one after the other.
 ///
 /// Both sides send the same four requests through the host's request channel
 /// (``SagaShop/placeDirectly(_:_:)``: validate, charge, reserve, confirm, each to an actor
 /// service of a started `ServiceHost`), one order after the other from the measuring task, with
 /// the same fixed-width order ids and idempotency keys. Ours is
-/// `runner.run(BenchOrderSaga(...), id:, input:)`: the reuse check (a read of the saga's stream),
-/// ten journal appends (the start, a started and a completed entry per step, the finish), each a
-/// JSON-encoded `SagaJournalEntry`, the saga's span (`NoOpTelemetry`: a trace context bound, no
-/// span recorded) and the step bookkeeping. Each round of ours gets a fresh store and runner,
-/// made before the clock starts, so that every round journals into a store of the same size.
+/// `runner.run(BenchOrderSaga(...), id:, input:)`: the reuse check (a lookup of the saga's
+/// journal), ten journal entries kept in memory (the start, a started and a completed entry per
+/// step, the finish; the input and outputs kept as values, not encoded), a trace context bound for
+/// the run (`NoOpTelemetry` records no span, so none is started) and the step bookkeeping. Each
+/// round of ours gets a fresh journal and runner, made before the clock starts, so that every round
+/// journals into a journal of the same size.
 final class SagaInMemoryScenario: Scenario {
     let metrics: [Metric]
     let workload = Workload.calibrated(minimum: 100)
@@ -87,7 +88,7 @@ final class SagaInMemoryScenario: Scenario {
                     "the saga's four requests (validate, charge, reserve, confirm) through host.client.send to "
                     + "three actor services, made directly in sequence from one task; ours: runner.run of the "
                     + "4-step saga (pay and reserve compensatable, confirm the pivot), journaled in an "
-                    + "InMemoryEventStore",
+                    + "InMemorySagaJournal",
                 unit: "saga",
                 goal: goal,
                 recorded: recorded
@@ -101,7 +102,7 @@ final class SagaInMemoryScenario: Scenario {
 
     func runOurs(_ count: Int) async throws -> [Double] {
         let saga = BenchOrderSaga(requests: self.host!.client)
-        let runner = SagaRunner(store: InMemoryEventStore())
+        let runner = SagaRunner(journal: InMemorySagaJournal())
         let base = self.next
         self.next += count
         let clock = ContinuousClock()
