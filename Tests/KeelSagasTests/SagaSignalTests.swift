@@ -8,9 +8,19 @@ import Testing
 struct SagaSignalTests {
     static let start: Int64 = 1_700_000_000_000_000_000
 
-    func makeRunner(_ store: any EventStore, clock: TestClock) -> SagaRunner {
-        SagaRunner(
-            store: store,
+    /// A runner over `store`, or over a new `InMemorySagaJournal` when `inMemory` is set.
+    func makeRunner(_ store: any EventStore, clock: TestClock, inMemory: Bool = false) -> SagaRunner {
+        guard inMemory else {
+            return SagaRunner(
+                store: store,
+                configuration: .init(compensationBackoff: .immediate),
+                clock: clock,
+                wallClock: clock.wallClock(startingAt: Self.start),
+                random: RandomSource(seed: 9)
+            )
+        }
+        return SagaRunner(
+            journal: InMemorySagaJournal(),
             configuration: .init(compensationBackoff: .immediate),
             clock: clock,
             wallClock: clock.wallClock(startingAt: Self.start),
@@ -42,11 +52,14 @@ struct SagaSignalTests {
         }
     }
 
-    @Test("a signal sent while the saga waits wakes it with the payload")
-    func signalWhileWaiting() async throws {
+    @Test(
+        "a signal sent while the saga waits wakes it with the payload (event store, in-memory journal)",
+        arguments: [false, true]
+    )
+    func signalWhileWaiting(inMemory: Bool) async throws {
         let clock = TestClock()
         let trail = Trail()
-        let runner = self.makeRunner(InMemoryEventStore(), clock: clock)
+        let runner = self.makeRunner(InMemoryEventStore(), clock: clock, inMemory: inMemory)
         let task = Task { try await runner.run(PayByTransfer(trail: trail, gate: nil), id: "t", input: 0) }
         await clock.waitForSleepers(count: 1)
         try await runner.signal(PayByTransfer.name, id: "t", name: "paid", payload: Transfer(reference: "TR-1"))
@@ -56,11 +69,14 @@ struct SagaSignalTests {
         #expect(trail.all == ["reserve", "paid TR-1"])
     }
 
-    @Test("a wait that times out returns nil: here the saga then compensates")
-    func timeout() async throws {
+    @Test(
+        "a wait that times out returns nil: here the saga then compensates (event store, in-memory journal)",
+        arguments: [false, true]
+    )
+    func timeout(inMemory: Bool) async throws {
         let clock = TestClock()
         let trail = Trail()
-        let runner = self.makeRunner(InMemoryEventStore(), clock: clock)
+        let runner = self.makeRunner(InMemoryEventStore(), clock: clock, inMemory: inMemory)
         let task = Task { try await runner.run(PayByTransfer(trail: trail, gate: nil), id: "t", input: 0) }
         await clock.waitForSleepers(count: 1)
         clock.advance(by: .seconds(60))
@@ -68,12 +84,15 @@ struct SagaSignalTests {
         #expect(trail.all == ["reserve", "release"])
     }
 
-    @Test("a signal sent before the saga reaches the wait is found in the journal")
-    func signalBeforeTheWait() async throws {
+    @Test(
+        "a signal sent before the saga reaches the wait is found in the journal (event store, in-memory journal)",
+        arguments: [false, true]
+    )
+    func signalBeforeTheWait(inMemory: Bool) async throws {
         let clock = TestClock()
         let trail = Trail()
         let gate = Gate()
-        let runner = self.makeRunner(InMemoryEventStore(), clock: clock)
+        let runner = self.makeRunner(InMemoryEventStore(), clock: clock, inMemory: inMemory)
         let task = Task { try await runner.run(PayByTransfer(trail: trail, gate: gate), id: "t", input: 0) }
         await gate.arrival()
         try await runner.signal(PayByTransfer.name, id: "t", name: "paid", payload: Transfer(reference: "early"))

@@ -55,7 +55,7 @@ public final class InMemorySagaJournal: Sendable {
         }
     }
 
-    /// The entries of `id`, and the version of the last (`nil` when there are none).
+    /// The entries of `id`, in order (none when it has no journal).
     func entries(of id: StreamID) -> [SagaJournalEntry] {
         guard let stream = self.streams.withLock({ $0[id] }) else { return [] }
         return stream.entries.withLock { $0 }
