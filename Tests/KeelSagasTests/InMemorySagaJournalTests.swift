@@ -132,6 +132,50 @@ struct InMemorySagaJournalTests {
         #expect(world.applications == ["o-1/pay": 1, "o-1/reserve": 1])
     }
 
+    @Test("a run registers its saga only when none of its name is: recovery resumes with the registered one")
+    func runRegistersOnlyTheFirst() async throws {
+        let journal = InMemorySagaJournal()
+        let crashed = ShopWorld()
+        let gate = crashed.gate("reserve")
+        let first = self.memoryRunner(journal)
+        let run = Task { try await first.run(OrderSaga(world: crashed), id: "o-1", input: OrderDraft(id: "o-1")) }
+        await gate.arrival()
+        await first.shutdown()
+        gate.open()
+        _ = try? await run.value
+
+        // Registered by hand, then run with another instance: the registration stays.
+        let registered = ShopWorld()
+        let other = ShopWorld()
+        let second = self.memoryRunner(journal)
+        second.register(OrderSaga(world: registered))
+        _ = try await second.run(OrderSaga(world: other), id: "o-2", input: OrderDraft(id: "o-2"))
+        #expect(try await second.recover().map(\.id) == ["o-1"])
+        #expect(try await second.outcome(OrderSaga.self, id: "o-1").output == "receipt-o-1")
+        #expect(registered.log == ["confirm"])
+        #expect(other.log == ["validate", "pay", "reserve", "confirm"])
+    }
+
+    @Test("a run registers its saga when none of its name is registered")
+    func runRegistersWhenNoneIs() async throws {
+        let journal = InMemorySagaJournal()
+        let crashed = ShopWorld()
+        let gate = crashed.gate("reserve")
+        let first = self.memoryRunner(journal)
+        let run = Task { try await first.run(OrderSaga(world: crashed), id: "o-1", input: OrderDraft(id: "o-1")) }
+        await gate.arrival()
+        await first.shutdown()
+        gate.open()
+        _ = try? await run.value
+
+        let ran = ShopWorld()
+        let second = self.memoryRunner(journal)
+        _ = try await second.run(OrderSaga(world: ran), id: "o-2", input: OrderDraft(id: "o-2"))
+        #expect(try await second.recover().map(\.id) == ["o-1"])
+        #expect(try await second.outcome(OrderSaga.self, id: "o-1").output == "receipt-o-1")
+        #expect(ran.log == ["validate", "pay", "reserve", "confirm", "confirm"])
+    }
+
     @Test("outputs are kept as values: one that cannot be encoded fails its step only in a durable journal")
     func keptValues() async throws {
         let memory = self.memoryRunner()

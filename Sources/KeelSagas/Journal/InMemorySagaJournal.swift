@@ -83,6 +83,14 @@ public final class InMemorySagaJournal: Sendable {
             let current = entries.isEmpty ? nil : UInt64(entries.count - 1)
             guard expected.isSatisfied(by: current) else { return .some(current) }
             entries.append(entry)
+            if entry.kind == .finished || entry.kind == .resolved, entries.capacity > entries.count {
+                // The run is over: keep its entries in a buffer of their size, and give the
+                // room reserved for a run back to the next one.
+                var compact: [SagaJournalEntry] = []
+                compact.reserveCapacity(entries.count)
+                compact.append(contentsOf: entries)
+                entries = compact
+            }
             return .none
         }
         if let actual = conflict {

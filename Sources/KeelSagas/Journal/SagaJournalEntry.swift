@@ -21,41 +21,171 @@ struct SagaJournalEntry: Codable, Sendable, Hashable {
     }
 
     var kind: Kind
+    /// Step, scope and timer entries: what the item is.
+    var itemKind: SagaItemKind?
+    var idempotent: Bool?
     /// The run this entry belongs to: 1 for a saga's first run, more after a run allowed by
     /// ``SagaReusePolicy/allowAfterFailure``.
     var run: Int
     /// The wall-clock time of the transition, in nanoseconds since the Unix epoch.
     var time: Int64
-    /// `started`: the saga's type name and id.
-    var saga: String?
-    var id: String?
+    /// `stepStarted`, `compensationStarted`: the attempt about to run.
+    var attempt: Int?
+    /// Step, scope and timer entries: which item of which scope.
+    var item: SagaItemRef?
+    var name: String?
     /// `started`: the input; `stepCompleted`: the output; `finished` (completed): the saga's
     /// output; `signalSent`: the signal's payload. JSON text in a durable journal, the value itself
     /// in an ``InMemorySagaJournal``.
     var payload: SagaValue?
-    /// `started`: the saga's deadline; `timerStarted`: when the timer fires (wall clock, ns).
-    var dueTime: Int64?
-    /// Step, scope and timer entries: which item of which scope.
-    var item: SagaItemRef?
-    var name: String?
-    var itemKind: SagaItemKind?
-    var idempotent: Bool?
-    /// `stepStarted`, `compensationStarted`: the attempt about to run.
-    var attempt: Int?
-    /// `stepFailed`, `compensationFailed`, `finished`: the cause.
-    var failure: SagaFailure?
-    /// `stepFailed`: the step was found started and not completed, and was not run again; its
-    /// effect is unknown.
-    var inDoubt: Bool?
-    /// `finished`: how the run ended.
-    var outcome: SagaStatus.Phase?
-    /// `resolved`, `reopened`: the operator's note.
-    var note: String?
+    /// The fields few entries carry, out of line: a step's entries, most of a journal, stay
+    /// small (an in-memory journal keeps every entry of every saga).
+    private var details: DetailsBox?
+
+    /// The fields few entries carry.
+    struct Details: Sendable, Hashable {
+        var saga: String?
+        var id: String?
+        var dueTime: Int64?
+        var failure: SagaFailure?
+        var inDoubt: Bool?
+        var outcome: SagaStatus.Phase?
+        var note: String?
+    }
+
+    /// ``Details`` behind one reference, copied on write. An entry is a value: a box is changed in
+    /// place only while a single entry refers to it, and copied first otherwise.
+    final class DetailsBox: @unchecked Sendable {
+        var value: Details
+
+        init(_ value: Details) {
+            self.value = value
+        }
+    }
 
     init(kind: Kind, run: Int, time: Int64) {
         self.kind = kind
         self.run = run
         self.time = time
+    }
+
+    private var detailsValue: Details {
+        self.details?.value ?? Details()
+    }
+
+    private mutating func updateDetails(_ update: (inout Details) -> Void) {
+        if let box = self.details, isKnownUniquelyReferenced(&self.details) {
+            update(&box.value)
+        } else {
+            var value = self.detailsValue
+            update(&value)
+            self.details = DetailsBox(value)
+        }
+    }
+
+    /// `started`: the saga's type name and id.
+    var saga: String? {
+        get { self.details?.value.saga }
+        set { self.updateDetails { $0.saga = newValue } }
+    }
+    var id: String? {
+        get { self.details?.value.id }
+        set { self.updateDetails { $0.id = newValue } }
+    }
+    /// `started`: the saga's deadline; `timerStarted`: when the timer fires (wall clock, ns).
+    var dueTime: Int64? {
+        get { self.details?.value.dueTime }
+        set { self.updateDetails { $0.dueTime = newValue } }
+    }
+    /// `stepFailed`, `compensationFailed`, `finished`: the cause.
+    var failure: SagaFailure? {
+        get { self.details?.value.failure }
+        set { self.updateDetails { $0.failure = newValue } }
+    }
+    /// `stepFailed`: the step was found started and not completed, and was not run again; its
+    /// effect is unknown.
+    var inDoubt: Bool? {
+        get { self.details?.value.inDoubt }
+        set { self.updateDetails { $0.inDoubt = newValue } }
+    }
+    /// `finished`: how the run ended.
+    var outcome: SagaStatus.Phase? {
+        get { self.details?.value.outcome }
+        set { self.updateDetails { $0.outcome = newValue } }
+    }
+    /// `resolved`, `reopened`: the operator's note.
+    var note: String? {
+        get { self.details?.value.note }
+        set { self.updateDetails { $0.note = newValue } }
+    }
+
+    static func == (lhs: SagaJournalEntry, rhs: SagaJournalEntry) -> Bool {
+        lhs.kind == rhs.kind && lhs.itemKind == rhs.itemKind && lhs.idempotent == rhs.idempotent
+            && lhs.run == rhs.run && lhs.time == rhs.time && lhs.attempt == rhs.attempt && lhs.item == rhs.item
+            && lhs.name == rhs.name && lhs.payload == rhs.payload && lhs.detailsValue == rhs.detailsValue
+    }
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(self.kind)
+        hasher.combine(self.itemKind)
+        hasher.combine(self.idempotent)
+        hasher.combine(self.run)
+        hasher.combine(self.time)
+        hasher.combine(self.attempt)
+        hasher.combine(self.item)
+        hasher.combine(self.name)
+        hasher.combine(self.payload)
+        hasher.combine(self.detailsValue)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case kind, run, time, saga, id, payload, dueTime, item, name, itemKind, idempotent, attempt, failure
+        case inDoubt, outcome, note
+    }
+
+    /// Decodes an entry from the JSON document ``jsonBytes()`` writes.
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.kind = try container.decode(Kind.self, forKey: .kind)
+        self.run = try container.decode(Int.self, forKey: .run)
+        self.time = try container.decode(Int64.self, forKey: .time)
+        self.payload = try container.decodeIfPresent(SagaValue.self, forKey: .payload)
+        self.item = try container.decodeIfPresent(SagaItemRef.self, forKey: .item)
+        self.name = try container.decodeIfPresent(String.self, forKey: .name)
+        self.itemKind = try container.decodeIfPresent(SagaItemKind.self, forKey: .itemKind)
+        self.idempotent = try container.decodeIfPresent(Bool.self, forKey: .idempotent)
+        self.attempt = try container.decodeIfPresent(Int.self, forKey: .attempt)
+        let details = Details(
+            saga: try container.decodeIfPresent(String.self, forKey: .saga),
+            id: try container.decodeIfPresent(String.self, forKey: .id),
+            dueTime: try container.decodeIfPresent(Int64.self, forKey: .dueTime),
+            failure: try container.decodeIfPresent(SagaFailure.self, forKey: .failure),
+            inDoubt: try container.decodeIfPresent(Bool.self, forKey: .inDoubt),
+            outcome: try container.decodeIfPresent(SagaStatus.Phase.self, forKey: .outcome),
+            note: try container.decodeIfPresent(String.self, forKey: .note)
+        )
+        if details != Details() { self.details = DetailsBox(details) }
+    }
+
+    /// Encodes the entry as ``jsonBytes()`` does (tests compare the two).
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(self.kind, forKey: .kind)
+        try container.encode(self.run, forKey: .run)
+        try container.encode(self.time, forKey: .time)
+        try container.encodeIfPresent(self.saga, forKey: .saga)
+        try container.encodeIfPresent(self.id, forKey: .id)
+        try container.encodeIfPresent(self.payload, forKey: .payload)
+        try container.encodeIfPresent(self.dueTime, forKey: .dueTime)
+        try container.encodeIfPresent(self.item, forKey: .item)
+        try container.encodeIfPresent(self.name, forKey: .name)
+        try container.encodeIfPresent(self.itemKind, forKey: .itemKind)
+        try container.encodeIfPresent(self.idempotent, forKey: .idempotent)
+        try container.encodeIfPresent(self.attempt, forKey: .attempt)
+        try container.encodeIfPresent(self.failure, forKey: .failure)
+        try container.encodeIfPresent(self.inDoubt, forKey: .inDoubt)
+        try container.encodeIfPresent(self.outcome, forKey: .outcome)
+        try container.encodeIfPresent(self.note, forKey: .note)
     }
 
     /// The stored event type of this entry: `saga.<kind>`.

@@ -1,11 +1,23 @@
 import KeelCore
 import KeelEventSourcing
+import Synchronization
 
 /// Where a runner keeps its journals: the streams of an event store (durable, each entry JSON),
 /// or an ``InMemorySagaJournal`` (entries kept as values).
 enum SagaJournalStore: Sendable {
     case events(any EventStore)
     case memory(InMemorySagaJournal)
+
+    /// The journal `stream`, looked up once for a run: an in-memory journal's entries, made empty
+    /// if it has none yet, so that the run's reads and appends need no second lookup.
+    func handle(_ stream: StreamID) -> SagaJournalHandle {
+        switch self {
+        case .events:
+            return SagaJournalHandle(stream: stream, memory: nil)
+        case .memory(let journal):
+            return SagaJournalHandle(stream: stream, memory: journal.stream(stream))
+        }
+    }
 
     /// `value` as this journal records it: JSON text for an event store, the value itself in
     /// memory.
@@ -64,10 +76,20 @@ enum SagaJournalStore: Sendable {
         case .events(let store):
             return try await SagaReplay.load(from: store, stream: stream)
         case .memory(let journal):
-            let entries = journal.entries(of: stream)
-            guard !entries.isEmpty else { return nil }
-            return try SagaReplay(entries: entries, version: UInt64(entries.count - 1), stream: stream)
+            return try Self.replay(journal.entries(of: stream), stream: stream)
         }
+    }
+
+    /// Reads the journal `handle` stands for.
+    /// - Returns: `nil` when the stream holds nothing.
+    func load(_ handle: SagaJournalHandle) async throws(SagaError) -> SagaReplay? {
+        guard let memory = handle.memory else { return try await self.load(handle.stream) }
+        return try Self.replay(memory.entries.withLock { $0 }, stream: handle.stream)
+    }
+
+    private static func replay(_ entries: [SagaJournalEntry], stream: StreamID) throws(SagaError) -> SagaReplay? {
+        guard !entries.isEmpty else { return nil }
+        return try SagaReplay(entries: entries, version: UInt64(entries.count - 1), stream: stream)
     }
 
     /// Every saga journal, with its latest phase, from one pass over the store.
@@ -115,6 +137,13 @@ enum SagaJournalStore: Sendable {
         }
         return phases
     }
+}
+
+/// One saga's journal, as a run holds it: its stream, and for an in-memory journal the entries
+/// themselves.
+struct SagaJournalHandle: Sendable {
+    let stream: StreamID
+    let memory: InMemorySagaJournal.Stream?
 }
 
 /// Why a journal append failed.

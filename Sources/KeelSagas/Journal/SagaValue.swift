@@ -9,7 +9,10 @@ import Foundation
 struct SagaValue: Sendable, Hashable, Codable {
     private enum Storage: Sendable {
         case json(String)
-        case value(any Codable & Sendable)
+        /// Kept as `any Sendable`, not `any Codable & Sendable`: a smaller existential, and
+        /// every journal entry holds one. Only values of `Codable` types are kept
+        /// (``kept(_:)``), so the cast back to `Encodable` does not fail.
+        case value(any Sendable)
     }
 
     private let storage: Storage
@@ -36,7 +39,13 @@ struct SagaValue: Sendable, Hashable, Codable {
         case .json(let text):
             return text
         case .value(let value):
-            return try SagaPayload.encode(value, what: what())
+            guard let encodable = value as? any Encodable else {
+                throw SagaError(
+                    code: .encodingFailed,
+                    message: "cannot encode \(what()): \(type(of: value)) is not Encodable"
+                )
+            }
+            return try SagaPayload.encode(encodable, what: what())
         }
     }
 

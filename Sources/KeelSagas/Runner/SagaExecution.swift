@@ -34,6 +34,8 @@ final class SagaExecution: Sendable {
         mutating func insertName(_ name: String) -> Bool {
             if self.nameSet.isEmpty {
                 if self.names.contains(name) { return false }
+                // Room for a short saga's names at once, rather than growing by copying.
+                if self.names.isEmpty { self.names.reserveCapacity(8) }
                 self.names.append(name)
                 if self.names.count > 16 {
                     self.nameSet = Set(self.names)
@@ -66,6 +68,7 @@ final class SagaExecution: Sendable {
         saga: String,
         id: String,
         run: Int,
+        journal: SagaJournalHandle,
         runtime: SagaRuntime,
         instruments: SagaInstruments,
         replay: SagaReplay?
@@ -73,18 +76,14 @@ final class SagaExecution: Sendable {
         self.saga = saga
         self.id = id
         self.run = run
-        self.stream = SagaRuntime.stream(saga: saga, id: id)
+        self.stream = journal.stream
         self.runtime = runtime
         self.recordsMetrics = runtime.telemetry.recordsMetrics
         self.recordsSpans = runtime.telemetry.recordsSpans
         self.instruments = instruments
         self.replay = replay
         self.root = SagaScope(path: "", namePrefix: "", isRoot: true)
-        if case .memory(let journal) = runtime.journal {
-            self.memoryStream = journal.stream(self.stream)
-        } else {
-            self.memoryStream = nil
-        }
+        self.memoryStream = journal.memory
     }
 
     /// The saga's deadline, in wall-clock nanoseconds, if it has one.
@@ -125,6 +124,17 @@ final class SagaExecution: Sendable {
     }
 
     func append(_ entry: SagaJournalEntry) async throws(SagaError) {
+        if let memory = self.memoryStream, case .memory(let journal) = self.runtime.journal {
+            // An in-memory journal appends in place: no call through the journal's async path.
+            do {
+                try journal.append(entry, to: memory, id: self.stream, expecting: .any)
+            } catch {
+                throw SagaJournalAppendFailure.store(error).sagaError(
+                    "cannot append \(entry.kind) to the journal \(self.stream)"
+                )
+            }
+            return
+        }
         do {
             try await self.runtime.journal.append(
                 entry,

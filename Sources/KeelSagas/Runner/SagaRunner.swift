@@ -45,6 +45,13 @@ public final class SagaRunner: Sendable {
 
     /// A run in this process, for others to wait for.
     final class Running: Sendable {
+        /// The saga's journal, looked up once by the claim.
+        let journal: SagaJournalHandle
+
+        init(journal: SagaJournalHandle) {
+            self.journal = journal
+        }
+
         struct State: Sendable {
             var execution: SagaExecution?
             var isFinished = false
@@ -221,7 +228,9 @@ public final class SagaRunner: Sendable {
     // MARK: Registration
 
     /// Registers `saga`, so that ``recover()`` can resume sagas of its type. A saga run with
-    /// ``run(_:id:input:reuse:deadline:)`` is registered too; the last registration of a name wins.
+    /// ``run(_:id:input:reuse:deadline:)`` or started with ``start(_:id:input:reuse:deadline:)`` is
+    /// registered too, when no saga of its name is; a call of this method replaces the registration
+    /// of its name.
     /// - Parameter saga: The saga definition.
     public func register<S: Saga>(_ saga: S) {
         precondition(Self.isValidName(S.name), "a saga's name must be non-empty and without `:`, got \"\(S.name)\"")
@@ -374,7 +383,7 @@ public final class SagaRunner: Sendable {
         -> Beginning<S.Input, S.Output>
     {
         guard !id.isEmpty else { throw SagaError(code: .invalidArgument, message: "a saga's id must not be empty") }
-        self.register(saga)
+        if !self.state.withLock({ $0.definitions[S.name] != nil }) { self.register(saga) }
         let stream = SagaRuntime.stream(saga: S.name, id: id)
         while true {
             let claim = try self.claim(stream)
@@ -389,7 +398,7 @@ public final class SagaRunner: Sendable {
                 continue
             }
             do throws(SagaError) {
-                guard let replay = try await self.runtime.journal.load(stream) else {
+                guard let replay = try await self.runtime.journal.load(running.journal) else {
                     return .new(run: 1, expected: .noStream, running)
                 }
                 if reuse == .rejectDuplicate {
@@ -431,12 +440,14 @@ public final class SagaRunner: Sendable {
 
     /// Claims `stream` for a run in this process: the claim, or the run that holds it.
     func claim(_ stream: StreamID) throws(SagaError) -> (claimed: Running?, other: Running?) {
-        try self.state.withLock { state throws(SagaError) in
+        // Looked up before the runner's lock is taken: the journal has a lock of its own.
+        let journal = self.runtime.journal.handle(stream)
+        return try self.state.withLock { state throws(SagaError) in
             if state.isShutDown {
                 throw SagaError(code: .suspended, message: "the saga runner is shut down")
             }
             if let other = state.running[stream] { return (nil, other) }
-            let running = Running()
+            let running = Running(journal: journal)
             state.running[stream] = running
             return (running, nil)
         }
@@ -469,7 +480,7 @@ public final class SagaRunner: Sendable {
         deadline: Duration?,
         claimed running: Running
     ) async throws(SagaError) -> SagaExecution {
-        let stream = SagaRuntime.stream(saga: S.name, id: id)
+        let stream = running.journal.stream
         do throws(SagaError) {
             let execution = self.makeExecution(S.name, id: id, run: run, replay: nil, claimed: running)
             var entry = execution.entry(.started)
@@ -486,7 +497,7 @@ public final class SagaRunner: Sendable {
                     to: stream,
                     expecting: expected,
                     random: self.runtime.random,
-                    memoryStream: execution.memoryStream
+                    memoryStream: running.journal.memory
                 )
             } catch  where error.isConflict {
                 throw SagaError(code: .duplicateSaga, message: "\(S.name) \(id) was started elsewhere at the same time")
@@ -515,6 +526,7 @@ public final class SagaRunner: Sendable {
             saga: saga,
             id: id,
             run: run,
+            journal: running.journal,
             runtime: self.runtime,
             instruments: self.instruments(for: saga),
             replay: replay

@@ -60,7 +60,11 @@ final class SagaScope: Sendable {
     }
 
     func add(_ node: Node) {
-        self.state.withLock { $0.nodes.append(node) }
+        self.state.withLock { state in
+            // Room for a short saga's compensations at once, rather than growing by copying.
+            if state.nodes.isEmpty { state.nodes.reserveCapacity(4) }
+            state.nodes.append(node)
+        }
     }
 }
 
