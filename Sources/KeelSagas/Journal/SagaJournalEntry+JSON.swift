@@ -35,6 +35,7 @@ extension SagaJournalEntry {
         if let inDoubt = self.inDoubt { writer.boolean("inDoubt", inDoubt) }
         writer.optionalString("outcome", self.outcome?.rawValue)
         writer.optionalString("note", self.note)
+        if let sagaVersion = self.sagaVersion { writer.integer("sagaVersion", Int64(sagaVersion)) }
         return writer.finish()
     }
 }

@@ -51,6 +51,7 @@ struct SagaJournalEntry: Codable, Sendable, Hashable {
         var inDoubt: Bool?
         var outcome: SagaStatus.Phase?
         var note: String?
+        var sagaVersion: Int?
     }
 
     /// ``Details`` behind one reference, copied on write. An entry is a value: a box is changed in
@@ -118,6 +119,11 @@ struct SagaJournalEntry: Codable, Sendable, Hashable {
         get { self.details?.value.note }
         set { self.updateDetails { $0.note = newValue } }
     }
+    /// An entry with a payload: the ``Saga/version`` of the saga that wrote it, when not 1.
+    var sagaVersion: Int? {
+        get { self.details?.value.sagaVersion }
+        set { self.updateDetails { $0.sagaVersion = newValue } }
+    }
 
     static func == (lhs: SagaJournalEntry, rhs: SagaJournalEntry) -> Bool {
         lhs.kind == rhs.kind && lhs.itemKind == rhs.itemKind && lhs.idempotent == rhs.idempotent
@@ -140,7 +146,7 @@ struct SagaJournalEntry: Codable, Sendable, Hashable {
 
     enum CodingKeys: String, CodingKey {
         case kind, run, time, saga, id, payload, dueTime, item, name, itemKind, idempotent, attempt, failure
-        case inDoubt, outcome, note
+        case inDoubt, outcome, note, sagaVersion
     }
 
     /// Decodes an entry from the JSON document ``jsonBytes()`` writes.
@@ -162,7 +168,8 @@ struct SagaJournalEntry: Codable, Sendable, Hashable {
             failure: try container.decodeIfPresent(SagaFailure.self, forKey: .failure),
             inDoubt: try container.decodeIfPresent(Bool.self, forKey: .inDoubt),
             outcome: try container.decodeIfPresent(SagaStatus.Phase.self, forKey: .outcome),
-            note: try container.decodeIfPresent(String.self, forKey: .note)
+            note: try container.decodeIfPresent(String.self, forKey: .note),
+            sagaVersion: try container.decodeIfPresent(Int.self, forKey: .sagaVersion)
         )
         if details != Details() { self.details = DetailsBox(details) }
     }
@@ -186,6 +193,7 @@ struct SagaJournalEntry: Codable, Sendable, Hashable {
         try container.encodeIfPresent(self.inDoubt, forKey: .inDoubt)
         try container.encodeIfPresent(self.outcome, forKey: .outcome)
         try container.encodeIfPresent(self.note, forKey: .note)
+        try container.encodeIfPresent(self.sagaVersion, forKey: .sagaVersion)
     }
 
     /// The stored event type of this entry: `saga.<kind>`.

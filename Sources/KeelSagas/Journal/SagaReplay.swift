@@ -18,6 +18,8 @@ struct SagaReplay: Sendable {
         var attempts = 0
         /// The output, once the step completed.
         var output: SagaValue?
+        /// The version of the saga that journaled the output.
+        var outputVersion = 1
         var isCompleted = false
         /// The failure the step ended with; `nil` when it did not fail, or when an operator's
         /// retry reopened it.
@@ -34,11 +36,17 @@ struct SagaReplay: Sendable {
     var id: String
     var run: Int
     var input: SagaValue?
+    /// The version of the saga that journaled the input (and started the run).
+    var inputVersion: Int
+    /// The newest version of the saga that journaled anything in this run.
+    var newestVersion: Int
     var deadline: Int64?
     var startTime: Int64
     var items: [SagaItemRef: Item] = [:]
     var phase = SagaStatus.Phase.running
     var output: SagaValue?
+    /// The version of the saga that journaled the output.
+    var outputVersion = 1
     var cause: SagaFailure?
     var failedCompensations: [SagaFailure] = []
     /// The stream's last version.
@@ -101,6 +109,8 @@ struct SagaReplay: Sendable {
         self.id = id
         self.run = start.run
         self.input = start.payload
+        self.inputVersion = start.sagaVersion ?? 1
+        self.newestVersion = self.inputVersion
         self.deadline = start.dueTime
         self.startTime = start.time
         self.version = version
@@ -127,6 +137,7 @@ struct SagaReplay: Sendable {
             }
             return ref
         }
+        if let version = entry.sagaVersion { self.newestVersion = max(self.newestVersion, version) }
         switch entry.kind {
         case .started:
             break
@@ -151,6 +162,7 @@ struct SagaReplay: Sendable {
             let ref = try existing()
             self.items[ref]!.isCompleted = true
             self.items[ref]!.output = entry.payload
+            self.items[ref]!.outputVersion = entry.sagaVersion ?? 1
             self.items[ref]!.failure = nil
         case .stepFailed:
             let ref = try existing()
@@ -177,6 +189,7 @@ struct SagaReplay: Sendable {
         case .finished:
             self.phase = entry.outcome ?? .needsIntervention
             self.output = entry.payload
+            self.outputVersion = entry.sagaVersion ?? 1
             self.cause = entry.failure
             self.failedCompensations = self.items.keys.sorted { ($0.scope, $0.index) < ($1.scope, $1.index) }
                 .compactMap { ref in

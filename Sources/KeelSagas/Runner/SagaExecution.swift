@@ -28,6 +28,9 @@ final class SagaExecution: Sendable {
         /// The saga's deadline, in wall-clock nanoseconds.
         var deadline: Int64?
         var deadlineExceeded = false
+        /// The first recorded output the replay could not read (a failed migration, a newer
+        /// version's payload): the run stops for an operator instead of compensating.
+        var unreadable: SagaFailure?
 
         /// Records `name` as claimed.
         /// - Returns: Whether it was new.
@@ -59,6 +62,10 @@ final class SagaExecution: Sendable {
     let instruments: SagaInstruments
     /// The journal of this run as it was when the run (re)started; `nil` for a new run.
     let replay: SagaReplay?
+    /// The saga's ``Saga/version``, journaled with every payload when it is not 1.
+    let version: Int
+    /// How the replay's payloads are read; `nil` for a new run.
+    let payloads: SagaPayloadReader?
     let root: SagaScope
     let state = Lock(State())
     /// The run's stream of an in-memory journal, looked up once: `nil` for an event store.
@@ -69,10 +76,14 @@ final class SagaExecution: Sendable {
         id: String,
         run: Int,
         journal: SagaJournalHandle,
+        version: Int,
         runtime: SagaRuntime,
         instruments: SagaInstruments,
-        replay: SagaReplay?
+        replay: SagaReplay?,
+        payloads: SagaPayloadReader?
     ) {
+        self.version = version
+        self.payloads = payloads
         self.saga = saga
         self.id = id
         self.run = run
@@ -259,7 +270,28 @@ final class SagaExecution: Sendable {
         var attemptsBefore = 0
         if let recorded {
             if recorded.isCompleted {
-                let value = try SagaPayload.decode(T.self, from: recorded.output, what: "the output of \(fullName)")
+                let value: T
+                do throws(SagaError) {
+                    if let payloads = self.payloads {
+                        value = try payloads.decode(
+                            T.self,
+                            .step(fullName),
+                            from: recorded.output,
+                            writtenBy: recorded.outputVersion,
+                            what: "the output of \(fullName)"
+                        )
+                    } else {
+                        value = try SagaPayload.decode(
+                            T.self,
+                            from: recorded.output,
+                            what: "the output of \(fullName)"
+                        )
+                    }
+                } catch {
+                    let failure = SagaFailure(error, step: fullName)
+                    self.state.withLock { $0.unreadable = $0.unreadable ?? failure }
+                    throw error
+                }
                 self.didComplete(ref, name: fullName, kind: kind, value: value, in: scope, compensate: compensate)
                 return value
             }
@@ -317,6 +349,7 @@ final class SagaExecution: Sendable {
         case .success(let value):
             var entry = self.itemEntry(.stepCompleted, ref, name: fullName, itemKind: kind)
             entry.payload = try self.runtime.journal.record(value, what: "the output of \(fullName)")
+            if self.version != 1 { entry.sagaVersion = self.version }
             try await self.append(entry)
             self.didComplete(ref, name: fullName, kind: kind, value: value, in: scope, compensate: compensate)
             return value

@@ -38,6 +38,8 @@ import Synchronization
 /// that a run's requests share one trace and correlation id either way.
 public final class SagaRunner: Sendable {
     struct Definition: Sendable {
+        /// How the saga's journals are read (its version and migrations).
+        let payloads: SagaPayloadReader
         /// Resumes the saga whose journal is `replay`, to an outcome.
         /// `claimed` is the claim of the saga in this process, made by the caller.
         let resume: @Sendable (SagaRunner, SagaReplay, Running) async throws(SagaError) -> SagaStatus.Phase
@@ -234,12 +236,17 @@ public final class SagaRunner: Sendable {
     /// - Parameter saga: The saga definition.
     public func register<S: Saga>(_ saga: S) {
         precondition(Self.isValidName(S.name), "a saga's name must be non-empty and without `:`, got \"\(S.name)\"")
-        let definition = Definition { runner, replay, claimed throws(SagaError) in
+        // Checks the saga's version and migrations once, here.
+        let payloads = SagaPayloadReader(S.self)
+        let definition = Definition(payloads: payloads) { runner, replay, claimed throws(SagaError) in
             let input: S.Input
             do throws(SagaError) {
-                input = try SagaPayload.decode(
+                try payloads.check(replay)
+                input = try payloads.decode(
                     S.Input.self,
+                    .input,
                     from: replay.input,
+                    writtenBy: replay.inputVersion,
                     what: "the input of \(S.name) \(replay.id)"
                 )
             } catch {
@@ -406,9 +413,13 @@ public final class SagaRunner: Sendable {
                 }
                 switch replay.phase {
                 case .running:
-                    let recordedInput = try SagaPayload.decode(
+                    let payloads = SagaPayloadReader(S.self)
+                    try payloads.check(replay)
+                    let recordedInput = try payloads.decode(
                         S.Input.self,
+                        .input,
                         from: replay.input,
+                        writtenBy: replay.inputVersion,
                         what: "the input of \(S.name) \(id)"
                     )
                     return .resume(replay, recordedInput, running)
@@ -482,10 +493,19 @@ public final class SagaRunner: Sendable {
     ) async throws(SagaError) -> SagaExecution {
         let stream = running.journal.stream
         do throws(SagaError) {
-            let execution = self.makeExecution(S.name, id: id, run: run, replay: nil, claimed: running)
+            let execution = self.makeExecution(
+                S.name,
+                id: id,
+                run: run,
+                version: S.version,
+                replay: nil,
+                payloads: nil,
+                claimed: running
+            )
             var entry = execution.entry(.started)
             entry.saga = S.name
             entry.id = id
+            if S.version != 1 { entry.sagaVersion = S.version }
             entry.payload = try self.runtime.journal.record(input, what: "the input of \(S.name) \(id)")
             if let deadline {
                 let (seconds, attoseconds) = deadline.components
@@ -517,7 +537,9 @@ public final class SagaRunner: Sendable {
         _ saga: String,
         id: String,
         run: Int,
+        version: Int,
         replay: SagaReplay?,
+        payloads: SagaPayloadReader?,
         claimed running: Running
     )
         -> SagaExecution
@@ -527,9 +549,11 @@ public final class SagaRunner: Sendable {
             id: id,
             run: run,
             journal: running.journal,
+            version: version,
             runtime: self.runtime,
             instruments: self.instruments(for: saga),
-            replay: replay
+            replay: replay,
+            payloads: payloads
         )
         execution.deadline = replay?.deadline
         running.state.withLock { $0.execution = execution }
@@ -550,7 +574,15 @@ public final class SagaRunner: Sendable {
     ) async throws(SagaError) -> SagaOutcome<S.Output> {
         let execution: SagaExecution
         if let replay {
-            execution = self.makeExecution(S.name, id: id, run: run, replay: replay, claimed: running)
+            execution = self.makeExecution(
+                S.name,
+                id: id,
+                run: run,
+                version: S.version,
+                replay: replay,
+                payloads: SagaPayloadReader(S.self),
+                claimed: running
+            )
         } else {
             execution = try await self.open(
                 saga,
@@ -709,6 +741,7 @@ public final class SagaRunner: Sendable {
             var entry = execution.entry(.finished)
             entry.outcome = .completed
             entry.payload = try self.runtime.journal.record(output, what: "the output of \(S.name) \(execution.id)")
+            if execution.version != 1 { entry.sagaVersion = execution.version }
             try await execution.append(entry)
             return .completed(output)
         case .failure(let error):
@@ -729,6 +762,11 @@ public final class SagaRunner: Sendable {
             }
             if let error = error as? SagaError, error.code == .nondeterminism {
                 return try await self.intervene(execution, cause: cause)
+            }
+            if let unreadable = execution.state.withLock({ $0.unreadable }) {
+                // A recorded output it could not read: compensating would undo work for a reading
+                // problem (a migration, a newer version's journal), so an operator decides.
+                return try await self.intervene(execution, cause: unreadable)
             }
             if !unreplayed.isEmpty {
                 return try await self.intervene(execution, cause: Self.nondeterminism(unreplayed))
@@ -794,7 +832,13 @@ public final class SagaRunner: Sendable {
         switch replay.phase {
         case .completed:
             return .completed(
-                try SagaPayload.decode(S.Output.self, from: replay.output, what: "the output of \(S.name) \(replay.id)")
+                try SagaPayloadReader(S.self).decode(
+                    S.Output.self,
+                    .output,
+                    from: replay.output,
+                    writtenBy: replay.outputVersion,
+                    what: "the output of \(S.name) \(replay.id)"
+                )
             )
         case .compensated:
             return .compensated(replay.cause ?? unknown)
@@ -875,6 +919,14 @@ public final class SagaRunner: Sendable {
             guard let definition = self.state.withLock({ $0.definitions[replay.saga] }) else {
                 self.release(stream, running)
                 unknown.append("\(replay.saga) \(replay.id)")
+                continue
+            }
+            do throws(SagaError) {
+                // A run that a newer version of the saga journaled is left for that version.
+                try definition.payloads.check(replay)
+            } catch {
+                self.release(stream, running)
+                unreadable.append(error)
                 continue
             }
             resumed.append(replay.status)

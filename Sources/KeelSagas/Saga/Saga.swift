@@ -52,6 +52,16 @@ public protocol Saga: Sendable {
     /// definition by it. Not empty, without `:`.
     static var name: String { get }
 
+    /// The version of what the saga journals: its input, its steps' outputs and its output.
+    /// Default 1. Raise it when one of them changes shape, and add a migration from the version
+    /// before to ``migrations``, so that runs journaled by the earlier version can still be
+    /// resumed (see ``SagaMigration``).
+    static var version: Int { get }
+
+    /// How payloads journaled by earlier versions of the saga are read: for each version before
+    /// ``version``, the migrations of the payloads it changed. Default none.
+    static var migrations: [SagaMigration] { get }
+
     /// The saga's body: calls its steps through `saga`, in order, and returns the output.
     ///
     /// It runs once when the saga starts, and again whenever the saga is resumed after a crash or
@@ -63,4 +73,12 @@ public protocol Saga: Sendable {
     /// - Throws: Any error: the saga then compensates its completed steps (or, past its pivot,
     ///   needs an operator).
     func run(_ input: Input, saga: SagaContext) async throws -> Output
+}
+
+extension Saga {
+    /// Version 1: the saga's journaled shapes have not changed.
+    public static var version: Int { 1 }
+
+    /// None.
+    public static var migrations: [SagaMigration] { [] }
 }

@@ -51,6 +51,11 @@ final class ShopWorld: Sendable {
     var applications: [String: Int] { self.state.withLock { $0.applications } }
 
     /// Makes the next `times` calls of `operation` fail.
+    /// Writes `line` in the log: what a test saga's own effect does.
+    func record(_ line: String) {
+        self.state.withLock { $0.log.append(line) }
+    }
+
     func fail(_ operation: String, times: Int = .max) {
         self.state.withLock { $0.failures[operation] = times }
     }
