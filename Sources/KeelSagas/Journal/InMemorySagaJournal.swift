@@ -26,11 +26,11 @@ public final class InMemorySagaJournal: Sendable {
     final class Stream: Sendable {
         let entries: Lock<[SagaJournalEntry]>
 
-        init() {
-            // Room for a short saga's entries (a start, two per step, a finish), so that its
-            // journal does not grow by copying four times on the way.
+        /// - Parameter capacity: Room for this many entries at once, so that the journal does not
+        ///   grow by copying on the way: what the last run of the same saga took.
+        init(capacity: Int) {
             var entries: [SagaJournalEntry] = []
-            entries.reserveCapacity(16)
+            entries.reserveCapacity(capacity)
             self.entries = Lock(entries)
         }
     }
@@ -45,11 +45,11 @@ public final class InMemorySagaJournal: Sendable {
         self.streams.withLock { streams in streams.values.count { stream in stream.entries.withLock { !$0.isEmpty } } }
     }
 
-    /// The journal of `id`, made empty if there is none yet.
-    func stream(_ id: StreamID) -> Stream {
+    /// The journal of `id`, made empty, with room for `capacity` entries, if there is none yet.
+    func stream(_ id: StreamID, capacity: Int = SagaJournalHandle.defaultCapacity) -> Stream {
         self.streams.withLock { streams in
             if let stream = streams[id] { return stream }
-            let stream = Stream()
+            let stream = Stream(capacity: capacity)
             streams[id] = stream
             return stream
         }
@@ -83,14 +83,6 @@ public final class InMemorySagaJournal: Sendable {
             let current = entries.isEmpty ? nil : UInt64(entries.count - 1)
             guard expected.isSatisfied(by: current) else { return .some(current) }
             entries.append(entry)
-            if entry.kind == .finished || entry.kind == .resolved, entries.capacity > entries.count {
-                // The run is over: keep its entries in a buffer of their size, and give the
-                // room reserved for a run back to the next one.
-                var compact: [SagaJournalEntry] = []
-                compact.reserveCapacity(entries.count)
-                compact.append(contentsOf: entries)
-                entries = compact
-            }
             return .none
         }
         if let actual = conflict {

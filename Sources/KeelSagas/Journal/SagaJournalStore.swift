@@ -9,13 +9,14 @@ enum SagaJournalStore: Sendable {
     case memory(InMemorySagaJournal)
 
     /// The journal `stream`, looked up once for a run: an in-memory journal's entries, made empty
-    /// if it has none yet, so that the run's reads and appends need no second lookup.
-    func handle(_ stream: StreamID) -> SagaJournalHandle {
+    /// (with room for `capacity` entries) if it has none yet, so that the run's reads and appends
+    /// need no second lookup.
+    func handle(_ stream: StreamID, capacity: Int = SagaJournalHandle.defaultCapacity) -> SagaJournalHandle {
         switch self {
         case .events:
             return SagaJournalHandle(stream: stream, memory: nil)
         case .memory(let journal):
-            return SagaJournalHandle(stream: stream, memory: journal.stream(stream))
+            return SagaJournalHandle(stream: stream, memory: journal.stream(stream, capacity: capacity))
         }
     }
 
@@ -142,6 +143,10 @@ enum SagaJournalStore: Sendable {
 /// One saga's journal, as a run holds it: its stream, and for an in-memory journal the entries
 /// themselves.
 struct SagaJournalHandle: Sendable {
+    /// The room a new in-memory journal gets when no run of its saga has finished yet: a short
+    /// saga's entries (a start, two per step, a finish).
+    static let defaultCapacity = 16
+
     let stream: StreamID
     let memory: InMemorySagaJournal.Stream?
 }

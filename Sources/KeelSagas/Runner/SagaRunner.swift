@@ -95,6 +95,9 @@ public final class SagaRunner: Sendable {
 
     struct State: Sendable {
         var definitions: [String: Definition] = [:]
+        /// How many entries the last finished run of each saga journaled in an in-memory journal:
+        /// the room the next run's journal gets.
+        var journalSizes: [String: Int] = [:]
         var instruments: [String: SagaInstruments] = [:]
         var running: [StreamID: Running] = [:]
         var inFlight: [String: Int] = [:]
@@ -390,10 +393,13 @@ public final class SagaRunner: Sendable {
         -> Beginning<S.Input, S.Output>
     {
         guard !id.isEmpty else { throw SagaError(code: .invalidArgument, message: "a saga's id must not be empty") }
-        if !self.state.withLock({ $0.definitions[S.name] != nil }) { self.register(saga) }
+        let (isRegistered, journalSize) = self.state.withLock { state in
+            (state.definitions[S.name] != nil, state.journalSizes[S.name] ?? SagaJournalHandle.defaultCapacity)
+        }
+        if !isRegistered { self.register(saga) }
         let stream = SagaRuntime.stream(saga: S.name, id: id)
         while true {
-            let claim = try self.claim(stream)
+            let claim = try self.claim(stream, capacity: journalSize)
             guard let running = claim.claimed else {
                 if reuse == .rejectDuplicate {
                     throw SagaError(code: .duplicateSaga, message: "\(S.name) \(id) is already running")
@@ -450,9 +456,12 @@ public final class SagaRunner: Sendable {
     }
 
     /// Claims `stream` for a run in this process: the claim, or the run that holds it.
-    func claim(_ stream: StreamID) throws(SagaError) -> (claimed: Running?, other: Running?) {
+    func claim(
+        _ stream: StreamID,
+        capacity: Int = SagaJournalHandle.defaultCapacity
+    ) throws(SagaError) -> (claimed: Running?, other: Running?) {
         // Looked up before the runner's lock is taken: the journal has a lock of its own.
-        let journal = self.runtime.journal.handle(stream)
+        let journal = self.runtime.journal.handle(stream, capacity: capacity)
         return try self.state.withLock { state throws(SagaError) in
             if state.isShutDown {
                 throw SagaError(code: .suspended, message: "the saga runner is shut down")
@@ -465,8 +474,12 @@ public final class SagaRunner: Sendable {
     }
 
     func release(_ stream: StreamID, _ running: Running) {
+        // An in-memory journal's size after the run: the room the next run of the saga gets.
+        let size = running.journal.memory.map { memory in memory.entries.withLock { $0.count } }
+        let saga = size == nil ? nil : running.state.withLock { $0.execution?.saga }
         self.state.withLock { state in
             if state.running[stream] === running { state.running[stream] = nil }
+            if let saga, let size, size > 0 { state.journalSizes[saga] = size }
         }
         running.finish()
     }
