@@ -334,15 +334,32 @@ final class SagaExecution: Sendable {
             result = await self.whileNotSuspended { [self] in
                 await self.runRetriable(ref, name: fullName, options: options, after: before, action: action)
             }
-        } else {
+        } else if let retry = options.retry {
             result = await self.runAttempts(
                 ref,
                 name: fullName,
                 kind: kind,
                 options: options,
+                retry: retry,
                 after: attemptsBefore,
                 action: action
             )
+        } else {
+            // One attempt: made here, not through a retry loop.
+            do {
+                result = .success(
+                    try await self.attempt(
+                        ref,
+                        name: fullName,
+                        kind: kind,
+                        options: options,
+                        attempt: attemptsBefore + 1,
+                        action
+                    )
+                )
+            } catch {
+                result = .failure(error)
+            }
         }
         if let started { self.instruments.stepDuration.record(ContinuousClock.now - started) }
         switch result {
@@ -389,29 +406,18 @@ final class SagaExecution: Sendable {
         )
     }
 
-    /// The attempts of a step before the pivot, or of the pivot: its retry strategy's, each with
-    /// its timeout, each journaled as it starts.
+    /// The attempts of a step before the pivot, or of the pivot, with a retry strategy: the
+    /// strategy's, each with its timeout, each journaled as it starts.
     private func runAttempts<T: Sendable>(
         _ ref: SagaItemRef,
         name: String,
         kind: SagaItemKind,
         options: SagaStepOptions,
+        retry: Retry,
         after attemptsBefore: Int,
         action: @escaping @Sendable (SagaStepContext) async throws -> T
     ) async -> Result<T, any Error> {
         do {
-            guard let retry = options.retry else {
-                return .success(
-                    try await self.attempt(
-                        ref,
-                        name: name,
-                        kind: kind,
-                        options: options,
-                        attempt: attemptsBefore + 1,
-                        action
-                    )
-                )
-            }
             var attempt = attemptsBefore
             return .success(
                 try await retry.run {
