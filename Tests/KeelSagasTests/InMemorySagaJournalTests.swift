@@ -132,17 +132,23 @@ struct InMemorySagaJournalTests {
         #expect(world.applications == ["o-1/pay": 1, "o-1/reserve": 1])
     }
 
-    @Test("a run registers its saga only when none of its name is: recovery resumes with the registered one")
-    func runRegistersOnlyTheFirst() async throws {
+    /// A journal holding order `o-1`, unfinished: its runner was shut down while `reserve` ran.
+    func orderStoppedAtReserve() async -> InMemorySagaJournal {
         let journal = InMemorySagaJournal()
-        let crashed = ShopWorld()
-        let gate = crashed.gate("reserve")
-        let first = self.memoryRunner(journal)
-        let run = Task { try await first.run(OrderSaga(world: crashed), id: "o-1", input: OrderDraft(id: "o-1")) }
+        let world = ShopWorld()
+        let gate = world.gate("reserve")
+        let runner = self.memoryRunner(journal)
+        let run = Task { try await runner.run(OrderSaga(world: world), id: "o-1", input: OrderDraft(id: "o-1")) }
         await gate.arrival()
-        await first.shutdown()
+        await runner.shutdown()
         gate.open()
         _ = try? await run.value
+        return journal
+    }
+
+    @Test("a run registers its saga only when none of its name is: recovery resumes with the registered one")
+    func runRegistersOnlyTheFirst() async throws {
+        let journal = await self.orderStoppedAtReserve()
 
         // Registered by hand, then run with another instance: the registration stays.
         let registered = ShopWorld()
@@ -158,15 +164,7 @@ struct InMemorySagaJournalTests {
 
     @Test("a run registers its saga when none of its name is registered")
     func runRegistersWhenNoneIs() async throws {
-        let journal = InMemorySagaJournal()
-        let crashed = ShopWorld()
-        let gate = crashed.gate("reserve")
-        let first = self.memoryRunner(journal)
-        let run = Task { try await first.run(OrderSaga(world: crashed), id: "o-1", input: OrderDraft(id: "o-1")) }
-        await gate.arrival()
-        await first.shutdown()
-        gate.open()
-        _ = try? await run.value
+        let journal = await self.orderStoppedAtReserve()
 
         let ran = ShopWorld()
         let second = self.memoryRunner(journal)

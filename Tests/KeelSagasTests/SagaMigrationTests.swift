@@ -151,11 +151,8 @@ struct SagaMigrationTests {
         _ = try? await run.value
     }
 
-    @Test(
-        "a run journaled by version 1 resumes under version 2 with its payloads migrated",
-        arguments: Journal.allCases
-    )
-    func resumesMigrated(journal: Journal) async throws {
+    /// Journals holding transfer `t-1` as version 1 left it: stopped while `hold` ran.
+    func stoppedByVersion1(_ journal: Journal) async -> (Journals, ShopWorld) {
         let journals = Journals()
         let world = ShopWorld()
         await self.interrupt(
@@ -165,6 +162,15 @@ struct SagaMigrationTests {
             at: "validate",
             world: world
         )
+        return (journals, world)
+    }
+
+    @Test(
+        "a run journaled by version 1 resumes under version 2 with its payloads migrated",
+        arguments: Journal.allCases
+    )
+    func resumesMigrated(journal: Journal) async throws {
+        let (journals, world) = await self.stoppedByVersion1(journal)
         #expect(world.log == ["validate"])
 
         let upgraded = journals.runner(journal)
@@ -179,15 +185,7 @@ struct SagaMigrationTests {
 
     @Test("what version 2 journaled itself is read as it is, after a second crash", arguments: Journal.allCases)
     func migratesOnlyWhatTheOldVersionWrote(journal: Journal) async throws {
-        let journals = Journals()
-        let world = ShopWorld()
-        await self.interrupt(
-            TransferV1(world: world),
-            input: TransferV1.Input(id: "t-1", cents: 500),
-            on: journals.runner(journal),
-            at: "validate",
-            world: world
-        )
+        let (journals, world) = await self.stoppedByVersion1(journal)
         // Version 2 resumes the run (a run of its id resumes it) and is stopped while its own
         // `credit` is under way: `credit` completes, journaled by version 2, and `notify` does not start.
         let second = journals.runner(journal)
@@ -267,15 +265,7 @@ struct SagaMigrationTests {
 
     @Test("a migration that fails stops the saga for an operator instead of compensating", arguments: Journal.allCases)
     func failedMigrationNeedsAnOperator(journal: Journal) async throws {
-        let journals = Journals()
-        let world = ShopWorld()
-        await self.interrupt(
-            TransferV1(world: world),
-            input: TransferV1.Input(id: "t-1", cents: 500),
-            on: journals.runner(journal),
-            at: "validate",
-            world: world
-        )
+        let (journals, world) = await self.stoppedByVersion1(journal)
         TransferV2.refused.withLock { $0 = ["debit"] }
         let upgraded = journals.runner(journal)
         upgraded.register(TransferV2(world: world))
