@@ -174,18 +174,8 @@ final class SagaExecution: Sendable {
 
     // MARK: Items
 
-    func idempotencyKey(for step: String) -> String {
-        self.run == 1 ? "\(self.id)/\(step)" : "\(self.id)#\(self.run)/\(step)"
-    }
-
     func stepContext(_ step: String, attempt: Int) -> SagaStepContext {
-        SagaStepContext(
-            saga: self.saga,
-            sagaID: self.id,
-            step: step,
-            idempotencyKey: self.idempotencyKey(for: step),
-            attempt: attempt
-        )
+        SagaStepContext(saga: self.saga, sagaID: self.id, step: step, attempt: attempt, run: self.run)
     }
 
     /// Claims the item `name` at `ref` and checks it against the rules and the journal.

@@ -49,9 +49,12 @@ public final class SagaRunner: Sendable {
     final class Running: Sendable {
         /// The saga's journal, looked up once by the claim.
         let journal: SagaJournalHandle
+        /// The saga's instruments, when the claimer had them at hand.
+        let instruments: SagaInstruments?
 
-        init(journal: SagaJournalHandle) {
+        init(journal: SagaJournalHandle, instruments: SagaInstruments?) {
             self.journal = journal
+            self.instruments = instruments
         }
 
         struct State: Sendable {
@@ -393,13 +396,17 @@ public final class SagaRunner: Sendable {
         -> Beginning<S.Input, S.Output>
     {
         guard !id.isEmpty else { throw SagaError(code: .invalidArgument, message: "a saga's id must not be empty") }
-        let (isRegistered, journalSize) = self.state.withLock { state in
-            (state.definitions[S.name] != nil, state.journalSizes[S.name] ?? SagaJournalHandle.defaultCapacity)
+        let (isRegistered, journalSize, instruments) = self.state.withLock { state in
+            (
+                state.definitions[S.name] != nil,
+                state.journalSizes[S.name] ?? SagaJournalHandle.defaultCapacity,
+                state.instruments[S.name]
+            )
         }
         if !isRegistered { self.register(saga) }
         let stream = SagaRuntime.stream(saga: S.name, id: id)
         while true {
-            let claim = try self.claim(stream, capacity: journalSize)
+            let claim = try self.claim(stream, capacity: journalSize, instruments: instruments)
             guard let running = claim.claimed else {
                 if reuse == .rejectDuplicate {
                     throw SagaError(code: .duplicateSaga, message: "\(S.name) \(id) is already running")
@@ -458,7 +465,8 @@ public final class SagaRunner: Sendable {
     /// Claims `stream` for a run in this process: the claim, or the run that holds it.
     func claim(
         _ stream: StreamID,
-        capacity: Int = SagaJournalHandle.defaultCapacity
+        capacity: Int = SagaJournalHandle.defaultCapacity,
+        instruments: SagaInstruments? = nil
     ) throws(SagaError) -> (claimed: Running?, other: Running?) {
         // Looked up before the runner's lock is taken: the journal has a lock of its own.
         let journal = self.runtime.journal.handle(stream, capacity: capacity)
@@ -467,7 +475,7 @@ public final class SagaRunner: Sendable {
                 throw SagaError(code: .suspended, message: "the saga runner is shut down")
             }
             if let other = state.running[stream] { return (nil, other) }
-            let running = Running(journal: journal)
+            let running = Running(journal: journal, instruments: instruments)
             state.running[stream] = running
             return (running, nil)
         }
@@ -564,7 +572,7 @@ public final class SagaRunner: Sendable {
             journal: running.journal,
             version: version,
             runtime: self.runtime,
-            instruments: self.instruments(for: saga),
+            instruments: running.instruments ?? self.instruments(for: saga),
             replay: replay,
             payloads: payloads
         )

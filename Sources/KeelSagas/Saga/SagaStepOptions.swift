@@ -56,11 +56,17 @@ public struct SagaStepContext: Sendable, Hashable {
     /// The step's full name (a nested saga's steps carry the nested saga's name in front:
     /// `payment/charge`).
     public var step: String
+    /// The attempt, from 1: retries and recovery count on.
+    public var attempt: Int
+    /// The saga's run: 1, and more after a run allowed by ``SagaReusePolicy/allowAfterFailure``.
+    public var run: Int
+
     /// The step's stable idempotency key: the same every time this step of this saga runs,
     /// including after a crash: `<saga id>/<step>`, with `#<run>` after the id from a saga's
     /// second run on. Pass it to the service the step calls, so that a repeated call has no
-    /// second effect. A compensation gets `<key>/compensate`.
-    public var idempotencyKey: String
-    /// The attempt, from 1: retries and recovery count on.
-    public var attempt: Int
+    /// second effect. A compensation gets `<key>/compensate`. (Made when it is read: a step that
+    /// does not use it does not pay for it.)
+    public var idempotencyKey: String {
+        self.run == 1 ? self.sagaID + "/" + self.step : self.sagaID + "#" + String(self.run) + "/" + self.step
+    }
 }
