@@ -4,7 +4,10 @@ import Synchronization
 
 /// What every run of one runner shares: the journal, time, randomness, telemetry and the
 /// executor preference of the tasks the runner starts.
-struct SagaRuntime: Sendable {
+///
+/// A class: every run holds it, and a reference is one retain where the fields' copies were a
+/// dozen.
+final class SagaRuntime: Sendable {
     let journal: SagaJournalStore
     let clock: any Clock<Duration>
     let wallClock: WallClock
@@ -17,6 +20,26 @@ struct SagaRuntime: Sendable {
     let interceptor: (@Sendable (SagaInterception) throws -> Void)?
     /// Wakes the runs that wait for a signal when one is sent.
     let mailbox = SagaMailbox()
+
+    init(
+        journal: SagaJournalStore,
+        clock: any Clock<Duration>,
+        wallClock: WallClock,
+        random: RandomSource,
+        telemetry: any Telemetry,
+        executor: (any TaskExecutor)?,
+        configuration: SagaRunner.Configuration,
+        interceptor: (@Sendable (SagaInterception) throws -> Void)?
+    ) {
+        self.journal = journal
+        self.clock = clock
+        self.wallClock = wallClock
+        self.random = random
+        self.telemetry = telemetry
+        self.executor = executor
+        self.configuration = configuration
+        self.interceptor = interceptor
+    }
 
     /// The journal stream of the saga `saga` with id `id`.
     static func stream(saga: String, id: String) -> StreamID {
