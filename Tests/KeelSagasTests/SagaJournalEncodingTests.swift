@@ -21,6 +21,7 @@ struct SagaJournalEncodingTests {
         entry.inDoubt = true
         entry.outcome = .needsIntervention
         entry.note = ""
+        entry.sagaVersion = 3
         return entry
     }
 
@@ -38,5 +39,27 @@ struct SagaJournalEncodingTests {
             )
             #expect(parsed == expected)
         }
+    }
+
+    @Test("an entry is a value: changing a copy's rarely used fields leaves the original as it was")
+    func copiesOnWrite() {
+        let original = Self.full()
+        var copy = original
+        copy.note = "changed"
+        copy.outcome = .completed
+        copy.saga = nil
+        #expect(original.note == "")
+        #expect(original.outcome == .needsIntervention)
+        #expect(original.saga == "order.place")
+        #expect(copy.note == "changed")
+        #expect(copy.outcome == .completed)
+        #expect(copy.saga == nil)
+        #expect(copy.id == original.id)
+        #expect(copy != original)
+        var other = original
+        other.failure = nil
+        #expect(original.failure?.errorType == "Boom")
+        #expect(other.failure == nil)
+        #expect(SagaJournalEntry(kind: .started, run: 1, time: 0).saga == nil)
     }
 }

@@ -75,8 +75,10 @@ struct SagaJournalEntry: Codable, Sendable, Hashable {
     }
 
     private mutating func updateDetails(_ update: (inout Details) -> Void) {
-        if let box = self.details, isKnownUniquelyReferenced(&self.details) {
-            update(&box.value)
+        // Checked before anything else holds the box: a `let` bound to it would count as a
+        // second reference, and every change would copy.
+        if isKnownUniquelyReferenced(&self.details) {
+            update(&self.details!.value)
         } else {
             var value = self.detailsValue
             update(&value)
