@@ -134,18 +134,23 @@ final class SagaExecution: Sendable {
         SagaJournalEntry(kind: kind, run: self.run, time: self.runtime.wallClock.nanosecondsSinceEpoch())
     }
 
-    func append(_ entry: SagaJournalEntry) async throws(SagaError) {
-        if let memory = self.memoryStream, case .memory(let journal) = self.runtime.journal {
-            // An in-memory journal appends in place: no call through the journal's async path.
-            do {
-                try journal.append(entry, to: memory, id: self.stream, expecting: .any)
-            } catch {
-                throw SagaJournalAppendFailure.store(error).sagaError(
-                    "cannot append \(entry.kind) to the journal \(self.stream)"
-                )
-            }
-            return
+    /// Appends `entry` in place when the journal is in memory, without an async call (the hot
+    /// paths call this first, and ``append(_:)`` only when it returns `false`).
+    /// - Returns: `false` when the journal is an event store, and nothing was appended.
+    func appendInPlace(_ entry: SagaJournalEntry) throws(SagaError) -> Bool {
+        guard let memory = self.memoryStream, case .memory(let journal) = self.runtime.journal else { return false }
+        do {
+            try journal.append(entry, to: memory, id: self.stream, expecting: .any)
+        } catch {
+            throw SagaJournalAppendFailure.store(error).sagaError(
+                "cannot append \(entry.kind) to the journal \(self.stream)"
+            )
         }
+        return true
+    }
+
+    func append(_ entry: SagaJournalEntry) async throws(SagaError) {
+        if try self.appendInPlace(entry) { return }
         do {
             try await self.runtime.journal.append(
                 entry,
@@ -357,7 +362,7 @@ final class SagaExecution: Sendable {
             var entry = self.itemEntry(.stepCompleted, ref, name: fullName, itemKind: kind)
             entry.payload = try self.runtime.journal.record(value, what: "the output of \(fullName)")
             if self.version != 1 { entry.sagaVersion = self.version }
-            try await self.append(entry)
+            if try !self.appendInPlace(entry) { try await self.append(entry) }
             self.didComplete(ref, name: fullName, kind: kind, value: value, in: scope, compensate: compensate)
             return value
         case .failure(let error):
@@ -440,7 +445,7 @@ final class SagaExecution: Sendable {
         var entry = self.itemEntry(.stepStarted, ref, name: name, itemKind: kind)
         entry.attempt = attempt
         entry.idempotent = options.isIdempotent
-        try await self.append(entry)
+        if try !self.appendInPlace(entry) { try await self.append(entry) }
         let context = self.stepContext(name, attempt: attempt)
         try self.intercept(.step, step: name, attempt: attempt)
         guard self.recordsSpans || options.timeout != nil else { return try await action(context) }

@@ -763,7 +763,7 @@ public final class SagaRunner: Sendable {
             entry.outcome = .completed
             entry.payload = try self.runtime.journal.record(output, what: "the output of \(S.name) \(execution.id)")
             if execution.version != 1 { entry.sagaVersion = execution.version }
-            try await execution.append(entry)
+            if try !execution.appendInPlace(entry) { try await execution.append(entry) }
             return .completed(output)
         case .failure(let error):
             if execution.isSuspension(error) {
