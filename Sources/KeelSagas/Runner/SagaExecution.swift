@@ -70,6 +70,9 @@ final class SagaExecution: Sendable {
     let state = Lock(State())
     /// The run's stream of an in-memory journal, looked up once: `nil` for an event store.
     let memoryStream: InMemorySagaJournal.Stream?
+    /// The in-memory journal, if the runner has one: held here so that the hot paths do not copy
+    /// the runtime's journal enum (a retain and a release) for every entry.
+    let memoryJournal: InMemorySagaJournal?
 
     init(
         saga: String,
@@ -95,6 +98,11 @@ final class SagaExecution: Sendable {
         self.replay = replay
         self.root = SagaScope(path: "", namePrefix: "", isRoot: true)
         self.memoryStream = journal.memory
+        if case .memory(let memoryJournal) = runtime.journal {
+            self.memoryJournal = memoryJournal
+        } else {
+            self.memoryJournal = nil
+        }
     }
 
     /// The saga's deadline, in wall-clock nanoseconds, if it has one.
@@ -138,7 +146,7 @@ final class SagaExecution: Sendable {
     /// paths call this first, and ``append(_:)`` only when it returns `false`).
     /// - Returns: `false` when the journal is an event store, and nothing was appended.
     func appendInPlace(_ entry: SagaJournalEntry) throws(SagaError) -> Bool {
-        guard let memory = self.memoryStream, case .memory(let journal) = self.runtime.journal else { return false }
+        guard let memory = self.memoryStream, let journal = self.memoryJournal else { return false }
         do {
             try journal.append(entry, to: memory, id: self.stream, expecting: .any)
         } catch {
@@ -360,7 +368,10 @@ final class SagaExecution: Sendable {
         switch result {
         case .success(let value):
             var entry = self.itemEntry(.stepCompleted, ref, name: fullName, itemKind: kind)
-            entry.payload = try self.runtime.journal.record(value, what: "the output of \(fullName)")
+            // Kept as it is in memory; JSON for an event store.
+            entry.payload =
+                self.memoryJournal != nil
+                ? .kept(value) : try self.runtime.journal.record(value, what: "the output of \(fullName)")
             if self.version != 1 { entry.sagaVersion = self.version }
             if try !self.appendInPlace(entry) { try await self.append(entry) }
             self.didComplete(ref, name: fullName, kind: kind, value: value, in: scope, compensate: compensate)
