@@ -331,52 +331,40 @@ final class SagaExecution: Sendable {
         }
 
         let started = self.recordsMetrics ? ContinuousClock.now : nil
-        let result: Result<T, any Error>
-        if kind == .retriable {
-            let before = attemptsBefore
-            result = await self.whileNotSuspended { [self] in
-                await self.runRetriable(ref, name: fullName, options: options, after: before, action: action)
-            }
-        } else if let retry = options.retry {
-            result = await self.runAttempts(
-                ref,
-                name: fullName,
-                kind: kind,
-                options: options,
-                retry: retry,
-                after: attemptsBefore,
-                action: action
-            )
-        } else {
-            // One attempt: made here, not through a retry loop.
-            do {
-                result = .success(
-                    try await self.attempt(
-                        ref,
-                        name: fullName,
-                        kind: kind,
-                        options: options,
-                        attempt: attemptsBefore + 1,
-                        action
-                    )
+        // No `Result<T, any Error>` on the common path: in this unspecialised generic code each
+        // such value is a runtime metadata lookup and an allocation of its own.
+        let value: T
+        do {
+            if kind == .retriable {
+                let before = attemptsBefore
+                value = try await self.whileNotSuspended { [self] in
+                    await self.runRetriable(ref, name: fullName, options: options, after: before, action: action)
+                }
+                .get()
+            } else if let retry = options.retry {
+                value = try await self.runAttempts(
+                    ref,
+                    name: fullName,
+                    kind: kind,
+                    options: options,
+                    retry: retry,
+                    after: attemptsBefore,
+                    action: action
                 )
-            } catch {
-                result = .failure(error)
+                .get()
+            } else {
+                // One attempt: made here, not through a retry loop.
+                value = try await self.attempt(
+                    ref,
+                    name: fullName,
+                    kind: kind,
+                    options: options,
+                    attempt: attemptsBefore + 1,
+                    action
+                )
             }
-        }
-        if let started { self.instruments.stepDuration.record(ContinuousClock.now - started) }
-        switch result {
-        case .success(let value):
-            var entry = self.itemEntry(.stepCompleted, ref, name: fullName, itemKind: kind)
-            // Kept as it is in memory; JSON for an event store.
-            entry.payload =
-                self.memoryJournal != nil
-                ? .kept(value) : try self.runtime.journal.record(value, what: "the output of \(fullName)")
-            if self.version != 1 { entry.sagaVersion = self.version }
-            if try !self.appendInPlace(entry) { try await self.append(entry) }
-            self.didComplete(ref, name: fullName, kind: kind, value: value, in: scope, compensate: compensate)
-            return value
-        case .failure(let error):
+        } catch {
+            if let started { self.instruments.stepDuration.record(ContinuousClock.now - started) }
             if self.isSuspension(error) {
                 throw SagaError(code: .suspended, message: "the runner is shutting down; \(fullName) was stopped")
             }
@@ -387,6 +375,16 @@ final class SagaExecution: Sendable {
             try await self.append(entry)
             throw SagaStepFailure(failure: failure)
         }
+        if let started { self.instruments.stepDuration.record(ContinuousClock.now - started) }
+        var entry = self.itemEntry(.stepCompleted, ref, name: fullName, itemKind: kind)
+        // Kept as it is in memory; JSON for an event store.
+        entry.payload =
+            self.memoryJournal != nil
+            ? .kept(value) : try self.runtime.journal.record(value, what: "the output of \(fullName)")
+        if self.version != 1 { entry.sagaVersion = self.version }
+        if try !self.appendInPlace(entry) { try await self.append(entry) }
+        self.didComplete(ref, name: fullName, kind: kind, value: value, in: scope, compensate: compensate)
+        return value
     }
 
     private func didComplete<T: Sendable>(
