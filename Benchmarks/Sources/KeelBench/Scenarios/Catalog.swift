@@ -81,8 +81,8 @@
 /// 1.5, is the sagas issue's; it is not met. Journaled in an `InMemoryEventStore` it read 24.5 to
 /// 28.7 in full runs with `JSONEncoder` writing the entries, 13.4 to 15.0 with their hand-written
 /// JSON; journaled in an `InMemorySagaJournal` (entries kept as values), 3.55 to 4.24 in four full
-/// runs at load 1.0 and 4.4 to 5.4 in three quick runs, and 3.87 to 3.99 in four full runs at load
-/// 1.2 once its entries shrank to 128 bytes: recorded as 5, so that the gate passes and
+/// runs at load 1.0 and 4.4 to 5.4 in three quick runs, and 3.66 to 3.82 in four full runs at load
+/// 1.0 once its entries shrank to 128 bytes: recorded as 5, so that the gate passes and
 /// a return to the event-store journal fails it (see the README's "Sagas"). `saga.durable.16` is reported only (the
 /// issue sets no goal) and records no ratio: 1.25 to 1.68 in full runs and 1.30 to 1.76 in quick
 /// runs at load 1.2 to 1.7, but 1.6 to 14.9 in quick runs with two spinners, as its side does more
