@@ -52,9 +52,10 @@ final class PostgresRestartTests: TimeLimitedTestCase {
         var failures: [EventStoreError] = []
     }
 
-    /// Appends fail with `io` during a restart, then succeed again on the same store; nothing
-    /// acknowledged is lost; a subscription parked before the restart hears of an event appended
-    /// by another process after it.
+    /// Appends whose session ends (a batch waiting for the head's lock, then the whole server in
+    /// a restart) fail with `io`, then succeed again on the same store; nothing acknowledged is
+    /// lost; a subscription parked before the restart hears of an event appended by another
+    /// process after it.
     func testServerRestart() async throws {
         let command = try XCTUnwrap(
             PostgresTestEnvironment.restartCommand,
@@ -128,6 +129,29 @@ final class PostgresRestartTests: TimeLimitedTestCase {
             // Once our lock is held, a batch that has asked for it and not got it waits for it
             // (a batch that got it before us has committed): wait for one.
             await store.waitForStatistics { $0.lockRequests > $0.lockedBatches }
+            // The statistics count a request as the writer sends it, so the batch they saw may
+            // have got the lock before us and be committing: wait until the server shows a
+            // statement waiting for our lock (each check is a round trip; nothing else takes
+            // locks here). Then end that statement's session while we still hold the lock: a
+            // restart alone ends every session at once, and when ours goes first the waiting
+            // batch can get the lock and commit before its own session ends, so that no append
+            // fails at all (it happened about once in ten runs).
+            let waitDeadline = ContinuousClock.now + .seconds(20)
+            var waiting: [Int32] = []
+            while waiting.isEmpty && ContinuousClock.now < waitDeadline {
+                let rows = try await blocker.query(
+                    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+                    logger: PostgresTestEnvironment.logger
+                )
+                for try await pid in rows.decode(Int32.self) { waiting.append(pid) }
+            }
+            XCTAssertFalse(waiting.isEmpty, "no batch waited for the head's lock within 20 s")
+            for pid in waiting {
+                try await blocker.query(
+                    PostgresQuery(unsafeSQL: "SELECT pg_terminate_backend(\(pid))"),
+                    logger: PostgresTestEnvironment.logger
+                )
+            }
             let status = try await Self.run(command)
             // The restart ended the blocker's session, and its transaction with it.
             try? await blocker.close()
