@@ -64,8 +64,8 @@ final class SagaExecution: Sendable {
     let replay: SagaReplay?
     /// The saga's ``Saga/version``, journaled with every payload when it is not 1.
     let version: Int
-    /// How the replay's payloads are read; `nil` for a new run.
-    let payloads: SagaPayloadReader?
+    /// How the replay's payloads are read.
+    let payloads: SagaPayloadReader
     let root: SagaScope
     let state = Lock(State())
     /// The run's stream of an in-memory journal, looked up once: `nil` for an event store.
@@ -83,7 +83,7 @@ final class SagaExecution: Sendable {
         runtime: SagaRuntime,
         instruments: SagaInstruments,
         replay: SagaReplay?,
-        payloads: SagaPayloadReader?
+        payloads: SagaPayloadReader
     ) {
         self.version = version
         self.payloads = payloads
@@ -275,21 +275,13 @@ final class SagaExecution: Sendable {
             if recorded.isCompleted {
                 let value: T
                 do throws(SagaError) {
-                    if let payloads = self.payloads {
-                        value = try payloads.decode(
-                            T.self,
-                            .step(fullName),
-                            from: recorded.output,
-                            writtenBy: recorded.outputVersion,
-                            what: "the output of \(fullName)"
-                        )
-                    } else {
-                        value = try SagaPayload.decode(
-                            T.self,
-                            from: recorded.output,
-                            what: "the output of \(fullName)"
-                        )
-                    }
+                    value = try self.payloads.decode(
+                        T.self,
+                        .step(fullName),
+                        from: recorded.output,
+                        writtenBy: recorded.outputVersion,
+                        what: "the output of \(fullName)"
+                    )
                 } catch {
                     let failure = SagaFailure(error, step: fullName)
                     self.state.withLock { $0.unreadable = $0.unreadable ?? failure }

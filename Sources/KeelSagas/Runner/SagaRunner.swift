@@ -520,7 +520,7 @@ public final class SagaRunner: Sendable {
                 run: run,
                 version: S.version,
                 replay: nil,
-                payloads: nil,
+                payloads: SagaPayloadReader(S.self),
                 claimed: running
             )
             var entry = execution.entry(.started)
@@ -560,7 +560,7 @@ public final class SagaRunner: Sendable {
         run: Int,
         version: Int,
         replay: SagaReplay?,
-        payloads: SagaPayloadReader?,
+        payloads: SagaPayloadReader,
         claimed running: Running
     )
         -> SagaExecution
