@@ -35,8 +35,15 @@ extension PostgresEventStore {
 
     /// The next batch, waiting for appends to be queued; `nil` once the store is closed and the
     /// queue is empty.
+    ///
+    /// It yields first: the appenders the last batch acknowledged were just resumed, and most
+    /// append again at once; taken before they run, the next batch would hold only the few that
+    /// were queued meanwhile, and the appenders would settle into small alternating groups. With
+    /// 16 appenders it took about a third of them per batch; after the yield, the store's
+    /// throughput in `pg.append.1` rose by some 60% (`Benchmarks/README.md`).
     private func nextBatch() async -> [PendingAppend]? {
         let maxEvents = self.configuration.maxBatchEvents
+        await Task.yield()
         while true {
             switch self.state.withLock({ $0.takeBatch(maxEvents: maxEvents) }) {
             case .batch(let batch, let waiters):
