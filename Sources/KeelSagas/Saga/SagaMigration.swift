@@ -42,6 +42,8 @@ public struct SagaMigration: Sendable {
         /// The saga's output.
         case output
 
+        /// The payload in words, as the errors of a migration name it: `the input`,
+        /// `the output of pay`, `the output`.
         public var description: String {
             switch self {
             case .input: "the input"
