@@ -1,7 +1,7 @@
 import Keel
 
 /// Why the catalog service could not answer.
-package enum CatalogError: Error, CustomStringConvertible {
+package enum CatalogError: Error, Codable, CustomStringConvertible {
     case unknownProduct(sku: String)
 
     package var description: String {

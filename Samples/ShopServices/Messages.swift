@@ -103,9 +103,25 @@ package struct CheckStock: ServiceRequest {
 }
 
 /// Takes units of several products off the shelf, all of them or none.
+///
+/// With a `key`, asking again is safe: a second request under the same key is answered with the
+/// reservation the first one made, and a key given up with ``CancelReservation`` is refused.
 package struct ReserveStock: ServiceRequest {
     package typealias Response = StockReservation
     package var lines: [OrderLine]
+    /// The caller's idempotency key, if any.
+    package var key: String? = nil
+}
+
+/// Gives up the reservation made under `key`, whether or not it was ever made: releases it if it
+/// was, and refuses any reservation asked for under that key from then on. It undoes a
+/// ``ReserveStock`` whose answer never came back (the inventory's process died, the request's
+/// deadline passed in transit), which the caller cannot release by id.
+///
+/// The answer says whether this call released stock.
+package struct CancelReservation: ServiceRequest {
+    package typealias Response = Bool
+    package var key: String
 }
 
 /// Puts a reservation's stock back on the shelf: the compensation of ``ReserveStock``.
@@ -136,6 +152,9 @@ package struct ChargePayment: ServiceRequest {
     package var amountCents: Int
     /// What the charge is for, as the customer's statement shows it.
     package var reference: String
+    /// The caller's idempotency key, if any: a charge asked for again under the same key is
+    /// answered with the first one's receipt, and takes no money twice.
+    package var idempotencyKey: String? = nil
 }
 
 /// The gateway's receipt for a charge.
@@ -155,14 +174,21 @@ public struct PlaceOrder: ServiceRequest {
     public var userID: Int
     /// What they order, at least one line.
     public var lines: [OrderLine]
+    /// The caller's name for this order, unique per order (1 to 100 characters), if it gives one:
+    /// placing an order again under the same reference places nothing new, but answers what
+    /// became of the first (the order, or the refusal). A caller whose request got no answer (a
+    /// timeout, a lost connection, a process that died) asks again with the same reference.
+    public var reference: String?
 
     /// Creates the request.
     /// - Parameters:
     ///   - userID: The customer's id.
     ///   - lines: The lines.
-    public init(userID: Int, lines: [OrderLine]) {
+    ///   - reference: The caller's name for the order, to place it at most once; `nil` for none.
+    public init(userID: Int, lines: [OrderLine], reference: String? = nil) {
         self.userID = userID
         self.lines = lines
+        self.reference = reference
     }
 }
 

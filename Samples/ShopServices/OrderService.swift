@@ -30,6 +30,11 @@ public enum OrderError: Error, CustomStringConvertible {
     case upstream(RequestError)
     /// No order has this id (``GetOrder``).
     case unknownOrder(id: Int)
+    /// The order's reference is empty or longer than 100 characters.
+    case invalidReference(String)
+    /// The order was placed before under its reference and refused then, at `step`, for
+    /// `reason` (as the order's saga journaled it).
+    case refusedBefore(step: String?, reason: String)
 
     /// The refusal in a sentence.
     public var description: String {
@@ -37,6 +42,9 @@ public enum OrderError: Error, CustomStringConvertible {
         case .emptyOrder: "the order has no lines"
         case .invalidQuantity(let sku, let quantity): "\(quantity) × \(sku): a line needs at least one unit"
         case .unknownOrder(let id): "there is no order with id \(id)"
+        case .refusedBefore(let step, let reason): "refused before, at \(step ?? "the start"): \(reason)"
+        case .invalidReference(let reference):
+            "\"\(reference)\" is not an order reference: it needs 1 to 100 characters"
         case .unknownUser(let id): "there is no customer with id \(id)"
         case .unknownProduct(let sku): "the shop does not sell \"\(sku)\""
         case .outOfStock(let sku, let requested, let available):
@@ -71,7 +79,9 @@ public enum OrderError: Error, CustomStringConvertible {
 ///
 /// Placing an order is a saga (``PlaceOrderSaga``), journaled in the service's own storage: when
 /// the charge fails, the saga releases the reservation it made, and a saga interrupted by a crash
-/// is resumed when the service starts again.
+/// is resumed when the service starts again. A durable order service (`durable: true`) keeps its
+/// orders there too, each recorded by its saga before the order is answered, so an order it
+/// acknowledged survives a crash; an order placed under a reference is placed at most once.
 ///
 /// Shipping an order (``ShipOrder``) is a choreography instead: the service publishes
 /// `order.ready-to-ship` durably, and its delivery process manager (``DeliveryProcess``) takes it
@@ -90,6 +100,16 @@ package actor OrderService: ServiceActor {
 
     /// The orders placed so far, by id.
     private var orders: [Int: Order] = [:]
+    /// The order each saga recorded, by saga id.
+    private var orderBySaga: [String: Int] = [:]
+    /// The orders announced with `order.created` in this run.
+    private var announced: Set<Int> = []
+    /// The next order's id; ids are never reused.
+    private var nextOrderID = 1
+    /// Whether orders are kept in the service's storage.
+    private let durable: Bool
+    /// The service's key-value storage, when durable (from start).
+    private var store: StateNamespace?
     /// Runs the orders' sagas; made at start, on the service's storage.
     private var sagas: SagaRunner?
     /// Makes each saga's id unique, with the time the service started.
@@ -104,13 +124,16 @@ package actor OrderService: ServiceActor {
     /// Where the service tells what it does.
     private let say: Narrator
 
-    /// Creates the service, with no orders yet (orders live in memory only).
+    /// Creates the service.
     /// - Parameters:
     ///   - courierTimeout: How long a courier has to answer a booking before the delivery process
     ///     manager gives up on it and cancels the order.
+    ///   - durable: Whether orders are kept in the service's storage (and found there at start);
+    ///     `false` keeps them in memory.
     ///   - narrator: Where the service tells what it does.
-    package init(courierTimeout: Duration = .seconds(60), narrator: Narrator = .standardOutput) {
+    package init(courierTimeout: Duration = .seconds(60), durable: Bool = false, narrator: Narrator = .standardOutput) {
         self.courierTimeout = courierTimeout
+        self.durable = durable
         self.say = narrator
     }
 
@@ -129,8 +152,20 @@ package actor OrderService: ServiceActor {
     }
 
     package func start(_ environment: ServiceEnvironment) async throws {
+        if self.durable {
+            // Before the sagas resume: a resumed saga records its order here.
+            let store = try await environment.storage().keyValues
+            for key in await store.keys(withPrefix: "order/") {
+                guard let record = try await store.value(OrderRecord.self, forKey: key) else { continue }
+                self.orders[record.order.id] = record.order
+                self.orderBySaga[record.saga] = record.order.id
+                self.nextOrderID = max(self.nextOrderID, record.order.id + 1)
+            }
+            self.store = store
+            if !self.orders.isEmpty { say(Self.name, "found \(self.orders.count) orders in storage") }
+        }
         let sagas = try await SagaRunner.make(environment)
-        sagas.register(PlaceOrderSaga(environment: environment, narrator: self.say))
+        sagas.register(self.placeOrderSaga(environment))
         // A saga a crash interrupted goes on (or compensates) from where its journal stops.
         let resumed = try await sagas.recover()
         if !resumed.isEmpty {
@@ -149,6 +184,42 @@ package actor OrderService: ServiceActor {
         await self.deliveries?.stop()
         await self.sagas?.shutdown()
         say(Self.name, "stopped (\(self.orders.count) orders on record)")
+    }
+
+    /// The saga that places an order, recording it with this service.
+    private func placeOrderSaga(_ environment: ServiceEnvironment) -> PlaceOrderSaga {
+        PlaceOrderSaga(environment: environment, narrator: self.say) { [weak self] saga, userID, placed in
+            guard let self else { throw OrderError.needsIntervention("the order service is gone") }
+            return try await self.record(saga: saga, userID: userID, placed: placed)
+        }
+    }
+
+    /// Records the order a saga placed, once: asked again for the same saga, answers the order it
+    /// recorded. The id is chosen and the order kept with no `await` in between, so concurrent
+    /// sagas never share an id; a durable service answers only once the order is committed.
+    private func record(saga: String, userID: Int, placed: PlaceOrderSaga.Placed) async throws -> Order {
+        if let id = self.orderBySaga[saga], let order = self.orders[id] { return order }
+        let order = Order(
+            id: self.nextOrderID,
+            userID: userID,
+            items: placed.items,
+            reservationID: placed.reservationID,
+            paymentID: placed.paymentID
+        )
+        self.nextOrderID += 1
+        self.orders[order.id] = order
+        self.orderBySaga[saga] = order.id
+        if let store = self.store {
+            do {
+                try await store.set(OrderRecord(order: order, saga: saga), forKey: "order/\(order.id)")
+            } catch {
+                self.orders[order.id] = nil
+                self.orderBySaga[saga] = nil
+                throw error
+            }
+        }
+        say(Self.name, "created order #\(order.id), total \(dollars(order.totalCents))")
+        return order
     }
 
     /// Places an order, or publishes `order.rejected` and throws an `OrderError` saying why not.
@@ -174,19 +245,24 @@ package actor OrderService: ServiceActor {
         }
         guard let sagas = self.sagas else { throw .needsIntervention("the order service has not started") }
 
-        // Steps 1–4 (validate, price, reserve, charge) are the saga's. Its id is unique across runs
+        // Steps 1–5 (validate, price, reserve, charge, record) are the saga's. Its id is the
+        // caller's reference, so that the order is placed at most once, or else unique across runs
         // of the shop: the service's start time and a count.
-        self.sagaCount += 1
-        let sagaID = "\(self.startTime)-\(self.sagaCount)"
-        let placed: PlaceOrderSaga.Placed
+        let sagaID: String
+        if let reference = request.reference {
+            guard (1...100).contains(reference.count) else { throw .invalidReference(reference) }
+            sagaID = "ref-" + reference
+        } else {
+            self.sagaCount += 1
+            sagaID = "\(self.startTime)-\(self.sagaCount)"
+        }
+        let order: Order
         do {
-            switch try await sagas.run(
-                PlaceOrderSaga(environment: environment, narrator: self.say),
-                id: sagaID,
-                input: request
-            ) {
-            case .completed(let output):
-                placed = output
+            switch try await sagas.run(self.placeOrderSaga(environment), id: sagaID, input: request) {
+            case .completed(let placed):
+                // The saga recorded the order (a saga from before the record step did not: this
+                // records it now).
+                order = try await self.record(saga: sagaID, userID: request.userID, placed: placed)
             case .compensated(let cause):
                 throw Self.refusal(cause)
             case .needsIntervention(let intervention):
@@ -198,22 +274,12 @@ package actor OrderService: ServiceActor {
             throw .needsIntervention("\(error)")
         }
 
-        // 5. Record the order. The id is chosen and the order stored with no `await` in between,
-        //    so concurrent `place` calls, which interleave on this actor at every `await` above,
-        //    never share an id.
-        let order = Order(
-            id: self.orders.count + 1,
-            userID: request.userID,
-            items: placed.items,
-            reservationID: placed.reservationID,
-            paymentID: placed.paymentID
-        )
-        self.orders[order.id] = order
-        say(Self.name, "created order #\(order.id), total \(dollars(order.totalCents))")
-
-        // 6. Tell whoever listens. `publish` returns once subscribers' mailboxes have the event;
-        //    it does not wait for their handlers. (If it fails, the order stands but nobody hears
+        // 6. Tell whoever listens, once per order in this run (an order placed again under its
+        //    reference is not news).
+        //    `publish` returns once subscribers' mailboxes have the event; it does not wait for
+        //    their handlers. (If it fails, the order stands but nobody hears
         //    of it: a durable publication from the outbox would close that gap.)
+        guard self.announced.insert(order.id).inserted else { return order }
         do {
             try await environment.publish(
                 OrderCreated(orderID: order.id, userID: order.userID, items: order.items, totalCents: order.totalCents)
@@ -255,6 +321,9 @@ package actor OrderService: ServiceActor {
     /// Why a compensated saga refused the order, in the order service's words.
     private static func refusal(_ cause: SagaFailure) -> OrderError {
         guard let error = cause.error as? RequestError else {
+            // Read back from the journal (an order placed again under its reference): the cause
+            // is its type's name and its text, not the error itself.
+            if cause.error == nil { return .refusedBefore(step: cause.step, reason: cause.message) }
             return .needsIntervention("\(cause)")
         }
         if cause.step == "charge" { return .paymentFailed(error) }
@@ -276,11 +345,22 @@ package actor OrderService: ServiceActor {
     }
 }
 
+/// An order as the durable order service stores it: with the saga that placed it.
+struct OrderRecord: Codable {
+    var order: Order
+    var saga: String
+}
+
 /// Placing an order, as a saga: validate the customer, price the lines, reserve the stock, then
-/// charge the customer — the pivot. When the charge fails, the reservation is released.
+/// charge the customer — the pivot — and record the order. When the charge fails, the reservation
+/// is released.
 ///
 /// Each step is a request to another service, in the order's trace; the journal lives in the
-/// order service's storage.
+/// order service's storage. The steps are safe to run again, so that a saga resumed after a crash
+/// goes forward rather than stopping for an operator, and the requests to other services are
+/// retried while the service is out of reach (its process restarting): the reads as they are, the
+/// reservation and the charge under an idempotency key, so that neither is made twice. A
+/// reservation whose answer never came back is given up by its key when the saga compensates.
 package struct PlaceOrderSaga: Saga {
     package static let name = "order.place"
 
@@ -291,25 +371,46 @@ package struct PlaceOrderSaga: Saga {
         package var paymentID: Int
     }
 
+    /// Records the order a saga placed (saga id, customer, what it placed), once per saga.
+    package typealias Recorder = @Sendable (String, Int, Placed) async throws -> Order
+
     let environment: ServiceEnvironment
     let narrator: Narrator
+    let record: Recorder
+    /// Retries a request while its service has no healthy instance (its process is restarting,
+    /// say), for up to about 13 seconds, within the caller's deadline.
+    let unreachable: Retry
 
-    package init(environment: ServiceEnvironment, narrator: Narrator) {
+    package init(environment: ServiceEnvironment, narrator: Narrator, record: @escaping Recorder) {
         self.environment = environment
         self.narrator = narrator
+        self.record = record
+        self.unreachable = Retry(
+            name: "order.unreachable",
+            configuration: .init(
+                maxAttempts: 12,
+                backoff: .exponential(initial: .milliseconds(50), maximum: .seconds(2)),
+                shouldRetryError: { ($0 as? RequestError)?.code == .noHealthyInstance }
+            ),
+            clock: environment.clock,
+            random: environment.random
+        )
     }
 
     package func run(_ request: PlaceOrder, saga: SagaContext) async throws -> Placed {
         let environment = self.environment
         let say = self.narrator
+        let record = self.record
+        let sagaID = saga.id
+        let read = SagaStepOptions(isIdempotent: true, retry: self.unreachable)
         // 1. Validate the customer. The user service throws `UserError`; it reaches us as the
         //    `underlying` cause of a `RequestError` with code `handlerFailed`. Reads are idempotent.
-        try await saga.step("validate", .idempotent) { _ in
+        try await saga.step("validate", read) { _ in
             _ = try await environment.send(GetUser(id: request.userID))
         }
 
         // 2. Price every line from the catalog.
-        let items = try await saga.step("price", .idempotent) { _ in
+        let items = try await saga.step("price", read) { _ in
             var items: [Order.Item] = []
             for line in request.lines {
                 let product = try await environment.send(GetProduct(sku: line.sku))
@@ -325,10 +426,19 @@ package struct PlaceOrderSaga: Saga {
             return items
         }
 
-        // 3. Reserve the stock: the inventory checks and takes all lines in one step. Its
-        //    compensation puts the stock back.
-        let reservation = try await saga.step("reserve") { _ in
-            try await environment.send(ReserveStock(lines: request.lines))
+        // 3. Reserve the stock: the inventory checks and takes all lines in one step, under a key,
+        //    so asking again answers the same reservation. Its compensation puts the stock back.
+        //    The step before it has nothing to do but undo: should the reservation's answer never
+        //    come back, the inventory may hold stock nobody knows the id of, and giving up the key
+        //    releases it (and refuses the reservation if it is still on its way).
+        let stockKey = "\(sagaID)#\(saga.run)/reserve"
+        try await saga.step("claim-stock-key", .idempotent) { _ in
+        } compensate: { _ in
+            _ = try await environment.send(CancelReservation(key: stockKey))
+        }
+        let reservation = try await saga.step("reserve", SagaStepOptions(isIdempotent: true, retry: self.unreachable)) {
+            _ in
+            try await environment.send(ReserveStock(lines: request.lines, key: stockKey))
         } compensate: { reservation, _ in
             say(OrderService.name, "compensating: releasing reservation #\(reservation.id)")
             _ = try await environment.send(ReleaseStock(reservationID: reservation.id))
@@ -337,17 +447,23 @@ package struct PlaceOrderSaga: Saga {
         // 4. Charge the customer: the pivot. The route carries a resilience pipeline, so this one
         //    call may be retried, cut short by a timeout, or refused at once by the breaker or the
         //    bulkhead. If it fails, the saga compensates the reservation; once it succeeds, the
-        //    order stands.
+        //    order stands. Its idempotency key makes a charge asked for again (by a saga resumed
+        //    after a crash) answer the first receipt.
         let totalCents = items.reduce(0) { $0 + $1.quantity * $1.unitPriceCents }
-        let receipt = try await saga.pivot("charge") { _ in
+        let receipt = try await saga.pivot("charge", .idempotent) { step in
             try await environment.send(
                 ChargePayment(
                     userID: request.userID,
                     amountCents: totalCents,
-                    reference: "reservation #\(reservation.id)"
+                    reference: "reservation #\(reservation.id)",
+                    idempotencyKey: step.idempotencyKey
                 )
             )
         }
-        return Placed(items: items, reservationID: reservation.id, paymentID: receipt.id)
+        let placed = Placed(items: items, reservationID: reservation.id, paymentID: receipt.id)
+
+        // 5. Record the order with the order service: past the pivot, retried until it is done.
+        _ = try await saga.retriable("record") { _ in try await record(sagaID, request.userID, placed) }
+        return placed
     }
 }

@@ -48,6 +48,8 @@ public actor PaymentGateway {
     package private(set) var calls = 0
     /// The receipts refunded so far.
     private var refunded: Set<Int> = []
+    /// The receipts of charges made with an idempotency key, by key.
+    private var byKey: [String: PaymentReceipt] = [:]
 
     /// Creates a healthy gateway.
     /// - Parameters:
@@ -65,10 +67,19 @@ public actor PaymentGateway {
     }
 
     /// Takes `amountCents` from the customer, or fails as the current behaviour says.
+    ///
+    /// A charge made with an idempotency key is made once, as a real gateway's is: asking again
+    /// under the same key answers the first receipt. (This stand-in keeps its keys in memory, so
+    /// they last as long as its process.)
     /// - Throws: `GatewayError.unavailable` when flaky; `CancellationError` when the caller is
     ///   cancelled while a slow call waits (the charge is then not taken).
-    package func charge(_ amountCents: Int, reference: String) async throws -> PaymentReceipt {
+    package func charge(
+        _ amountCents: Int,
+        reference: String,
+        idempotencyKey: String? = nil
+    ) async throws -> PaymentReceipt {
         self.calls += 1
+        if let idempotencyKey, let receipt = self.byKey[idempotencyKey] { return receipt }
         switch self.behaviour {
         case .healthy:
             break
@@ -79,8 +90,11 @@ public actor PaymentGateway {
         }
         // No `await` between choosing the id and counting it, so concurrent charges, which
         // interleave at the sleep above, never share a receipt id.
+        if let idempotencyKey, let receipt = self.byKey[idempotencyKey] { return receipt }
         self.charges += 1
-        return PaymentReceipt(id: self.charges, amountCents: amountCents)
+        let receipt = PaymentReceipt(id: self.charges, amountCents: amountCents)
+        if let idempotencyKey { self.byKey[idempotencyKey] = receipt }
+        return receipt
     }
 
     /// Gives the charge of receipt `receiptID` back to the customer. A receipt is refunded once:

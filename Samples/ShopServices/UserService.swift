@@ -7,7 +7,7 @@ import KeelEventSourcing
 /// It reaches a caller as the `underlying` error of a Keel `RequestError` with code
 /// `handlerFailed`. (A registration of an id that is taken is refused by the repository before the
 /// command runs: an `AggregateError` with code `alreadyExists`.)
-public enum UserError: Error, CustomStringConvertible {
+public enum UserError: Error, Codable, CustomStringConvertible {
     /// No customer has this id.
     case unknownUser(id: Int)
     /// The customer is registered already.

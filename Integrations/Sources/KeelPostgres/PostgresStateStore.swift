@@ -34,6 +34,8 @@ public final class PostgresStateStore: StateStore, Sendable {
         /// Whether a commit failed with an unknown outcome, so the copy may differ from the
         /// table until it is read again.
         var isStale = false
+        /// The task that runs the client, when the store made the client; ``close()`` ends it.
+        var clientTask: Task<Void, Never>?
     }
 
     private let client: PostgresClient
@@ -92,6 +94,36 @@ public final class PostgresStateStore: StateStore, Sendable {
         let namespaces = try await store.readTable()
         store.state.withLock { $0.namespaces = namespaces }
         return store
+    }
+
+    /// Opens the state store with a client of its own, made from `configuration`'s connection
+    /// fields and schema, as ``open(client:schema:logger:)`` does; ``close()`` stops the client.
+    ///
+    /// ```swift
+    /// let state = try await PostgresStateStore.open(configuration: .init(username: "shop", database: "shop"))
+    /// // …
+    /// await state.close()   // after the host that uses it has shut down
+    /// ```
+    /// - Parameter configuration: Where to connect (host, port, user, password, database, TLS,
+    ///   ``PostgresEventStore/Configuration/poolSize``) and the schema.
+    /// - Returns: The store.
+    /// - Throws: As ``open(client:schema:logger:)``.
+    public static func open(
+        configuration: PostgresEventStore.Configuration
+    ) async throws(KeyValueStoreError) -> PostgresStateStore {
+        let logger =
+            configuration.logger ?? Logger(label: "keel.postgres.state", factory: { _ in SwiftLogNoOpLogHandler() })
+        let client = PostgresClient(configuration: configuration.clientConfiguration, backgroundLogger: logger)
+        let task = Task { await client.run() }
+        do {
+            let store = try await Self.open(client: client, schema: configuration.schema, logger: logger)
+            store.state.withLock { $0.clientTask = task }
+            return store
+        } catch {
+            task.cancel()
+            await task.value
+            throw error
+        }
     }
 
     /// The value under `key` in `namespace`, from the copy in memory; see
@@ -165,13 +197,19 @@ public final class PostgresStateStore: StateStore, Sendable {
 
     /// Refuses later reads of values and commits with
     /// ``/KeelEventSourcing/KeyValueStoreError/Code/closed`` once the commits already called have
-    /// finished. Does not close the client.
+    /// finished. Stops the client only when the store made it (``open(configuration:)``).
     public func close() async {
         let tail = self.state.withLock { state -> Task<Result<Void, KeyValueStoreError>, Never>? in
             state.isClosed = true
             return state.tail
         }
         _ = await tail?.value
+        let clientTask = self.state.withLock { state -> Task<Void, Never>? in
+            defer { state.clientTask = nil }
+            return state.clientTask
+        }
+        clientTask?.cancel()
+        await clientTask?.value
     }
 
     /// Writes one commit; on the chain, never two at once.
