@@ -149,6 +149,8 @@ let package = Package(
             name: "ShopServer",
             dependencies: [
                 "KeelSwiftServer",
+                "KeelGRPC",
+                "KeelPostgres",
                 .product(name: "ShopServices", package: "Keel"),
                 .product(name: "Keel", package: "Keel"),
                 .product(name: "KeelCore", package: "Keel"),
@@ -177,6 +179,8 @@ let package = Package(
             name: "ShopServerTests",
             dependencies: [
                 "ShopServer",
+                "KeelGRPC",
+                "KeelPostgres",
                 "IntegrationsTestSupport",
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),

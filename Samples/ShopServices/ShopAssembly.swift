@@ -65,6 +65,21 @@ public enum ShopAssembly {
         }
     }
 
+    /// The units of `sku` on the inventory's shelf.
+    /// - Parameters:
+    ///   - sku: The product's stock-keeping unit.
+    ///   - client: A client of a host that runs the inventory, or a stand-in for it.
+    ///   - timeout: How long the request may take.
+    /// - Returns: The units; 0 for a product the shop does not stock.
+    /// - Throws: The request's ``/Keel/RequestError``.
+    public static func availableStock(
+        of sku: String,
+        using client: RequestClient,
+        timeout: Duration = .seconds(5)
+    ) async throws(RequestError) -> Int {
+        try await client.send(CheckStock(sku: sku), timeout: timeout).available
+    }
+
     /// The errors the shop's services throw to each other, which a caller in another process gets
     /// back as themselves (they are `Codable`) when its stand-in names them: the order service
     /// tells an unknown customer, an unknown product and missing stock apart by them.

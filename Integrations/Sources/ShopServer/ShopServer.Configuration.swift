@@ -1,4 +1,9 @@
+import Foundation
+import Keel
+import KeelGRPC
+import KeelPostgres
 import Logging
+import ShopServices
 import UnixSignals
 
 extension ShopServer {
@@ -12,7 +17,10 @@ extension ShopServer {
     /// | `--host` | `SHOP_HOST` | `127.0.0.1` |
     /// | `--port` | `SHOP_PORT` | `8080` (`0`: any free port) |
     /// | `--max-body-bytes` | `SHOP_MAX_BODY_BYTES` | `65536` |
-    /// | `--storage` | `SHOP_STORAGE` | `memory` (or a directory) |
+    /// | `--storage` | `SHOP_STORAGE` | `memory` (or a directory, or `postgres://user@host:port/database?schema=name`) |
+    /// | `--services` | `SHOP_SERVICES` | all seven (or a comma-separated list) |
+    /// | `--peer` | `SHOP_PEER` | none (`host:port` of the process that runs the other services) |
+    /// | `--grpc-port` | `SHOP_GRPC_PORT` | none (`0`: any free port) |
     /// | `--drain-timeout-ms` | `SHOP_DRAIN_TIMEOUT_MS` | `10000` |
     /// | `--request-timeout-ms` | `SHOP_REQUEST_TIMEOUT_MS` | `5000` |
     /// | `--stock` | `SHOP_STOCK` | the walk-through's small stock |
@@ -21,11 +29,14 @@ extension ShopServer {
     /// | `--log-level` | `SHOP_LOG_LEVEL` | `info` |
     public struct Configuration: Sendable {
         /// Where services' storage lives.
-        public enum Storage: Sendable, Hashable {
+        public enum Storage: Sendable {
             /// In memory: every start begins with the three founding customers.
             case inMemory
             /// In the host's file stores under this directory: customers survive restarts.
             case directory(String)
+            /// In a PostgreSQL schema that other processes may share: `PostgresEventStore` and
+            /// `PostgresStateStore`, opened when the server is made.
+            case postgres(PostgresEventStore.Configuration)
         }
 
         /// The address to bind; loopback by default. Anything else exposes the shop to the network.
@@ -35,8 +46,19 @@ extension ShopServer {
         public var port = 8080
         /// The largest request body accepted, in bytes; a larger one is answered with 413. At least 1.
         public var maxBodyBytes = 64 * 1024
-        /// Where the user service's events and read model live.
+        /// Where the services' storage lives. Anywhere but in memory, the inventory's reservations,
+        /// the payment receipts and the orders are kept there too (the shop's `durable` option),
+        /// so what the shop acknowledged survives a restart.
         public var storage = Storage.inMemory
+        /// The shop's services this process runs; `nil` runs all seven. The others live in the
+        /// process at ``peer``.
+        public var services: [ServiceName]?
+        /// Where the process that runs the other services serves their requests over gRPC: each
+        /// shop service this process does not run is registered as a stand-in for the one there.
+        public var peer: ServerAddress?
+        /// The port on ``host`` where this process serves its services' requests to other
+        /// processes over gRPC; `nil` serves none.
+        public var grpcPort: Int?
         /// How long a graceful shutdown waits for accepted HTTP requests, and then again for Keel's
         /// in-flight work, before it stops the services anyway. Not negative.
         public var drainTimeout = Duration.seconds(10)
@@ -80,7 +102,8 @@ extension ShopServer {
                 "storage": "SHOP_STORAGE", "drain-timeout-ms": "SHOP_DRAIN_TIMEOUT_MS",
                 "request-timeout-ms": "SHOP_REQUEST_TIMEOUT_MS", "stock": "SHOP_STOCK",
                 "baseline": "SHOP_BASELINE", "log-level": "SHOP_LOG_LEVEL",
-                "payments-concurrency": "SHOP_PAYMENTS_CONCURRENCY",
+                "payments-concurrency": "SHOP_PAYMENTS_CONCURRENCY", "services": "SHOP_SERVICES",
+                "peer": "SHOP_PEER", "grpc-port": "SHOP_GRPC_PORT",
             ]
             for (flag, variable) in environmentNames {
                 if let value = environment[variable] { values[flag] = value }
@@ -120,7 +143,35 @@ extension ShopServer {
                 self.maxBodyBytes = number
             }
             if let storage = values["storage"] {
-                self.storage = storage == "memory" ? .inMemory : .directory(storage)
+                if storage.hasPrefix("postgres://") {
+                    self.storage = .postgres(try Self.postgres(storage))
+                } else {
+                    self.storage = storage == "memory" ? .inMemory : .directory(storage)
+                }
+            }
+            if let services = values["services"] {
+                let names = services.split(separator: ",").map { ServiceName(String($0)) }
+                for name in names where !ShopAssembly.services.contains(name) {
+                    throw ConfigurationError(
+                        "--services: the shop has no service \(name) (it has \(ShopAssembly.services.map(\.description).joined(separator: ", ")))"
+                    )
+                }
+                guard !names.isEmpty else { throw ConfigurationError("--services names no service") }
+                self.services = names
+            }
+            if let peer = values["peer"] {
+                guard let colon = peer.lastIndex(of: ":"), let port = Int(peer[peer.index(after: colon)...]),
+                    (1...65535).contains(port), colon > peer.startIndex
+                else {
+                    throw ConfigurationError("--peer must be host:port, not \(peer)")
+                }
+                self.peer = ServerAddress(host: String(peer[..<colon]), port: port)
+            }
+            if let grpc = values["grpc-port"] {
+                guard let number = Int(grpc), (0...65535).contains(number) else {
+                    throw ConfigurationError("--grpc-port must be 0...65535, not \(grpc)")
+                }
+                self.grpcPort = number
             }
             if let drain = values["drain-timeout-ms"] {
                 guard let number = Int(drain), number >= 0 else {
@@ -157,6 +208,29 @@ extension ShopServer {
                 }
                 self.logLevel = parsed
             }
+        }
+
+        /// `postgres://user[:password]@host[:port]/database[?schema=name]` as a store configuration.
+        private static func postgres(_ text: String) throws(ConfigurationError) -> PostgresEventStore.Configuration {
+            guard let url = URLComponents(string: text), let host = url.host, !host.isEmpty,
+                let user = url.user, !user.isEmpty
+            else {
+                throw ConfigurationError(
+                    "--storage must be postgres://user[:password]@host[:port]/database, not \(text)"
+                )
+            }
+            let database = url.path.hasPrefix("/") ? String(url.path.dropFirst()) : url.path
+            var configuration = PostgresEventStore.Configuration(
+                host: host,
+                port: url.port ?? 5432,
+                username: user,
+                password: url.password,
+                database: database.isEmpty ? nil : database
+            )
+            if let schema = url.queryItems?.first(where: { $0.name == "schema" })?.value {
+                configuration.schema = schema
+            }
+            return configuration
         }
 
         /// Checks the invariants documented on each setting.

@@ -1,6 +1,9 @@
 import Hummingbird
 import Keel
 import KeelCore
+import KeelEventSourcing
+import KeelGRPC
+import KeelPostgres
 import KeelSwiftServer
 import Logging
 import Prometheus
@@ -17,8 +20,15 @@ import Tracing
 /// try await server.run()  // until SIGTERM or SIGINT
 /// ```
 ///
+/// **Split across processes.** With ``Configuration/services`` the server runs part of the shop;
+/// every other shop service is a `RemoteService` stand-in for the one at ``Configuration/peer``,
+/// and ``Configuration/grpcPort`` serves this process's services to the other process. Both
+/// processes share one PostgreSQL schema (``Configuration/Storage/postgres(_:)``): the same
+/// service code runs either way.
+///
 /// The group runs three services: the Hummingbird `Application`, a `HostService` for the Keel
-/// host, and the request drain. A graceful shutdown (a signal in
+/// host, and the request drain (and a fourth, the gRPC server, when ``Configuration/grpcPort`` is
+/// set). A graceful shutdown (a signal in
 /// ``Configuration/gracefulShutdownSignals``, or ``triggerGracefulShutdown()``) takes them down in
 /// reverse: first the drain closes the API to new requests (503 with `Retry-After`, and `/ready`
 /// answers 503) and waits for the accepted ones to finish; then the host drains its own in-flight
@@ -49,6 +59,10 @@ public final class ShopServer: Sendable {
     package let gate = DrainGate()
     private let latch = StartupLatch()
     private let group: ServiceGroup
+    /// The PostgreSQL stores the server opened, closed when ``run()`` ends.
+    private let postgres: (events: PostgresEventStore, state: PostgresStateStore)?
+    /// The gRPC server of this process's services, when ``Configuration/grpcPort`` is set.
+    private let requestServer: RequestServer?
 
     /// Builds the server: the host with the shop's services registered, the routes and the group.
     /// Nothing listens and no service starts until ``run()``.
@@ -61,12 +75,14 @@ public final class ShopServer: Sendable {
     ///     bootstrapped one (`InstrumentationSystem.tracer`); `nil` or the no-op tracer records no
     ///     spans.
     /// - Throws: The ``/Keel/HostError`` of a registration that failed (not expected: the services
-    ///   are registered once, on a new host).
+    ///   are registered once, on a new host); with PostgreSQL storage, the stores' errors when
+    ///   they cannot be opened (the server unreachable, a schema newer than this build). Call
+    ///   ``run()`` on a server that was made: it closes the stores when it ends.
     public init(
         configuration: Configuration = Configuration(),
         logger: Logger,
         tracer: (any Tracer)? = InstrumentationSystem.tracer
-    ) async throws(HostError) {
+    ) async throws {
         configuration.validate()
         self.configuration = configuration
         var logger = logger
@@ -84,8 +100,29 @@ public final class ShopServer: Sendable {
         var hostConfiguration = ServiceHost.Configuration()
         hostConfiguration.shutdownTimeout = configuration.drainTimeout
         switch configuration.storage {
-        case .inMemory: hostConfiguration.storage = .inMemory
-        case .directory(let path): hostConfiguration.storage = .directory(path)
+        case .inMemory:
+            hostConfiguration.storage = .inMemory
+            self.postgres = nil
+        case .directory(let path):
+            hostConfiguration.storage = .directory(path)
+            self.postgres = nil
+        case .postgres(let store):
+            var store = store
+            store.telemetry = telemetry
+            let events = try await PostgresEventStore.open(configuration: store)
+            let state: PostgresStateStore
+            do {
+                state = try await PostgresStateStore.open(configuration: store)
+            } catch {
+                await events.close()
+                throw error
+            }
+            self.postgres = (events, state)
+            hostConfiguration.storage = .stores(
+                events: events,
+                state: state,
+                name: "postgres \(store.host):\(store.port)/\(store.schema)"
+            )
         }
         let host = ServiceHost(configuration: hostConfiguration, telemetry: telemetry)
         self.host = host
@@ -108,13 +145,32 @@ public final class ShopServer: Sendable {
             }
             narrationLogger.debug("\(text)", metadata: metadata)
         }
+        let local = Set(configuration.services ?? ShopAssembly.services)
         try await ShopAssembly.register(
             on: host,
             gateway: self.gateway,
             payments: self.payments,
             stockPerProduct: configuration.stockPerProduct,
+            durable: !configuration.storage.isInMemory,
+            only: local,
             narrator: narrator
         )
+        if let peer = configuration.peer {
+            for service in ShopAssembly.services where !local.contains(service) {
+                try await Self.registerStandIn(for: service, at: peer, on: host)
+            }
+        }
+        if let grpcPort = configuration.grpcPort {
+            self.requestServer = RequestServer(
+                host: host,
+                configuration: .init(
+                    address: ServerAddress(host: configuration.host, port: grpcPort),
+                    requests: local.sorted { $0.description < $1.description }.flatMap(ShopAssembly.requests(of:))
+                )
+            )
+        } else {
+            self.requestServer = nil
+        }
 
         let router = Router(context: ShopRequestContext.self)
         router.add(middleware: RequestIdentityMiddleware(logger: logger, telemetry: telemetry, random: host.random))
@@ -141,8 +197,13 @@ public final class ShopServer: Sendable {
             onRunning: { latch.hostRunning() }
         )
         let drain = RequestDrain(gate: self.gate, timeout: configuration.drainTimeout, logger: logger)
+        // Stopped in reverse: the drain, then the gRPC server (the calls in flight finish), then
+        // the host.
+        var services: [any Service] = [application, hostService]
+        if let requestServer = self.requestServer { services.append(GRPCService(server: requestServer)) }
+        services.append(drain)
         var groupConfiguration = ServiceGroupConfiguration(
-            services: [application, hostService, drain],
+            services: services,
             gracefulShutdownSignals: configuration.gracefulShutdownSignals,
             logger: logger
         )
@@ -160,7 +221,58 @@ public final class ShopServer: Sendable {
     ///   use) or the host's start failure.
     public func run() async throws {
         defer { self.latch.finish() }
-        try await self.group.run()
+        do {
+            try await self.group.run()
+        } catch {
+            await self.closeStores()
+            throw error
+        }
+        await self.closeStores()
+    }
+
+    /// Closes the PostgreSQL stores, if the server opened them.
+    private func closeStores() async {
+        guard let postgres = self.postgres else { return }
+        await postgres.state.close()
+        await postgres.events.close()
+    }
+
+    /// Where this process serves its services' requests over gRPC, once it listens; `nil`
+    /// without ``Configuration/grpcPort``.
+    /// - Throws: When the gRPC server could not bind, or has stopped.
+    public var grpcAddress: ServerAddress? {
+        get async throws {
+            guard let requestServer = self.requestServer else { return nil }
+            return try await requestServer.listeningAddress
+        }
+    }
+
+    /// Registers a stand-in for the shop service `service`, forwarding its requests to `peer`.
+    private static func registerStandIn(
+        for service: ServiceName,
+        at peer: ServerAddress,
+        on host: ServiceHost
+    )
+        async throws(HostError)
+    {
+        func register<Name: RemoteServiceName>(_: Name.Type) async throws(HostError) {
+            var configuration = RemoteService<Name>.Configuration(
+                address: peer,
+                requests: ShopAssembly.requests(of: Name.name)
+            )
+            configuration.errorTypes = ShopAssembly.errorTypes
+            try await host.register(RemoteService<Name>(configuration: configuration))
+        }
+        switch service.description {
+        case "user": try await register(RemoteShopService.User.self)
+        case "catalog": try await register(RemoteShopService.Catalog.self)
+        case "inventory": try await register(RemoteShopService.Inventory.self)
+        case "payment": try await register(RemoteShopService.Payment.self)
+        case "shipping": try await register(RemoteShopService.Shipping.self)
+        case "order": try await register(RemoteShopService.Order.self)
+        case "notification": try await register(RemoteShopService.Notification.self)
+        default: return
+        }
     }
 
     /// Suspends until the server listens and its host has started.
@@ -174,5 +286,56 @@ public final class ShopServer: Sendable {
     /// Returns at once; ``run()`` returns when the shutdown is complete.
     public func triggerGracefulShutdown() async {
         await self.group.triggerGracefulShutdown()
+    }
+}
+
+/// The names of the shop's services for their stand-ins in another process: one type each, as
+/// `RemoteService` wants, with the durable publications the service declares.
+enum RemoteShopService {
+    enum User: RemoteServiceName {
+        static let name: ServiceName = "user"
+    }
+    enum Catalog: RemoteServiceName {
+        static let name: ServiceName = "catalog"
+    }
+    enum Inventory: RemoteServiceName {
+        static let name: ServiceName = "inventory"
+    }
+    enum Payment: RemoteServiceName {
+        static let name: ServiceName = "payment"
+        static var publishes: [any DomainEvent.Type] { ShopAssembly.publications(of: Self.name) }
+    }
+    enum Shipping: RemoteServiceName {
+        static let name: ServiceName = "shipping"
+        static var publishes: [any DomainEvent.Type] { ShopAssembly.publications(of: Self.name) }
+    }
+    enum Order: RemoteServiceName {
+        static let name: ServiceName = "order"
+        static var publishes: [any DomainEvent.Type] { ShopAssembly.publications(of: Self.name) }
+    }
+    enum Notification: RemoteServiceName {
+        static let name: ServiceName = "notification"
+    }
+}
+
+/// The gRPC server as a service of the group: it serves until the group shuts down gracefully,
+/// then lets the calls in flight finish.
+struct GRPCService: Service {
+    let server: RequestServer
+
+    func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await self.server.run()
+        } onGracefulShutdown: {
+            self.server.beginGracefulShutdown()
+        }
+    }
+}
+
+extension ShopServer.Configuration.Storage {
+    /// Whether this is ``inMemory``.
+    public var isInMemory: Bool {
+        if case .inMemory = self { return true }
+        return false
     }
 }

@@ -17,9 +17,13 @@ enum ShopServerMain {
                                    [--request-timeout-ms 5000] [--stock UNITS] [--baseline]
                                    [--payments-concurrency 2]
                                    [--log-level trace|debug|info|notice|warning|error|critical]
+                                   [--storage postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?schema=NAME]]
+                                   [--services user,catalog,inventory,payment,shipping,order,notification]
+                                   [--peer HOST:PORT] [--grpc-port PORT]
                 Each flag may also come from the environment: SHOP_HOST, SHOP_PORT, SHOP_MAX_BODY_BYTES,
                 SHOP_STORAGE, SHOP_DRAIN_TIMEOUT_MS, SHOP_REQUEST_TIMEOUT_MS, SHOP_STOCK, SHOP_BASELINE,
-                SHOP_PAYMENTS_CONCURRENCY, SHOP_LOG_LEVEL.
+                SHOP_PAYMENTS_CONCURRENCY, SHOP_LOG_LEVEL, SHOP_SERVICES, SHOP_PEER, SHOP_GRPC_PORT.
+                Once it serves, it prints "http HOST:PORT" (and "grpc HOST:PORT") on standard output.
                 """
             )
             return
@@ -46,7 +50,16 @@ enum ShopServerMain {
                     "baseline": "\(configuration.baselineRoutes)",
                 ]
             )
-            try await server.run()
+            try await withThrowingTaskGroup { group in
+                group.addTask { try await server.run() }
+                // What a supervisor (or a test) reads to reach it, ports chosen for 0 included.
+                if let port = await server.waitUntilRunning() {
+                    var lines = "http \(configuration.host):\(port)\n"
+                    if let grpc = try await server.grpcAddress { lines += "grpc \(grpc)\n" }
+                    FileHandle.standardOutput.write(Data(lines.utf8))
+                }
+                try await group.next()
+            }
             logger.notice("stopped")
         } catch {
             logger.critical("shop-server failed", metadata: ["error": "\(error)"])

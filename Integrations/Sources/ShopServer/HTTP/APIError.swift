@@ -116,8 +116,10 @@ package struct APIError: Error, Sendable, Equatable {
             switch error {
             case .unknownOrder:
                 return APIError(.notFound, "unknown_order", error.description)
-            case .emptyOrder, .invalidQuantity, .unknownUser, .unknownProduct:
+            case .emptyOrder, .invalidQuantity, .unknownUser, .unknownProduct, .invalidReference:
                 return APIError(.unprocessableContent, "invalid_order", error.description)
+            case .refusedBefore:
+                return APIError(.conflict, "order_refused", error.description)
             case .outOfStock:
                 return APIError(.conflict, "out_of_stock", error.description)
             case .paymentFailed(let payment):

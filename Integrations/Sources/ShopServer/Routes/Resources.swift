@@ -26,6 +26,8 @@ struct OrderPlacement: Decodable {
 
     var customerId: Int
     var lines: [Line]
+    /// The client's name for the order, to place it at most once (`PlaceOrder.reference`).
+    var reference: String?
 }
 
 /// A customer, as `GET /customers/{id}` answers.
@@ -92,4 +94,10 @@ struct OrderResource: Encodable {
         self.reservationId = order.reservationID
         self.paymentId = order.paymentID
     }
+}
+
+/// `GET /stock/{sku}`'s answer.
+struct StockResource: Encodable {
+    var sku: String
+    var available: Int
 }

@@ -18,6 +18,7 @@ struct ShopRoutes: Sendable {
         group.put("customers/{id}/email") { request, context in try await self.changeEmail(request, context) }
         group.post("orders") { request, _ in try await self.placeOrder(request) }
         group.get("orders/{id}") { _, context in try await self.order(context) }
+        group.get("stock/{sku}") { _, context in try await self.stock(context) }
     }
 
     private func send<R: ServiceRequest>(_ request: R) async throws(RequestError) -> R.Response {
@@ -96,10 +97,18 @@ struct ShopRoutes: Sendable {
         let order = try await self.send(
             PlaceOrder(
                 userID: body.customerId,
-                lines: body.lines.map { OrderLine(sku: $0.sku, quantity: $0.quantity) }
+                lines: body.lines.map { OrderLine(sku: $0.sku, quantity: $0.quantity) },
+                reference: body.reference
             )
         )
         return JSONBody.response(OrderResource(order), status: .created, headers: [.location: "/orders/\(order.id)"])
+    }
+
+    /// `GET /stock/{sku}` → 200 with the units on the shelf.
+    private func stock(_ context: ShopRequestContext) async throws -> Response {
+        let sku = context.parameters.get("sku") ?? ""
+        let available = try await ShopAssembly.availableStock(of: sku, using: self.client, timeout: self.requestTimeout)
+        return JSONBody.response(StockResource(sku: sku, available: available))
     }
 
     /// `GET /orders/{id}` → 200 with the order.
