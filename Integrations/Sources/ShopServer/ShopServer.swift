@@ -332,10 +332,20 @@ struct GRPCService: Service {
     }
 }
 
-extension ShopServer.Configuration.Storage {
+extension ShopServer.Configuration.Storage: CustomStringConvertible {
     /// Whether this is ``inMemory``.
     public var isInMemory: Bool {
         if case .inMemory = self { return true }
         return false
+    }
+
+    /// `memory`, the directory, or the PostgreSQL server, database and schema (no password).
+    public var description: String {
+        switch self {
+        case .inMemory: "memory"
+        case .directory(let path): path
+        case .postgres(let store):
+            "postgres://\(store.username)@\(store.host):\(store.port)/\(store.database ?? "")?schema=\(store.schema)"
+        }
     }
 }
