@@ -12,12 +12,85 @@ extension PostgresEventStore {
         var head: UInt64?
     }
 
+    /// What the writer knows of the head and of the streams it has read or written, as of the
+    /// head after its own last commit: its commits one after another keep it true, and any other
+    /// write (an append from another process, a deletion, a stream's metadata) moves the head's
+    /// position or generation, which the conditional write checks, so a stale copy never writes.
+    struct WriterCache {
+        /// The most streams kept; past it the copy starts over.
+        static let capacity = 4_096
+
+        /// The head after the writer's last commit (or as last read).
+        var head: (position: Int64, generation: Int64)?
+        /// Each known stream's last version and deletion, as of ``head``; a stream known not to
+        /// exist is `(nil, false)`.
+        var streams: [String: (last: UInt64?, isDeleted: Bool)] = [:]
+
+        /// The streams of `names`, if every one of them is known and the head is.
+        func lookUp(
+            _ names: Set<String>
+        ) -> (head: (position: Int64, generation: Int64), streams: [String: (last: UInt64?, isDeleted: Bool)])? {
+            guard let head = self.head, names.count <= self.streams.count else { return nil }
+            var found: [String: (last: UInt64?, isDeleted: Bool)] = [:]
+            found.reserveCapacity(names.count)
+            for name in names {
+                guard let entry = self.streams[name] else { return nil }
+                found[name] = entry
+            }
+            return (head, found)
+        }
+
+        /// Takes in a fresh read of the head and of `names`' streams: what was known still holds
+        /// only if the head has not moved since.
+        mutating func read(
+            head: (position: Int64, generation: Int64),
+            names: Set<String>,
+            streams: [String: (last: UInt64?, isDeleted: Bool)]
+        ) {
+            if self.head?.position != head.position || self.head?.generation != head.generation {
+                self.streams = [:]
+            }
+            self.head = head
+            for name in names { self.streams[name] = streams[name] ?? (nil, false) }
+            self.trim()
+        }
+
+        /// Takes in the writer's own commit: the head moved to `position`, and `touched` streams
+        /// have these last versions.
+        mutating func committed(position: Int64, touched: [String: UInt64]) {
+            guard let head = self.head else { return }
+            self.head = (position, head.generation)
+            for (name, last) in touched { self.streams[name] = (last, false) }
+            self.trim()
+        }
+
+        mutating func forget() {
+            self.head = nil
+            self.streams = [:]
+        }
+
+        private mutating func trim() {
+            if self.streams.count > Self.capacity { self.forget() }
+        }
+    }
+
+    /// The writer's cache, in a box the `@Sendable` commit closure can carry: only the writer task
+    /// uses it, so its lock is never contended.
+    final class WriterCacheBox: Sendable {
+        private let cache = Mutex(WriterCache())
+
+        func withLock<Value: Sendable>(_ body: (inout WriterCache) -> Value) -> Value {
+            self.cache.withLock { body(&$0) }
+        }
+    }
+
     /// The writer: takes batches of queued appends and commits each in one transaction, until the
     /// store closes and the queue is empty (the appends queued before ``close()`` were failed by
     /// it; a batch already taken is finished).
     func runWriter() async {
+        let cache = WriterCacheBox()
         while let batch = await self.nextBatch() {
-            let outcome = await self.commit(batch)
+            let outcome = await self.commit(batch, cache: cache)
             if let head = outcome.head { self.observe(head: head) }
             let committed = outcome.head != nil
             let failed = outcome.results.allSatisfy {
@@ -63,10 +136,15 @@ extension PostgresEventStore {
     /// Commits `batch`: checks each append's expected version on its own, writes the accepted
     /// events, the streams and the head in one statement that also notifies the new head, and
     /// commits; see ``commit(_:on:)``.
-    private func commit(_ batch: [PendingAppend]) async -> BatchOutcome {
+    private func commit(_ batch: [PendingAppend], cache: WriterCacheBox) async -> BatchOutcome {
         do {
             return try await self.withConnection { connection in
-                return try await self.commit(batch, on: connection)
+                do {
+                    return try await self.commit(batch, on: connection, cache: cache)
+                } catch {
+                    cache.withLock { $0.forget() }
+                    throw error
+                }
             }
         } catch let error as CommitOutcomeUnknown {
             let failure = EventStoreError(
@@ -161,48 +239,76 @@ extension PostgresEventStore {
         return binds
     }
 
-    /// Commits `batch` on `connection`: first in two round trips without holding the head between
-    /// them, then, if another writer moved the head in between, in a transaction that locks it.
-    private func commit(_ batch: [PendingAppend], on connection: PostgresConnection) async throws -> BatchOutcome {
-        if let outcome = try await self.commitUnlocked(batch, on: connection) { return outcome }
+    /// Commits `batch` on `connection`: in one round trip when the writer's cache knows the head
+    /// and every stream of the batch, else in two without holding the head between them; then, if
+    /// another writer moved the head since (since the writer's own last commit, for the cache), in
+    /// a transaction that locks it.
+    private func commit(
+        _ batch: [PendingAppend],
+        on connection: PostgresConnection,
+        cache: WriterCacheBox
+    ) async throws -> BatchOutcome {
+        let known = cache.withLock { $0.lookUp(Set(batch.map(\.stream.name))) }
+        if let outcome = try await self.commitUnlocked(batch, on: connection, known: known, cache: cache) {
+            return outcome
+        }
         for waiter in self.state.withLock({ $0.batchRetriesLocked() }) { waiter.resume() }
+        cache.withLock { $0.forget() }
         return try await self.commitLocked(batch, on: connection)
     }
 
     /// The optimistic path: reads the head (its position and generation) and the batch's streams
-    /// in one statement, checks the appends against them, then writes everything in one
-    /// statement, in its own implicit transaction, that moves the head only if its position and
-    /// generation are still those read: every append and every deletion moves one or the other
-    /// under the head's row lock, so an unchanged head means the checks still hold. The head's
-    /// row lock is held only while that statement runs and commits, never across a round trip.
+    /// in one statement (or takes them from the writer's cache, `known`), checks the appends
+    /// against them, then writes everything in one statement, in its own implicit transaction,
+    /// that moves the head only if its position and generation are still those read: every
+    /// append and every deletion moves one or the other under the head's row lock, so an
+    /// unchanged head means the checks still hold. The head's row lock is held only while that
+    /// statement runs and commits, never across a round trip.
     /// - Returns: The outcome; `nil` when the head had moved and nothing was written.
     private func commitUnlocked(
         _ batch: [PendingAppend],
-        on connection: PostgresConnection
+        on connection: PostgresConnection,
+        known: (head: (position: Int64, generation: Int64), streams: [String: (last: UInt64?, isDeleted: Bool)])?,
+        cache: WriterCacheBox
     ) async throws
         -> BatchOutcome?
     {
         let schema = self.schema
         let logger = self.logger
-        var names = PostgresBindings()
-        names.append(Array(Set(batch.map(\.stream.name))))
-        let rows = try await connection.checkedQuery(
-            PostgresQuery(unsafeSQL: schema.readBatchState, binds: names),
-            logger: logger
-        )
-        var head: (position: Int64, generation: Int64)?
+        let head: (position: Int64, generation: Int64)
         var streams: [String: (last: UInt64?, isDeleted: Bool)] = [:]
-        for try await (position, generation, name, last, isDeleted) in rows.decode(
-            (Int64, Int64, String?, Int64?, Bool?).self
-        ) {
-            head = (position, generation)
-            if let name { streams[name] = (last.map { UInt64($0) }, isDeleted ?? false) }
+        if let known {
+            head = known.head
+            streams = known.streams
+            self.state.withLock { $0.batchPlannedFromCache() }
+        } else {
+            let batchNames = Set(batch.map(\.stream.name))
+            var names = PostgresBindings()
+            names.append(Array(batchNames))
+            let rows = try await connection.checkedQuery(
+                PostgresQuery(unsafeSQL: schema.readBatchState, binds: names),
+                logger: logger
+            )
+            var read: (position: Int64, generation: Int64)?
+            for try await (position, generation, name, last, isDeleted) in rows.decode(
+                (Int64, Int64, String?, Int64?, Bool?).self
+            ) {
+                read = (position, generation)
+                if let name { streams[name] = (last.map { UInt64($0) }, isDeleted ?? false) }
+            }
+            // A row stream ends early, without an error, when the task is cancelled (the
+            // connection closed): the head row always exists.
+            guard let read, !Task.isCancelled else { throw ConnectionClosedError() }
+            head = read
+            cache.withLock { [streams] in $0.read(head: read, names: batchNames, streams: streams) }
         }
-        // A row stream ends early, without an error, when the task is cancelled (the connection
-        // closed): the head row always exists.
-        guard let head, !Task.isCancelled else { throw ConnectionClosedError() }
         var plan = try self.plan(batch, head: UInt64(head.position), streams: streams)
-        guard !plan.columns.isEmpty else { return plan.outcome }
+        guard !plan.columns.isEmpty else {
+            // Nothing to write, so no conditional write confirms what the cache said (a stream
+            // deleted since, say): decide again on a fresh read.
+            if known != nil { return try await self.commitUnlocked(batch, on: connection, known: nil, cache: cache) }
+            return plan.outcome
+        }
         var binds = self.bindings(of: plan)
         binds.append(head.position)
         binds.append(head.generation)
@@ -222,7 +328,13 @@ extension PostgresEventStore {
             throw CommitOutcomeUnknown(underlying: ConnectionClosedError())
         }
         for waiter in self.state.withLock({ $0.batchLockedHead() }) { waiter.resume() }
-        guard written else { return nil }
+        guard written else {
+            cache.withLock { $0.forget() }
+            return nil
+        }
+        cache.withLock { [touched = plan.touched, next = plan.next] in
+            $0.committed(position: Int64(next), touched: touched)
+        }
         plan.outcome.head = plan.next
         return plan.outcome
     }

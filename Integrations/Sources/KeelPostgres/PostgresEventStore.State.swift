@@ -31,6 +31,9 @@ extension PostgresEventStore {
         /// Batches written in a transaction that locks the head first, because another writer
         /// moved the head between their unlocked read and their write.
         package var lockedRetries = 0
+        /// Batches planned from the writer's cache of the head and their streams, with no read
+        /// before their write (one round trip).
+        package var cachedBatches = 0
     }
 
     /// The store's hot state, behind one lock: the writer's queue, the highest head known to be
@@ -99,6 +102,11 @@ extension PostgresEventStore {
             precondition(self.writer == nil, "two writers parked in one store")
             self.writer = writer
             return true
+        }
+
+        /// Records that the batch in flight was planned from the writer's cache.
+        mutating func batchPlannedFromCache() {
+            self.statistics.cachedBatches += 1
         }
 
         /// Records that the batch in flight asks for the head's lock; returns the waiters to resume.

@@ -71,6 +71,42 @@ struct PostgresGroupCommitTests {
         try await PostgresTestEnvironment.dropSchema(schema)
     }
 
+    @Test(
+        "a writer that knows its streams writes in one round trip; another process's append makes it read again, and a stale expectation fails"
+    )
+    func cacheAcrossProcesses() async throws {
+        let schema = PostgresTestEnvironment.freshSchema("cache")
+        let configuration = try PostgresTestEnvironment.configuration(schema: schema)
+        let here = try await PostgresEventStore.open(configuration: configuration)
+        let there = try await PostgresEventStore.open(configuration: configuration)
+        try await here.append(PostgresTestEnvironment.event("h0"), to: "s", expecting: .noStream)
+        let warm = here.statistics
+        // Known stream, unmoved head: planned from the writer's cache.
+        try await here.append(PostgresTestEnvironment.event("h1"), to: "s", expecting: .exactly(0))
+        #expect(here.statistics.cachedBatches == warm.cachedBatches + 1)
+        #expect(here.statistics.lockedRetries == warm.lockedRetries)
+
+        // Another process appends to the same stream: the first writer's copy is stale now.
+        try await there.append(PostgresTestEnvironment.event("t2"), to: "s", expecting: .exactly(1))
+        let before = here.statistics
+        let error = await #expect(throws: EventStoreError.self) {
+            try await here.append(PostgresTestEnvironment.event("h2"), to: "s", expecting: .exactly(1))
+        }
+        #expect(error?.code == .wrongExpectedVersion)
+        // The cached attempt wrote nothing (the head had moved); the locked retry saw version 2.
+        #expect(here.statistics.cachedBatches == before.cachedBatches + 1)
+        #expect(here.statistics.lockedRetries == before.lockedRetries + 1)
+        let written = try await here.append(PostgresTestEnvironment.event("h3"), to: "s", expecting: .exactly(2))
+        #expect(written.streamVersion == 3 && written.positions == 3..<4)
+        let tags = try await here.readStream("s", from: 0, direction: .forwards, limit: 10).map {
+            $0.metadata.custom["tag"]
+        }
+        #expect(tags == ["h0", "h1", "t2", "h3"])
+        await here.close()
+        await there.close()
+        try await PostgresTestEnvironment.dropSchema(schema)
+    }
+
     @Test("64 concurrent appends commit in fewer transactions than appends")
     func concurrentAppendsShareTransactions() async throws {
         let schema = PostgresTestEnvironment.freshSchema("group")
