@@ -41,7 +41,9 @@ import Synchronization
 /// every append and every deletion, in any process, moves the head's position or its
 /// generation, so an unchanged head means the checks still hold. When it has moved, the batch
 /// goes again in a transaction that locks the head before it reads. Two round trips per batch,
-/// and the head's lock is held for one statement, not across round trips.
+/// or one when the writer already knows the head and every stream of the batch (it keeps them as
+/// of its own last commit, and the same condition catches a copy another writer made stale); the
+/// head's lock is held for one statement, not across round trips.
 ///
 /// An append is acknowledged only after its batch committed; when a batch fails — a lost
 /// connection, a server restart, a commit whose outcome is unknown — each of its appends throws
