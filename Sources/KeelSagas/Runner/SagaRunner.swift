@@ -265,6 +265,7 @@ public final class SagaRunner: Sendable {
                 run: replay.run,
                 input: input,
                 replay: replay,
+                payloads: payloads,
                 claimed: claimed
             ).phase
         }
@@ -307,7 +308,7 @@ public final class SagaRunner: Sendable {
         switch try await self.begin(saga, id: id, input: input, reuse: reuse) {
         case .existing(let outcome):
             return outcome
-        case .resume(let replay, let recordedInput, let running):
+        case .resume(let replay, let recordedInput, let payloads, let running):
             // The journal's input, not the caller's: a resumed body must see what it first saw.
             return try await self.execute(
                 saga,
@@ -315,6 +316,7 @@ public final class SagaRunner: Sendable {
                 run: replay.run,
                 input: recordedInput,
                 replay: replay,
+                payloads: payloads,
                 claimed: running
             )
         case .new(let run, let expected, let running):
@@ -351,7 +353,7 @@ public final class SagaRunner: Sendable {
         switch try await self.begin(saga, id: id, input: input, reuse: reuse) {
         case .existing:
             return
-        case .resume(let replay, let recordedInput, let running):
+        case .resume(let replay, let recordedInput, let payloads, let running):
             self.spawn { runner throws(SagaError) in
                 _ = try await runner.execute(
                     saga,
@@ -359,6 +361,7 @@ public final class SagaRunner: Sendable {
                     run: replay.run,
                     input: recordedInput,
                     replay: replay,
+                    payloads: payloads,
                     claimed: running
                 )
             }
@@ -380,8 +383,9 @@ public final class SagaRunner: Sendable {
 
     enum Beginning<Input: Sendable, Output: Sendable> {
         case existing(SagaOutcome<Output>)
-        /// An unfinished run to resume, with the input its journal records.
-        case resume(SagaReplay, Input, Running)
+        /// An unfinished run to resume, with the input its journal records and the reader that read
+        /// it.
+        case resume(SagaReplay, Input, SagaPayloadReader, Running)
         case new(run: Int, expected: ExpectedVersion, Running)
     }
 
@@ -435,7 +439,7 @@ public final class SagaRunner: Sendable {
                         writtenBy: replay.inputVersion,
                         what: "the input of \(S.name) \(id)"
                     )
-                    return .resume(replay, recordedInput, running)
+                    return .resume(replay, recordedInput, payloads, running)
                 case .completed:
                     self.release(stream, running)
                     return .existing(try Self.outcome(S.self, from: replay))
@@ -581,14 +585,16 @@ public final class SagaRunner: Sendable {
         return execution
     }
 
-    /// Runs a saga to its outcome: a new run when `replay` is `nil`, else a resumed one. The caller
-    /// has claimed the saga; the run releases the claim when it finishes.
+    /// Runs a saga to its outcome: a new run when `replay` is `nil`, else a resumed one (with the
+    /// `payloads` reader that read its input, when the caller made one). The caller has claimed
+    /// the saga; the run releases the claim when it finishes.
     func execute<S: Saga>(
         _ saga: S,
         id: String,
         run: Int,
         input: S.Input,
         replay: SagaReplay?,
+        payloads: SagaPayloadReader? = nil,
         claimed running: Running,
         expected: ExpectedVersion = .noStream,
         deadline: Duration? = nil
@@ -601,7 +607,7 @@ public final class SagaRunner: Sendable {
                 run: run,
                 version: S.version,
                 replay: replay,
-                payloads: SagaPayloadReader(S.self),
+                payloads: payloads ?? SagaPayloadReader(S.self),
                 claimed: running
             )
         } else {

@@ -221,10 +221,33 @@ final class RemoteConnection: Sendable {
     ///   remote host rather than fail at once when there is none.
     /// - Parameter timeout: How long to wait for the answer.
     /// - Returns: Healthy when an instance serves; not ready, with the reason, otherwise.
-    func health(waitForReady: Bool = false, timeout: Duration? = nil) async -> HealthReport {
-        guard let (client, _) = self.running else { return .notReady("the proxy of \(self.service) is not running") }
+    func health() async -> HealthReport {
+        await self.probe(waitForReady: false, timeout: self.healthTimeout).report
+    }
+
+    /// Asks the remote host for the service's health until it answers or `timeout` passes: each
+    /// attempt waits for the client to connect; an attempt that fails as unavailable (the
+    /// connection it went out on broke, as when the remote host restarts under it) is made again
+    /// after a short pause, within the time left.
+    func waitUntilReachable(timeout: Duration) async -> HealthReport {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        let pause = Duration.milliseconds(50)
+        while true {
+            let left = clock.now.duration(to: deadline)
+            let (report, unavailable) = await self.probe(waitForReady: true, timeout: max(left, .milliseconds(1)))
+            guard unavailable, clock.now + pause < deadline, !Task.isCancelled else { return report }
+            try? await clock.sleep(for: pause)
+        }
+    }
+
+    /// One health call: the report, and whether the call failed as unavailable.
+    private func probe(waitForReady: Bool, timeout: Duration) async -> (report: HealthReport, unavailable: Bool) {
+        guard let (client, _) = self.running else {
+            return (.notReady("the proxy of \(self.service) is not running"), false)
+        }
         var options = CallOptions.defaults
-        options.timeout = timeout ?? self.healthTimeout
+        options.timeout = timeout
         options.waitForReady = waitForReady
         let name = self.service.rawValue
         do {
@@ -238,13 +261,16 @@ final class RemoteConnection: Sendable {
                 try response.message
             }
             guard let entry = answer.services.first(where: { $0.service == name }), entry.serving > 0 else {
-                return .notReady("\(self.address) has no serving instance of \(name)")
+                return (.notReady("\(self.address) has no serving instance of \(name)"), false)
             }
-            return .healthy
+            return (.healthy, false)
         } catch let error as RPCError {
-            return .notReady("\(self.address) did not answer (\(error.code)): \(error.message)")
+            return (
+                .notReady("\(self.address) did not answer (\(error.code)): \(error.message)"),
+                error.code == .unavailable
+            )
         } catch {
-            return .notReady("\(self.address) did not answer: \(error)")
+            return (.notReady("\(self.address) did not answer: \(error)"), false)
         }
     }
 }
