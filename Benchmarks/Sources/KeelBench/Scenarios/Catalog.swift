@@ -73,7 +73,9 @@
 ///
 /// `pg.*` and `grpc.*` (2026-12-07) measure the integrations package and record no ratio yet; their
 /// goals are the cross-process issue's: `pg.append.1` and `pg.append.16` at most 1.25 (at least
-/// 0.8× the raw inserts' throughput; they read 1.00 to 1.07 and 1.14 to 1.52 at load 0.7 to 1.9),
+/// 0.8× the raw inserts' throughput; they read 1.00 to 1.07 and 1.14 to 1.52 at load 0.7 to 1.9,
+/// and 0.58 to 0.75 and 0.84 to 1.10 on 2026-12-08 once a batch whose streams the writer knows
+/// is one round trip),
 /// `grpc.request` at most 1.3 (1.15 to 1.19). The `pg.*` scenarios run only when
 /// `KEEL_POSTGRES_HOST` names a server.
 ///
