@@ -99,13 +99,14 @@ public final class ShopServer: Sendable {
         )
         var hostConfiguration = ServiceHost.Configuration()
         hostConfiguration.shutdownTimeout = configuration.drainTimeout
+        let postgres: (events: PostgresEventStore, state: PostgresStateStore)?
         switch configuration.storage {
         case .inMemory:
             hostConfiguration.storage = .inMemory
-            self.postgres = nil
+            postgres = nil
         case .directory(let path):
             hostConfiguration.storage = .directory(path)
-            self.postgres = nil
+            postgres = nil
         case .postgres(let store):
             var store = store
             store.telemetry = telemetry
@@ -117,13 +118,14 @@ public final class ShopServer: Sendable {
                 await events.close()
                 throw error
             }
-            self.postgres = (events, state)
+            postgres = (events, state)
             hostConfiguration.storage = .stores(
                 events: events,
                 state: state,
                 name: "postgres \(store.host):\(store.port)/\(store.schema)"
             )
         }
+        self.postgres = postgres
         let host = ServiceHost(configuration: hostConfiguration, telemetry: telemetry)
         self.host = host
         self.gateway = PaymentGateway(clock: host.clock, random: RandomSource())
@@ -146,19 +148,26 @@ public final class ShopServer: Sendable {
             narrationLogger.debug("\(text)", metadata: metadata)
         }
         let local = Set(configuration.services ?? ShopAssembly.services)
-        try await ShopAssembly.register(
-            on: host,
-            gateway: self.gateway,
-            payments: self.payments,
-            stockPerProduct: configuration.stockPerProduct,
-            durable: !configuration.storage.isInMemory,
-            only: local,
-            narrator: narrator
-        )
-        if let peer = configuration.peer {
-            for service in ShopAssembly.services where !local.contains(service) {
-                try await Self.registerStandIn(for: service, at: peer, on: host)
+        do {
+            try await ShopAssembly.register(
+                on: host,
+                gateway: self.gateway,
+                payments: self.payments,
+                stockPerProduct: configuration.stockPerProduct,
+                durable: !configuration.storage.isInMemory,
+                only: local,
+                narrator: narrator
+            )
+            if let peer = configuration.peer {
+                for service in ShopAssembly.services where !local.contains(service) {
+                    try await Self.registerStandIn(for: service, at: peer, on: host)
+                }
             }
+        } catch {
+            // The server is not made, so nothing else would close the stores it opened.
+            await postgres?.state.close()
+            await postgres?.events.close()
+            throw error
         }
         if let grpcPort = configuration.grpcPort {
             self.requestServer = RequestServer(

@@ -163,6 +163,7 @@ struct SplitTrial {
         let acknowledged = Locked<[Int: Fate]>([:])
         let next = Locked(0)
         let killed = Locked(false)
+        let (answers, answered) = AsyncStream<Void>.makeStream()
         try await withThrowingTaskGroup { group in
             for _ in 0..<self.clients {
                 group.addTask {
@@ -174,15 +175,19 @@ struct SplitTrial {
                         guard index <= self.orders else { return }
                         let fate = try await self.place(index, port: httpPort, acknowledged: acknowledged)
                         fates.withLock { $0[index] = fate }
+                        answered.yield()
                     }
                 }
             }
             // Mid-run: once a quarter of the orders are answered, kill the victim and start it
             // again on the same ports; the clients go on throughout.
             group.addTask {
-                while acknowledged.withLock({ $0.count }) + fates.withLock({ $0.count }) < self.orders / 4 {
-                    try await Task.sleep(for: .milliseconds(5))
+                var count = 0
+                for await _ in answers {
+                    count += 1
+                    if count >= self.orders / 4 { break }
                 }
+                try Task.checkCancellation()
                 killed.withLock { $0 = true }
                 processes.withLock { $0[self.victim] }?.sigkill()
                 let restarted = try ShopProcess(
@@ -268,7 +273,8 @@ struct SplitTrial {
                 // The process is down or restarting: ask again under the same reference.
                 last = "\(error)"
             }
-            try await Task.sleep(for: .milliseconds(50))
+            // Real time: the process restarts on its own schedule, not on a test clock.
+            try await ContinuousClock().sleep(for: .milliseconds(50))
         }
         return .failed("no final answer within 90 s: \(last)")
     }
