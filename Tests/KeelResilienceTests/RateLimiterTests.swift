@@ -8,6 +8,8 @@ import Testing
 /// The order in which waiters were granted, and when.
 private final class Grants: Sendable {
     private let log = Lock<[(String, Duration)]>([])
+    /// Who waits for how many grants to be recorded.
+    private let waiters = Lock<[(count: Int, continuation: CheckedContinuation<Void, Never>)]>([])
     let clock: TestClock
 
     init(clock: TestClock) {
@@ -16,7 +18,30 @@ private final class Grants: Sendable {
 
     func granted(_ name: String) {
         let now = self.clock.now.offset
-        self.log.withLock { $0.append((name, now)) }
+        let count = self.log.withLock { log in
+            log.append((name, now))
+            return log.count
+        }
+        let ready = self.waiters.withLock { waiters in
+            let ready = waiters.filter { $0.count <= count }
+            waiters.removeAll { $0.count <= count }
+            return ready
+        }
+        for waiter in ready { waiter.continuation.resume() }
+    }
+
+    /// Suspends until `count` grants are recorded: a waiter the limiter granted records the clock's
+    /// time when its task runs, so a test must let it run before it moves the clock on.
+    func waitUntil(count: Int) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = self.waiters.withLock { waiters -> Bool in
+                // Checked under the waiters' lock, which `granted` takes after appending.
+                if self.log.withLock({ $0.count }) >= count { return true }
+                waiters.append((count, continuation))
+                return false
+            }
+            if now { continuation.resume() }
+        }
     }
 
     var names: [String] { self.log.withLock { $0.map(\.0) } }
@@ -181,6 +206,8 @@ struct RateLimiterTests {
         try await big.value
         for _ in 0..<2 {
             await clock.waitForSleepers(count: 1)
+            // Every waiter granted at this instant records it before the clock moves on.
+            await grants.waitUntil(count: 3 - limiter.queuedCount)
             clock.advance(by: .milliseconds(100))
         }
         try await small1.value
@@ -267,11 +294,7 @@ struct RateLimiterTests {
             clock.advance(by: .seconds(1))
             // A waiter records its grant when its task runs again, which may be after the next
             // advance: let this second's ten record theirs first.
-            while grants.names.count < second * 10 {
-                // A spin that outlives its test (its time limit cancels it) would starve the others.
-                try Task.checkCancellation()
-                await Task.yield()
-            }
+            await grants.waitUntil(count: second * 10)
         }
         for (index, task) in tasks.enumerated() where index % 2 == 1 {
             try await task.value
