@@ -275,9 +275,8 @@ package actor OrderService: ServiceActor {
         }
 
         // 6. Tell whoever listens, once per order in this run (an order placed again under its
-        //    reference is not news).
-        //    `publish` returns once subscribers' mailboxes have the event; it does not wait for
-        //    their handlers. (If it fails, the order stands but nobody hears
+        //    reference is not news). `publish` returns once subscribers' mailboxes have the event;
+        //    it does not wait for their handlers. (If it fails, the order stands but nobody hears
         //    of it: a durable publication from the outbox would close that gap.)
         guard self.announced.insert(order.id).inserted else { return order }
         do {
