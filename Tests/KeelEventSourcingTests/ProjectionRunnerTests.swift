@@ -377,11 +377,13 @@ struct ProjectionRunnerTests {
         configuration.maxAttempts = 1
         configuration.poisonEvents = .stop
         let runner = try await makeRunner(store: store, projection: projection, configuration: configuration)
-        try await UserEvents.appendMix(count: 4, to: store)
 
         let cancelled = Task { try await runner.run() }
         cancelled.cancel()
         try await cancelled.value  // a cancelled run ends cleanly
+        // Appended only now: a run that got going before the cancellation reached it (as under
+        // ThreadSanitizer) would otherwise have checkpointed past the poisoned event below.
+        try await UserEvents.appendMix(count: 4, to: store)
 
         projection.poison.poison("u2")
         let failure = await #expect(throws: ProjectionError.self) { try await runner.run() }
