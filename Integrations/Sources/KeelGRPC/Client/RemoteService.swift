@@ -161,8 +161,9 @@ public actor RemoteService<Remote: RemoteServiceName>: ServiceActor {
     /// The wait ends as soon as the client connects (it retries on its own, with the backoff of
     /// ``Configuration/transport``) and the remote host answers. A call that fails as unavailable
     /// (the connection broke under it, as when the remote host restarts) is made again after a
-    /// 50 ms pause, while time is left. Cancelling the calling task ends the wait at once. Run ``/Keel/ServiceHost/checkHealth()`` afterwards to bring the proxy
-    /// back into rotation before the next periodic check.
+    /// 50 ms pause, while time is left. Cancelling the calling task ends the wait at once. Run
+    /// ``/Keel/ServiceHost/checkHealth()`` afterwards to bring the proxy back into rotation before
+    /// the next periodic check.
     /// - Parameter timeout: The longest to wait.
     /// - Returns: The health report.
     public nonisolated func waitUntilReachable(timeout: Duration) async -> HealthReport {
